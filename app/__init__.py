@@ -1,0 +1,1 @@
+"""Interfaces: the ``decodex`` command line (and, later, the dashboard)."""

@@ -1,0 +1,163 @@
+"""The ``decodex`` command line: list the catalogs, estimate a step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from app.formatting import si, step_report, table
+from hw_models.system import list_systems, load_system
+from sim.estimate import estimate
+from workloads.catalog import list_models, load_model
+from workloads.errors import DecodexError
+from workloads.parallelism import Parallelism
+from workloads.precision import PRECISION_PRESETS, DType
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"decodex: error: {message} (see 'decodex {self.prog.split()[-1]} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _context(text: str) -> int | list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma-separated list") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: context lengths must be >= 0")
+    return values[0] if len(values) == 1 else values
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """Replace NaN/inf by None so that the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(_clean(data), indent=2, default=_json_default))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models():
+        m = load_model(name)
+        rows.append({"name": name, "model_type": m.model_type, "family": m.family, "layers": m.num_layers,
+                     "hidden_size": m.hidden_size, "parameters": m.parameter_count(),
+                     "active_parameters": m.parameter_count(active=True),
+                     "max_position_embeddings": m.max_position_embeddings})
+    if args.json:
+        _print_json(rows)
+    else:
+        print(table(["model", "type", "family", "layers", "hidden", "params", "active", "max ctx"],
+                    [[r["name"], r["model_type"], r["family"], r["layers"], r["hidden_size"],
+                      si(r["parameters"], ""), si(r["active_parameters"], ""), r["max_position_embeddings"]]
+                     for r in rows]))
+    return 0
+
+
+def cmd_systems(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_systems():
+        s = load_system(name)
+        d = s.primary_device
+        matrix = d.unit_for_role("matrix")
+        peak = matrix[0].peak_flops(DType.BF16) if matrix and matrix[0].supports(DType.BF16) else 0.0
+        rows.append({"name": name, "description": s.description, "devices": s.device_count,
+                     "device": d.name, "default_mapper": s.default_mapper, "bf16_peak_flops": peak,
+                     "memory_bandwidth_bytes_per_s": d.main_memory.bandwidth_bytes_per_s,
+                     "memory_capacity_bytes": d.capacity_bytes, "usd_per_hour": d.usd_per_hour})
+    if args.json:
+        _print_json(rows)
+    else:
+        print(table(["system", "devices", "mapper", "bf16 peak", "bandwidth", "memory", "$/h", "description"],
+                    [[r["name"], r["devices"], r["default_mapper"],
+                      si(r["bf16_peak_flops"], "FLOP/s") if r["bf16_peak_flops"] else "-",
+                      si(r["memory_bandwidth_bytes_per_s"], "B/s"), si(r["memory_capacity_bytes"], "B"),
+                      f"{r['usd_per_hour']:.2f}", r["description"]] for r in rows]))
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    result = estimate(args.model, args.system, args.batch, context=args.context, precision=args.precision,
+                      mapper=args.mapper, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep))
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(step_report(result, show_ops=args.ops))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="decodex", description="Decodex: hardware simulator and co-design explorer for LLM decoding.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("models", help="list the model catalog")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("systems", help="list the system catalog")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_systems)
+    p = sub.add_parser("estimate", help="analytical estimate of one decode step")
+    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
+    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
+    p.add_argument("--batch", type=_positive_int, default=1, help="requests in the batch (default 1)")
+    p.add_argument("--context", type=_context, default=1024,
+                   help="cached tokens per request, or a comma-separated list, one per request (default 1024)")
+    p.add_argument("--precision", default="bf16",
+                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
+    p.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel degree")
+    p.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages")
+    p.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (divides tp)")
+    p.add_argument("--mapper", default=None, help="mapper (default: the system's)")
+    p.add_argument("--ops", action="store_true", help="also list every op")
+    p.add_argument("--json", action="store_true", help="one JSON object: summary keys and an 'ops' list")
+    p.set_defaults(func=cmd_estimate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``decodex`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if isinstance(getattr(args, "context", None), list) and args.batch not in (1, len(args.context)):
+        print(f"decodex: error: --context lists {len(args.context)} lengths but --batch is {args.batch}",
+              file=sys.stderr)
+        return 2
+    if isinstance(getattr(args, "context", None), list):
+        args.batch = len(args.context)
+    try:
+        return int(args.func(args))
+    except DecodexError as err:
+        print(f"decodex: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

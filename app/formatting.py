@@ -1,0 +1,61 @@
+"""Human-readable text for the terminal. Only the CLI and dashboard format; data stays SI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sim.results import StepResult
+
+
+def si(value: float, unit: str, digits: int = 3) -> str:
+    """``si(0.0123, "s")`` -> ``"12.3 ms"``; engineering prefixes from p to P."""
+    if value == 0 or value != value:
+        return f"{value:g} {unit}"
+    prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
+                (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
+    magnitude = abs(value)
+    for scale, prefix in prefixes:
+        if magnitude >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}"
+    return f"{value:.{digits}g} {unit}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain aligned text table (first column left-aligned, the others right-aligned)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for index, row in enumerate(cells):
+        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(parts).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def step_report(result: StepResult, show_ops: bool = False) -> str:
+    """The readable report of ``decodex estimate``: summary, time by block, optionally every op."""
+    head = (f"{result.model} on {result.system} ({result.devices} device{'s' if result.devices > 1 else ''}, "
+            f"{result.parallelism}, mapper {result.mapper}), {result.precision}, batch {result.batch_size}, "
+            f"mean context {result.mean_context:.0f}")
+    summary = table(["metric", "value"], [
+        ["step time", si(result.step_time_s, "s")],
+        ["throughput", f"{result.tokens_per_s:,.1f} tokens/s"],
+        ["energy per token", si(result.energy_per_token_j, "J")],
+        ["weights per device", si(result.weight_bytes, "B")],
+        ["KV cache per device", si(result.kv_bytes, "B")],
+        ["memory required / capacity", f"{si(result.memory_required_bytes, 'B')} / "
+                                       f"{si(result.memory_capacity_bytes, 'B')}"],
+        ["fits", "yes" if result.fits else f"NO: {result.reason}"],
+    ])
+    blocks = result.by_block()
+    block_rows = [[r.block, si(r.total_time_s, "s"), f"{100 * r.time_share:.1f}%", si(r.flops_step, "FLOP"),
+                   si(r.bytes_step, "B")] for r in blocks.itertuples()]
+    parts = [head, "", summary, "", table(["block", "time/step", "share", "FLOP/device", "bytes/device"],
+                                          block_rows)]
+    if show_ops:
+        op_rows = [[f"{r.template}.{r.name}", r.unit, r.repeat, si(r.time_s, "s"), r.bound,
+                    f"{r.arithmetic_intensity:.3g}", si(r.flops, "FLOP"), si(r.bytes, "B")]
+                   for r in result.records]
+        parts += ["", table(["op", "unit", "×", "time", "bound", "FLOP/B", "FLOP", "bytes"], op_rows)]
+    return "\n".join(parts)

@@ -1,0 +1,103 @@
+"""A device: its compute units, memories, links, power and price, read from a TOML file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hw_models.roofline  # noqa: F401  (registers the "roofline" unit model)
+from hw_models.memory import LinkSpec, MemorySpec
+from hw_models.spec_reader import TableReader, read_toml
+from hw_models.units import UnitModel, read_unit
+
+DEVICE_KINDS = ("gpu", "cpu", "npu", "pim", "fpga")
+DEFAULT_MAPPER_BY_KIND = {"gpu": "gpu", "cpu": "gpu"}
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """Idle (static) power and the board power limit, W."""
+
+    idle_w: float
+    tdp_w: float
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device. ``units``, ``memories`` and ``links`` are keyed by their names in the file."""
+
+    name: str
+    kind: str
+    description: str
+    units: Mapping[str, UnitModel]
+    memories: Mapping[str, MemorySpec]
+    links: Mapping[str, LinkSpec]
+    power: PowerSpec
+    usd_per_hour: float
+    default_mapper: str
+    source: str = field(default="<dict>", compare=False)
+
+    def unit_for_role(self, role: str) -> list[UnitModel]:
+        """Units of a role (``matrix`` or ``vector``), in file order."""
+        return [u for u in self.units.values() if u.role == role]
+
+    @property
+    def main_memory(self) -> MemorySpec:
+        """The memory the matrix units read (HBM on a GPU, DRAM on a CPU)."""
+        for unit in self.units.values():
+            return self.memories[unit.memory]
+        raise AssertionError("a device has at least one unit")
+
+    @property
+    def capacity_bytes(self) -> float:
+        """Capacity of the main memory, bytes."""
+        return self.main_memory.capacity_bytes
+
+
+def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
+                     expected_name: str | None = None) -> DeviceSpec:
+    """Build and validate a DeviceSpec from a parsed TOML mapping."""
+    root = TableReader(data, source)
+    dev = root.sub("device")
+    name = dev.string("name")
+    if expected_name is not None and name != expected_name:
+        raise dev.error("name", f"{name!r} must equal the file name {expected_name!r}")
+    kind = dev.string("kind", choices=DEVICE_KINDS)
+    power = dev.sub("power")
+    idle = power.number("idle_w")
+    tdp = power.positive("tdp_w")
+    if idle > tdp:
+        raise power.error("idle_w", f"{idle} exceeds tdp_w={tdp}")
+    price = dev.sub("price")
+    mem_table = root.sub("memories")
+    memories = {key: MemorySpec.read(key, mem_table.sub(key)) for key in mem_table}
+    if not memories:
+        raise root.error("memories", "at least one memory is required")
+    unit_table = root.sub("units")
+    units = {key: read_unit(key, unit_table.sub(key), tuple(memories)) for key in unit_table}
+    if not units:
+        raise root.error("units", "at least one unit is required")
+    for key, unit in units.items():
+        if memories[unit.memory].bandwidth_bytes_per_s <= 0:
+            raise unit_table.error(f"{key}.memory", f"memory {unit.memory!r} has no bandwidth_bytes_per_s")
+    link_table = root.optional_sub("links")
+    links = {} if link_table is None else {k: LinkSpec.read(k, link_table.sub(k)) for k in link_table}
+    return DeviceSpec(
+        name=name,
+        kind=kind,
+        description=dev.string("description", default=""),
+        units=units,
+        memories=memories,
+        links=links,
+        power=PowerSpec(idle, tdp),
+        usd_per_hour=price.number("usd_per_hour"),
+        default_mapper=dev.string("default_mapper", default=DEFAULT_MAPPER_BY_KIND.get(kind, kind)),
+        source=source,
+    )
+
+
+def load_device(path: str | Path) -> DeviceSpec:
+    """Read a device TOML file; its ``device.name`` must equal the file stem."""
+    path = Path(path)
+    return device_from_dict(read_toml(path), str(path), expected_name=path.stem)

@@ -1,0 +1,68 @@
+"""Achieved fraction of a peak as data: a constant or a curve over the size of the work."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw_models.spec_reader import TableReader
+
+
+@dataclass(frozen=True)
+class EfficiencyCurve:
+    """Fraction of peak (in (0, 1]) as a function of size (FLOP or bytes).
+
+    Piecewise linear in log(size) between the points, constant beyond the ends (Calculon's
+    efficiency-versus-size tables). A single point is a constant.
+    """
+
+    sizes: tuple[float, ...]
+    values: tuple[float, ...]
+
+    @classmethod
+    def constant(cls, value: float) -> EfficiencyCurve:
+        """A size-independent efficiency."""
+        return cls((1.0,), (value,))
+
+    @property
+    def is_constant(self) -> bool:
+        return len(self.values) == 1
+
+    def at(self, size: float) -> float:
+        """Efficiency for work of ``size`` (FLOP or bytes)."""
+        if len(self.values) == 1:
+            return self.values[0]
+        return float(np.interp(np.log(max(size, 1e-30)), np.log(self.sizes), self.values))
+
+    def at_many(self, sizes: np.ndarray) -> np.ndarray:
+        """Vectorized :meth:`at`."""
+        if len(self.values) == 1:
+            return np.full(np.shape(sizes), self.values[0])
+        return np.interp(np.log(np.maximum(sizes, 1e-30)), np.log(self.sizes), self.values)
+
+    def scaled(self, factor: float) -> EfficiencyCurve:
+        """The same curve with every value multiplied by ``factor`` (capped at 1)."""
+        return EfficiencyCurve(self.sizes, tuple(min(1.0, v * factor) for v in self.values))
+
+    @classmethod
+    def read(cls, table: TableReader, key: str = "efficiency") -> EfficiencyCurve:
+        """Read ``key`` as a number, a ``{value = x}`` table or a ``{sizes, values}`` curve."""
+        if not table.has(key):
+            raise table.error(key, "required field is missing (a number in (0, 1] or a {sizes, values} curve)")
+        raw = table.data[key]
+        if not isinstance(raw, dict):
+            return cls.constant(table.number(key, lo=0.0, hi=1.0, lo_open=True))
+        sub = table.sub(key)
+        if sub.has("value"):
+            return cls.constant(sub.number("value", lo=0.0, hi=1.0, lo_open=True))
+        sizes = sub.number_list("sizes")
+        values = sub.number_list("values")
+        if len(sizes) != len(values):
+            raise sub.error("values", f"has {len(values)} points but sizes has {len(sizes)}")
+        if any(s <= 0 for s in sizes) or any(b <= a for a, b in itertools.pairwise(sizes)):
+            raise sub.error("sizes", "must be > 0 and strictly ascending")
+        if any(not 0.0 < v <= 1.0 for v in values):
+            raise sub.error("values", "each must lie in (0, 1]")
+        return cls(sizes, values)

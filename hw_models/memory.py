@@ -1,0 +1,74 @@
+"""Memories and links of a device."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hw_models.efficiency import EfficiencyCurve
+from hw_models.spec_reader import TableReader
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """A memory: capacity (B), peak bandwidth (B/s), achieved efficiency, energy per byte (J/B).
+
+    On-chip caches may give only a capacity (bandwidth 0 = not modelled as a bottleneck).
+    """
+
+    name: str
+    capacity_bytes: float
+    bandwidth_bytes_per_s: float = 0.0
+    efficiency: EfficiencyCurve = field(default_factory=lambda: EfficiencyCurve.constant(1.0))
+    energy_per_byte_j: float = 0.0
+
+    def effective_bandwidth(self, nbytes: float) -> float:
+        """Achieved bandwidth for a transfer of ``nbytes``, B/s."""
+        return self.bandwidth_bytes_per_s * self.efficiency.at(nbytes)
+
+    def transfer_time(self, nbytes: float) -> float:
+        """Seconds to move ``nbytes`` at the achieved bandwidth (inf when no bandwidth)."""
+        if nbytes <= 0:
+            return 0.0
+        if self.bandwidth_bytes_per_s <= 0:
+            return math.inf
+        return nbytes / self.effective_bandwidth(nbytes)
+
+    @classmethod
+    def read(cls, name: str, table: TableReader) -> MemorySpec:
+        capacity = table.positive("capacity_bytes")
+        if not table.has("bandwidth_bytes_per_s"):
+            return cls(name, capacity)
+        return cls(
+            name=name,
+            capacity_bytes=capacity,
+            bandwidth_bytes_per_s=table.positive("bandwidth_bytes_per_s"),
+            efficiency=EfficiencyCurve.read(table),
+            energy_per_byte_j=table.number("energy_per_byte_j", default=0.0),
+        )
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A link leaving a device: bandwidth per direction (B/s), latency (s), achieved efficiency."""
+
+    name: str
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    efficiency: float = 1.0
+    energy_per_byte_j: float = 0.0
+
+    @property
+    def effective_bandwidth(self) -> float:
+        """Achieved bandwidth per direction, B/s."""
+        return self.bandwidth_bytes_per_s * self.efficiency
+
+    @classmethod
+    def read(cls, name: str, table: TableReader) -> LinkSpec:
+        return cls(
+            name=name,
+            bandwidth_bytes_per_s=table.positive("bandwidth_bytes_per_s"),
+            latency_s=table.number("latency_s", hi=1.0),
+            efficiency=table.number("efficiency", lo=0.0, hi=1.0, lo_open=True, default=1.0),
+            energy_per_byte_j=table.number("energy_per_byte_j", default=0.0),
+        )

@@ -1,0 +1,119 @@
+"""Typed, validated reading of TOML spec tables; every error names file, field and range."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from workloads.errors import SpecError
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing file or bad syntax raises SpecError naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(str(path), "", f"not valid TOML: {err}") from None
+
+
+class TableReader:
+    """A view of one TOML table, at dotted ``path`` inside the file ``source``."""
+
+    def __init__(self, data: Mapping[str, Any], source: str, path: str = "") -> None:
+        if not isinstance(data, Mapping):
+            raise SpecError(source, path, "must be a table")
+        self.data = data
+        self.source = source
+        self.path = path
+
+    def field(self, key: str) -> str:
+        """Dotted path of a key in this table."""
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, message: str) -> SpecError:
+        """A SpecError for ``key`` of this table."""
+        return SpecError(self.source, self.field(key), message)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def sub(self, key: str) -> TableReader:
+        """The sub-table ``key`` (required)."""
+        if key not in self.data:
+            raise self.error(key, "required table is missing")
+        return TableReader(self.data[key], self.source, self.field(key))
+
+    def optional_sub(self, key: str) -> TableReader | None:
+        """The sub-table ``key``, or None when absent."""
+        return self.sub(key) if key in self.data else None
+
+    def number(self, key: str, *, lo: float = 0.0, hi: float = math.inf, lo_open: bool = False,
+               default: float | None = None) -> float:
+        """A finite number in [lo, hi] (or (lo, hi] with ``lo_open``)."""
+        if key not in self.data:
+            if default is None:
+                raise self.error(key, "required field is missing")
+            return default
+        value = self.data[key]
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.error(key, f"must be a finite number in {interval}, got {value!r}")
+        if value < lo or value > hi or (lo_open and value == lo):
+            raise self.error(key, f"{value!r} outside the allowed range {interval}")
+        return float(value)
+
+    def positive(self, key: str, *, default: float | None = None) -> float:
+        """A finite number > 0."""
+        return self.number(key, lo=0.0, lo_open=True, default=default)
+
+    def integer(self, key: str, *, lo: int = 0, hi: int = 2**62, default: int | None = None) -> int:
+        """An integer in [lo, hi]."""
+        if key not in self.data:
+            if default is None:
+                raise self.error(key, "required field is missing")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.error(key, f"must be an integer in [{lo}, {hi}], got {value!r}")
+        return value
+
+    def string(self, key: str, *, choices: tuple[str, ...] | None = None, default: str | None = None) -> str:
+        """A string, optionally one of ``choices``."""
+        if key not in self.data:
+            if default is None:
+                raise self.error(key, "required field is missing")
+            return default
+        value = self.data[key]
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise self.error(key, f"{value!r} not one of {', '.join(choices)}")
+        return value
+
+    def string_list(self, key: str, *, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """A list of strings."""
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"must be a list of strings, got {value!r}")
+        return tuple(value)
+
+    def number_list(self, key: str) -> tuple[float, ...]:
+        """A non-empty list of finite numbers."""
+        value = self.data.get(key)
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in value)):
+            raise self.error(key, f"must be a non-empty list of finite numbers, got {value!r}")
+        return tuple(float(v) for v in value)

@@ -1,0 +1,178 @@
+"""A system: devices, how they are connected, and the mapper that runs it by default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from hw_models.device import DeviceSpec, device_from_dict, load_device
+from hw_models.memory import LinkSpec
+from hw_models.spec_reader import TableReader, read_toml
+from workloads.errors import ArgumentError
+
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+DEVICES_DIR = CATALOG_DIR / "devices"
+SYSTEMS_DIR = CATALOG_DIR / "systems"
+
+
+@dataclass(frozen=True)
+class DeviceGroup:
+    """``count`` identical devices."""
+
+    device: DeviceSpec
+    count: int
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    """Which device links join devices inside a node and across nodes."""
+
+    intra_node_link: str | None = None
+    inter_node_link: str | None = None
+    devices_per_node: int = 8
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """Devices and their interconnect, plus the mapper (and its options) that runs the system.
+
+    ``scalable``: a one-device catalog entry may be replicated as parallelism asks (``--tp 8``
+    on ``h100-sxm`` means eight of them on their intra-node link); a system with a fixed
+    device count is not.
+    """
+
+    name: str
+    description: str
+    default_mapper: str
+    groups: tuple[DeviceGroup, ...]
+    interconnect: Interconnect = Interconnect()
+    mapper_options: Mapping[str, Any] = field(default_factory=dict)
+    scalable: bool = False
+    source: str = field(default="<dict>", compare=False)
+
+    @property
+    def device_count(self) -> int:
+        """Devices in the system."""
+        return sum(g.count for g in self.groups)
+
+    @property
+    def primary_device(self) -> DeviceSpec:
+        """The first device group's device."""
+        return self.groups[0].device
+
+    def link_for_group(self, devices: int) -> LinkSpec:
+        """The link a collective over ``devices`` devices runs on: the intra-node link while the
+        group fits in one node, else the inter-node one (the slowest hop bounds a ring)."""
+        inter = self.interconnect
+        device = self.primary_device
+        name = inter.intra_node_link if devices <= inter.devices_per_node else inter.inter_node_link
+        if name is None:
+            raise ArgumentError(
+                f"system {self.name!r}: no {'intra' if devices <= inter.devices_per_node else 'inter'}-node "
+                f"link declared for a group of {devices} devices")
+        if name not in device.links:
+            raise ArgumentError(f"system {self.name!r}: device {device.name!r} has no link {name!r}")
+        return device.links[name]
+
+
+def _resolve_device(ref: str, base: Path, table: TableReader) -> DeviceSpec:
+    candidate = DEVICES_DIR / f"{ref}.toml"
+    if candidate.is_file():
+        return load_device(candidate)
+    path = (base / ref) if not Path(ref).is_absolute() else Path(ref)
+    if path.is_file():
+        return load_device(path)
+    raise table.error("device", f"{ref!r} is neither a catalog device ({', '.join(list_devices())}) nor a file")
+
+
+def system_from_dict(data: Mapping[str, Any], source: str = "<dict>", base: Path | None = None) -> SystemSpec:
+    """Build a SystemSpec from a parsed TOML mapping: a ``[system]`` file, or a ``[device]``
+    file (then a scalable one-device system run by the device's default mapper)."""
+    root = TableReader(data, source)
+    if root.has("device") and not root.has("system"):
+        device = device_from_dict(data, source)
+        return SystemSpec(device.name, device.description, device.default_mapper,
+                          (DeviceGroup(device, 1),), Interconnect("nvlink" if "nvlink" in device.links else None,
+                                                                   "nic" if "nic" in device.links else None),
+                          scalable=True, source=source)
+    sysd = root.sub("system")
+    base = base or Path(".")
+    groups = []
+    raw_groups = sysd.data.get("devices")
+    if not isinstance(raw_groups, list) or not raw_groups:
+        raise sysd.error("devices", "needs at least one [[system.devices]] entry")
+    for index, raw in enumerate(raw_groups):
+        entry = TableReader(raw, source, sysd.field(f"devices[{index}]"))
+        device = _resolve_device(entry.string("device"), base, entry)
+        groups.append(DeviceGroup(device, entry.integer("count", lo=1, hi=1_000_000)))
+    inter_table = sysd.optional_sub("interconnect")
+    interconnect = Interconnect()
+    if inter_table is not None:
+        interconnect = Interconnect(
+            intra_node_link=inter_table.string("intra_node_link") if inter_table.has("intra_node_link") else None,
+            inter_node_link=inter_table.string("inter_node_link") if inter_table.has("inter_node_link") else None,
+            devices_per_node=inter_table.integer("devices_per_node", lo=1, hi=1_000_000, default=8),
+        )
+        for key in ("intra_node_link", "inter_node_link"):
+            link = getattr(interconnect, key)
+            if link is not None and link not in groups[0].device.links:
+                raise inter_table.error(key, f"device {groups[0].device.name!r} has no link {link!r} "
+                                             f"(it has: {', '.join(groups[0].device.links) or 'none'})")
+    options = sysd.data.get("mapper_options", {})
+    if not isinstance(options, dict):
+        raise sysd.error("mapper_options", "must be a table")
+    return SystemSpec(
+        name=sysd.string("name"),
+        description=sysd.string("description", default=""),
+        default_mapper=sysd.string("default_mapper"),
+        groups=tuple(groups),
+        interconnect=interconnect,
+        mapper_options=options,
+        scalable=_scalable(sysd, sum(g.count for g in groups)),
+        source=source,
+    )
+
+
+def _scalable(table: TableReader, count: int) -> bool:
+    value = table.data.get("scalable", count == 1)
+    if not isinstance(value, bool):
+        raise table.error("scalable", f"must be true or false, got {value!r}")
+    return value
+
+
+def list_devices() -> list[str]:
+    """Names of the catalog devices."""
+    return sorted(p.stem for p in DEVICES_DIR.glob("*.toml"))
+
+
+def list_systems() -> list[str]:
+    """Names of the catalog systems."""
+    return sorted(p.stem for p in SYSTEMS_DIR.glob("*.toml"))
+
+
+@lru_cache(maxsize=256)
+def _load_system_file(path: str, mtime_ns: int) -> SystemSpec:
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    return system_from_dict(read_toml(path), path, base=Path(path).parent)
+
+
+def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:
+    """A SystemSpec from a catalog name, a system TOML file or a device TOML file (cached per
+    file and modification time)."""
+    if isinstance(name_or_path, SystemSpec):
+        return name_or_path
+    text = str(name_or_path)
+    candidate = SYSTEMS_DIR / f"{text}.toml"
+    if candidate.is_file():
+        path = candidate
+    elif (DEVICES_DIR / f"{text}.toml").is_file():
+        path = DEVICES_DIR / f"{text}.toml"
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ArgumentError(f"system: unknown system {text!r}; catalog: {', '.join(list_systems())} "
+                                "(or a path to a system or device TOML file)")
+    return _load_system_file(str(path), path.stat().st_mtime_ns)

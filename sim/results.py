@@ -1,0 +1,113 @@
+"""Results of one step: per-op records and the summary, convertible to pandas."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One op of the step on one device: quantities per device per instance, ``repeat``
+    instances per step. ``energy_j`` is the dynamic energy of one instance on all ``devices``."""
+
+    template: str
+    block: str
+    name: str
+    kind: str
+    unit: str
+    repeat: int
+    devices: int
+    dtype: str
+    flops: float
+    bytes: float
+    weight_bytes: float
+    kv_bytes: float
+    activation_bytes: float
+    arithmetic_intensity: float
+    time_s: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    bound: str
+    energy_j: float
+    peak_flops: float = 0.0  # the unit's peak FLOP/s for this op's dtype (0 for collectives)
+    peak_bandwidth_bytes_per_s: float = 0.0  # the unit's memory (or the link's) peak bandwidth
+
+    @property
+    def total_time_s(self) -> float:
+        """Time of all ``repeat`` instances, s."""
+        return self.time_s * self.repeat
+
+
+SUMMARY_KEYS = (
+    "model", "system", "mapper", "precision", "parallelism", "devices", "batch_size", "tokens",
+    "output_tokens", "mean_context", "step_time_s", "tokens_per_s", "energy_j", "energy_per_token_j",
+    "weight_bytes", "kv_bytes", "memory_required_bytes", "memory_capacity_bytes", "fits", "reason",
+    "flops", "bytes",
+)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step of a model on a system.
+
+    Memory quantities are per device (the most loaded pipeline stage). ``flops`` and ``bytes``
+    are per device per step. ``tokens_per_s`` counts output tokens. ``energy_j`` is the whole
+    replica's energy for the step (dynamic + idle power of every device).
+    """
+
+    model: str
+    system: str
+    mapper: str
+    precision: str
+    parallelism: str
+    devices: int
+    batch_size: int
+    tokens: int
+    output_tokens: int
+    mean_context: float
+    step_time_s: float
+    tokens_per_s: float
+    energy_j: float
+    energy_per_token_j: float
+    weight_bytes: float
+    kv_bytes: float
+    memory_required_bytes: float
+    memory_capacity_bytes: float
+    fits: bool
+    reason: str
+    flops: float
+    bytes: float
+    records: tuple[OpRecord, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """The summary keys as a plain dict (JSON-ready)."""
+        return {key: getattr(self, key) for key in SUMMARY_KEYS}
+
+    @property
+    def ops(self) -> pd.DataFrame:
+        """One row per op (per template, not per layer), unit-suffixed columns, plus
+        ``total_time_s`` (all repeats) and ``time_share`` (of the step)."""
+        columns = [f.name for f in fields(OpRecord)]
+        frame = pd.DataFrame([asdict(r) for r in self.records], columns=columns)
+        frame["total_time_s"] = frame["time_s"] * frame["repeat"]
+        frame["time_share"] = frame["total_time_s"] / self.step_time_s if self.step_time_s > 0 else 0.0
+        return frame
+
+    def by_block(self) -> pd.DataFrame:
+        """Time per step, FLOP and bytes per device by model block (embedding, attention, ...)."""
+        frame = self.ops
+        frame["flops_step"] = frame["flops"] * frame["repeat"]
+        frame["bytes_step"] = frame["bytes"] * frame["repeat"]
+        grouped = frame.groupby("block", sort=False)[["total_time_s", "flops_step", "bytes_step"]].sum()
+        grouped["time_share"] = grouped["total_time_s"] / self.step_time_s
+        return grouped.reset_index()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary plus an ``ops`` list (one object per op record)."""
+        out = self.summary()
+        out["ops"] = [asdict(r) for r in self.records]
+        return out

@@ -1,0 +1,146 @@
+"""A batch of requests in one iteration, and how its tokens are routed to experts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from workloads.errors import ArgumentError
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How tokens choose experts in MoE layers.
+
+    ``kind="uniform"``: each token picks ``top_k`` distinct experts uniformly at random.
+    ``kind="zipf"``: expert ``i`` (in a random order fixed by the seed) has popularity
+    proportional to ``(i + 1) ** -skew``; picks are drawn without replacement in proportion to it.
+    All draws come from ``numpy.random.default_rng(seed)``.
+    """
+
+    kind: str = "uniform"
+    skew: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("uniform", "zipf"):
+            raise ArgumentError(f"routing.kind: {self.kind!r} not one of uniform, zipf")
+        if not (0.0 <= self.skew <= 10.0):
+            raise ArgumentError(f"routing.skew: {self.skew} outside [0, 10]")
+
+    def tokens_per_expert(self, tokens: int, num_experts: int, top_k: int, draws: int = 1) -> np.ndarray:
+        """Tokens routed to each expert, shape ``(draws, num_experts)``; each row sums to tokens × top_k.
+
+        One draw per MoE layer (layers route independently). Vectorized: Gumbel top-k sampling
+        over a ``(draws, tokens, experts)`` key array, processed in chunks to bound memory.
+        """
+        if not 1 <= top_k <= num_experts:
+            raise ArgumentError(f"routing: top_k={top_k} outside [1, num_experts={num_experts}]")
+        rng = np.random.default_rng(self.seed)
+        if self.kind == "uniform":
+            log_p = np.zeros(num_experts)
+        else:
+            ranks = rng.permutation(num_experts)
+            log_p = -self.skew * np.log1p(ranks.astype(float))
+        counts = np.zeros((draws, num_experts), dtype=np.int64)
+        if tokens == 0:
+            return counts
+        chunk = max(1, 2_000_000 // (num_experts * max(tokens, 1)))
+        for start in range(0, draws, chunk):
+            stop = min(draws, start + chunk)
+            keys = log_p + rng.gumbel(size=(stop - start, tokens, num_experts))
+            picks = np.argpartition(-keys, top_k - 1, axis=2)[:, :, :top_k]
+            flat = picks.reshape(stop - start, -1) + num_experts * np.arange(stop - start)[:, None]
+            counts[start:stop] = np.bincount(flat.ravel(), minlength=(stop - start) * num_experts).reshape(
+                stop - start, num_experts)
+        return counts
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The requests of one iteration.
+
+    ``context_lens[i]``: tokens of request ``i`` already in the KV cache before this step.
+    ``query_lens[i]``: tokens request ``i`` processes in this step (1 for a decode; a prefill
+    chunk's length otherwise). ``emits_token[i]``: whether request ``i`` produces an output token
+    this step (decodes do; a prefill chunk does only if it ends the prompt).
+    """
+
+    context_lens: np.ndarray
+    query_lens: np.ndarray
+    emits_token: np.ndarray
+    routing: Routing = field(default_factory=Routing)
+
+    def __post_init__(self) -> None:
+        ctx = np.asarray(self.context_lens, dtype=np.int64).reshape(-1)
+        query = np.asarray(self.query_lens, dtype=np.int64).reshape(-1)
+        emits = np.asarray(self.emits_token, dtype=bool).reshape(-1)
+        if ctx.size == 0:
+            raise ArgumentError("batch: at least one request is needed")
+        if not (ctx.shape == query.shape == emits.shape):
+            raise ArgumentError("batch: context_lens, query_lens and emits_token must have equal lengths")
+        if (ctx < 0).any():
+            raise ArgumentError("batch: context lengths must be >= 0")
+        if (query < 1).any():
+            raise ArgumentError("batch: each request processes at least 1 token (query_lens >= 1)")
+        for name, value in (("context_lens", ctx), ("query_lens", query), ("emits_token", emits)):
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def decode(cls, batch_size: int, context_len: int | np.ndarray, routing: Routing | None = None) -> Batch:
+        """A decode-only batch: ``batch_size`` requests, each with ``context_len`` cached tokens."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ArgumentError(f"batch: batch size must be a positive integer, got {batch_size!r}")
+        ctx = np.broadcast_to(np.asarray(context_len, dtype=np.int64), (batch_size,)).copy()
+        return cls(ctx, np.ones(batch_size, np.int64), np.ones(batch_size, bool), routing or Routing())
+
+    @classmethod
+    def mixed(cls, decode_context_lens: np.ndarray | list[int], prefill_chunks: np.ndarray | list[int],
+              prefill_context_lens: np.ndarray | list[int] | None = None,
+              prefill_completes: np.ndarray | list[bool] | None = None,
+              routing: Routing | None = None) -> Batch:
+        """A mixed iteration: decodes plus prefill chunks (Sarathi-style chunked prefill).
+
+        ``prefill_context_lens``: prompt tokens already prefilled before this chunk (default 0);
+        ``prefill_completes``: whether each chunk ends its prompt (default True).
+        """
+        dec = np.asarray(decode_context_lens, dtype=np.int64).reshape(-1)
+        chunks = np.asarray(prefill_chunks, dtype=np.int64).reshape(-1)
+        pre_ctx = (np.zeros_like(chunks) if prefill_context_lens is None
+                   else np.asarray(prefill_context_lens, dtype=np.int64).reshape(-1))
+        completes = (np.ones(chunks.size, bool) if prefill_completes is None
+                     else np.asarray(prefill_completes, dtype=bool).reshape(-1))
+        return cls(np.concatenate([dec, pre_ctx]), np.concatenate([np.ones(dec.size, np.int64), chunks]),
+                   np.concatenate([np.ones(dec.size, bool), completes]), routing or Routing())
+
+    @property
+    def num_requests(self) -> int:
+        """Requests in the batch."""
+        return int(self.context_lens.size)
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens processed this step (sum of query lengths)."""
+        return int(self.query_lens.sum())
+
+    @property
+    def num_output_tokens(self) -> int:
+        """Output tokens this step produces."""
+        return int(self.emits_token.sum())
+
+    @property
+    def is_decode_only(self) -> bool:
+        """True when every request processes exactly one token."""
+        return bool((self.query_lens == 1).all())
+
+    @property
+    def max_position(self) -> int:
+        """Largest position any request reaches in this step (context + query)."""
+        return int((self.context_lens + self.query_lens).max())
+
+    @property
+    def kv_tokens(self) -> int:
+        """KV-cache tokens held after the step, summed over requests."""
+        return int((self.context_lens + self.query_lens).sum())

@@ -1,0 +1,39 @@
+"""The model catalog: Hugging Face config.json files shipped in ``workloads/catalog/``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from workloads.errors import ArgumentError
+from workloads.model_config import ModelConfig, load_model_config
+
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+
+
+def list_models() -> list[str]:
+    """Names of the catalog models (file stems), sorted."""
+    return sorted(p.stem for p in CATALOG_DIR.glob("*.json"))
+
+
+@lru_cache(maxsize=256)
+def _load_cached(path: str, name: str, mtime_ns: int) -> ModelConfig:
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    return load_model_config(path, name)
+
+
+def load_model(name_or_path: str | Path | ModelConfig) -> ModelConfig:
+    """A ModelConfig from a catalog name (``llama3-70b``) or a path to a config.json file."""
+    if isinstance(name_or_path, ModelConfig):
+        return name_or_path
+    text = str(name_or_path)
+    candidate = CATALOG_DIR / f"{text}.json"
+    if candidate.is_file():
+        return _load_cached(str(candidate), text, candidate.stat().st_mtime_ns)
+    path = Path(text)
+    if path.is_file():
+        return _load_cached(str(path.resolve()), path.stem, path.stat().st_mtime_ns)
+    if path.suffix == ".json":
+        return load_model_config(path)  # raises "file not found" naming the path
+    raise ArgumentError(f"model: unknown model {text!r}; catalog: {', '.join(list_models())} "
+                        "(or a path to a config.json)")

@@ -1,0 +1,34 @@
+"""Error types shared by every Decodex package.
+
+Every error a user can cause (a bad spec file, a bad argument) is a :class:`DecodexError`, whose
+message names the file, the field and the allowed range, so that the CLI can print it as one line.
+"""
+
+from __future__ import annotations
+
+
+class DecodexError(Exception):
+    """Base class for errors caused by input: spec files, model configs, arguments."""
+
+
+class SpecError(DecodexError):
+    """A spec or config file (or an equivalent mapping) holds an invalid field.
+
+    ``source`` is the file path (or a short label such as ``"<dict>"``), ``field`` the dotted
+    field path, and ``message`` what is wrong and what is allowed.
+    """
+
+    def __init__(self, source: str, field: str, message: str) -> None:
+        self.source = source
+        self.field = field
+        self.message = message
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {message}")
+
+
+class ArgumentError(DecodexError):
+    """A function or CLI argument is outside its allowed range."""
+
+
+class InfeasibleError(DecodexError):
+    """A design point cannot run (e.g. a parallel split that does not divide the model)."""

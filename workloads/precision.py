@@ -1,0 +1,184 @@
+"""Numeric formats of weights, activations and KV cache, and N:M weight sparsity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from workloads.errors import ArgumentError
+
+
+class DType(StrEnum):
+    """A numeric format. ``nbytes`` gives its storage size in bytes per element."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+
+    @property
+    def nbytes(self) -> float:
+        """Storage size of one element, bytes (0.5 for int4)."""
+        return _DTYPE_BYTES[self]
+
+    @property
+    def is_float(self) -> bool:
+        """True for floating-point formats."""
+        return self in (DType.FP32, DType.BF16, DType.FP16, DType.FP8)
+
+    @classmethod
+    def parse(cls, text: str, field: str = "dtype") -> DType:
+        """Parse a dtype name (case-insensitive); raise ArgumentError naming the choices."""
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            allowed = ", ".join(d.value for d in cls)
+            raise ArgumentError(f"{field}: unknown dtype {text!r}; allowed: {allowed}") from None
+
+
+_DTYPE_BYTES: dict[DType, float] = {
+    DType.FP32: 4.0,
+    DType.BF16: 2.0,
+    DType.FP16: 2.0,
+    DType.FP8: 1.0,
+    DType.INT8: 1.0,
+    DType.INT4: 0.5,
+}
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """N:M structured weight sparsity: at most ``n`` non-zeros in every ``m`` consecutive weights.
+
+    Stored weights are the non-zeros plus ``ceil(log2(m))`` bits of position metadata per
+    non-zero (2 bits for NVIDIA's 2:4 format).
+    """
+
+    n: int
+    m: int
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.m <= 256):
+            raise ArgumentError(f"sparsity: m={self.m} outside [1, 256]")
+        if not (0 <= self.n <= self.m):
+            raise ArgumentError(f"sparsity: n={self.n} outside [0, m={self.m}]")
+
+    @property
+    def density(self) -> float:
+        """Fraction of weights kept, n/m."""
+        return self.n / self.m
+
+    @property
+    def pattern(self) -> str:
+        """The pattern as text, e.g. ``"2:4"``."""
+        return f"{self.n}:{self.m}"
+
+    @property
+    def metadata_bits_per_nonzero(self) -> int:
+        """Bits of position index stored with each kept weight."""
+        return 0 if self.m == 1 else math.ceil(math.log2(self.m))
+
+    def stored_bytes_per_weight(self, dtype: DType) -> float:
+        """Average bytes stored per dense weight position, values plus metadata."""
+        return self.density * (dtype.nbytes + self.metadata_bits_per_nonzero / 8.0)
+
+    @classmethod
+    def parse(cls, text: str) -> Sparsity:
+        """Parse ``"N:M"``."""
+        try:
+            n_text, m_text = text.split(":")
+            return cls(int(n_text), int(m_text))
+        except ValueError:
+            raise ArgumentError(f"sparsity: {text!r} is not of the form N:M (e.g. 2:4)") from None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Formats of weights, activations and KV cache, and optional N:M weight sparsity.
+
+    Matmuls compute in the activation format (weights narrower than the activations are
+    dequantized on the fly, W4A16 style; W8A8 computes in int8).
+    """
+
+    weights: DType = DType.BF16
+    activations: DType = DType.BF16
+    kv_cache: DType = DType.BF16
+    sparsity: Sparsity | None = None
+
+    @property
+    def compute(self) -> DType:
+        """The format matmuls execute in."""
+        return self.activations
+
+    @property
+    def vector(self) -> DType:
+        """The format of element-wise work (norms, activations, softmax): the activation format
+        when it is 16 or 32 bits wide, else bf16 (8-bit activations are dequantized for it)."""
+        if self.activations in (DType.FP32, DType.BF16, DType.FP16):
+            return self.activations
+        return DType.BF16
+
+    @property
+    def attention(self) -> DType:
+        """The format attention computes in: float activations as they are, bf16 for integer ones."""
+        return self.activations if self.activations.is_float else DType.BF16
+
+    @property
+    def name(self) -> str:
+        """A compact label: the preset name where one matches, else ``w=..,a=..,kv=..``."""
+        for preset, value in PRECISION_PRESETS.items():
+            if value == self:
+                return preset
+        text = f"w={self.weights},a={self.activations},kv={self.kv_cache}"
+        if self.sparsity is not None:
+            text += f",sparsity={self.sparsity.pattern}"
+        return text
+
+    def weight_bytes_per_param(self) -> float:
+        """Stored bytes per dense weight parameter (with sparsity metadata if any)."""
+        if self.sparsity is None:
+            return self.weights.nbytes
+        return self.sparsity.stored_bytes_per_weight(self.weights)
+
+    @classmethod
+    def parse(cls, text: str | Precision) -> Precision:
+        """Parse a preset name (``bf16``, ``fp8``, ``w4a16`` ...) or ``w=int4,a=bf16,kv=fp8[,sparsity=2:4]``."""
+        if isinstance(text, Precision):
+            return text
+        key = text.strip().lower()
+        if key in PRECISION_PRESETS:
+            return PRECISION_PRESETS[key]
+        if "=" not in key:
+            allowed = ", ".join(PRECISION_PRESETS)
+            raise ArgumentError(
+                f"precision: unknown preset {text!r}; allowed: {allowed}, or w=..,a=..,kv=..[,sparsity=N:M]"
+            )
+        fields: dict[str, str] = {}
+        for part in key.split(","):
+            name, _, value = part.partition("=")
+            fields[name.strip()] = value.strip()
+        unknown = set(fields) - {"w", "a", "kv", "sparsity"}
+        if unknown:
+            raise ArgumentError(f"precision: unknown keys {sorted(unknown)}; allowed: w, a, kv, sparsity")
+        base = PRECISION_PRESETS["bf16"]
+        return cls(
+            weights=DType.parse(fields["w"], "precision.w") if "w" in fields else base.weights,
+            activations=DType.parse(fields["a"], "precision.a") if "a" in fields else base.activations,
+            kv_cache=DType.parse(fields["kv"], "precision.kv") if "kv" in fields else base.kv_cache,
+            sparsity=Sparsity.parse(fields["sparsity"]) if "sparsity" in fields else None,
+        )
+
+
+PRECISION_PRESETS: dict[str, Precision] = {
+    "fp32": Precision(DType.FP32, DType.FP32, DType.FP32),
+    "bf16": Precision(DType.BF16, DType.BF16, DType.BF16),
+    "fp16": Precision(DType.FP16, DType.FP16, DType.FP16),
+    "fp8": Precision(DType.FP8, DType.FP8, DType.FP8),
+    "int8": Precision(DType.INT8, DType.INT8, DType.INT8),
+    "w8a16": Precision(DType.INT8, DType.BF16, DType.BF16),
+    "w4a16": Precision(DType.INT4, DType.BF16, DType.BF16),
+    "w4a8": Precision(DType.INT4, DType.INT8, DType.INT8),
+}
