@@ -11,7 +11,7 @@ from typing import Any
 from hw_models.device import DeviceSpec, device_from_dict, load_device
 from hw_models.memory import LinkSpec
 from hw_models.spec_reader import TableReader, read_toml
-from workloads.errors import ArgumentError
+from workloads.errors import ArgumentError, InfeasibleError
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 DEVICES_DIR = CATALOG_DIR / "devices"
@@ -70,7 +70,7 @@ class SystemSpec:
         device = self.primary_device
         name = inter.intra_node_link if devices <= inter.devices_per_node else inter.inter_node_link
         if name is None:
-            raise ArgumentError(
+            raise InfeasibleError(
                 f"system {self.name!r}: no {'intra' if devices <= inter.devices_per_node else 'inter'}-node "
                 f"link declared for a group of {devices} devices")
         if name not in device.links:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sim.estimate import estimate
@@ -137,3 +137,20 @@ def test_precision_argument_accepts_objects(ideal) -> None:  # type: ignore[no-u
     a = estimate("llama2-7b", ideal, 1, context=10, precision=Precision.parse("w4a16"))
     b = estimate("llama2-7b", ideal, 1, context=10, precision="w4a16")
     assert a.step_time_s == b.step_time_s and a.precision == "w4a16"
+
+
+@settings(max_examples=20, deadline=None)
+@given(model=st.sampled_from(["llama3-8b", "mixtral-8x7b", "deepseek-v3", "opt-6.7b"]),
+       system=st.sampled_from(["h100-sxm", "a100-80g", "h20", "cpu-host"]), batch=st.integers(1, 128),
+       context=st.integers(0, 2000), tp=st.sampled_from([1, 2, 8]))
+def test_every_op_respects_its_roofline(model: str, system: str, batch: int, context: int, tp: int) -> None:
+    cfg = load_model(model)
+    ep = tp if cfg.moe is not None else 1
+    assume(system != "cpu-host" or tp == 1)  # a single host has no link to a second one
+    result = estimate(cfg, system, batch, context=context, parallelism=Parallelism(tp=tp, ep=ep))
+    for r in result.records:
+        if r.kind == "collective":
+            assert r.time_s > 0 and r.bound == "network"
+            continue
+        floor = max(r.flops / r.peak_flops if r.flops else 0.0, r.bytes / r.peak_bandwidth_bytes_per_s)
+        assert r.time_s >= floor * (1 - 1e-12)

@@ -123,3 +123,27 @@ def test_load_from_path_and_bad_json(tmp_path) -> None:  # type: ignore[no-untyp
         load_model(str(bad))
     with pytest.raises(ArgumentError, match="unknown model"):
         load_model("no-such-model")
+
+
+def _small(model_type: str, **extra: object) -> dict[str, object]:
+    base: dict[str, object] = {"model_type": model_type, "hidden_size": 256, "intermediate_size": 512,
+                               "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+                               "vocab_size": 100}
+    return {**base, **extra}
+
+
+def test_qwen_families_carry_their_quirks() -> None:
+    qwen2 = model_from_dict(_small("qwen2"))
+    assert qwen2.attention.qkv_bias and not qwen2.attention.out_bias
+    assert model_from_dict(_small("qwen3", head_dim=128)).attention.qk_norm
+    moe = model_from_dict(_small("qwen3_moe", num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                                 decoder_sparse_step=2, mlp_only_layers=[3]))
+    assert moe.layer_kinds == ("dense", "moe", "dense", "dense")
+
+
+def test_gpt2_and_opt_shapes() -> None:
+    gpt = load_model("gpt3-175b")
+    assert (gpt.num_layers, gpt.hidden_size, gpt.attention.num_heads) == (96, 12288, 96)
+    assert gpt.ffn is not None and not gpt.ffn.gated and gpt.positional == "learned"
+    opt = load_model("opt-66b")
+    assert opt.norm == "layernorm" and opt.ffn is not None and opt.ffn.activation == "relu"
