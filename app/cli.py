@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from app.formatting import si, step_report, table
+from app.formatting import si, step_report, table, utilization_report
 from hw_models.system import list_systems, load_system
 from sim.estimate import estimate
+from sim.simulate import simulate
 from workloads.catalog import list_models, load_model
 from workloads.errors import DecodexError
 from workloads.parallelism import Parallelism
@@ -106,14 +107,53 @@ def cmd_systems(args: argparse.Namespace) -> int:
     return 0
 
 
+def _step_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if getattr(args, "microbatches", None):
+        options["microbatches"] = args.microbatches
+    return {"context": args.context, "precision": args.precision, "mapper": args.mapper,
+            "parallelism": Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), **options}
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
-    result = estimate(args.model, args.system, args.batch, context=args.context, precision=args.precision,
-                      mapper=args.mapper, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep))
+    result = estimate(args.model, args.system, args.batch, **_step_kwargs(args))
     if args.json:
         _print_json(result.to_dict())
     else:
         print(step_report(result, show_ops=args.ops))
     return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    result = simulate(args.model, args.system, args.batch, fold=not args.no_fold, **_step_kwargs(args))
+    if args.trace:
+        result.write_trace(args.trace)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(step_report(result, show_ops=args.ops))
+        print("\n" + utilization_report(result))
+        if args.trace:
+            print(f"\ntrace written to {args.trace} (open it in https://ui.perfetto.dev)")
+    return 0
+
+
+def _add_step_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
+    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
+    p.add_argument("--batch", type=_positive_int, default=1, help="requests in the batch (default 1)")
+    p.add_argument("--context", type=_context, default=1024,
+                   help="cached tokens per request, or a comma-separated list, one per request (default 1024)")
+    p.add_argument("--precision", default="bf16",
+                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
+    p.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel degree")
+    p.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages")
+    p.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (divides tp)")
+    p.add_argument("--microbatches", type=_positive_int, default=None,
+                   help="pipeline micro-batches (gpu mapper; default: pp)")
+    p.add_argument("--mapper", default=None, help="mapper (default: the system's)")
+    p.add_argument("--ops", action="store_true", help="also list every op")
+    p.add_argument("--json", action="store_true", help="one JSON object: summary keys and an 'ops' list")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,20 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_systems)
     p = sub.add_parser("estimate", help="analytical estimate of one decode step")
-    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
-    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
-    p.add_argument("--batch", type=_positive_int, default=1, help="requests in the batch (default 1)")
-    p.add_argument("--context", type=_context, default=1024,
-                   help="cached tokens per request, or a comma-separated list, one per request (default 1024)")
-    p.add_argument("--precision", default="bf16",
-                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
-    p.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel degree")
-    p.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages")
-    p.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (divides tp)")
-    p.add_argument("--mapper", default=None, help="mapper (default: the system's)")
-    p.add_argument("--ops", action="store_true", help="also list every op")
-    p.add_argument("--json", action="store_true", help="one JSON object: summary keys and an 'ops' list")
+    _add_step_options(p)
     p.set_defaults(func=cmd_estimate)
+    p = sub.add_parser("simulate", help="discrete-event simulation of one decode step")
+    _add_step_options(p)
+    p.add_argument("--trace", default=None, help="write a Chrome trace-event JSON file (Perfetto)")
+    p.add_argument("--no-fold", action="store_true", help="simulate every repetition of repeated layers")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

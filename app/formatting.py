@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sim.results import StepResult
+from sim.simulate import SimResult
 
 
 def si(value: float, unit: str, digits: int = 3) -> str:
@@ -40,6 +41,8 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
             f"mean context {result.mean_context:.0f}")
     summary = table(["metric", "value"], [
         ["step time", si(result.step_time_s, "s")],
+        *([["analytical step time (no overlap)", si(result.analytical_step_time_s, "s")]]
+          if isinstance(result, SimResult) else []),
         ["throughput", f"{result.tokens_per_s:,.1f} tokens/s"],
         ["energy per token", si(result.energy_per_token_j, "J")],
         ["weights per device", si(result.weight_bytes, "B")],
@@ -59,3 +62,10 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
                    for r in result.records]
         parts += ["", table(["op", "unit", "×", "time", "bound", "FLOP/B", "FLOP", "bytes"], op_rows)]
     return "\n".join(parts)
+
+
+def utilization_report(result: SimResult) -> str:
+    """Busy time and utilisation per timeline track (unit, device or link) of a simulated step."""
+    rows = [[track, si(result.busy_s[track], "s"), f"{100 * util:.1f}%"]
+            for track, util in sorted(result.utilization.items())]
+    return table(["track", "busy/step", "utilization"], rows)

@@ -8,12 +8,18 @@ from dataclasses import dataclass, field
 from hw_models.efficiency import EfficiencyCurve
 from hw_models.spec_reader import TableReader
 
+LARGE_TRANSFER_BYTES = 1e9  # size at which the default shared budget takes the efficiency curve
+
 
 @dataclass(frozen=True)
 class MemorySpec:
     """A memory: capacity (B), peak bandwidth (B/s), achieved efficiency, energy per byte (J/B).
 
     On-chip caches may give only a capacity (bandwidth 0 = not modelled as a bottleneck).
+    ``access``: how units of the device that run at once share it, in the discrete-event engine:
+    ``"exclusive"`` (one unit's transfer at a time, e.g. a single row buffer shared by an NPU and
+    PIM) or ``"concurrent"`` (each unit has its own path; together they share
+    ``shared_bandwidth_bytes_per_s``, by default the achieved bandwidth of large transfers).
     """
 
     name: str
@@ -21,6 +27,15 @@ class MemorySpec:
     bandwidth_bytes_per_s: float = 0.0
     efficiency: EfficiencyCurve = field(default_factory=lambda: EfficiencyCurve.constant(1.0))
     energy_per_byte_j: float = 0.0
+    access: str = "concurrent"
+    shared_budget_bytes_per_s: float | None = None
+
+    @property
+    def shared_bandwidth_bytes_per_s(self) -> float:
+        """Bandwidth budget concurrent units share, B/s."""
+        if self.shared_budget_bytes_per_s is not None:
+            return self.shared_budget_bytes_per_s
+        return self.bandwidth_bytes_per_s * self.efficiency.at(LARGE_TRANSFER_BYTES)
 
     def effective_bandwidth(self, nbytes: float) -> float:
         """Achieved bandwidth for a transfer of ``nbytes``, B/s."""
@@ -39,12 +54,15 @@ class MemorySpec:
         capacity = table.positive("capacity_bytes")
         if not table.has("bandwidth_bytes_per_s"):
             return cls(name, capacity)
+        budget = table.positive("shared_bandwidth_bytes_per_s") if table.has("shared_bandwidth_bytes_per_s") else None
         return cls(
             name=name,
             capacity_bytes=capacity,
             bandwidth_bytes_per_s=table.positive("bandwidth_bytes_per_s"),
             efficiency=EfficiencyCurve.read(table),
             energy_per_byte_j=table.number("energy_per_byte_j", default=0.0),
+            access=table.string("access", choices=("concurrent", "exclusive"), default="concurrent"),
+            shared_budget_bytes_per_s=budget,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hw_models.device import DeviceSpec
 from hw_models.memory import LinkSpec
@@ -12,6 +12,9 @@ from hw_models.system import SystemSpec
 from workloads.errors import ArgumentError
 from workloads.graph import Graph, LayerTemplate
 from workloads.ops import Op
+
+if TYPE_CHECKING:
+    from mappers.schedule import Schedule
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,7 +32,8 @@ class Placement:
 class Plan:
     """A graph mapped onto a system: every op placed, in execution order.
 
-    ``devices_used``: devices one model replica occupies.
+    ``devices_used``: devices one model replica occupies. ``schedule``: the streams, blocks and
+    tasks the discrete-event engine runs (``placements`` is what the analytical path sums).
     """
 
     graph: Graph
@@ -38,6 +42,7 @@ class Plan:
     placements: tuple[Placement, ...]
     devices_used: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    schedule: Schedule | None = None
 
 
 class Mapper(Protocol):

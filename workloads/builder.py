@@ -232,11 +232,25 @@ class _Builder:
         local = _shard(moe.num_experts, par.ep, "experts (over ep ranks)")
         f_expert = _shard(moe.expert.intermediate_size, par.expert_tp, "expert intermediate size (over tp/ep)")
         counts = self.batch.routing.tokens_per_expert(tokens, moe.num_experts, moe.top_k, draws=len(layers))
-        ops.append(MoEExpertsOp(name="experts", dtype=self.a, block=self.block, devices=self.tp,
-                                expert_tokens=counts.reshape(len(layers), par.ep, local), hidden=d,
-                                intermediate=f_expert, gated=moe.expert.gated, weight_dtype=self.w,
-                                weight_sparsity=self.sp))
-        return ops + self.all_reduce("ffn_all_reduce", d)
+        experts = MoEExpertsOp(name="experts", dtype=self.a, block=self.block, devices=self.tp,
+                               expert_tokens=counts.reshape(len(layers), par.ep, local), hidden=d,
+                               intermediate=f_expert, gated=moe.expert.gated, weight_dtype=self.w,
+                               weight_sparsity=self.sp)
+        if par.ep == 1:
+            return [*ops, experts, *self.all_reduce("ffn_all_reduce", d)]
+        # Expert parallel: each device dispatches its 1/tp share of the tokens' top-k copies to the
+        # ranks owning the experts and gets the results back (all-to-all both ways); then the
+        # token shards are gathered (or, with partial sums from shared or split experts, reduced).
+        routed = -(-tokens // self.tp) * moe.top_k * d * self.v.nbytes
+        exchange = [CollectiveOp(name=name, dtype=self.v, block=self.block, devices=self.tp,
+                                 collective="all_to_all", payload_bytes=routed)
+                    for name in ("moe_dispatch", "moe_combine")]
+        if moe.shared is not None or par.expert_tp > 1:
+            finish = self.all_reduce("ffn_all_reduce", d)
+        else:
+            finish = [CollectiveOp(name="moe_all_gather", dtype=self.v, block=self.block, devices=self.tp,
+                                   collective="all_gather", payload_bytes=tokens * d * self.v.nbytes)]
+        return [*ops, exchange[0], experts, exchange[1], *finish]
 
     def embedding(self) -> list[Op]:
         self.block = "embedding"

@@ -89,3 +89,22 @@ def test_negative_bandwidth_spec_file(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "memories.hbm.bandwidth_bytes_per_s" in proc.stderr and str(path) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_json_and_trace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = tmp_path / "t.json"
+    code, out, _ = run_cli(capsys, "simulate", "--model", "llama3-8b", "--system", "8x-h100-sxm", "--tp", "2",
+                           "--batch", "4", "--context", "256", "--json", "--trace", str(trace))
+    data = json.loads(out)
+    assert code == 0 and "utilization" in data and "step_time_s" in data and data["ops"]
+    assert 0 < data["utilization"]["d0.tensor"] <= 1
+    assert json.loads(trace.read_text())["traceEvents"]
+    code, out, _ = run_cli(capsys, "simulate", "--model", "llama2-7b", "--system", "8x-a100-80g", "--pp", "2",
+                           "--batch", "4", "--microbatches", "2")
+    assert code == 0 and "stage0" in out and "utilization" in out
+
+
+def test_fixed_size_system_refuses_too_many_devices(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "estimate", "--model", "llama3-70b", "--system", "8x-h100-sxm", "--tp", "8",
+                           "--pp", "2")
+    assert code == 2 and "needs 16 devices" in err

@@ -172,3 +172,15 @@ def test_decode_graph_context_array() -> None:
     graph = build_step_graph(load_model("llama3-8b"), Batch.decode(3, ctx))
     att = op_named(graph, "dense_layer", "attention")
     assert att.attended_pairs == (ctx + 1).sum()
+
+
+def test_expert_parallel_dispatches_and_combines_with_all_to_all() -> None:
+    model = load_model("mixtral-8x7b")
+    graph = build_step_graph(model, Batch.decode(16, 100), parallelism=Parallelism(tp=8, ep=8))
+    names = [op.name for t, op in graph.ops() if t.name == "moe_layer"]
+    assert names.index("moe_dispatch") < names.index("experts") < names.index("moe_combine")
+    dispatch = op_named(graph, "moe_layer", "moe_dispatch")
+    assert dispatch.payload_bytes == 2 * 2 * 4096 * 2  # 16 tokens / 8 devices x top-2 x hidden x bf16
+    assert "moe_all_gather" in names and "ffn_all_reduce" not in names
+    split = build_step_graph(model, Batch.decode(16, 100), parallelism=Parallelism(tp=8, ep=4))
+    assert "ffn_all_reduce" in [op.name for t, op in split.ops() if t.name == "moe_layer"]
