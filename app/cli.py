@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from app.cli_serve import add_serve_parser
 from app.formatting import si, step_report, table, utilization_report
 from hw_models.system import list_systems, load_system
 from sim.estimate import estimate
@@ -23,7 +24,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument as one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"decodex: error: {message} (see 'decodex {self.prog.split()[-1]} --help')\n")
+        command = self.prog.split()[1:]  # "decodex estimate" -> ["estimate"]; "decodex" -> []
+        hint = " ".join(["decodex", *command, "--help"])
+        self.exit(2, f"decodex: error: {message} (see '{hint}')\n")
 
 
 def _positive_int(text: str) -> int:
@@ -173,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", default=None, help="write a Chrome trace-event JSON file (Perfetto)")
     p.add_argument("--no-fold", action="store_true", help="simulate every repetition of repeated layers")
     p.set_defaults(func=cmd_simulate)
+    add_serve_parser(sub)
     return parser
 
 

@@ -57,7 +57,6 @@ class _Builder:
         self.par = par
         self.tp = par.tp
         self.tokens = batch.num_tokens
-        self.requests = batch.num_requests
         self.d = model.hidden_size
         self.a = precision.activations
         self.w = precision.weights
@@ -278,9 +277,12 @@ class _Builder:
         ops: list[Op] = [self.norm("final_norm", self.tokens * self.d, self.d)]
         if m.embed_proj_dim:
             ops.append(self.linear("project_out", width, self.d, replicated=True))
-        ops.append(self.linear("lm_head", vocab, width, m=self.requests, shared=m.tie_word_embeddings))
+        emitting = self.batch.num_output_tokens  # logits only where a token is sampled
+        if emitting == 0:
+            return ops
+        ops.append(self.linear("lm_head", vocab, width, m=emitting, shared=m.tie_word_embeddings))
         if self.tp > 1:
-            gathered = self.requests * vocab * self.tp * self.v.nbytes
+            gathered = emitting * vocab * self.tp * self.v.nbytes
             ops.append(CollectiveOp(name="logits_all_gather", dtype=self.v, block=self.block, devices=self.tp,
                                     collective="all_gather", payload_bytes=gathered))
         return ops

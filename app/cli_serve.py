@@ -1,0 +1,130 @@
+"""``decodex serve``: simulate a replica serving a stream of requests and print its metrics.
+
+``app.cli.build_parser`` calls :func:`add_serve_parser`. The helpers of ``app.cli`` are imported
+when the functions run, not at import time, so that ``app.cli`` may import this module at its
+top (also under ``python -m app.cli``) without an import cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from app.formatting import si, table
+from sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
+from sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
+from workloads.errors import ArgumentError
+from workloads.parallelism import Parallelism
+from workloads.precision import PRECISION_PRESETS
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
+    return value
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` sub-command to ``subparsers`` (from ``add_subparsers``) and return it."""
+    from app.cli import _positive_int as positive_int
+    p = subparsers.add_parser("serve", help="simulate serving a stream of requests (TTFT, TPOT, throughput)")
+    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
+    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
+    p.add_argument("--requests", type=positive_int, default=None,
+                   help="requests to simulate (default 1000; all rows of a --trace)")
+    p.add_argument("--rate", type=_positive_float, default=None,
+                   help="arrival rate, requests/s (required unless --trace)")
+    p.add_argument("--arrival", choices=("poisson", "fixed"), default="poisson",
+                   help="arrival process: poisson or evenly spaced (default poisson)")
+    p.add_argument("--dataset", choices=PRESET_NAMES, default="sharegpt",
+                   help="length distribution: sharegpt (80/296 tokens), sharegpt-long (1730/415), alpaca (12/56), "
+                        "fixed (--input-len/--output-len) (default sharegpt)")
+    p.add_argument("--input-len", type=positive_int, default=None,
+                   help="prompt tokens (fixed), or the mean prompt length of a lognormal dataset")
+    p.add_argument("--output-len", type=positive_int, default=None,
+                   help="output tokens (fixed), or the mean output length of a lognormal dataset")
+    p.add_argument("--trace", default=None,
+                   help="CSV file with columns arrival_s,input_tokens,output_tokens (replaces --rate/--dataset)")
+    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="continuous",
+                   help="batching policy (default continuous)")
+    p.add_argument("--chunk", type=positive_int, default=512, help="token budget per iteration of chunked (512)")
+    p.add_argument("--max-batch", type=positive_int, default=256, help="most running requests (default 256)")
+    p.add_argument("--block-size", type=positive_int, default=16, help="KV block size, tokens (default 16)")
+    p.add_argument("--memory-utilization", type=_fraction, default=0.9,
+                   help="fraction of device memory for weights, workspace and KV cache (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the workload draws (default 0)")
+    p.add_argument("--precision", default="bf16",
+                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
+    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
+    p.add_argument("--pp", type=positive_int, default=1, help="pipeline stages")
+    p.add_argument("--ep", type=positive_int, default=1, help="expert-parallel degree (divides tp)")
+    p.add_argument("--slo-ttft", type=_positive_float, default=DEFAULT_SLO_TTFT_S,
+                   help=f"TTFT SLO for goodput, s (default {DEFAULT_SLO_TTFT_S:g})")
+    p.add_argument("--slo-tpot", type=_positive_float, default=DEFAULT_SLO_TPOT_S,
+                   help=f"TPOT SLO for goodput, s (default {DEFAULT_SLO_TPOT_S:g})")
+    p.add_argument("--json", action="store_true", help="one JSON object: the summary of the run")
+    p.set_defaults(func=cmd_serve)
+    return p
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    if args.trace is not None:
+        return Workload.from_trace(args.trace)
+    if args.rate is None:
+        raise ArgumentError("--rate: required (requests/s, > 0) unless --trace is given")
+    return Workload.preset(args.dataset, args.rate, arrival=args.arrival, input_len=args.input_len,
+                           output_len=args.output_len)
+
+
+def serve_report(summary: dict[str, Any]) -> str:
+    """The readable report of ``decodex serve`` from ``ServingResult.summary()``."""
+    head = (f"{summary['model']} on {summary['system']} ({summary['devices']} device"
+            f"{'s' if summary['devices'] > 1 else ''}, {summary['parallelism']}), {summary['precision']}, "
+            f"scheduler {summary['scheduler']}, {summary['requests']} requests")
+    latency = table(["latency", "p50", "p90", "p99", "mean"], [
+        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
+        for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"))])
+    system = table(["metric", "value"], [
+        ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
+        ["requests/s", f"{summary['request_throughput_per_s']:,.3f}"],
+        ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s (TTFT <= {si(summary['slo_ttft_s'], 's')}, "
+                    f"TPOT <= {si(summary['slo_tpot_s'], 's')}; {100 * summary['slo_attainment']:.1f}% met)"],
+        ["utilisation", f"{100 * summary['utilization']:.1f}%"],
+        ["energy per token", si(summary["energy_per_token_j"], "J")],
+        ["preemptions", summary["preemptions"]],
+        ["iterations", f"{summary['iterations']} (mean batch {summary['mean_batch_size']:.1f})"],
+        ["output tokens", summary["output_tokens"]],
+        ["makespan", si(summary["makespan_s"], "s")],
+        ["KV cache", f"{summary['kv_blocks']} blocks of {summary['block_size']} tokens, "
+                     f"peak {summary['peak_kv_blocks_used']} used"],
+    ])
+    return "\n".join([head, "", latency, "", system])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run ``serve`` with the parsed arguments and print the report (or ``--json``); returns 0."""
+    result = serve(args.model, args.system, _workload(args), requests=args.requests, scheduler=args.scheduler,
+                   chunk=args.chunk, max_batch=args.max_batch, block_size=args.block_size,
+                   memory_utilization=args.memory_utilization, precision=args.precision,
+                   parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
+                   slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
+    summary = result.summary()
+    if args.json:
+        from app.cli import _print_json
+
+        _print_json(summary)
+    else:
+        print(serve_report(summary))
+    return 0

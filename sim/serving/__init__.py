@@ -1,0 +1,20 @@
+"""Request-level serving: requests arrive over time, a scheduler batches them, the step model
+prices every iteration.
+
+``serve(model, system, workload, scheduler=...)`` returns a :class:`ServingResult` (TTFT, TPOT,
+E2E, time between tokens, throughput, goodput, utilisation, energy per token, preemptions).
+Modules: ``workload`` (arrivals and lengths), ``kv_cache`` (block manager), ``schedulers``
+(static, continuous, chunked), ``step_times`` (cached iteration latency), ``engine`` (the
+event loop), ``metrics`` and ``result``. Units: seconds, bytes, tokens, joules.
+"""
+
+from sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, serve
+from sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
+from sim.serving.result import ServingResult
+from sim.serving.schedulers import SCHEDULERS, Scheduler, get_scheduler, register_scheduler
+from sim.serving.step_times import StepTimes
+from sim.serving.workload import PRESET_NAMES, Lengths, RequestArrays, Workload
+
+__all__ = ["DEFAULT_SLO_TPOT_S", "DEFAULT_SLO_TTFT_S", "PRESET_NAMES", "SCHEDULERS", "BlockManager", "KVCapacity",
+           "Lengths", "RequestArrays", "Scheduler", "ServingResult", "StepTimes", "Workload", "get_scheduler",
+           "kv_capacity", "register_scheduler", "serve"]

@@ -1,0 +1,160 @@
+"""The serving loop of one replica: a small heap-driven discrete-event simulation (Vidur style).
+
+Events are request arrivals and iteration completions, ordered by time (then by creation).
+Each handler returns its follow-up events: an arrival returns the next arrival; whenever the
+replica is idle and has work, the scheduler plans an iteration, its latency comes from
+:class:`StepTimes`, and an iteration-completion event is returned for ``now + latency``.
+Completing an iteration emits its tokens (stamped with the completion time), finishes requests
+and frees their KV blocks. Time is in seconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+import numpy as np
+
+from sim.serving.schedulers import Scheduler
+from sim.serving.state import Iteration, ReplicaState
+from sim.serving.step_times import StepTimes
+
+ARRIVAL = 0
+ITERATION_END = 1
+Event = tuple[float, int, int, object]
+
+
+class ServingEngine:
+    """Runs requests (``arrival_s``, ``input_tokens``, ``output_tokens``) through one replica.
+
+    After :meth:`run`, per-request times (``scheduled_s``: start of the first iteration that
+    prefilled it, ``first_token_s``, ``finish_s``, ``token_time_s`` with ``token_offsets``) and
+    per-iteration lists (``it_*``) hold the record.
+    """
+
+    def __init__(self, arrival_s: np.ndarray, state: ReplicaState, scheduler: Scheduler,
+                 step_times: StepTimes) -> None:
+        self.arrival_s = arrival_s
+        self.state = state
+        self.scheduler = scheduler
+        self.step_times = step_times
+        n = arrival_s.size
+        self.now = 0.0
+        self.busy = False
+        self._seq = 0
+        self.scheduled_s = np.full(n, np.nan)
+        self.first_token_s = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.token_offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(state.output_tokens, out=self.token_offsets[1:])
+        self.token_time_s = np.full(int(self.token_offsets[-1]), np.nan)
+        self.finished = 0
+        self.it_start: list[float] = []
+        self.it_duration: list[float] = []
+        self.it_decodes: list[int] = []
+        self.it_prefills: list[int] = []
+        self.it_prefill_tokens: list[int] = []
+        self.it_output_tokens: list[int] = []
+        self.it_kv_blocks: list[int] = []
+        self.it_energy: list[float] = []
+        self._handlers: dict[int, Callable[[object], list[Event]]] = {
+            ARRIVAL: self._on_arrival, ITERATION_END: self._on_iteration_end}
+
+    def _event(self, time: float, kind: int, payload: object) -> Event:
+        self._seq += 1
+        return (time, self._seq, kind, payload)
+
+    def run(self) -> None:
+        """Process events until every request has finished."""
+        heap: list[Event] = [self._event(float(self.arrival_s[0]), ARRIVAL, 0)] if self.arrival_s.size else []
+        handlers = self._handlers
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            time, _, kind, payload = pop(heap)
+            self.now = time
+            for event in handlers[kind](payload):
+                push(heap, event)
+        if self.finished != self.arrival_s.size:
+            raise RuntimeError(f"serving loop stalled: {self.finished} of {self.arrival_s.size} requests finished")
+
+    # handlers ------------------------------------------------------------------------------
+    def _on_arrival(self, payload: object) -> list[Event]:
+        request = int(payload)  # type: ignore[call-overload]
+        self.state.waiting.append(request)
+        events = []
+        if request + 1 < self.arrival_s.size:
+            events.append(self._event(float(self.arrival_s[request + 1]), ARRIVAL, request + 1))
+        if not self.busy:
+            events += self._start_iteration()
+        return events
+
+    def _on_iteration_end(self, payload: object) -> list[Event]:
+        assert isinstance(payload, Iteration)
+        self._complete(payload)
+        self.busy = False
+        return self._start_iteration()
+
+    # iterations ----------------------------------------------------------------------------
+    def _start_iteration(self) -> list[Event]:
+        state = self.state
+        if not state.waiting and not state.running.size:
+            return []
+        it = self.scheduler.next_batch(self.now, state)
+        if it is None:
+            return []
+        pre = it.prefill_chunks
+        if pre.size:
+            fresh = it.prefill_ids[np.isnan(self.scheduled_s[it.prefill_ids])]
+            self.scheduled_s[fresh] = self.now
+        prefill_tokens = int(pre.sum()) if pre.size else 0
+        prefill_context = int(it.prefill_done.sum()) if pre.size else 0
+        duration, energy = self.step_times.lookup(it.decode_ids.size, it.decode_context, pre.size,
+                                                  prefill_tokens, prefill_context)
+        self.it_start.append(self.now)
+        self.it_duration.append(duration)
+        self.it_decodes.append(it.decode_ids.size)
+        self.it_prefills.append(pre.size)
+        self.it_prefill_tokens.append(prefill_tokens)
+        self.it_kv_blocks.append(state.kv.used_blocks)
+        self.it_energy.append(energy)
+        self.busy = True
+        return [self._event(self.now + duration, ITERATION_END, it)]
+
+    def _complete(self, it: Iteration) -> None:
+        """Emit the iteration's tokens at ``now``; finish requests that produced their last."""
+        state = self.state
+        now = self.now
+        generated, outputs = state.generated, state.output_tokens
+        emitted = 0
+        finished = []
+        dec = it.decode_ids
+        if dec.size:
+            count = generated[dec] + 1
+            generated[dec] = count
+            self.token_time_s[self.token_offsets[dec] + count - 1] = now
+            emitted += dec.size
+            done = count == outputs[dec]
+            if done.any():
+                finished.append(dec[done])
+        pre = it.prefill_ids
+        if pre.size:
+            state.prefilled[pre] += it.prefill_chunks
+            complete = pre[state.prefilled[pre] == state.prompt_tokens[pre]]
+            if complete.size:
+                before = generated[complete]
+                first = complete[before == 0]
+                self.first_token_s[first] = now
+                generated[complete] = before + 1
+                self.token_time_s[self.token_offsets[complete] + before] = now
+                emitted += complete.size
+                done = before + 1 == outputs[complete]
+                if done.any():
+                    finished.append(complete[done])
+        self.it_output_tokens.append(emitted)
+        if finished:
+            ids = np.concatenate(finished) if len(finished) > 1 else finished[0]
+            self.finish_s[ids] = now
+            self.finished += ids.size
+            state.kv.free(ids)
+            state.alive[ids] = False
+            state.running = state.running[state.alive[state.running]]

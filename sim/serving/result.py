@@ -1,0 +1,204 @@
+"""The outcome of a serving run: per-request and per-iteration records and system metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.serving import metrics
+from sim.serving.kv_cache import KVCapacity
+
+
+@dataclass(frozen=True, eq=False)
+class ServingResult:
+    """One replica serving a stream of requests. Times in s, energy in J, lengths in tokens.
+
+    Requests (index = arrival order): ``arrival_s``, ``scheduled_s`` (start of the first
+    iteration that prefilled it), ``first_token_s``, ``finish_s``,
+    ``input_tokens``, ``output_tokens``, ``preemptions_per_request``. Token times:
+    ``token_time_s[token_offsets[i]:token_offsets[i + 1]]`` are the times request ``i``'s output
+    tokens were produced. Iterations: ``iteration_start_s``, ``iteration_duration_s``,
+    ``iteration_decodes`` (decode requests), ``iteration_prefills`` (prefill chunks),
+    ``iteration_prefill_tokens``, ``iteration_output_tokens``, ``iteration_kv_blocks`` (blocks in
+    use during the iteration), ``iteration_energy_j`` (whole replica, from the step model).
+    ``idle_power_w``: power of the replica's devices while no iteration runs (W), charged between
+    iterations. ``slo_ttft_s``/``slo_tpot_s``: the goodput SLOs.
+    """
+
+    model: str
+    system: str
+    scheduler: str
+    parallelism: str
+    precision: str
+    devices: int
+    arrival_s: np.ndarray
+    scheduled_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    preemptions_per_request: np.ndarray
+    token_time_s: np.ndarray
+    token_offsets: np.ndarray
+    iteration_start_s: np.ndarray
+    iteration_duration_s: np.ndarray
+    iteration_decodes: np.ndarray
+    iteration_prefills: np.ndarray
+    iteration_prefill_tokens: np.ndarray
+    iteration_output_tokens: np.ndarray
+    iteration_kv_blocks: np.ndarray
+    iteration_energy_j: np.ndarray
+    kv: KVCapacity
+    idle_power_w: float
+    slo_ttft_s: float
+    slo_tpot_s: float
+    step_cache_hits: int = 0
+    step_cache_misses: int = 0
+
+    # per-request metrics -------------------------------------------------------------------
+    @cached_property
+    def ttft_s(self) -> np.ndarray:
+        """Time to first token per request, s."""
+        return metrics.ttft(self.arrival_s, self.first_token_s)
+
+    @cached_property
+    def e2e_s(self) -> np.ndarray:
+        """End-to-end latency per request, s."""
+        return metrics.e2e(self.arrival_s, self.finish_s)
+
+    @cached_property
+    def tpot_s(self) -> np.ndarray:
+        """Time per output token after the first, per request, s (NaN for one-token outputs)."""
+        return metrics.tpot(self.arrival_s, self.first_token_s, self.finish_s, self.output_tokens)
+
+    @cached_property
+    def tbt_s(self) -> np.ndarray:
+        """Every time between consecutive tokens of a request, all requests, s."""
+        return metrics.time_between_tokens(self.token_time_s, self.token_offsets)
+
+    @cached_property
+    def meets_slo(self) -> np.ndarray:
+        """Per request: whether TTFT and TPOT are within the SLOs."""
+        return metrics.meets_slo(self.ttft_s, self.tpot_s, self.slo_ttft_s, self.slo_tpot_s)
+
+    # system metrics ------------------------------------------------------------------------
+    @property
+    def num_requests(self) -> int:
+        """Requests served."""
+        return int(self.arrival_s.size)
+
+    @property
+    def total_output_tokens(self) -> int:
+        """Output tokens generated, all requests."""
+        return int(self.output_tokens.sum())
+
+    @property
+    def makespan_s(self) -> float:
+        """From the first arrival to the last finish, s."""
+        return float(self.finish_s.max() - self.arrival_s.min())
+
+    @property
+    def busy_s(self) -> float:
+        """Time the replica spent running iterations, s."""
+        return float(self.iteration_duration_s.sum())
+
+    @property
+    def utilization(self) -> float:
+        """Busy fraction of the replica over the makespan (0..1)."""
+        return self.busy_s / self.makespan_s if self.makespan_s > 0 else float("nan")
+
+    @property
+    def throughput_tokens_per_s(self) -> float:
+        """Output tokens per second over the makespan."""
+        return self.total_output_tokens / self.makespan_s if self.makespan_s > 0 else float("nan")
+
+    @property
+    def request_throughput_per_s(self) -> float:
+        """Finished requests per second over the makespan."""
+        return self.num_requests / self.makespan_s if self.makespan_s > 0 else float("nan")
+
+    @property
+    def goodput_requests_per_s(self) -> float:
+        """Requests per second that met both SLOs, over the makespan."""
+        return int(self.meets_slo.sum()) / self.makespan_s if self.makespan_s > 0 else float("nan")
+
+    @property
+    def energy_j(self) -> float:
+        """Energy of the replica over the makespan: every iteration's energy plus idle power
+        while idle, J."""
+        idle = max(self.makespan_s - self.busy_s, 0.0)
+        return float(self.iteration_energy_j.sum()) + self.idle_power_w * idle
+
+    @property
+    def energy_per_token_j(self) -> float:
+        """Energy per output token, J."""
+        return self.energy_j / self.total_output_tokens
+
+    @property
+    def preemptions(self) -> int:
+        """Preemptions (evictions to recompute), all requests."""
+        return int(self.preemptions_per_request.sum())
+
+    @property
+    def mean_in_system(self) -> float:
+        """Time-average number of requests in the system (Little's L)."""
+        return metrics.mean_in_system(self.arrival_s, self.finish_s)
+
+    # tables --------------------------------------------------------------------------------
+    @property
+    def requests(self) -> pd.DataFrame:
+        """One row per request (arrival order), unit-suffixed columns."""
+        return pd.DataFrame({
+            "arrival_s": self.arrival_s, "scheduled_s": self.scheduled_s,
+            "queue_s": self.scheduled_s - self.arrival_s, "first_token_s": self.first_token_s,
+            "finish_s": self.finish_s,
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s, "e2e_s": self.e2e_s, "preemptions": self.preemptions_per_request,
+            "meets_slo": self.meets_slo,
+        })
+
+    @property
+    def iterations(self) -> pd.DataFrame:
+        """One row per iteration, unit-suffixed columns."""
+        return pd.DataFrame({
+            "start_s": self.iteration_start_s, "duration_s": self.iteration_duration_s,
+            "decode_requests": self.iteration_decodes, "prefill_requests": self.iteration_prefills,
+            "prefill_tokens": self.iteration_prefill_tokens,
+            "batch_size": self.iteration_decodes + self.iteration_prefills,
+            "output_tokens": self.iteration_output_tokens, "kv_blocks_used": self.iteration_kv_blocks,
+            "energy_j": self.iteration_energy_j,
+        })
+
+    def request_tbt_s(self, request: int) -> np.ndarray:
+        """Times between consecutive tokens of one request, s."""
+        times = self.token_time_s[self.token_offsets[request]:self.token_offsets[request + 1]]
+        return np.diff(times)
+
+    def summary(self) -> dict[str, Any]:
+        """The headline figures as a plain dict (JSON-ready): latency percentiles (``p50``,
+        ``p90``, ``p99``, ``mean``; s), throughput (tokens/s), goodput (requests/s), counts."""
+        return {
+            "model": self.model, "system": self.system, "scheduler": self.scheduler,
+            "parallelism": self.parallelism, "precision": self.precision, "devices": self.devices,
+            "requests": self.num_requests, "output_tokens": self.total_output_tokens,
+            "input_tokens": int(self.input_tokens.sum()),
+            "ttft_s": metrics.percentiles(self.ttft_s), "tpot_s": metrics.percentiles(self.tpot_s),
+            "e2e_s": metrics.percentiles(self.e2e_s), "tbt_s": metrics.percentiles(self.tbt_s),
+            "throughput_tokens_per_s": self.throughput_tokens_per_s,
+            "request_throughput_per_s": self.request_throughput_per_s,
+            "goodput_requests_per_s": self.goodput_requests_per_s,
+            "slo_ttft_s": self.slo_ttft_s, "slo_tpot_s": self.slo_tpot_s,
+            "slo_attainment": float(self.meets_slo.mean()),
+            "makespan_s": self.makespan_s, "utilization": self.utilization,
+            "energy_j": self.energy_j, "energy_per_token_j": self.energy_per_token_j,
+            "preemptions": self.preemptions, "iterations": int(self.iteration_start_s.size),
+            "mean_batch_size": float(np.mean(self.iteration_decodes + self.iteration_prefills)),
+            "kv_blocks": self.kv.total_blocks, "block_size": self.kv.block_size,
+            "kv_bytes_per_token": self.kv.kv_bytes_per_token,
+            "peak_kv_blocks_used": int(self.iteration_kv_blocks.max()),
+            "step_cache_hits": self.step_cache_hits, "step_cache_misses": self.step_cache_misses,
+        }

@@ -1,0 +1,115 @@
+"""Iteration latency and energy from the step model, cached by batch composition.
+
+One ``estimate`` call costs ~0.3 ms, a serving run has tens of thousands of iterations, so
+iterations are grouped by a key and the step model runs once per key:
+
+``(decode requests, prefill requests, prefill tokens, bucket(sum of decode contexts),
+bucket(sum of prefill contexts))``
+
+Buckets are geometric with a relative width ``bucket_width`` (default 1 %): a sum ``x`` falls in
+bucket ``round(ln x / ln(1 + w))`` and the bucket stands for ``round((1 + w) ** index)`` tokens,
+so the represented sum is within ``w / 2`` of the true one. The representative batch gives the
+decodes equal contexts that add up to the bucket's sum, and splits the prefill tokens and the
+prefill contexts evenly over the prefill requests.
+
+The approximation: in the step model the matmuls depend only on token counts (kept exactly in
+the key) and decode attention is linear in the summed context (so equal contexts with the same
+sum cost the same, up to the bucket width). Causal attention inside a prefill chunk grows with
+the square of the chunk, so several prefill chunks of unequal length are priced as equal chunks
+of the same total (exact for one chunk per iteration, the common case).
+"""
+
+from __future__ import annotations
+
+import math
+
+from hw_models.system import SystemSpec
+from sim.estimate import estimate
+from workloads.batch import Batch
+from workloads.errors import ArgumentError
+from workloads.model_config import ModelConfig
+from workloads.parallelism import Parallelism
+from workloads.precision import Precision
+
+StepKey = tuple[int, int, int, int, int]
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers differing by at most one."""
+    base, extra = divmod(total, parts)
+    return [base + 1] * extra + [base] * (parts - extra)
+
+
+class StepTimes:
+    """Cached ``(step_time_s, energy_j)`` of an iteration, by batch composition (module doc).
+
+    ``bucket_width``: relative width of the context-sum buckets (0 keys by exact sums).
+    ``hits``/``misses`` count lookups served from the cache and calls of ``estimate``.
+    """
+
+    def __init__(self, model: ModelConfig, system: SystemSpec, *, precision: Precision,
+                 parallelism: Parallelism, bucket_width: float = 0.01) -> None:
+        if isinstance(bucket_width, bool) or not isinstance(bucket_width, int | float) or not (
+                0.0 <= bucket_width <= 1.0):
+            raise ArgumentError(f"bucket_width: {bucket_width!r} outside [0, 1]")
+        self.model = model
+        self.system = system
+        self.precision = precision
+        self.parallelism = parallelism
+        self.bucket_width = float(bucket_width)
+        self._log_step = math.log1p(bucket_width) if bucket_width > 0 else 0.0
+        self._cache: dict[StepKey, tuple[float, float]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def bucket(self, tokens: int) -> int:
+        """Bucket index of a context sum in tokens (the sum itself when buckets are off; -1 for 0)."""
+        if tokens <= 0:
+            return -1
+        if self._log_step == 0.0:
+            return tokens
+        return round(math.log(tokens) / self._log_step)
+
+    def bucket_tokens(self, index: int) -> int:
+        """The context sum (tokens) that bucket ``index`` stands for."""
+        if index < 0:
+            return 0
+        if self._log_step == 0.0:
+            return index
+        return max(1, round(math.exp(index * self._log_step)))
+
+    def lookup(self, decodes: int, decode_context: int, prefills: int, prefill_tokens: int,
+               prefill_context: int) -> tuple[float, float]:
+        """``(step_time_s, energy_j)`` of an iteration with ``decodes`` decode requests whose
+        contexts sum to ``decode_context`` tokens and ``prefills`` prefill chunks of
+        ``prefill_tokens`` tokens in all, with ``prefill_context`` tokens already cached."""
+        key = (decodes, prefills, prefill_tokens, self.bucket(decode_context), self.bucket(prefill_context))
+        hit = self._cache.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        value = self._price(key)
+        self._cache[key] = value
+        return value
+
+    def batch_for(self, key: StepKey) -> Batch:
+        """The representative Batch of a key (module doc)."""
+        decodes, prefills, prefill_tokens, decode_bucket, prefill_bucket = key
+        decode_ctx = _split(self.bucket_tokens(decode_bucket), decodes) if decodes else []
+        if prefills:
+            chunks = _split(prefill_tokens, prefills)
+            prefill_ctx = _split(self.bucket_tokens(prefill_bucket), prefills)
+        else:
+            chunks, prefill_ctx = [], []
+        return Batch.mixed(decode_ctx, chunks, prefill_ctx)
+
+    def _price(self, key: StepKey) -> tuple[float, float]:
+        result = estimate(self.model, self.system, self.batch_for(key), precision=self.precision,
+                          parallelism=self.parallelism)
+        return result.step_time_s, result.energy_j
+
+    @property
+    def entries(self) -> int:
+        """Distinct keys priced so far."""
+        return len(self._cache)

@@ -1,0 +1,255 @@
+"""What arrives at a serving replica: arrival times and prompt/output lengths of requests.
+
+A :class:`Workload` is a frozen spec; :meth:`Workload.generate` draws ``n`` requests from
+``numpy.random.default_rng(seed)`` (vectorized), or reads them from a trace CSV file. Times are
+seconds, lengths are tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from workloads.errors import ArgumentError, SpecError
+
+ARRIVALS = ("poisson", "fixed", "trace")
+LENGTH_KINDS = ("fixed", "uniform", "lognormal")
+TRACE_COLUMNS = ("arrival_s", "input_tokens", "output_tokens")
+MAX_TOKENS = 10**8
+
+
+class RequestArrays(NamedTuple):
+    """The requests of a run, ordered by arrival: arrival time (s) and lengths (tokens)."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+
+def _check_int(name: str, value: object, lo: int, hi: int = MAX_TOKENS) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
+        raise ArgumentError(f"{name}: {value!r} must be an integer in [{lo}, {hi}]")
+    return int(value)
+
+
+def _check_float(name: str, value: object, lo: float, hi: float, lo_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ArgumentError(f"{name}: {value!r} is not a number")
+    number = float(value)
+    bad_lo = number <= lo if lo_open else number < lo
+    if not math.isfinite(number) or bad_lo or number > hi:
+        raise ArgumentError(f"{name}: {number!r} outside {'(' if lo_open else '['}{lo:g}, {hi:g}]")
+    return number
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """A distribution of token counts (prompt or output lengths), clipped to ``[1, max_tokens]``.
+
+    ``kind="fixed"``: always ``mean`` tokens. ``kind="uniform"``: integers uniform in
+    ``[low, high]`` (both included). ``kind="lognormal"``: ``exp(N(mu, sigma²))`` rounded to
+    the nearest integer, with ``mu = ln(mean) - sigma²/2`` so that the mean of the unclipped
+    distribution is exactly ``mean`` tokens; ``sigma`` is the standard deviation of the
+    underlying normal (dimensionless). ``max_tokens`` (tokens, optional) clips from above.
+    """
+
+    kind: str = "fixed"
+    mean: float = 128.0
+    low: int = 1
+    high: int = 1
+    sigma: float = 1.0
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LENGTH_KINDS:
+            raise ArgumentError(f"lengths.kind: {self.kind!r} not one of {', '.join(LENGTH_KINDS)}")
+        if self.kind == "fixed":
+            if not float(self.mean).is_integer() or not 1 <= self.mean <= MAX_TOKENS:
+                raise ArgumentError(f"lengths.mean: {self.mean!r} must be an integer in [1, {MAX_TOKENS}]")
+        elif self.kind == "uniform":
+            _check_int("lengths.low", self.low, 1)
+            _check_int("lengths.high", self.high, self.low)
+        else:
+            _check_float("lengths.mean", self.mean, 1.0, MAX_TOKENS)
+            _check_float("lengths.sigma", self.sigma, 0.0, 5.0)
+        if self.max_tokens is not None:
+            _check_int("lengths.max_tokens", self.max_tokens, 1)
+
+    @classmethod
+    def fixed(cls, tokens: int) -> Lengths:
+        """Always ``tokens`` tokens."""
+        _check_int("lengths.tokens", tokens, 1)
+        return cls("fixed", mean=float(tokens))
+
+    @classmethod
+    def uniform(cls, low: int, high: int) -> Lengths:
+        """Integers uniform in ``[low, high]`` tokens."""
+        return cls("uniform", low=low, high=high)
+
+    @classmethod
+    def lognormal(cls, mean: float, sigma: float = 1.0, max_tokens: int | None = None) -> Lengths:
+        """Lognormal with the given mean (tokens) and ``sigma`` of the underlying normal."""
+        return cls("lognormal", mean=mean, sigma=sigma, max_tokens=max_tokens)
+
+    @property
+    def expected_tokens(self) -> float:
+        """Mean of the unclipped distribution, tokens."""
+        if self.kind == "uniform":
+            return (self.low + self.high) / 2
+        return float(self.mean)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` lengths (int64 tokens, each in ``[1, max_tokens]``) drawn from ``rng``."""
+        if self.kind == "fixed":
+            values = np.full(n, int(self.mean), dtype=np.int64)
+        elif self.kind == "uniform":
+            values = rng.integers(self.low, self.high, size=n, endpoint=True, dtype=np.int64)
+        else:
+            mu = math.log(self.mean) - self.sigma**2 / 2
+            values = np.rint(rng.lognormal(mu, self.sigma, size=n)).astype(np.int64)
+        return np.clip(values, 1, self.max_tokens or MAX_TOKENS)
+
+
+# Preset means (tokens): sharegpt 80/296 as used by NeuPIMs; sharegpt-long 1730/415 are the
+# ShareGPT statistics quoted by Vidur and Sarathi-Serve; alpaca 12/56. The spreads (sigma = 1.0
+# for prompts, 0.8 for outputs) are assumptions, not taken from those papers.
+PRESETS: dict[str, tuple[float, float]] = {
+    "sharegpt": (80.0, 296.0),
+    "sharegpt-long": (1730.0, 415.0),
+    "alpaca": (12.0, 56.0),
+}
+PRESET_NAMES = (*PRESETS, "fixed")
+INPUT_SIGMA = 1.0
+OUTPUT_SIGMA = 0.8
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A stream of requests.
+
+    ``arrival``: ``"poisson"`` (exponential gaps with mean ``1/rate`` s), ``"fixed"`` (one request
+    every ``1/rate`` s, the first at 0 s) or ``"trace"`` (rows of the CSV file ``trace``, columns
+    ``arrival_s``, ``input_tokens``, ``output_tokens``). ``rate``: requests per second (ignored
+    for traces). ``input_lengths``/``output_lengths``: token-count distributions.
+    """
+
+    arrival: str = "poisson"
+    rate: float = 1.0
+    input_lengths: Lengths = field(default_factory=lambda: Lengths.fixed(512))
+    output_lengths: Lengths = field(default_factory=lambda: Lengths.fixed(128))
+    trace: Path | None = None
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.arrival not in ARRIVALS:
+            raise ArgumentError(f"workload.arrival: {self.arrival!r} not one of {', '.join(ARRIVALS)}")
+        if self.arrival == "trace":
+            if self.trace is None:
+                raise ArgumentError("workload.trace: a CSV file is needed when arrival='trace'")
+            object.__setattr__(self, "trace", Path(self.trace))
+        else:
+            _check_float("workload.rate (requests/s)", self.rate, 0.0, 1e9, lo_open=True)
+        for name in ("input_lengths", "output_lengths"):
+            if not isinstance(getattr(self, name), Lengths):
+                raise ArgumentError(f"workload.{name}: must be a Lengths, got {getattr(self, name)!r}")
+
+    @classmethod
+    def preset(cls, name: str, rate: float, *, arrival: str = "poisson", input_len: int | None = None,
+               output_len: int | None = None) -> Workload:
+        """A named workload at ``rate`` requests/s.
+
+        ``sharegpt`` (mean 80 prompt / 296 output tokens, NeuPIMs), ``sharegpt-long`` (1730 / 415,
+        the ShareGPT statistics of Vidur and Sarathi-Serve), ``alpaca`` (12 / 56): lognormal
+        lengths with those means. ``fixed``: every request has ``input_len`` and ``output_len``
+        tokens (default 512 and 128). ``input_len``/``output_len`` given with a lognormal
+        preset replace its means.
+        """
+        if name == "fixed":
+            inputs = Lengths.fixed(512 if input_len is None else _check_int("input_len", input_len, 1))
+            outputs = Lengths.fixed(128 if output_len is None else _check_int("output_len", output_len, 1))
+        elif name in PRESETS:
+            mean_in, mean_out = PRESETS[name]
+            if input_len is not None:
+                mean_in = _check_int("input_len", input_len, 1)
+            if output_len is not None:
+                mean_out = _check_int("output_len", output_len, 1)
+            inputs = Lengths.lognormal(mean_in, INPUT_SIGMA)
+            outputs = Lengths.lognormal(mean_out, OUTPUT_SIGMA)
+        else:
+            raise ArgumentError(f"dataset: {name!r} not one of {', '.join(PRESET_NAMES)}")
+        return cls(arrival=arrival, rate=rate, input_lengths=inputs, output_lengths=outputs, name=name)
+
+    @classmethod
+    def from_trace(cls, path: str | Path) -> Workload:
+        """Requests read from a CSV file with columns ``arrival_s`` (s), ``input_tokens`` and
+        ``output_tokens`` (tokens); rows are sorted by arrival time."""
+        return cls(arrival="trace", trace=Path(path), name=f"trace:{Path(path).name}")
+
+    def generate(self, n: int | None = None, seed: int = 0, max_total_tokens: int | None = None) -> RequestArrays:
+        """``n`` requests (all rows of a trace when ``n`` is None; 1000 otherwise).
+
+        Draws come from ``numpy.random.default_rng(seed)`` only: arrival gaps first, then prompt
+        lengths, then output lengths. ``max_total_tokens`` (the model's context window, tokens)
+        caps each request: the prompt to ``max_total_tokens - 1`` and the output so that prompt
+        + output <= ``max_total_tokens``.
+        """
+        if self.arrival == "trace":
+            arrival, inputs, outputs = _read_trace(self.trace)  # type: ignore[arg-type]
+            if n is not None:
+                _check_int("requests", n, 1, arrival.size)
+                arrival, inputs, outputs = arrival[:n], inputs[:n], outputs[:n]
+        else:
+            n = 1000 if n is None else _check_int("requests", n, 1, 10**8)
+            rng = np.random.default_rng(_check_int("seed", seed, 0, 2**63 - 1))
+            if self.arrival == "poisson":
+                arrival = np.cumsum(rng.exponential(1.0 / self.rate, size=n))
+            else:
+                arrival = np.arange(n, dtype=np.float64) / self.rate
+            inputs = self.input_lengths.sample(rng, n)
+            outputs = self.output_lengths.sample(rng, n)
+        if max_total_tokens is not None:
+            limit = _check_int("max_total_tokens", max_total_tokens, 2)
+            inputs = np.minimum(inputs, limit - 1)
+            outputs = np.minimum(outputs, limit - inputs)
+        return RequestArrays(np.asarray(arrival, dtype=np.float64), inputs.astype(np.int64),
+                             outputs.astype(np.int64))
+
+
+def _read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three columns of a trace CSV file, sorted by arrival; SpecError names file and column."""
+    source = str(path)
+    if not path.is_file():
+        raise SpecError(source, "", "trace file not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SpecError(source, "", f"not a readable CSV file ({err})") from None
+    columns = [str(c).strip() for c in frame.columns]
+    frame.columns = columns
+    for column in TRACE_COLUMNS:
+        if column not in columns:
+            raise SpecError(source, column, f"missing column; the columns needed are {', '.join(TRACE_COLUMNS)}")
+    if frame.empty:
+        raise SpecError(source, "", "the trace has no rows")
+    values = {}
+    for column in TRACE_COLUMNS:
+        data = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(data)
+        if column == "arrival_s":
+            bad |= data < 0
+            allowed = "a number of seconds >= 0"
+        else:
+            bad |= (data < 1) | (data != np.floor(data)) | (data > MAX_TOKENS)
+            allowed = f"an integer in [1, {MAX_TOKENS}]"
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SpecError(source, column, f"row {row + 2} holds {frame[column].iloc[row]!r}; must be {allowed}")
+        values[column] = data
+    order = np.argsort(values["arrival_s"], kind="stable")
+    return (values["arrival_s"][order], values["input_tokens"][order].astype(np.int64),
+            values["output_tokens"][order].astype(np.int64))
