@@ -26,6 +26,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/estimate.py
+	$(PY) benchmarks/simulate.py
+	$(PY) benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
