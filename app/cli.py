@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from app.cli_args import add_deployment_options, add_model_system_options, context_lengths, positive_int, print_json
 from app.cli_serve import add_serve_parser
 from app.formatting import si, step_report, table, utilization_report
 from hw_models.system import list_systems, load_system
@@ -17,7 +16,7 @@ from sim.simulate import simulate
 from workloads.catalog import list_models, load_model
 from workloads.errors import DecodexError
 from workloads.parallelism import Parallelism
-from workloads.precision import PRECISION_PRESETS, DType
+from workloads.precision import DType
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,47 +28,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"decodex: error: {message} (see '{hint}')\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _context(text: str) -> int | list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma-separated list") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: context lengths must be >= 0")
-    return values[0] if len(values) == 1 else values
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _clean(value: Any) -> Any:
-    """Replace NaN/inf by None so that the output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(_clean(data), indent=2, default=_json_default))
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models():
@@ -79,7 +37,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                      "active_parameters": m.parameter_count(active=True),
                      "max_position_embeddings": m.max_position_embeddings})
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
         print(table(["model", "type", "family", "layers", "hidden", "params", "active", "max ctx"],
                     [[r["name"], r["model_type"], r["family"], r["layers"], r["hidden_size"],
@@ -100,7 +58,7 @@ def cmd_systems(args: argparse.Namespace) -> int:
                      "memory_bandwidth_bytes_per_s": d.main_memory.bandwidth_bytes_per_s,
                      "memory_capacity_bytes": d.capacity_bytes, "usd_per_hour": d.usd_per_hour})
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
         print(table(["system", "devices", "mapper", "bf16 peak", "bandwidth", "memory", "$/h", "description"],
                     [[r["name"], r["devices"], r["default_mapper"],
@@ -121,7 +79,7 @@ def _step_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_estimate(args: argparse.Namespace) -> int:
     result = estimate(args.model, args.system, args.batch, **_step_kwargs(args))
     if args.json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         print(step_report(result, show_ops=args.ops))
     return 0
@@ -132,7 +90,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.trace:
         result.write_trace(args.trace)
     if args.json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         print(step_report(result, show_ops=args.ops))
         print("\n" + utilization_report(result))
@@ -142,17 +100,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _add_step_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
-    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
-    p.add_argument("--batch", type=_positive_int, default=1, help="requests in the batch (default 1)")
-    p.add_argument("--context", type=_context, default=1024,
+    add_model_system_options(p)
+    p.add_argument("--batch", type=positive_int, default=1, help="requests in the batch (default 1)")
+    p.add_argument("--context", type=context_lengths, default=1024,
                    help="cached tokens per request, or a comma-separated list, one per request (default 1024)")
-    p.add_argument("--precision", default="bf16",
-                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
-    p.add_argument("--tp", type=_positive_int, default=1, help="tensor-parallel degree")
-    p.add_argument("--pp", type=_positive_int, default=1, help="pipeline stages")
-    p.add_argument("--ep", type=_positive_int, default=1, help="expert-parallel degree (divides tp)")
-    p.add_argument("--microbatches", type=_positive_int, default=None,
+    add_deployment_options(p)
+    p.add_argument("--microbatches", type=positive_int, default=None,
                    help="pipeline micro-batches (gpu mapper; default: pp)")
     p.add_argument("--mapper", default=None, help="mapper (default: the system's)")
     p.add_argument("--ops", action="store_true", help="also list every op")

@@ -1,50 +1,36 @@
 """``decodex serve``: simulate a replica serving a stream of requests and print its metrics.
 
-``app.cli.build_parser`` calls :func:`add_serve_parser`. The helpers of ``app.cli`` are imported
-when the functions run, not at import time, so that ``app.cli`` may import this module at its
-top (also under ``python -m app.cli``) without an import cycle.
+``app.cli.build_parser`` calls :func:`add_serve_parser`; shared option groups live in
+``app.cli_args``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
+from app.cli_args import (
+    add_deployment_options,
+    add_model_system_options,
+    fraction,
+    positive_float,
+    positive_int,
+    print_json,
+)
 from app.formatting import si, table
 from sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
 from sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
 from workloads.errors import ArgumentError
 from workloads.parallelism import Parallelism
-from workloads.precision import PRECISION_PRESETS
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
-    return value
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``add_subparsers``) and return it."""
-    from app.cli import _positive_int as positive_int
     p = subparsers.add_parser("serve", help="simulate serving a stream of requests (TTFT, TPOT, throughput)")
-    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
-    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
+    add_model_system_options(p)
     p.add_argument("--requests", type=positive_int, default=None,
                    help="requests to simulate (default 1000; all rows of a --trace)")
-    p.add_argument("--rate", type=_positive_float, default=None,
+    p.add_argument("--rate", type=positive_float, default=None,
                    help="arrival rate, requests/s (required unless --trace)")
     p.add_argument("--arrival", choices=("poisson", "fixed"), default="poisson",
                    help="arrival process: poisson or evenly spaced (default poisson)")
@@ -62,17 +48,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=positive_int, default=512, help="token budget per iteration of chunked (512)")
     p.add_argument("--max-batch", type=positive_int, default=256, help="most running requests (default 256)")
     p.add_argument("--block-size", type=positive_int, default=16, help="KV block size, tokens (default 16)")
-    p.add_argument("--memory-utilization", type=_fraction, default=0.9,
+    p.add_argument("--memory-utilization", type=fraction, default=0.9,
                    help="fraction of device memory for weights, workspace and KV cache (default 0.9)")
     p.add_argument("--seed", type=int, default=0, help="seed of the workload draws (default 0)")
-    p.add_argument("--precision", default="bf16",
-                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
-    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
-    p.add_argument("--pp", type=positive_int, default=1, help="pipeline stages")
-    p.add_argument("--ep", type=positive_int, default=1, help="expert-parallel degree (divides tp)")
-    p.add_argument("--slo-ttft", type=_positive_float, default=DEFAULT_SLO_TTFT_S,
+    add_deployment_options(p)
+    p.add_argument("--slo-ttft", type=positive_float, default=DEFAULT_SLO_TTFT_S,
                    help=f"TTFT SLO for goodput, s (default {DEFAULT_SLO_TTFT_S:g})")
-    p.add_argument("--slo-tpot", type=_positive_float, default=DEFAULT_SLO_TPOT_S,
+    p.add_argument("--slo-tpot", type=positive_float, default=DEFAULT_SLO_TPOT_S,
                    help=f"TPOT SLO for goodput, s (default {DEFAULT_SLO_TPOT_S:g})")
     p.add_argument("--json", action="store_true", help="one JSON object: the summary of the run")
     p.set_defaults(func=cmd_serve)
@@ -122,9 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
     summary = result.summary()
     if args.json:
-        from app.cli import _print_json
 
-        _print_json(summary)
+        print_json(summary)
     else:
         print(serve_report(summary))
     return 0

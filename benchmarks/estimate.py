@@ -6,17 +6,16 @@ Goal (issue [core]): <= 1 ms per call on a 2-core machine. Writes its figures to
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import write_report  # noqa: E402
 
 from sim.estimate import estimate  # noqa: E402
 from workloads.parallelism import Parallelism  # noqa: E402
@@ -42,16 +41,8 @@ def main() -> dict[str, object]:
         "p90_s_per_call": sorted(samples)[int(0.9 * len(samples))],
         "goal_s_per_call": GOAL_S,
         "meets_goal": median <= GOAL_S,
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    out = ROOT / "benchmarks" / "results" / "estimate.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return write_report("estimate", report)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
-import os
-import platform
 import pstats
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import write_report  # noqa: E402
 
 from sim.estimate import estimate  # noqa: E402
 from sim.serving import Workload, serve  # noqa: E402
@@ -66,10 +65,6 @@ def run() -> dict[str, object]:
         "tpot_s": summary["tpot_s"],
         "e2e_s": summary["e2e_s"],
         "tbt_s": summary["tbt_s"],
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -84,11 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         return report
     report = run()
-    out = ROOT / "benchmarks" / "results" / "serve.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return write_report("serve", report)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,16 @@ batch 256). Goal (issue [engine]): <= 100 ms on a 2-core machine. Writes
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import write_report  # noqa: E402
 
 from sim.simulate import simulate  # noqa: E402
 from workloads.parallelism import Parallelism  # noqa: E402
@@ -44,15 +43,8 @@ def main() -> dict[str, object]:
         "unfolded_timeline_events": len(unfolded.timeline),
         "goal_s": GOAL_S,
         "meets_goal": statistics.median(samples) <= GOAL_S,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    out = ROOT / "benchmarks" / "results" / "simulate.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    return report
+    return write_report("simulate", report)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""Argument types and option groups shared by the ``decodex`` sub-commands, and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from workloads.precision import PRECISION_PRESETS
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1]")
+    return value
+
+
+def context_lengths(text: str) -> int | list[int]:
+    """argparse type: one context length (tokens) or a comma-separated list, each >= 0."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma-separated list") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: context lengths must be >= 0")
+    return values[0] if len(values) == 1 else values
+
+
+def add_model_system_options(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--system``."""
+    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
+    p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
+
+
+def add_deployment_options(p: argparse.ArgumentParser) -> None:
+    """``--precision``, ``--tp``, ``--pp``, ``--ep``."""
+    p.add_argument("--precision", default="bf16",
+                   help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
+    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
+    p.add_argument("--pp", type=positive_int, default=1, help="pipeline stages")
+    p.add_argument("--ep", type=positive_int, default=1, help="expert-parallel degree (divides tp)")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """Replace NaN/inf by None so that the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented strict JSON (NaN and inf become null)."""
+    print(json.dumps(_clean(data), indent=2, default=_json_default))
