@@ -43,6 +43,7 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
         ["step time", si(result.step_time_s, "s")],
         *([["analytical step time (no overlap)", si(result.analytical_step_time_s, "s")]]
           if isinstance(result, SimResult) else []),
+        ["measured step time likely in", f"{si(result.band_low_s, 's')} .. {si(result.band_high_s, 's')}"],
         ["throughput", f"{result.tokens_per_s:,.1f} tokens/s"],
         ["energy per token", si(result.energy_per_token_j, "J")],
         ["weights per device", si(result.weight_bytes, "B")],
@@ -56,6 +57,8 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
                    si(r.bytes_step, "B")] for r in blocks.itertuples()]
     parts = [head, "", summary, "", table(["block", "time/step", "share", "FLOP/device", "bytes/device"],
                                           block_rows)]
+    if result.warnings:
+        parts += ["", f"error band from {result.band_source}; warnings:"] + [f"  - {w}" for w in result.warnings]
     if show_ops:
         op_rows = [[f"{r.template}.{r.name}", r.unit, r.repeat, si(r.time_s, "s"), r.bound,
                     f"{r.arithmetic_intensity:.3g}", si(r.flops, "FLOP"), si(r.bytes, "B")]

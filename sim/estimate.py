@@ -11,6 +11,7 @@ from mappers.base import Placement, Plan, get_mapper
 from sim.costing import placement_cost
 from sim.memory import fit_reason, memory_use
 from sim.results import OpRecord, StepResult
+from validation.bands import OpForBand, band_table
 from workloads.batch import Batch
 from workloads.builder import build_step_graph
 from workloads.catalog import load_model
@@ -66,6 +67,8 @@ def evaluate(plan: Plan) -> StepResult:
     reason = fit_reason(use, capacity, device.name)
     batch = graph.batch
     out_tokens = batch.num_output_tokens
+    band = band_table().step_band(device.name, device.kind, (
+        OpForBand(r.kind, r.dtype, r.flops, r.bytes, r.time_s * r.repeat) for r in records))
     return StepResult(
         model=graph.model.name, system=plan.system.name, mapper=plan.mapper, precision=graph.precision.name,
         parallelism=graph.parallelism.label, devices=plan.devices_used, batch_size=batch.num_requests,
@@ -74,7 +77,8 @@ def evaluate(plan: Plan) -> StepResult:
         energy_j=energy, energy_per_token_j=energy / out_tokens if out_tokens else float("nan"),
         weight_bytes=use.weight_bytes, kv_bytes=use.kv_bytes, memory_required_bytes=use.total_bytes,
         memory_capacity_bytes=capacity, fits=not reason, reason=reason, flops=flops, bytes=nbytes,
-        records=tuple(records),
+        records=tuple(records), band_low_s=band.low_s, band_high_s=band.high_s, band_source=band.source,
+        warnings=band.warnings,
     )
 
 

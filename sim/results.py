@@ -46,7 +46,7 @@ SUMMARY_KEYS = (
     "model", "system", "mapper", "precision", "parallelism", "devices", "batch_size", "tokens",
     "output_tokens", "mean_context", "step_time_s", "tokens_per_s", "energy_j", "energy_per_token_j",
     "weight_bytes", "kv_bytes", "memory_required_bytes", "memory_capacity_bytes", "fits", "reason",
-    "flops", "bytes",
+    "flops", "bytes", "band_low_s", "band_high_s", "band_source", "warnings",
 )
 
 
@@ -56,7 +56,9 @@ class StepResult:
 
     Memory quantities are per device (the most loaded pipeline stage). ``flops`` and ``bytes``
     are per device per step. ``tokens_per_s`` counts output tokens. ``energy_j`` is the whole
-    replica's energy for the step (dynamic + idle power of every device).
+    replica's energy for the step (dynamic + idle power of every device). ``band_low_s`` and
+    ``band_high_s`` bound the measured step time from the validation records
+    (``validation/bands.py``); ``warnings`` say where the prediction leaves what was validated.
     """
 
     model: str
@@ -82,10 +84,16 @@ class StepResult:
     flops: float
     bytes: float
     records: tuple[OpRecord, ...] = ()
+    band_low_s: float = float("nan")
+    band_high_s: float = float("nan")
+    band_source: str = ""
+    warnings: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """The summary keys as a plain dict (JSON-ready)."""
-        return {key: getattr(self, key) for key in SUMMARY_KEYS}
+        out = {key: getattr(self, key) for key in SUMMARY_KEYS}
+        out["warnings"] = list(self.warnings)
+        return out
 
     @property
     def ops(self) -> pd.DataFrame:

@@ -78,7 +78,9 @@ def simulate_plan(plan: Plan, fold: bool = True, fold_repeats: int = FOLD_REPEAT
     out = analytical.output_tokens
     util = {track: busy / run.step_time_s for track, busy in run.busy_s.items()} if run.step_time_s > 0 else {}
     base = {f.name: getattr(analytical, f.name) for f in dataclasses.fields(StepResult)}
-    base.update(step_time_s=run.step_time_s,
+    scale = run.step_time_s / analytical.step_time_s if analytical.step_time_s > 0 else 1.0
+    base.update(step_time_s=run.step_time_s, band_low_s=analytical.band_low_s * scale,
+                band_high_s=analytical.band_high_s * scale,
                 tokens_per_s=out / run.step_time_s if run.step_time_s > 0 else 0.0,
                 energy_j=energy, energy_per_token_j=energy / out if out else float("nan"))
     return SimResult(**base, timeline=run.timeline, busy_s=run.busy_s, utilization=util,

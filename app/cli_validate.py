@@ -1,0 +1,63 @@
+"""``decodex calibrate``, ``decodex validate`` and ``decodex reproduce``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.cli_args import print_json
+from app.formatting import table
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from validation.reproduce import reproduce
+
+    results = reproduce(args.name)
+    if args.json:
+        print_json([r.to_dict() for r in results])
+    else:
+        rows = [[r.name, f"{r.target:.4g} {r.unit}", f"{r.simulated:.4g} {r.unit}", f"{100 * r.error:+.1f}%",
+                 f"±{100 * r.tolerance:.0f}%", "pass" if r.passed else "FAIL"] for r in results]
+        print(table(["target", "paper/measured", "simulated", "error", "tolerance", "result"], rows))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def cmd_calibrate_host(args: argparse.Namespace) -> int:
+    from validation.host import calibrate_host, host_spec_toml
+
+    spec = calibrate_host(quick=args.quick)
+    text = host_spec_toml(spec)
+    out = Path(args.out) if args.out else None
+    if out is None:
+        print(text, end="")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(summary)
+        return
+    rows = [[device, kind, f"{100 * s['mape']:.1f}%", f"{100 * s['max_error']:.1f}%", s["n"]]
+            for device, kinds in summary.items() for kind, s in kinds.items()]
+    print(table(["device", "op kind", "MAPE", "max error", "n"], rows))
+
+
+def add_validation_parsers(sub: Any) -> None:
+    """Add ``calibrate``, ``validate`` and ``reproduce`` to the ``decodex`` sub-commands."""
+    p = sub.add_parser("reproduce", help="re-derive the seed papers' headline results and compare")
+    p.add_argument("name", nargs="?", default="all", help="a target or group name (default: all)")
+    p.add_argument("--json", action="store_true", help="a list of {name, target, simulated, unit, error, "
+                                                       "tolerance, passed}")
+    p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("calibrate", help="measure a machine's spec with microbenchmarks")
+    what = p.add_subparsers(dest="what", required=True)
+    host = what.add_parser("host", help="this CPU: BLAS peak, copy bandwidth, kernel overhead")
+    host.add_argument("--out", default=None, help="write the device TOML here (default: print it)")
+    host.add_argument("--quick", action="store_true", help="smaller, faster microbenchmarks")
+    host.set_defaults(func=cmd_calibrate_host)

@@ -1,0 +1,49 @@
+"""The reproduction registry and its command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from validation.reproduce import Target, load_targets, reproduce, run_target
+from workloads.errors import ArgumentError, SpecError
+
+
+def test_targets_load_with_sources_and_tolerances() -> None:
+    targets = load_targets()
+    assert targets and all(t.source and 0 < t.tolerance <= 1 for t in targets)
+
+
+def test_worked_gpu_target_passes() -> None:
+    (result,) = reproduce("gpu-decode-llama2-7b-h100")
+    assert result.passed and abs(result.error) <= result.tolerance
+
+
+def test_unknown_target_and_bad_file(tmp_path: Path) -> None:
+    with pytest.raises(ArgumentError, match="no target or group"):
+        reproduce("no-such-target")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[target]\nname = "x"\nvalue = 1.0\nunit = "s"\ntolerance = 0.1\nsource = "s"\nrunner = "nope"\n')
+    load_targets()  # registers the runners
+    with pytest.raises(SpecError, match="runner"):
+        Target.load(bad)
+
+
+def test_failing_target_fails(tmp_path: Path) -> None:
+    path = tmp_path / "gpu-wrong.toml"
+    targets = Path(__file__).resolve().parents[2] / "validation" / "targets"
+    text = (targets / "gpu-decode-llama2-7b-h100.toml").read_text()
+    path.write_text(text.replace("value = 0.183e-3", "value = 0.5e-3"))
+    load_targets()
+    result = run_target(Target.load(path))
+    assert not result.passed and result.error < -0.5
+
+
+def test_reproduce_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["reproduce", "all", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {"name", "target", "simulated", "unit", "error", "tolerance", "passed"} <= set(rows[0])

@@ -1,0 +1,148 @@
+"""Error bands: how far a prediction may be from a measurement, from the committed records.
+
+For each (device, op kind) the records give the signed relative errors e = predicted/measured
+- 1 of the validated cases. An op predicted at t was then measured in [t / (1 + e95), t / (1 +
+e5)] for 90 % of the validated cases; a step's band adds its ops' bands (errors assumed to go
+the same way: a conservative band). A device without records of its own borrows those of the
+devices of its kind (flagged); an op kind without records, a dtype or a size outside what was
+validated adds a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from validation.records import RECORDS_DIR, load_records, relative_errors
+
+# external records name their kinds after the measured operators
+KIND_ALIASES = {"gemm": "matmul", "all_reduce": "collective", "send_recv": "collective", "all_gather": "collective"}
+# an op kind priced like another when it has no records of its own
+FALLBACK_KIND = {"moe_experts": "matmul"}
+LOW_Q, HIGH_Q = 0.05, 0.95
+
+
+@dataclass(frozen=True)
+class KindBand:
+    """Error quantiles and validated ranges of one (device, op kind)."""
+
+    e_low: float
+    e_high: float
+    mape: float
+    n: int
+    dtypes: frozenset[str]
+    flops_range: tuple[float, float]
+    bytes_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ErrorBand:
+    """A step's band: the measured step time should lie in [low_s, high_s]; ``covered`` is the
+    share of the predicted time whose op kinds have records; ``source`` the records used."""
+
+    low_s: float
+    high_s: float
+    covered: float
+    source: str
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OpForBand:
+    """What the band needs of one op: kind, dtype, size and its predicted time per step."""
+
+    kind: str
+    dtype: str
+    flops: float
+    bytes: float
+    time_s: float
+
+
+def _bands(frame: pd.DataFrame) -> dict[str, KindBand]:
+    out: dict[str, KindBand] = {}
+    for kind, group in frame.groupby("op_kind"):
+        errors = relative_errors(group["measured_s"].to_numpy(), group["predicted_s"].to_numpy())
+        errors = errors[np.isfinite(errors)]
+        if errors.size == 0:
+            continue
+        out[str(kind)] = KindBand(
+            e_low=float(np.quantile(errors, LOW_Q)), e_high=float(np.quantile(errors, HIGH_Q)),
+            mape=float(np.mean(np.abs(errors))), n=int(errors.size),
+            dtypes=frozenset(str(d) for d in group["dtype"].dropna().unique()),
+            flops_range=(float(group["flops"].min()), float(group["flops"].max())),
+            bytes_range=(float(group["bytes"].min()), float(group["bytes"].max())))
+    return out
+
+
+class BandTable:
+    """Bands per device (and per device kind, pooled) from a records frame."""
+
+    def __init__(self, records: pd.DataFrame) -> None:
+        frame = records.copy()
+        if frame.empty:
+            self.by_device: dict[str, dict[str, KindBand]] = {}
+            self.by_kind: dict[str, dict[str, KindBand]] = {}
+            self.devices_of_kind: dict[str, list[str]] = {}
+            return
+        frame["op_kind"] = frame["op_kind"].map(lambda k: KIND_ALIASES.get(str(k), str(k)))
+        if "device_kind" not in frame.columns:
+            frame["device_kind"] = "gpu"
+        self.by_device = {str(d): _bands(g) for d, g in frame.groupby("device")}
+        self.by_kind = {str(k): _bands(g) for k, g in frame.groupby("device_kind")}
+        self.devices_of_kind = {str(k): sorted(map(str, g["device"].unique())) for k, g in frame.groupby("device_kind")}
+
+    def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand]) -> ErrorBand:
+        """The band of a step made of ``ops`` on ``device`` (see module docstring)."""
+        warnings: list[str] = []
+        bands = self.by_device.get(device)
+        source = f"records of {device}"
+        if not bands:
+            bands = self.by_kind.get(device_kind, {})
+            others = self.devices_of_kind.get(device_kind, [])
+            source = f"records of other {device_kind} devices ({', '.join(others)})" if others else "no records"
+            warnings.append(f"no validation records for {device}; band from {source}" if others
+                            else f"no validation records for {device} or any {device_kind}")
+        low = high = covered = total = 0.0
+        unvalidated: dict[str, float] = {}
+        for op in ops:
+            total += op.time_s
+            kind = op.kind if op.kind in bands else FALLBACK_KIND.get(op.kind, op.kind)
+            band = bands.get(kind)
+            if band is None:
+                low += op.time_s
+                high += op.time_s
+                unvalidated[op.kind] = unvalidated.get(op.kind, 0.0) + op.time_s
+                continue
+            covered += op.time_s
+            low += op.time_s / (1.0 + band.e_high)
+            high += op.time_s / (1.0 + band.e_low)
+            if op.kind != "collective" and op.dtype not in band.dtypes:
+                warnings.append(f"{op.kind} in {op.dtype}: validated only in {', '.join(sorted(band.dtypes))}")
+            if op.flops > 0 and not band.flops_range[0] <= op.flops <= band.flops_range[1]:
+                warnings.append(f"{op.kind} of {op.flops:.3g} FLOP outside the validated "
+                                f"{band.flops_range[0]:.3g}-{band.flops_range[1]:.3g} FLOP")
+            if op.bytes > 0 and not band.bytes_range[0] <= op.bytes <= band.bytes_range[1]:
+                warnings.append(f"{op.kind} of {op.bytes:.3g} B outside the validated "
+                                f"{band.bytes_range[0]:.3g}-{band.bytes_range[1]:.3g} B")
+        for kind, seconds in unvalidated.items():
+            share = seconds / total if total > 0 else 0.0
+            warnings.append(f"{kind} unvalidated on {device} ({100 * share:.0f}% of the step time)")
+        return ErrorBand(low, high, covered / total if total > 0 else 0.0, source,
+                         tuple(dict.fromkeys(warnings)))
+
+
+@lru_cache(maxsize=4)
+def _table(root: str, stamp: float) -> BandTable:
+    del stamp  # part of the cache key only: new records are read again
+    return BandTable(load_records(Path(root)))
+
+
+def band_table(root: Path = RECORDS_DIR) -> BandTable:
+    """The band table of the records under ``root`` (cached until a record file changes)."""
+    stamp = max((p.stat().st_mtime for p in root.glob("*/*.csv")), default=0.0)
+    return _table(str(root), stamp)

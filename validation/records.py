@@ -1,0 +1,93 @@
+"""Measured records: one file pair per run under ``validation/records/<device>/``.
+
+``<run_id>.csv`` holds one row per case (``kernel``, ``op_kind``, ``shape``, ``dtype``, ``flops``,
+``bytes``, ``measured_s``, ``predicted_s``, ``error``); ``<run_id>.json`` holds the machine
+(CPU or GPU model, cores, memory, clocks, driver, library versions, date). Keyed by device and
+run on disk (AIConfigurator style); a run never edits another run's files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RECORDS_DIR = Path(__file__).resolve().parent / "records"
+CASE_COLUMNS = ("kernel", "op_kind", "shape", "dtype", "flops", "bytes", "measured_s", "predicted_s", "error")
+
+
+def relative_errors(measured_s: np.ndarray, predicted_s: np.ndarray) -> np.ndarray:
+    """Signed relative errors predicted / measured - 1 (dimensionless)."""
+    measured = np.asarray(measured_s, dtype=float)
+    return np.asarray(predicted_s, dtype=float) / measured - 1.0
+
+
+def mape(measured_s: np.ndarray, predicted_s: np.ndarray) -> float:
+    """Mean absolute percentage error as a fraction: mean |predicted / measured - 1|."""
+    errors = relative_errors(measured_s, predicted_s)
+    return float(np.mean(np.abs(errors))) if errors.size else float("nan")
+
+
+def error_summary(frame: pd.DataFrame, by: tuple[str, str] = ("device", "op_kind")) -> dict[str, dict[str, Any]]:
+    """``{device: {op_kind: {"mape", "max_error", "n"}}}`` from a frame with measured/predicted columns."""
+    out: dict[str, dict[str, Any]] = {}
+    for (device, kind), group in frame.groupby(list(by), sort=True):
+        errors = np.abs(relative_errors(group["measured_s"].to_numpy(), group["predicted_s"].to_numpy()))
+        out.setdefault(str(device), {})[str(kind)] = {
+            "mape": float(errors.mean()), "max_error": float(errors.max()), "n": int(errors.size)}
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_record(device: str, machine: Mapping[str, Any], cases: pd.DataFrame, *, kind: str,
+                 root: Path = RECORDS_DIR, run_id: str | None = None) -> Path:
+    """Write a run's cases (CSV) and machine (JSON) under ``root/<device>/``; returns the CSV path.
+
+    ``kind`` names the validation (``cpu``, ``gpu``, ``external``); the run id is
+    ``<kind>-<UTC timestamp>`` unless given. Files are written atomically.
+    """
+    missing = [c for c in CASE_COLUMNS if c not in cases.columns]
+    if missing:
+        raise ValueError(f"record cases lack columns {missing}")
+    run_id = run_id or f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    base = root / device / run_id
+    _atomic_write(base.with_suffix(".csv"), cases.loc[:, list(CASE_COLUMNS)].to_csv(index=False))
+    meta = {"device": device, "kind": kind, "run_id": run_id, **machine}
+    _atomic_write(base.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+    return base.with_suffix(".csv")
+
+
+def load_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.DataFrame:
+    """All record cases under ``root`` (or one device's), with ``device``, ``kind`` and ``run_id``."""
+    frames = []
+    pattern = f"{device}/*.csv" if device else "*/*.csv"
+    for path in sorted(root.glob(pattern)):
+        meta_path = path.with_suffix(".json")
+        if not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        frame = pd.read_csv(path)
+        if "device" not in frame.columns:
+            frame["device"] = meta.get("device", path.parent.name)
+        frame["kind"] = meta.get("kind", "")
+        if "device_kind" not in frame.columns:
+            frame["device_kind"] = meta.get("device_kind", "gpu")
+        frame["run_id"] = meta.get("run_id", path.stem)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[*CASE_COLUMNS, "device", "device_kind", "kind", "run_id"])
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,107 @@
+"""The reproduction registry: headline results kept as data, re-derived by the simulator.
+
+Each target is a TOML file in ``validation/targets/`` (value, unit, source, tolerance, the
+configuration that produces it, and the ``runner`` that turns the configuration into a simulated
+value). Runners are registered functions; a system issue adds its own runners and targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hw_models.spec_reader import TableReader, read_toml
+from workloads.errors import ArgumentError
+
+TARGETS_DIR = Path(__file__).resolve().parent / "targets"
+
+Runner = Callable[[Mapping[str, Any]], float]
+RUNNERS: dict[str, Runner] = {}
+
+
+def register_runner(name: str) -> Callable[[Runner], Runner]:
+    """Decorator: register a function ``config -> simulated value`` under ``name``."""
+    def wrap(fn: Runner) -> Runner:
+        RUNNERS[name] = fn
+        return fn
+    return wrap
+
+
+@dataclass(frozen=True)
+class Target:
+    """A headline result to reproduce: ``value`` in ``unit`` within relative ``tolerance``."""
+
+    name: str
+    description: str
+    value: float
+    unit: str
+    tolerance: float
+    source: str
+    runner: str
+    config: Mapping[str, Any]
+    group: str
+
+    @classmethod
+    def load(cls, path: Path) -> Target:
+        """Read and validate a target file; errors name the file and field."""
+        table = TableReader(read_toml(path), str(path)).sub("target")
+        runner = table.string("runner")
+        if runner not in RUNNERS:
+            raise table.error("runner", f"{runner!r} not one of {', '.join(sorted(RUNNERS))}")
+        config = table.data.get("config", {})
+        if not isinstance(config, dict):
+            raise table.error("config", "must be a table")
+        return cls(name=table.string("name"), description=table.string("description", default=""),
+                   value=table.number("value", lo=-1e30, hi=1e30), unit=table.string("unit"),
+                   tolerance=table.number("tolerance", lo=0.0, hi=10.0, lo_open=True),
+                   source=table.string("source"), runner=runner, config=config,
+                   group=table.string("group", default=path.stem.split("-")[0]))
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """A target next to what the simulator gives; ``error`` = simulated / target - 1."""
+
+    name: str
+    target: float
+    simulated: float
+    unit: str
+    error: float
+    tolerance: float
+    passed: bool
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``decodex reproduce --json``."""
+        return {"name": self.name, "target": self.target, "simulated": self.simulated, "unit": self.unit,
+                "error": self.error, "tolerance": self.tolerance, "passed": self.passed, "source": self.source}
+
+
+def load_targets(root: Path = TARGETS_DIR) -> list[Target]:
+    """Every target under ``root``, sorted by name."""
+    _register_builtin_runners()
+    return sorted((Target.load(p) for p in root.glob("*.toml")), key=lambda t: t.name)
+
+
+def run_target(target: Target) -> TargetResult:
+    """Simulate one target and compare."""
+    simulated = float(RUNNERS[target.runner](target.config))
+    error = simulated / target.value - 1.0 if target.value else float("inf")
+    return TargetResult(target.name, target.value, simulated, target.unit, error, target.tolerance,
+                        abs(error) <= target.tolerance, target.source)
+
+
+def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetResult]:
+    """Run the targets whose name or group equals ``selection`` (``all``: every target)."""
+    targets = load_targets(root)
+    chosen = [t for t in targets if selection in ("all", t.name, t.group)]
+    if not chosen:
+        names = ", ".join(sorted({t.name for t in targets} | {t.group for t in targets}))
+        raise ArgumentError(f"reproduce: no target or group {selection!r}; known: {names}")
+    return [run_target(t) for t in chosen]
+
+
+def _register_builtin_runners() -> None:
+    import validation.runners  # noqa: F401  (registers the runners)
