@@ -48,6 +48,25 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     print(table(["device", "op kind", "MAPE", "max error", "n"], rows))
 
 
+def cmd_validate_external(args: argparse.Namespace) -> int:
+    from validation.external import data_available, fit_gpu_efficiency, run_external, write_external_records
+
+    if not data_available(args.data):
+        print("decodex: error: validation data not found (set DECODEX_VALIDATION_DATA or --data to the "
+              "vidur-profiling folder)", file=sys.stderr)
+        return 2
+    if args.fit:
+        fit = fit_gpu_efficiency(args.data, write=True)
+        print(f"fitted on the A100 rows; wrote the GPU specs and validation/fits/gpu_efficiency.json "
+              f"(objective {fit.get('objective', 'n/a')})", file=sys.stderr)
+    frame, summary = run_external(args.data, sample=args.sample)
+    if args.write:
+        for path in write_external_records(frame):
+            print(f"wrote {path}", file=sys.stderr)
+    _print_summary(summary, args.json)
+    return 0
+
+
 def add_validation_parsers(sub: Any) -> None:
     """Add ``calibrate``, ``validate`` and ``reproduce`` to the ``decodex`` sub-commands."""
     p = sub.add_parser("reproduce", help="re-derive the seed papers' headline results and compare")
@@ -61,3 +80,12 @@ def add_validation_parsers(sub: Any) -> None:
     host.add_argument("--out", default=None, help="write the device TOML here (default: print it)")
     host.add_argument("--quick", action="store_true", help="smaller, faster microbenchmarks")
     host.set_defaults(func=cmd_calibrate_host)
+    p = sub.add_parser("validate", help="compare predictions with measurements")
+    which = p.add_subparsers(dest="which", required=True)
+    ext = which.add_parser("external", help="GPU specs against Vidur's measured operator and NCCL timings")
+    ext.add_argument("--data", default=None, help="the vidur-profiling folder (default: ../shared/validation-data)")
+    ext.add_argument("--sample", type=int, default=None, help="rows per (GPU, kind), seeded (default: all)")
+    ext.add_argument("--fit", action="store_true", help="refit the GPU efficiency fields on the A100 rows first")
+    ext.add_argument("--write", action="store_true", help="write the comparison as records (validation/records/)")
+    ext.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    ext.set_defaults(func=cmd_validate_external)

@@ -7,6 +7,9 @@ and per-hop latency α:
 - all-gather, reduce-scatter:                      (p-1)/p · S/β + (p-1)·α
 - all-to-all (each device sends (p-1)/p of S):     (p-1)/p · S/β + (p-1)·α
 - send/recv (point to point):                      S/β + α
+
+plus the link's ``collective_overhead_s`` once per group collective (launch and rank synchronization;
+not for send/recv).
 """
 
 from __future__ import annotations
@@ -38,5 +41,8 @@ def collective_cost(collective: str, payload_bytes: float, devices: int, link: L
         sent, hops = payload_bytes, 1
     else:
         raise ValueError(f"unknown collective {collective!r}")
-    time = sent / link.effective_bandwidth + hops * link.latency_s
+    # the fixed launch-and-synchronize cost belongs to group collectives; a point-to-point send
+    # has only its hop latency
+    fixed = 0.0 if collective == "send_recv" else link.collective_overhead_s
+    time = sent / link.effective_bandwidth + hops * link.latency_s + fixed
     return CollectiveCost(time, sent, sent * link.energy_per_byte_j)

@@ -68,13 +68,15 @@ class MemorySpec:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """A link leaving a device: bandwidth per direction (B/s), latency (s), achieved efficiency."""
+    """A link leaving a device: bandwidth per direction (B/s), latency per hop (s), achieved
+    efficiency, and a fixed cost added once per collective on it (s: launch, rank synchronization)."""
 
     name: str
     bandwidth_bytes_per_s: float
     latency_s: float
     efficiency: float = 1.0
     energy_per_byte_j: float = 0.0
+    collective_overhead_s: float = 0.0
 
     @property
     def effective_bandwidth(self) -> float:
@@ -89,4 +91,5 @@ class LinkSpec:
             latency_s=table.number("latency_s", hi=1.0),
             efficiency=table.number("efficiency", lo=0.0, hi=1.0, lo_open=True, default=1.0),
             energy_per_byte_j=table.number("energy_per_byte_j", default=0.0),
+            collective_overhead_s=table.number("collective_overhead_s", hi=1.0, default=0.0),
         )

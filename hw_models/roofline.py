@@ -4,6 +4,15 @@ time = max(FLOP / (peak × compute efficiency), bytes / (bandwidth × memory eff
 
 Peaks are per dtype; the efficiencies are data in the spec (constants or curves over size);
 an op with N:M sparsity runs its reduced FLOPs only where the unit lists that pattern.
+
+Two optional refinements (absent = the plain roofline above), fitted on measured GEMMs
+(docs/validation-external.md):
+
+- ``tile_m``: tile quantization of matmuls. The unit computes whole tiles of rows, so a matmul's
+  compute term counts its ``m`` rounded up to a power of two (at least 16) while ``m <= tile_m``
+  and to a multiple of ``tile_m`` above; FLOP counts and energy stay those of the op.
+- ``overlap_exponent`` n: compute and memory overlap imperfectly near the ridge point;
+  ``max(c, m)`` becomes ``(c^n + m^n)^(1/n)`` (n = 1 adds them, large n tends to the max).
 """
 
 from __future__ import annotations
@@ -18,8 +27,28 @@ from hw_models.efficiency import EfficiencyCurve
 from hw_models.memory import MemorySpec
 from hw_models.spec_reader import TableReader
 from hw_models.units import register_unit_model
-from workloads.ops import MoEExpertsOp, Op
+from workloads.ops import MatmulOp, MoEExpertsOp, Op
 from workloads.precision import DType
+
+MIN_TILE_ROWS = 16  # smallest M of a tensor-core MMA (mma.m16n8k16, PTX ISA) used for short matmuls
+
+
+def padded_rows(m: int, tile_m: int) -> int:
+    """Rows a tensor unit with ``tile_m``-row tiles computes for an ``m``-row matmul (``tile_m`` 0:
+    ``m`` itself): the next power of two (at least 16) up to ``tile_m``, whole tiles above."""
+    if tile_m <= 0 or m <= 0:
+        return m
+    if m <= tile_m:
+        return min(tile_m, max(MIN_TILE_ROWS, 1 << (m - 1).bit_length()))
+    return -(-m // tile_m) * tile_m
+
+
+def overlap(compute_s: float, memory_s: float, exponent: float) -> float:
+    """Time of a compute term and a memory term that overlap with ``exponent`` (0: perfectly, the max), s."""
+    high, low = max(compute_s, memory_s), min(compute_s, memory_s)
+    if exponent <= 0 or low <= 0:
+        return high
+    return high * (1.0 + (low / high) ** exponent) ** (1.0 / exponent)
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,14 @@ class RooflineUnit:
     efficiency: EfficiencyCurve
     op_overhead_s: float = 0.0
     sparsity_patterns: tuple[str, ...] = ()
+    tile_m: int = 0
+    overlap_exponent: float = 0.0
+
+    def tiled_flops(self, op: Op, flops: float) -> float:
+        """FLOP the unit spends on ``op`` once its rows are padded to whole tiles (see module docstring)."""
+        if self.tile_m <= 0 or not isinstance(op, MatmulOp) or op.m <= 0:
+            return flops
+        return flops * padded_rows(op.m, self.tile_m) / op.m
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.peak_flops_by_dtype
@@ -59,10 +96,11 @@ class RooflineUnit:
         flops = self.executed_flops(op)
         compute_s = 0.0
         if flops > 0:
-            compute_s = flops / (self.peak_flops(op.dtype) * self.efficiency.at(flops))
+            work = self.tiled_flops(op, flops)
+            compute_s = work / (self.peak_flops(op.dtype) * self.efficiency.at(work))
         nbytes = op.bytes
         memory_s = memory.transfer_time(nbytes)
-        time_s = max(compute_s, memory_s) + self.op_overhead_s
+        time_s = overlap(compute_s, memory_s, self.overlap_exponent) + self.op_overhead_s
         energy = flops * self.energy_per_flop_j.get(op.dtype, 0.0) + nbytes * memory.energy_per_byte_j
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
@@ -81,6 +119,10 @@ class RooflineUnit:
         bandwidth = memory.bandwidth_bytes_per_s * memory.efficiency.at_many(nbytes)
         mem = np.where(nbytes > 0, nbytes / bandwidth, 0.0)
         per_rank = np.maximum(compute, mem)
+        if self.overlap_exponent > 0:
+            low = np.minimum(compute, mem)
+            ratio = np.divide(low, per_rank, out=np.zeros_like(per_rank), where=per_rank > 0)
+            per_rank = per_rank * (1.0 + ratio ** self.overlap_exponent) ** (1.0 / self.overlap_exponent)
         critical = per_rank.argmax(axis=1)
         rows = np.arange(per_rank.shape[0])
         compute_s = float(compute[rows, critical].mean())
@@ -114,6 +156,12 @@ def read_roofline_unit(name: str, table: TableReader, memories: tuple[str, ...])
     missing = [str(d) for d in peaks if d not in energy]
     if missing:
         raise table.error("energy_per_flop_j", f"missing for dtypes with a peak: {', '.join(missing)}")
+    tile_m = table.integer("tile_m", lo=0, hi=4096, default=0)
+    if tile_m and (tile_m < MIN_TILE_ROWS or tile_m & (tile_m - 1)):
+        raise table.error("tile_m", f"{tile_m} is not 0 or a power of two >= {MIN_TILE_ROWS}")
+    exponent = table.number("overlap_exponent", lo=0.0, hi=1000.0, default=0.0)
+    if 0 < exponent < 1:
+        raise table.error("overlap_exponent", f"{exponent!r} outside the allowed range: 0 (max) or [1, 1000]")
     patterns = table.string_list("sparsity_patterns")
     for pattern in patterns:
         n, _, m = pattern.partition(":")
@@ -128,4 +176,6 @@ def read_roofline_unit(name: str, table: TableReader, memories: tuple[str, ...])
         efficiency=EfficiencyCurve.read(table),
         op_overhead_s=table.number("op_overhead_s", hi=1.0),
         sparsity_patterns=patterns,
+        tile_m=tile_m,
+        overlap_exponent=exponent,
     )
