@@ -67,6 +67,40 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_cpu(args: argparse.Namespace) -> int:
+    from hw_models.device import load_device
+    from validation.kernel_validation import validate_cpu
+    from validation.kernels import CPU_CASES
+
+    device = load_device(args.spec) if args.spec else None
+    cases = CPU_CASES[: args.cases] if args.cases else None
+    _, summary, path = validate_cpu(device, cases, quick=args.quick, write=not args.no_write)
+    if path is not None:
+        print(f"wrote {path}", file=sys.stderr)
+    _print_summary(summary, args.json)
+    return 0
+
+
+def cmd_validate_gpu(args: argparse.Namespace) -> int:
+    from validation.kernel_validation import NoGpuError, validate_gpu
+
+    try:
+        _, summary, path = validate_gpu(args.spec, write=not args.no_write)
+    except NoGpuError as err:
+        print(f"decodex: {err}", file=sys.stderr)
+        return 1
+    if path is not None:
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print_json(summary)
+    else:
+        device, kinds = next(iter(summary.items()))
+        copy = kinds.pop("copy_bandwidth_bytes_per_s", None)
+        _print_summary({device: kinds}, False)
+        print(f"device-to-device copy: {copy / 1e9:.0f} GB/s (read + write)" if copy else "")
+    return 0
+
+
 def add_validation_parsers(sub: Any) -> None:
     """Add ``calibrate``, ``validate`` and ``reproduce`` to the ``decodex`` sub-commands."""
     p = sub.add_parser("reproduce", help="re-derive the seed papers' headline results and compare")
@@ -89,3 +123,15 @@ def add_validation_parsers(sub: Any) -> None:
     ext.add_argument("--write", action="store_true", help="write the comparison as records (validation/records/)")
     ext.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
     ext.set_defaults(func=cmd_validate_external)
+    cpu = which.add_parser("cpu", help="time the Numba CPU kernels here and compare with the host spec")
+    cpu.add_argument("--spec", default=None, help="host device TOML (default: calibrate this host now)")
+    cpu.add_argument("--quick", action="store_true", help="quick calibration")
+    cpu.add_argument("--cases", type=int, default=None, help="run only the first N cases")
+    cpu.add_argument("--no-write", action="store_true", help="do not write a record")
+    cpu.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    cpu.set_defaults(func=cmd_validate_cpu)
+    gpu = which.add_parser("gpu", help="time the Numba CUDA kernels on this GPU and compare with its spec")
+    gpu.add_argument("--spec", default=None, help="catalog device (default: picked from the GPU's name)")
+    gpu.add_argument("--no-write", action="store_true", help="do not write a record")
+    gpu.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    gpu.set_defaults(func=cmd_validate_gpu)

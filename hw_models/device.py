@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hw_models.roofline  # noqa: F401  (registers the "roofline" unit model)
+import hw_models.bank_pim  # registers the "bank_pim" unit model
+import hw_models.roofline  # registers the "roofline" unit model
+import hw_models.systolic  # noqa: F401  (registers the "systolic" unit model)
 from hw_models.memory import LinkSpec, MemorySpec
 from hw_models.spec_reader import TableReader, read_toml
 from hw_models.units import UnitModel, read_unit

@@ -6,11 +6,13 @@ import math
 
 import pytest
 
-from hw_models.system import list_systems
+from hw_models.system import list_systems, load_system
+from mappers.base import MAPPERS
 from sim.estimate import estimate
 from workloads.catalog import list_models, load_model
 from workloads.errors import DecodexError
 from workloads.parallelism import Parallelism
+from workloads.precision import DType
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -29,9 +31,14 @@ def test_every_model_estimates_on_eight_h100(name: str) -> None:
 
 @pytest.mark.parametrize("system", list_systems())
 def test_every_system_runs_a_small_model(system: str) -> None:
-    precision = "fp16" if system == "v100s" else "bf16"
+    spec = load_system(system)
+    if spec.default_mapper not in MAPPERS:
+        pytest.skip(f"mapper {spec.default_mapper!r} of {system} is not built yet")
+    has_bf16 = any(u.supports(DType.BF16) for u in spec.primary_device.units.values())
+    precision = "bf16" if has_bf16 else "fp16"
     try:
-        result = estimate("llama2-7b", system, 4, context=256, precision=precision)
+        result = estimate("llama2-7b", system, 4, context=256, precision=precision,
+                          parallelism=Parallelism(tp=1))
     except DecodexError as err:  # a system may lack a datapath; it must then say so
         pytest.fail(f"{system}: {err}")
     assert result.fits and result.tokens_per_s > 0

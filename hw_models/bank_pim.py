@@ -1,0 +1,325 @@
+"""The bank-level PIM unit ("bank_pim"): Newton / HBM-PIM style GEMV engines in every DRAM bank.
+
+Each of ``channels`` channels has ``banks_per_channel`` (B_ch) banks with ``multipliers_per_bank``
+multipliers and one global vector buffer per channel. Every request's KV cache lives in one
+channel; its attention runs there as the NeuPIMs artifact issues it (``PIMGEMVSoftmax.cc``,
+``NeuPIMSAttend.cc``; the paper's Algorithm 1). Symbols (``docs/neupims-devices.md``):
+
+- P_DRAM = ``row_bytes`` / element bytes: elements in one DRAM row (512 FP16 in a 1 KB row). A
+  *tile* is one row opened in all banks of the channel; a GWRITE loads P_DRAM elements (one row's
+  worth) of the input vector into the global buffer.
+- P_comp = min(``multipliers_per_bank``, ``burst_bytes`` / element bytes): elements one all-bank
+  COMP multiplies per bank (16: the artifact's ``pim_comp_coverage``); a tile of s elements per
+  bank needs ceil(s / P_comp) COMPs, one every tCCD_L.
+- GQA: E = kv_heads · qk_dim, the K width of one KV-head group; the g = q_heads / kv_heads query
+  heads of a group need g passes (the global buffer holds one query vector).
+
+Per query token of a request with seq = context + query tokens:
+
+- K·q, per pass: ceil(E / P_DRAM) GWRITEs; ceil(seq / B_ch) tiles per chunk of the E elements
+  (bank b holds tokens b, b + B_ch, ...), each with ceil(s / P_comp) COMPs and one READRES per
+  head in the chunk (ceil(s / qk_dim)), s = the chunk's width (P_DRAM, or the remainder).
+  With E a multiple of P_DRAM: (seq/B_ch)·(E/P_DRAM) tiles plus E/P_DRAM GWRITEs.
+- softmax: on the NPU's vector unit, not priced here (a per-request vector op, overlapped with
+  other requests' PIM work; the mapper prices it on the vector unit).
+- logits·V, per query head: ceil(seq / P_DRAM) GWRITEs (one per tile column: the head's chunk of
+  logits); ceil(v_dim / B_ch) tiles per chunk (bank b holds V columns b, b + B_ch, ... of the
+  head), each with ceil(s / P_comp) COMPs (s = P_DRAM or the last chunk's remainder) and one READRES.
+  With seq a multiple of P_DRAM: (E/N_head/B_ch)·(seq/P_DRAM)·N_head tiles for MHA.
+
+Timing of one tile with n COMPs and h READRESes, in tCK cycles:
+
+    tile(n, h) = act_extra + max(tRCD + n·tCCD_L, tRAS) + tRP + h·readres
+
+(activate, COMPs every tCCD_L, the row open at least tRAS, precharge; ``act_extra`` =
+(ceil(activates_per_row_open / 4) - 1)·tFAW paces ganged activations four per tFAW window;
+``readres`` = ceil(B_ch · element bytes / io_bytes)·io_cycles reads every bank's result). A GWRITE
+costs ``gwrite_cycles`` ((tCCD_S + tCCD_L) × 32 = 96); each of the two GEMVs ends with the CL of its
+last READRES; the new token's K/V are written with ordinary ``io_bytes`` writes (io_cycles each).
+
+The batch's PIM time is its slowest channel's: requests are assigned to channels by the caller
+(:func:`assign_channels`: ``round_robin`` or ``greedy``); :meth:`BankPimUnit.op_cost` assumes
+round-robin. Dynamic energy: ``comp_energy_j`` per COMP, ``read_energy_j`` per io_bytes read or
+written (READRES, K/V writes), and a GWRITE as row_bytes / io_bytes writes.
+
+Sharing the memory with the NPU: PIM commands use only the command/address bus. With dual row
+buffers (the memory's ``access = "concurrent"``) the PIM time is not slowed by NPU traffic, so the
+op reports no memory time (the engine does not charge it to the shared bandwidth). With a single
+row buffer (``access = "exclusive"``) the PIM work holds the memory for its whole duration
+(``memory_s = compute_s``), so NPU transfers and PIM commands exclude each other in the engine.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
+from hw_models.memory import MemorySpec
+from hw_models.spec_reader import TableReader
+from hw_models.units import register_unit_model
+from workloads.errors import ArgumentError
+from workloads.ops import AttentionOp, Op
+from workloads.precision import DType
+
+CHANNEL_POLICIES = ("round_robin", "greedy")
+ACTIVATES_PER_TFAW = 4  # JEDEC four-activate window: at most 4 ACTs per tFAW
+
+
+def assign_channels(context_lens: np.ndarray, channels: int, policy: str = "round_robin") -> np.ndarray:
+    """Channel index of each request (int64 array, same length as ``context_lens``).
+
+    ``context_lens`` is any non-negative per-request load (context lengths, or
+    :meth:`BankPimUnit.request_cycles` for exact balance). ``round_robin``: request i -> i mod
+    ``channels`` (the naive NPU+PIM baseline). ``greedy`` (NeuPIMs): longest first, each to the
+    least loaded channel (LPT); if that ever leaves a larger maximum load than round-robin (LPT is
+    a heuristic: e.g. loads [5, 4, 3, 3, 3] on 2 channels), the round-robin assignment is returned,
+    so greedy is never worse than round-robin on the slowest channel.
+    """
+    loads = np.asarray(context_lens, dtype=np.float64).ravel()
+    if channels < 1:
+        raise ArgumentError(f"channels: {channels} must be >= 1")
+    if policy not in CHANNEL_POLICIES:
+        raise ArgumentError(f"channel_policy: {policy!r} not one of {', '.join(CHANNEL_POLICIES)}")
+    robin = np.arange(loads.size, dtype=np.int64) % channels
+    if policy == "round_robin" or loads.size <= channels:
+        return robin
+    order = np.argsort(-loads, kind="stable")
+    heap = [(0.0, c) for c in range(channels)]
+    greedy = np.empty(loads.size, dtype=np.int64)
+    for index in order:
+        load, channel = heapq.heappop(heap)
+        greedy[index] = channel
+        heapq.heappush(heap, (load + float(loads[index]), channel))
+    if channel_loads(loads, greedy, channels).max() > channel_loads(loads, robin, channels).max():
+        return robin
+    return greedy
+
+
+def channel_loads(loads: np.ndarray, channel_of_request: np.ndarray, channels: int) -> np.ndarray:
+    """Sum of the per-request ``loads`` on each channel (length ``channels``)."""
+    return np.bincount(np.asarray(channel_of_request, dtype=np.int64),
+                       weights=np.asarray(loads, dtype=np.float64), minlength=channels)
+
+
+def _ceil(a: np.ndarray | float, b: float) -> np.ndarray:
+    return np.ceil(np.asarray(a, dtype=np.float64) / b)
+
+
+@dataclass(frozen=True)
+class RequestWork:
+    """Per-request command counts and cycles of one attention op (arrays over requests)."""
+
+    cycles: np.ndarray
+    comps: np.ndarray
+    gwrites: np.ndarray
+    readres: np.ndarray
+    tiles: np.ndarray
+    io_writes: np.ndarray
+
+
+@dataclass(frozen=True)
+class BankPimUnit:
+    """Bank-level PIM (see module docstring). Cycles are DRAM clocks of ``tck_s`` seconds;
+    sizes in bytes; energies in J."""
+
+    name: str
+    role: str
+    memory: str
+    dtypes: tuple[DType, ...]
+    channels: int
+    banks_per_channel: int
+    multipliers_per_bank: int
+    row_bytes: int
+    burst_bytes: int
+    io_bytes: int
+    io_cycles: int
+    tck_s: float
+    cl: int
+    trcd: int
+    trp: int
+    tras: int
+    tccd_s: int
+    tccd_l: int
+    tfaw: int
+    activates_per_row_open: int
+    gwrite_cycles: int
+    read_energy_j: float
+    comp_energy_j: float
+    op_overhead_s: float = 0.0
+
+    def supports(self, dtype: DType) -> bool:
+        return dtype in self.dtypes
+
+    def _check(self, dtype: DType) -> None:
+        if not self.supports(dtype):
+            have = ", ".join(str(d) for d in self.dtypes)
+            raise UnsupportedOpError(f"unit {self.name!r} has no {dtype} datapath (it has: {have})")
+
+    def elements_per_comp(self, dtype: DType) -> int:
+        """P_comp: elements one all-bank COMP multiplies in each bank."""
+        return int(min(self.multipliers_per_bank, self.burst_bytes // dtype.nbytes))
+
+    def elements_per_row(self, dtype: DType) -> int:
+        """P_DRAM: elements in one DRAM row."""
+        return int(self.row_bytes // dtype.nbytes)
+
+    def peak_flops(self, dtype: DType) -> float:
+        """2 FLOP per multiplier, every bank of every channel, one COMP per tCCD_L, FLOP/s."""
+        self._check(dtype)
+        per_comp = 2.0 * self.banks_per_channel * self.elements_per_comp(dtype)
+        return self.channels * per_comp / (self.tccd_l * self.tck_s)
+
+    @property
+    def readres_cycles(self) -> float:
+        """Cycles to read one result from every bank of a channel (B_ch × 2 B in io_bytes reads)."""
+        return float(np.ceil(self.banks_per_channel * 2.0 / self.io_bytes)) * self.io_cycles
+
+    def tile_cycles(self, comps: np.ndarray | float, readres: np.ndarray | float) -> np.ndarray:
+        """Cycles of one tile: one row opened in all banks, ``comps`` COMPs, ``readres`` READRESes."""
+        act_extra = (np.ceil(self.activates_per_row_open / ACTIVATES_PER_TFAW) - 1.0) * self.tfaw
+        body = np.maximum(self.trcd + np.asarray(comps, dtype=np.float64) * self.tccd_l, self.tras)
+        return act_extra + body + self.trp + np.asarray(readres, dtype=np.float64) * self.readres_cycles
+
+    def request_work(self, context_len: np.ndarray, query_len: np.ndarray | int = 1, *, q_heads: int,
+                     kv_heads: int, qk_dim: int, v_dim: int, kv_bytes_per_token: float = 0.0,
+                     dtype: DType = DType.FP16) -> RequestWork:
+        """Command counts and cycles of each request's attention (module docstring), vectorized."""
+        ctx = np.atleast_1d(np.asarray(context_len, dtype=np.float64))
+        q = np.broadcast_to(np.asarray(query_len, dtype=np.float64), ctx.shape)
+        seq = ctx + q
+        p_row = self.elements_per_row(dtype)
+        p_comp = self.elements_per_comp(dtype)
+        banks = self.banks_per_channel
+        group = q_heads / kv_heads
+        # K·q: E = kv_heads·qk_dim split into row-sized chunks
+        width = kv_heads * qk_dim
+        full, rem = divmod(width, p_row)
+        chunks = full + (rem > 0)
+        chunk_comps = full * np.ceil(p_row / p_comp) + (np.ceil(rem / p_comp) if rem else 0.0)
+        chunk_readres = full * np.ceil(p_row / qk_dim) + (np.ceil(rem / qk_dim) if rem else 0.0)
+        chunk_cycles = full * self.tile_cycles(np.ceil(p_row / p_comp), np.ceil(p_row / qk_dim))
+        if rem:
+            chunk_cycles = chunk_cycles + self.tile_cycles(np.ceil(rem / p_comp), np.ceil(rem / qk_dim))
+        token_groups = _ceil(seq, banks)
+        kq_cycles = group * (chunks * self.gwrite_cycles + token_groups * chunk_cycles)
+        kq_comps = group * token_groups * chunk_comps
+        kq_readres = group * token_groups * chunk_readres
+        kq_gwrites = np.full_like(seq, group * chunks)
+        kq_tiles = group * token_groups * chunks
+        # logits·V: per query head, seq split into row-sized chunks, v_dim over the banks
+        seq_full = np.floor(seq / p_row)
+        seq_rem = seq - seq_full * p_row
+        seq_chunks = seq_full + (seq_rem > 0)
+        col_tiles = float(np.ceil(v_dim / banks))
+        rem_comps = np.ceil(seq_rem / p_comp)
+        lv_tile_cycles = (seq_full * self.tile_cycles(np.ceil(p_row / p_comp), 1.0)
+                          + np.where(seq_rem > 0, self.tile_cycles(rem_comps, 1.0), 0.0))
+        lv_cycles = q_heads * (seq_chunks * self.gwrite_cycles + col_tiles * lv_tile_cycles)
+        lv_comps = q_heads * col_tiles * (seq_full * np.ceil(p_row / p_comp) + rem_comps)
+        lv_readres = q_heads * col_tiles * seq_chunks
+        lv_tiles = lv_readres
+        lv_gwrites = q_heads * seq_chunks
+        io_writes = np.ceil(q * kv_bytes_per_token / self.io_bytes)
+        cycles = q * (kq_cycles + lv_cycles + 2.0 * self.cl) + io_writes * self.io_cycles
+        return RequestWork(cycles=cycles, comps=q * (kq_comps + lv_comps), gwrites=q * (kq_gwrites + lv_gwrites),
+                           readres=q * (kq_readres + lv_readres), tiles=q * (kq_tiles + lv_tiles),
+                           io_writes=io_writes)
+
+    def request_cycles(self, context_len: np.ndarray, query_len: np.ndarray | int = 1, *, q_heads: int,
+                       kv_heads: int, qk_dim: int, v_dim: int, kv_bytes_per_token: float = 0.0,
+                       dtype: DType = DType.FP16) -> np.ndarray:
+        """DRAM cycles of each request's attention in its channel (float64 array over requests)."""
+        return self.request_work(context_len, query_len, q_heads=q_heads, kv_heads=kv_heads, qk_dim=qk_dim,
+                                 v_dim=v_dim, kv_bytes_per_token=kv_bytes_per_token, dtype=dtype).cycles
+
+    def op_work(self, op: AttentionOp) -> RequestWork:
+        """:meth:`request_work` for the requests of ``op``."""
+        self._check(op.dtype)
+        return self.request_work(op.context_lens, op.query_lens, q_heads=op.q_heads, kv_heads=op.kv_heads,
+                                 qk_dim=op.qk_dim, v_dim=op.v_dim, kv_bytes_per_token=op.kv_bytes_per_token,
+                                 dtype=op.dtype)
+
+    def attention_time(self, op: AttentionOp, channel_of_request: np.ndarray) -> tuple[float, np.ndarray]:
+        """(batch PIM time, per-channel busy time), s: the batch waits for its slowest channel.
+        Excludes ``op_overhead_s``."""
+        channel_of_request = np.asarray(channel_of_request, dtype=np.int64)
+        if channel_of_request.shape != np.shape(op.context_lens):
+            raise ArgumentError("channel_of_request: needs one channel per request")
+        if channel_of_request.size and (channel_of_request.min() < 0 or channel_of_request.max() >= self.channels):
+            raise ArgumentError(f"channel_of_request: channels are 0..{self.channels - 1}")
+        per_channel = channel_loads(self.op_work(op).cycles, channel_of_request, self.channels) * self.tck_s
+        return float(per_channel.max(initial=0.0)), per_channel
+
+    def energy_j(self, work: RequestWork) -> float:
+        """Dynamic energy of the commands in ``work``, J."""
+        gwrite_j = self.row_bytes / self.io_bytes * self.read_energy_j
+        return float(work.comps.sum() * self.comp_energy_j + work.gwrites.sum() * gwrite_j
+                     + (work.readres.sum() * np.ceil(self.banks_per_channel * 2.0 / self.io_bytes)
+                        + work.io_writes.sum()) * self.read_energy_j)
+
+    def op_cost(self, op: Op, memories: Mapping[str, MemorySpec],
+                channel_of_request: np.ndarray | None = None) -> OpCost:
+        """Cost of an attention op with requests on channels ``channel_of_request`` (default
+        round-robin: request i -> channel i mod channels). Other ops are refused."""
+        if not isinstance(op, AttentionOp):
+            raise UnsupportedOpError(f"unit {self.name!r} (bank_pim) runs attention only, not {op.kind} "
+                                     f"op {op.name!r}")
+        self._check(op.dtype)
+        if channel_of_request is None:
+            channel_of_request = np.arange(np.size(op.context_lens), dtype=np.int64) % self.channels
+        compute_s, _ = self.attention_time(op, channel_of_request)
+        exclusive = memories[self.memory].access == "exclusive"
+        memory_s = compute_s if exclusive else 0.0
+        time_s = compute_s + self.op_overhead_s
+        energy = self.energy_j(self.op_work(op))
+        return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
+                      roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+
+
+@register_unit_model("bank_pim")
+def read_bank_pim_unit(name: str, table: TableReader, memories: tuple[str, ...]) -> BankPimUnit:
+    """Build a BankPimUnit from ``[units.NAME]`` (fields: see docs/neupims-devices.md)."""
+    dtypes = []
+    for text in table.string_list("dtypes", default=("fp16",)):
+        try:
+            dtypes.append(DType(text))
+        except ValueError:
+            allowed = ", ".join(d.value for d in DType)
+            raise table.error("dtypes", f"unknown dtype {text!r}; allowed: {allowed}") from None
+    tccd_s = table.integer("tccd_s", lo=0, hi=1_000)
+    tccd_l = table.integer("tccd_l", lo=1, hi=1_000)
+    row_bytes = table.integer("row_bytes", lo=2, hi=1 << 20)
+    burst_bytes = table.integer("burst_bytes", lo=2, hi=1 << 20)
+    if burst_bytes > row_bytes:
+        raise table.error("burst_bytes", f"{burst_bytes} exceeds row_bytes={row_bytes}")
+    default_gwrite = (tccd_s + tccd_l) * (row_bytes // burst_bytes)
+    return BankPimUnit(
+        name=name,
+        role=table.string("role", choices=("matrix", "vector"), default="matrix"),
+        memory=table.string("memory", choices=memories),
+        dtypes=tuple(dtypes),
+        channels=table.integer("channels", lo=1, hi=1_000_000),
+        banks_per_channel=table.integer("banks_per_channel", lo=1, hi=4096),
+        multipliers_per_bank=table.integer("multipliers_per_bank", lo=1, hi=65_536),
+        row_bytes=row_bytes,
+        burst_bytes=burst_bytes,
+        io_bytes=table.integer("io_bytes", lo=1, hi=1 << 20),
+        io_cycles=table.integer("io_cycles", lo=1, hi=1_000),
+        tck_s=table.positive("tck_s"),
+        cl=table.integer("cl", lo=0, hi=1_000),
+        trcd=table.integer("trcd", lo=0, hi=1_000),
+        trp=table.integer("trp", lo=0, hi=1_000),
+        tras=table.integer("tras", lo=0, hi=1_000),
+        tccd_s=tccd_s,
+        tccd_l=tccd_l,
+        tfaw=table.integer("tfaw", lo=0, hi=10_000),
+        activates_per_row_open=table.integer("activates_per_row_open", lo=1, hi=4096, default=1),
+        gwrite_cycles=table.integer("gwrite_cycles", lo=0, hi=1_000_000, default=default_gwrite),
+        read_energy_j=table.number("read_energy_j"),
+        comp_energy_j=table.number("comp_energy_j"),
+        op_overhead_s=table.number("op_overhead_s", hi=1.0, default=0.0),
+    )

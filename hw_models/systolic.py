@@ -1,0 +1,191 @@
+"""The weight-stationary systolic-array unit ("systolic"): NeuPIMs' NPU matrix engine.
+
+A unit has ``arrays`` arrays of ``rows × cols`` multiply-accumulate cells at ``frequency_hz``.
+A matmul (m × k) @ (k × n) is cut into ``ceil(k/rows) · ceil(n/cols)`` weight tiles (times the
+op's ``count``); the tiles are dealt over the arrays in ``waves = ceil(tiles / arrays)``. On one
+array, consecutive tiles are pipelined: a tile occupies the array for ``max(m, rows)`` cycles
+(its m input rows stream through; loading the next tile's weights takes ``rows`` cycles, hidden
+only when m >= rows), and the op pays the pipeline's fill and drain once,
+``rows + cols - 2`` cycles (the NeuPIMs artifact's per-instruction latency
+``core_height + core_width - 2 + max(size, 4)`` and its ``core_height`` weight-preload offset,
+``NeuPIMSystolicWS.cc``):
+
+    cycles(m, k, n) = ceil(count · ceil(k/rows) · ceil(n/cols) / arrays) · max(m, rows) + rows + cols - 2
+
+so utilization ``m·k·n·count / (arrays·rows·cols·cycles)`` falls when m, k or n do not fill the
+array (an M = 1 GEMV uses 1/rows of it at best) and rises monotonically with m.
+
+time = max(cycles / frequency, bytes / achieved memory bandwidth) + op_overhead_s: the GEMM is also
+bounded by the memory it reads. Dynamic energy = dense FLOP × energy_per_flop_j + bytes × the
+memory's energy per byte.
+
+Attention on this unit (the NPU-only baseline) is a pair of per-request GEMMs per KV head:
+scores (m_i × qk_dim) @ (qk_dim × L_i) and output (m_i × L_i) @ (L_i × v_dim), with
+m_i = query tokens × query heads per KV head (queries sharing one K/V head stream through the
+same stationary K/V tile) and L_i = context + query tokens (the causal triangle of a multi-token
+query is rounded up to the full L_i). Requests run one after another, each one's tiles spread over
+the arrays; the fill and drain is paid once per op. Element-wise ops belong on a vector unit
+(a plain "roofline" unit) and are refused here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
+from hw_models.memory import MemorySpec
+from hw_models.spec_reader import TableReader
+from hw_models.units import register_unit_model
+from workloads.ops import AttentionOp, MatmulOp, MoEExpertsOp, Op
+from workloads.precision import DType
+
+IntLike = int | np.ndarray
+
+
+def gemm_cycles(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arrays: int,
+                count: IntLike = 1, fill_drain: bool = True) -> np.ndarray:
+    """Cycles of ``count`` (m × k) @ (k × n) products on ``arrays`` weight-stationary arrays.
+
+    ``cycles = ceil(count·ceil(k/rows)·ceil(n/cols) / arrays) · max(m, rows) + (rows + cols - 2)``
+    (module docstring); the fill/drain term is left out with ``fill_drain=False`` (for summing
+    back-to-back GEMMs that share one pipeline fill). Broadcasts over numpy arrays; shapes with a
+    zero dimension cost 0 cycles. Returns float64 cycles.
+    """
+    m_a = np.asarray(m, dtype=np.float64)
+    k_a = np.asarray(k, dtype=np.float64)
+    n_a = np.asarray(n, dtype=np.float64)
+    tiles = np.asarray(count, dtype=np.float64) * np.ceil(k_a / rows) * np.ceil(n_a / cols)
+    waves = np.ceil(tiles / arrays)
+    cycles = waves * np.maximum(m_a, rows)
+    if fill_drain:
+        cycles = cycles + (rows + cols - 2)
+    return np.where((m_a > 0) & (tiles > 0), cycles, 0.0)
+
+
+def gemm_utilization(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arrays: int,
+                     count: IntLike = 1) -> np.ndarray:
+    """Fraction of the arrays' MAC cells doing useful work over :func:`gemm_cycles`, in [0, 1]."""
+    cycles = gemm_cycles(m, k, n, rows=rows, cols=cols, arrays=arrays, count=count)
+    macs = (np.asarray(m, dtype=np.float64) * np.asarray(k, dtype=np.float64)
+            * np.asarray(n, dtype=np.float64) * np.asarray(count, dtype=np.float64))
+    capacity = float(arrays * rows * cols) * cycles
+    return np.divide(macs, capacity, out=np.zeros_like(capacity), where=capacity > 0)
+
+
+@dataclass(frozen=True)
+class SystolicUnit:
+    """Weight-stationary systolic arrays (see module docstring). Frequencies in Hz, energies in J."""
+
+    name: str
+    role: str
+    memory: str
+    arrays: int
+    rows: int
+    cols: int
+    frequency_hz: float
+    energy_per_flop_j: Mapping[DType, float]
+    op_overhead_s: float = 0.0
+
+    def supports(self, dtype: DType) -> bool:
+        return dtype in self.energy_per_flop_j
+
+    def peak_flops(self, dtype: DType) -> float:
+        """Peak FLOP/s: 2 FLOP per MAC cell per cycle, all arrays."""
+        if not self.supports(dtype):
+            have = ", ".join(str(d) for d in self.energy_per_flop_j)
+            raise UnsupportedOpError(f"unit {self.name!r} has no {dtype} datapath (it has: {have})")
+        return 2.0 * self.arrays * self.rows * self.cols * self.frequency_hz
+
+    def cycles(self, m: IntLike, k: IntLike, n: IntLike, count: IntLike = 1,
+               fill_drain: bool = True) -> np.ndarray:
+        """:func:`gemm_cycles` with this unit's geometry."""
+        return gemm_cycles(m, k, n, rows=self.rows, cols=self.cols, arrays=self.arrays, count=count,
+                           fill_drain=fill_drain)
+
+    def attention_cycles(self, op: AttentionOp) -> float:
+        """Cycles of an attention op as per-request GEMMs (module docstring)."""
+        q = np.asarray(op.query_lens, dtype=np.float64)
+        seq = np.asarray(op.context_lens, dtype=np.float64) + q
+        group = op.q_heads / op.kv_heads
+        m = np.ceil(q * group)
+        score = self.cycles(m, op.qk_dim, seq, count=op.kv_heads, fill_drain=False)
+        value = self.cycles(m, seq, op.v_dim, count=op.kv_heads, fill_drain=False)
+        body = float(score.sum() + value.sum())
+        return body + (self.rows + self.cols - 2) if body > 0 else 0.0
+
+    def op_cost(self, op: Op, memories: Mapping[str, MemorySpec]) -> OpCost:
+        memory = memories[self.memory]
+        self.peak_flops(op.dtype)  # raises for an unsupported dtype
+        if isinstance(op, MoEExpertsOp):
+            return self._experts_cost(op, memory)
+        if isinstance(op, MatmulOp):
+            cycles = float(self.cycles(op.m, op.k, op.n, count=op.count))
+        elif isinstance(op, AttentionOp):
+            cycles = self.attention_cycles(op)
+        else:
+            raise UnsupportedOpError(f"unit {self.name!r} (systolic) runs matmul-class ops only; "
+                                     f"{op.kind} op {op.name!r} belongs on a vector unit")
+        compute_s = cycles / self.frequency_hz
+        nbytes = op.bytes
+        memory_s = memory.transfer_time(nbytes)
+        time_s = max(compute_s, memory_s) + self.op_overhead_s
+        energy = op.dense_flops * self.energy_per_flop_j[op.dtype] + nbytes * memory.energy_per_byte_j
+        return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
+                      roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+
+    def _experts_cost(self, op: MoEExpertsOp, memory: MemorySpec) -> OpCost:
+        """Grouped expert GEMMs: per rank, the sum of its active experts' GEMM cycles; the layer
+        waits for its slowest rank; the result is the mean over routing draws."""
+        tokens = np.asarray(op.expert_tokens, dtype=np.float64)  # (draws, ranks, experts)
+        d, f = op.hidden, op.intermediate
+        up = self.cycles(tokens, d, f, count=2 if op.gated else 1, fill_drain=False)
+        down = self.cycles(tokens, f, d, fill_drain=False)
+        body = (up + down).sum(axis=2)
+        compute = np.where(body > 0, (body + self.rows + self.cols - 2) / self.frequency_hz, 0.0)
+        nbytes = op.rank_weight_bytes + op.rank_activation_bytes
+        bandwidth = memory.bandwidth_bytes_per_s * memory.efficiency.at_many(nbytes)
+        mem = np.where(nbytes > 0, nbytes / bandwidth, 0.0)
+        per_rank = np.maximum(compute, mem)
+        critical = per_rank.argmax(axis=1)
+        rows = np.arange(per_rank.shape[0])
+        compute_s = float(compute[rows, critical].mean())
+        memory_s = float(mem[rows, critical].mean())
+        time_s = float(per_rank.max(axis=1).mean()) + self.op_overhead_s
+        energy = op.dense_flops * self.energy_per_flop_j[op.dtype] + float(nbytes.mean()) * memory.energy_per_byte_j
+        return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
+                      roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+
+
+def read_dtype_energies(table: TableReader, key: str = "energy_per_flop_j") -> dict[DType, float]:
+    """``[KEY]`` table of dtype -> energy (J, >= 0); its keys are the unit's supported dtypes."""
+    sub = table.sub(key)
+    out: dict[DType, float] = {}
+    for name in sub:
+        try:
+            dtype = DType(name)
+        except ValueError:
+            raise sub.error(name, f"unknown dtype; allowed: {', '.join(d.value for d in DType)}") from None
+        out[dtype] = sub.number(name)
+    if not out:
+        raise table.error(key, "needs at least one dtype")
+    return out
+
+
+@register_unit_model("systolic")
+def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...]) -> SystolicUnit:
+    """Build a SystolicUnit from ``[units.NAME]``: ``arrays``, ``rows``, ``cols``, ``frequency_hz``,
+    ``op_overhead_s`` and ``[units.NAME.energy_per_flop_j]`` (its dtypes are the supported ones)."""
+    return SystolicUnit(
+        name=name,
+        role=table.string("role", choices=("matrix", "vector"), default="matrix"),
+        memory=table.string("memory", choices=memories),
+        arrays=table.integer("arrays", lo=1, hi=1_000_000),
+        rows=table.integer("rows", lo=1, hi=65_536),
+        cols=table.integer("cols", lo=1, hi=65_536),
+        frequency_hz=table.positive("frequency_hz"),
+        energy_per_flop_j=read_dtype_energies(table),
+        op_overhead_s=table.number("op_overhead_s", hi=1.0, default=0.0),
+    )

@@ -1,0 +1,126 @@
+"""Systolic-array unit: hand-computed GEMM cycles, utilization, memory bound, attention, specs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# the imports register the "bank_pim" and "systolic" unit models until hw_models.device imports them
+import hw_models.bank_pim
+import hw_models.systolic  # noqa: F401
+from hw_models.cost import UnsupportedOpError
+from hw_models.system import load_system
+from hw_models.systolic import SystolicUnit, gemm_cycles, gemm_utilization
+from sim.estimate import estimate
+from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
+from workloads.precision import DType
+
+NPU = load_system("npu-only").primary_device
+SYSTOLIC = NPU.units["systolic"]
+FILL = 128 + 128 - 2  # rows + cols - 2
+
+
+def test_gemm_that_exactly_fills_one_array() -> None:
+    # 1 tile, 1 wave: max(128, 128) streaming + 254 fill/drain
+    assert gemm_cycles(128, 128, 128, rows=128, cols=128, arrays=1) == 128 + FILL == 382
+    assert gemm_utilization(128, 128, 128, rows=128, cols=128, arrays=1) == pytest.approx(128 / 382)
+
+
+def test_gemm_with_two_tiles_in_k() -> None:
+    # k = 256: 2 weight tiles; one array runs them back to back, two arrays in one wave
+    assert gemm_cycles(128, 256, 128, rows=128, cols=128, arrays=1) == 2 * 128 + FILL == 510
+    assert gemm_cycles(128, 256, 128, rows=128, cols=128, arrays=2) == 382
+    # 129 columns need 2 tiles in n as well: 4 tiles on 1 array
+    assert gemm_cycles(128, 256, 129, rows=128, cols=128, arrays=1) == 4 * 128 + FILL
+
+
+def test_gemv_has_low_utilization() -> None:
+    # M = 1: each tile still holds the array for `rows` cycles (weight load)
+    assert gemm_cycles(1, 128, 128, rows=128, cols=128, arrays=1) == 382
+    assert gemm_utilization(1, 128, 128, rows=128, cols=128, arrays=1) == pytest.approx(1 / 382)
+    # 4096 x 4096 GEMV on the NeuPIMs NPU: 1024 tiles / 8 arrays = 128 waves x 128 + 254
+    assert float(SYSTOLIC.cycles(1, 4096, 4096)) == 128 * 128 + FILL == 16638
+    # m = 1024: 128 waves x 1024 + 254 = 131326 cycles, utilization ~0.998
+    assert float(SYSTOLIC.cycles(1024, 4096, 4096)) == 128 * 1024 + FILL
+    assert float(gemm_utilization(1024, 4096, 4096, rows=128, cols=128, arrays=8)) == pytest.approx(
+        1024 * 4096 * 4096 / (8 * 128 * 128 * 131326))
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 4096), k=st.integers(1, 8192), n=st.integers(1, 8192), arrays=st.integers(1, 16))
+def test_utilization_is_monotone_in_m_and_bounded(m: int, k: int, n: int, arrays: int) -> None:
+    kw = {"rows": 128, "cols": 128, "arrays": arrays}
+    u = float(gemm_utilization(m, k, n, **kw))
+    assert 0 < u <= 1
+    assert float(gemm_utilization(m + 1, k, n, **kw)) >= u * (1 - 1e-12)
+    assert float(gemm_cycles(m, k, n, **kw)) <= float(gemm_cycles(m + 1, k, n, **kw))
+
+
+def test_vectorized_cycles_match_scalars() -> None:
+    m = np.array([1, 7, 128, 300])
+    got = gemm_cycles(m, 4096, 1000, rows=128, cols=128, arrays=8)
+    want = [float(gemm_cycles(int(x), 4096, 1000, rows=128, cols=128, arrays=8)) for x in m]
+    assert got.tolist() == want
+
+
+def test_gemv_is_memory_bound_and_large_gemm_compute_bound() -> None:
+    gemv = MatmulOp(name="mm", dtype=DType.FP16, m=1, n=4096, k=4096, weight_dtype=DType.FP16)
+    cost = SYSTOLIC.op_cost(gemv, NPU.memories)
+    assert cost.compute_s == pytest.approx(16638 / 1e9)
+    assert cost.memory_s == pytest.approx(gemv.bytes / 1.024e12)
+    assert cost.bound == "memory" and cost.time_s == pytest.approx(cost.memory_s)
+    big = MatmulOp(name="mm", dtype=DType.FP16, m=4096, n=4096, k=4096, weight_dtype=DType.FP16)
+    cost = SYSTOLIC.op_cost(big, NPU.memories)
+    assert cost.bound == "compute" and cost.compute_s == pytest.approx((128 * 4096 + FILL) / 1e9)
+    assert cost.energy_j == pytest.approx(big.flops * 0.75e-12 + big.bytes * 31.76e-12)
+
+
+def test_attention_as_per_request_gemms() -> None:
+    # one request, MHA 32 heads of 128, 1023 cached + 1 new token -> 1024 keys:
+    # scores: 32 heads x 1 x 8 tiles = 256 tiles = 32 waves x 128; values: 32 x 8 x 1 tiles likewise
+    op = AttentionOp(name="attn", dtype=DType.FP16, context_lens=np.array([1023]), query_lens=np.array([1]),
+                     q_heads=32, kv_heads=32, qk_dim=128, v_dim=128, kv_elements_per_token=8192,
+                     kv_dtype=DType.FP16)
+    assert SYSTOLIC.attention_cycles(op) == 2 * 32 * 128 + FILL == 8446
+    two = AttentionOp(name="attn", dtype=DType.FP16, context_lens=np.array([1023, 1023]),
+                      query_lens=np.array([1, 1]), q_heads=32, kv_heads=32, qk_dim=128, v_dim=128,
+                      kv_elements_per_token=8192, kv_dtype=DType.FP16)
+    assert SYSTOLIC.attention_cycles(two) == 2 * 2 * 32 * 128 + FILL  # fill/drain once per op
+    # GQA: 4 query heads share a K/V head -> m = 4 rows stream through the same tiles, same cycles
+    gqa = AttentionOp(name="attn", dtype=DType.FP16, context_lens=np.array([1023]), query_lens=np.array([1]),
+                      q_heads=32, kv_heads=8, qk_dim=128, v_dim=128, kv_elements_per_token=2048,
+                      kv_dtype=DType.FP16)
+    assert SYSTOLIC.attention_cycles(gqa) == 2 * 8 * 128 + FILL
+    cost = SYSTOLIC.op_cost(op, NPU.memories)
+    assert cost.bound == "memory" and cost.energy_j > 0
+
+
+def test_elementwise_and_unsupported_dtype_are_refused() -> None:
+    norm = ElementwiseOp(name="norm", dtype=DType.FP16, elements=4096, flops_per_element=5)
+    with pytest.raises(UnsupportedOpError):
+        SYSTOLIC.op_cost(norm, NPU.memories)
+    bf16 = MatmulOp(name="mm", dtype=DType.BF16, m=1, n=64, k=64, weight_dtype=DType.BF16)
+    assert not SYSTOLIC.supports(DType.BF16)
+    with pytest.raises(UnsupportedOpError):
+        SYSTOLIC.op_cost(bf16, NPU.memories)
+    assert NPU.units["vector"].op_cost(norm, NPU.memories).time_s > 0
+
+
+def test_npu_specs_load_with_seed_numbers() -> None:
+    assert isinstance(SYSTOLIC, SystolicUnit)
+    assert SYSTOLIC.peak_flops(DType.FP16) == pytest.approx(262.144e12)  # 8 x 128 x 128 x 2 x 1 GHz
+    assert NPU.units["vector"].peak_flops(DType.FP16) == pytest.approx(1.024e12)
+    assert NPU.main_memory.bandwidth_bytes_per_s == pytest.approx(1.024e12)
+    assert NPU.memories["sram"].bandwidth_bytes_per_s == 0
+    assert "pim" not in NPU.units
+    assert load_system("npu-only").default_mapper == "gpu"
+
+
+def test_npu_only_estimates_with_the_gpu_mapper() -> None:
+    result = estimate("gpt3-7b", "npu-only", 64, precision="fp16")
+    assert result.step_time_s > 0 and result.energy_per_token_j > 0
+    units = {r.unit for r in result.records}
+    assert {"systolic", "vector"} <= units
+    assert {r.unit for r in result.records if r.kind == "attention"} == {"systolic"}

@@ -1,0 +1,45 @@
+"""``validate cpu|gpu``: records written, predictions on the vector unit, no-GPU handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from validation.host import calibrate_host, host_device
+from validation.kernel_validation import spec_for_gpu, validate_cpu
+from validation.kernels import CPU_CASES
+from validation.records import load_records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_cpu_writes_a_record_with_predictions(tmp_path: Path) -> None:
+    device = host_device(calibrate_host(quick=True))
+    cases = [c for c in CPU_CASES if c.kernel in ("rmsnorm", "softmax")][:2]
+    frame, summary, path = validate_cpu(device, cases, repeats=3, root=tmp_path)
+    assert path is not None and path.is_file()
+    assert (frame["measured_s"] > 0).all() and (frame["predicted_s"] > 0).all()
+    # the prediction is never below the host's roofline for the kernel's bytes
+    assert (frame["predicted_s"] >= frame["bytes"] / device.main_memory.bandwidth_bytes_per_s).all()
+    loaded = load_records(tmp_path)
+    assert set(loaded["device_kind"]) == {"cpu"} and len(loaded) == len(cases)
+    assert summary[device.name]["elementwise"]["n"] == len(cases)
+
+
+def test_gpu_names_map_to_specs() -> None:
+    assert spec_for_gpu("NVIDIA H100 80GB HBM3") == "h100-sxm"
+    assert spec_for_gpu("NVIDIA H200") == "h200"
+    assert spec_for_gpu("NVIDIA A100-SXM4-40GB") == "a100-40g"
+    assert spec_for_gpu("NVIDIA A100-SXM4-80GB") == "a100-80g"
+
+
+def test_validate_gpu_without_a_gpu_is_one_line_and_non_zero() -> None:
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "validate", "gpu"], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    if proc.returncode == 0:
+        pytest.skip("a CUDA GPU is present")
+    assert proc.returncode == 1 and "no CUDA GPU" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

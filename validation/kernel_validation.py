@@ -1,0 +1,166 @@
+"""``decodex validate cpu|gpu``: time the validation kernels, predict each with the device spec,
+and write a record (``validation/records/<device>/``).
+
+Each kernel computes in fp32 on vector units (CPU SIMD lanes, GPU CUDA cores), so it is
+predicted on the device's unit of role ``vector`` for fp32, never a tensor-core ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hw_models.device import DeviceSpec
+from hw_models.op_time import op_time
+from hw_models.system import load_system
+from validation import records
+from validation.host import calibrate_host, host_device, library_versions, machine_info
+from workloads.errors import DecodexError
+from workloads.precision import DType
+
+# GPU product names (as the driver reports them) to catalog devices
+GPU_NAMES = ((r"H200", "h200"), (r"H100", "h100-sxm"), (r"H800", "h800"), (r"H20\b", "h20"),
+             (r"A800", "a800"), (r"A100.*40", "a100-40g"), (r"A100", "a100-80g"), (r"V100", "v100s"))
+
+
+class NoGpuError(DecodexError):
+    """No CUDA GPU is usable on this machine."""
+
+
+def _vector_unit(device: DeviceSpec, role: str) -> str:
+    for name, unit in device.units.items():
+        if unit.role == role and unit.supports(DType.FP32):
+            return name
+    raise DecodexError(f"device {device.name!r} has no {role} unit with an fp32 datapath")
+
+
+def _row(kernel: str, shape: dict[str, int], dtype: str, op: Any, measured: float, predicted: float,
+         **extra: Any) -> dict[str, Any]:
+    return {"kernel": kernel, "op_kind": str(op.kind), "shape": json.dumps(shape, sort_keys=True), "dtype": dtype,
+            "flops": op.flops, "bytes": op.bytes, "measured_s": measured, "predicted_s": predicted,
+            "error": predicted / measured - 1.0, **extra}
+
+
+def predict(spec: Any, shape: dict[str, int], dtype: str, device: DeviceSpec) -> tuple[Any, float]:
+    """The kernel's op and its predicted time (s) on ``device``'s vector unit."""
+    op = spec.op(shape, dtype)
+    return op, op_time(op, _vector_unit(device, spec.unit_role), device).time_s
+
+
+def validate_cpu(device: DeviceSpec | None = None, cases: Sequence[Any] | None = None, *, quick: bool = False,
+                 repeats: int = 7, write: bool = True, root: Path = records.RECORDS_DIR,
+                 check: bool = True) -> tuple[pd.DataFrame, dict[str, Any], Path | None]:
+    """Time the Numba CPU kernels over ``cases`` (default ``CPU_CASES``), predict each on
+    ``device`` (default: this host, calibrated now), and write a record; returns the cases, the
+    error summary and the record path. ``check`` compares each output with its numpy reference."""
+    from validation.kernels import CPU_CASES, KERNELS, relative_error, time_cpu
+
+    calibrated = None
+    if device is None:
+        calibrated = calibrate_host(quick=quick)
+        device = host_device(calibrated)
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in cases or CPU_CASES:
+        spec = KERNELS[case.kernel]
+        inputs = spec.make_inputs(case.shape, case.dtype, rng)
+        if check:
+            error = relative_error(spec.run_cpu(inputs), spec.reference(inputs))
+            if error > spec.tolerance[case.dtype]:
+                raise DecodexError(f"kernel {case.kernel} {case.shape} is wrong: relative error {error:.2e}")
+        timing = time_cpu(spec.run_cpu, inputs, repeats=repeats, warmup=1)
+        op, predicted = predict(spec, case.shape, case.dtype, device)
+        rows.append(_row(case.kernel, case.shape, case.dtype, op, timing.median_s, predicted))
+    frame = pd.DataFrame(rows)
+    frame["device"] = device.name
+    path = None
+    if write:
+        machine = {**machine_info(), "device_kind": "cpu", "spec": device.name}
+        if calibrated is not None:
+            machine["calibration"] = {"peak_flops_fp32": device.units["cores"].peak_flops(DType.FP32),
+                                      "bandwidth_bytes_per_s": device.main_memory.bandwidth_bytes_per_s,
+                                      "op_overhead_s": device.units["cores"].op_overhead_s}
+        path = records.write_record(device.name, machine, frame, kind="cpu", root=root)
+    return frame, records.error_summary(frame), path
+
+
+def _nvidia_smi() -> dict[str, str]:
+    query = "name,driver_version,clocks.max.sm,clocks.max.mem,memory.total,power.limit"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return {}
+    return dict(zip(query.split(","), (v.strip() for v in out.split(",")), strict=False))
+
+
+def gpu_identity() -> dict[str, Any]:
+    """Name, compute capability, clocks, driver and memory of the current CUDA GPU."""
+    try:
+        from numba import cuda
+    except ImportError as err:
+        raise NoGpuError(f"no CUDA GPU: numba-cuda is not installed ({err}); pip install 'decodex[gpu]'") from None
+    try:
+        available = cuda.is_available()
+    except Exception as err:
+        raise NoGpuError(f"no CUDA GPU: {err}") from None
+    if not available:
+        raise NoGpuError("no CUDA GPU is available on this machine (numba.cuda.is_available() is False)")
+    gpu = cuda.get_current_device()
+    name = gpu.name.decode() if isinstance(gpu.name, bytes) else str(gpu.name)
+    return {"gpu_name": name, "compute_capability": list(gpu.compute_capability), "nvidia_smi": _nvidia_smi(),
+            "libraries": library_versions(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def spec_for_gpu(name: str) -> str:
+    """The catalog device of a GPU product name (e.g. ``NVIDIA H100 80GB HBM3`` -> ``h100-sxm``)."""
+    for pattern, device in GPU_NAMES:
+        if re.search(pattern, name):
+            return device
+    raise DecodexError(f"no catalog spec for GPU {name!r}; pass --spec with a device file")
+
+
+def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *, repeats: int = 20,
+                 write: bool = True, root: Path = records.RECORDS_DIR,
+                 check: bool = True) -> tuple[pd.DataFrame, dict[str, Any], Path | None]:
+    """Time the Numba CUDA kernels over ``cases`` (default ``GPU_CASES``) on this GPU, predict
+    each with its spec (picked from the GPU's name unless ``spec`` is given), record the measured
+    device-to-device copy bandwidth too, and write a record. Raises NoGpuError without a GPU."""
+    identity = gpu_identity()
+    from validation.kernels import GPU_CASES, KERNELS, device_copy_bandwidth, relative_error, time_cuda, to_device
+
+    device = load_system(spec or spec_for_gpu(identity["gpu_name"])).primary_device
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in cases or GPU_CASES:
+        kernel = KERNELS[case.kernel]
+        inputs = kernel.make_inputs(case.shape, case.dtype, rng)
+        dev = to_device(inputs)
+        if check:
+            run = kernel.run_cuda(dev)
+            error = relative_error(run.output.copy_to_host(), kernel.reference(inputs))
+            if error > kernel.tolerance[case.dtype]:
+                raise DecodexError(f"kernel {case.kernel} {case.shape} is wrong on the GPU: error {error:.2e}")
+        timing = time_cuda(kernel, dev, repeats=repeats, cold=case.cold)
+        op, predicted = predict(kernel, case.shape, case.dtype, device)
+        rows.append(_row(case.kernel, case.shape, case.dtype, op, timing.median_s, predicted, copies=timing.copies))
+        del dev
+    frame = pd.DataFrame(rows)
+    frame["device"] = device.name
+    copy_bw = device_copy_bandwidth()
+    path = None
+    if write:
+        machine = {**identity, "device_kind": "gpu", "spec": device.name,
+                   "device_copy_bandwidth_bytes_per_s": copy_bw}
+        path = records.write_record(device.name, machine, frame, kind="gpu", root=root)
+    summary = records.error_summary(frame)
+    summary.setdefault(device.name, {})["copy_bandwidth_bytes_per_s"] = copy_bw
+    return frame, summary, path

@@ -1,0 +1,57 @@
+"""Kernels that the validation times on real hardware: GEMV, SIMT GEMM, decode attention, RMSNorm
+and softmax, each as a Numba CPU kernel (:mod:`.cpu`) and a Numba CUDA kernel (:mod:`.cuda`),
+with a numpy reference and the Decodex op whose FLOPs and bytes they execute (:mod:`.cases`).
+
+Importing this package needs neither numba-cuda nor a GPU: CUDA kernels are built and compiled
+on their first launch.
+
+```python
+from validation.kernels import KERNELS, CPU_CASES, time_cpu
+spec, case = KERNELS["gemv"], CPU_CASES[0]
+inputs = spec.make_inputs(case.shape, case.dtype, np.random.default_rng(0))
+t = time_cpu(spec.run_cpu, inputs, repeats=10, warmup=1)
+op = spec.op(case.shape, case.dtype)          # op.flops, op.bytes; spec.unit_role == "vector"
+```
+"""
+
+from validation.kernels.cases import (
+    KERNELS,
+    UNIT_ROLE,
+    KernelSpec,
+    context_lens,
+    relative_error,
+    scalar,
+    to_device,
+)
+from validation.kernels.shapes import CPU_CASES, GPU_CASES, SIM_CASES, Case, case
+from validation.kernels.timing import (
+    L2_BYTES,
+    TimingResult,
+    device_copy_bandwidth,
+    nbytes,
+    rotation_copies,
+    time_cpu,
+    time_cuda,
+)
+
+__all__ = [
+    "CPU_CASES",
+    "GPU_CASES",
+    "KERNELS",
+    "L2_BYTES",
+    "SIM_CASES",
+    "UNIT_ROLE",
+    "Case",
+    "KernelSpec",
+    "TimingResult",
+    "case",
+    "context_lens",
+    "device_copy_bandwidth",
+    "nbytes",
+    "relative_error",
+    "rotation_copies",
+    "scalar",
+    "time_cpu",
+    "time_cuda",
+    "to_device",
+]
