@@ -25,7 +25,7 @@ import numpy as np
 from hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
 from hw_models.efficiency import EfficiencyCurve
 from hw_models.memory import MemorySpec
-from hw_models.spec_reader import TableReader
+from hw_models.spec_reader import TableReader, read_dtype_table
 from hw_models.units import register_unit_model
 from workloads.ops import MatmulOp, MoEExpertsOp, Op
 from workloads.precision import DType
@@ -134,25 +134,11 @@ class RooflineUnit:
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
 
 
-def _dtype_table(table: TableReader, key: str, positive: bool) -> dict[DType, float]:
-    sub = table.sub(key)
-    out: dict[DType, float] = {}
-    for name in sub:
-        try:
-            dtype = DType(name)
-        except ValueError:
-            raise sub.error(name, f"unknown dtype; allowed: {', '.join(d.value for d in DType)}") from None
-        out[dtype] = sub.positive(name) if positive else sub.number(name)
-    if not out:
-        raise table.error(key, "needs at least one dtype")
-    return out
-
-
 @register_unit_model("roofline")
 def read_roofline_unit(name: str, table: TableReader, memories: tuple[str, ...]) -> RooflineUnit:
     """Build a RooflineUnit from ``[units.NAME]`` (see docs/specs.md)."""
-    peaks = _dtype_table(table, "peak_flops", positive=True)
-    energy = _dtype_table(table, "energy_per_flop_j", positive=False)
+    peaks = read_dtype_table(table, "peak_flops", positive=True)
+    energy = read_dtype_table(table, "energy_per_flop_j", positive=False)
     missing = [str(d) for d in peaks if d not in energy]
     if missing:
         raise table.error("energy_per_flop_j", f"missing for dtypes with a peak: {', '.join(missing)}")

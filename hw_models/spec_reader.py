@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.errors import SpecError
+from workloads.precision import DType
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -117,3 +118,19 @@ class TableReader:
                            for v in value)):
             raise self.error(key, f"must be a non-empty list of finite numbers, got {value!r}")
         return tuple(float(v) for v in value)
+
+
+def read_dtype_table(table: TableReader, key: str, *, positive: bool) -> dict[DType, float]:
+    """The sub-table ``key`` mapping dtype names to numbers (> 0 with ``positive``, else >= 0);
+    unknown dtype names and an empty table are errors naming the field."""
+    sub = table.sub(key)
+    out: dict[DType, float] = {}
+    for name in sub:
+        try:
+            dtype = DType(name)
+        except ValueError:
+            raise sub.error(name, f"unknown dtype; allowed: {', '.join(d.value for d in DType)}") from None
+        out[dtype] = sub.positive(name) if positive else sub.number(name)
+    if not out:
+        raise table.error(key, "needs at least one dtype")
+    return out

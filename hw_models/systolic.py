@@ -37,7 +37,7 @@ import numpy as np
 
 from hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
 from hw_models.memory import MemorySpec
-from hw_models.spec_reader import TableReader
+from hw_models.spec_reader import TableReader, read_dtype_table
 from hw_models.units import register_unit_model
 from workloads.ops import AttentionOp, MatmulOp, MoEExpertsOp, Op
 from workloads.precision import DType
@@ -159,21 +159,6 @@ class SystolicUnit:
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
 
 
-def read_dtype_energies(table: TableReader, key: str = "energy_per_flop_j") -> dict[DType, float]:
-    """``[KEY]`` table of dtype -> energy (J, >= 0); its keys are the unit's supported dtypes."""
-    sub = table.sub(key)
-    out: dict[DType, float] = {}
-    for name in sub:
-        try:
-            dtype = DType(name)
-        except ValueError:
-            raise sub.error(name, f"unknown dtype; allowed: {', '.join(d.value for d in DType)}") from None
-        out[dtype] = sub.number(name)
-    if not out:
-        raise table.error(key, "needs at least one dtype")
-    return out
-
-
 @register_unit_model("systolic")
 def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...]) -> SystolicUnit:
     """Build a SystolicUnit from ``[units.NAME]``: ``arrays``, ``rows``, ``cols``, ``frequency_hz``,
@@ -186,6 +171,6 @@ def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...])
         rows=table.integer("rows", lo=1, hi=65_536),
         cols=table.integer("cols", lo=1, hi=65_536),
         frequency_hz=table.positive("frequency_hz"),
-        energy_per_flop_j=read_dtype_energies(table),
+        energy_per_flop_j=read_dtype_table(table, "energy_per_flop_j", positive=False),
         op_overhead_s=table.number("op_overhead_s", hi=1.0, default=0.0),
     )
