@@ -68,11 +68,12 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_cpu(args: argparse.Namespace) -> int:
-    from hw_models.device import load_device
+    from hw_models.device import device_from_dict
+    from hw_models.spec_reader import read_toml
     from validation.kernel_validation import validate_cpu
     from validation.kernels import CPU_CASES
 
-    device = load_device(args.spec) if args.spec else None
+    device = device_from_dict(read_toml(args.spec), args.spec) if args.spec else None
     cases = CPU_CASES[: args.cases] if args.cases else None
     _, summary, path = validate_cpu(device, cases, quick=args.quick, write=not args.no_write)
     if path is not None:

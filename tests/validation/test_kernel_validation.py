@@ -43,3 +43,14 @@ def test_validate_gpu_without_a_gpu_is_one_line_and_non_zero() -> None:
         pytest.skip("a CUDA GPU is present")
     assert proc.returncode == 1 and "no CUDA GPU" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_calibrated_spec_file_drives_validate_cpu(tmp_path: Path) -> None:
+    spec = tmp_path / "host.toml"
+    run = [sys.executable, "-m", "app.cli"]
+    assert subprocess.run([*run, "calibrate", "host", "--quick", "--out", str(spec)], cwd=ROOT,
+                          check=False, capture_output=True).returncode == 0
+    proc = subprocess.run([*run, "validate", "cpu", "--spec", str(spec), "--cases", "1", "--no-write", "--json"],
+                          cwd=ROOT, check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "matmul" in next(iter(__import__("json").loads(proc.stdout).values()))
