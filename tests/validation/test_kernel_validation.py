@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,4 +54,4 @@ def test_calibrated_spec_file_drives_validate_cpu(tmp_path: Path) -> None:
     proc = subprocess.run([*run, "validate", "cpu", "--spec", str(spec), "--cases", "1", "--no-write", "--json"],
                           cwd=ROOT, check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "matmul" in next(iter(__import__("json").loads(proc.stdout).values()))
+    assert "matmul" in next(iter(json.loads(proc.stdout).values()))
