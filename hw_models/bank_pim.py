@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -107,6 +107,15 @@ def channel_loads(loads: np.ndarray, channel_of_request: np.ndarray, channels: i
 
 def _ceil(a: np.ndarray | float, b: float) -> np.ndarray:
     return np.ceil(np.asarray(a, dtype=np.float64) / b)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ChannelAssignedAttentionOp(AttentionOp):
+    """An attention op whose requests a mapper has assigned to PIM channels:
+    ``channel_of_request[i]`` is the channel holding request i's KV cache (the unit's
+    :meth:`BankPimUnit.op_cost` uses it instead of round-robin)."""
+
+    channel_of_request: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -264,11 +273,14 @@ class BankPimUnit:
     def op_cost(self, op: Op, memories: Mapping[str, MemorySpec],
                 channel_of_request: np.ndarray | None = None) -> OpCost:
         """Cost of an attention op with requests on channels ``channel_of_request`` (default
-        round-robin: request i -> channel i mod channels). Other ops are refused."""
+        round-robin: request i -> channel i mod channels, unless ``op`` is a
+        :class:`ChannelAssignedAttentionOp`, whose assignment is used). Other ops are refused."""
         if not isinstance(op, AttentionOp):
             raise UnsupportedOpError(f"unit {self.name!r} (bank_pim) runs attention only, not {op.kind} "
                                      f"op {op.name!r}")
         self._check(op.dtype)
+        if channel_of_request is None and isinstance(op, ChannelAssignedAttentionOp):
+            channel_of_request = op.channel_of_request
         if channel_of_request is None:
             channel_of_request = np.arange(np.size(op.context_lens), dtype=np.int64) % self.channels
         compute_s, _ = self.attention_time(op, channel_of_request)

@@ -2,5 +2,7 @@
 
 from mappers.base import MAPPERS, Mapper, Placement, Plan, get_mapper, register_mapper
 from mappers.gpu import GpuMapper, choose_unit
+from mappers.neupims import NeuPimsMapper
 
-__all__ = ["MAPPERS", "GpuMapper", "Mapper", "Placement", "Plan", "choose_unit", "get_mapper", "register_mapper"]
+__all__ = ["MAPPERS", "GpuMapper", "Mapper", "NeuPimsMapper", "Placement", "Plan", "choose_unit", "get_mapper",
+           "register_mapper"]

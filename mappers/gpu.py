@@ -12,11 +12,26 @@ Schedule for the discrete-event engine:
   on the stage's devices with the activation send between stages. A stage serves one micro-batch
   at a time (earlier micro-batches first), so fill, drain and bubbles come out of the schedule;
   the reported step time is the steady-state round period.
+
+Software variants (``software``; pure policy, the hardware spec is untouched):
+
+- ``optimized`` (default): paged KV cache and one fused attention kernel (FlashAttention /
+  PagedAttention style): the graph's attention op as built.
+- ``hf-pytorch-2023``: a PyTorch decode of the NeuPIMs era, Hugging Face transformers' eager
+  attention (e.g. ``modeling_gpt_neox.py`` / ``modeling_llama.py`` of transformers 4.3x:
+  ``torch.cat`` of past and new K/V, ``torch.matmul(query, key.transpose(-1, -2))``,
+  ``nn.functional.softmax(..., dtype=torch.float32)``, ``torch.matmul(attn_weights, value)``),
+  with the batch's requests padded to its longest context (a rectangular KV tensor). Each
+  layer's attention becomes: ``kv_concat`` (the padded cache copied by ``torch.cat``: read and
+  written once), ``attn_scores`` (QK^T matmul, scores written to HBM), ``attn_softmax`` (an
+  element-wise kernel reading and writing the scores, 5 FLOP per score, assumed), ``attn_context``
+  (scores·V matmul). Under GQA the eager path repeats K/V per query head (``repeat_kv``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,9 +44,42 @@ from workloads.batch import Batch
 from workloads.builder import build_step_graph
 from workloads.errors import ArgumentError, InfeasibleError
 from workloads.graph import Graph, LayerTemplate
-from workloads.ops import Op, OpKind
+from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op, OpKind
 
 MATRIX_KINDS = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.MOE_EXPERTS)
+SOFTWARE = ("optimized", "hf-pytorch-2023")
+EAGER_SOFTMAX_FLOPS_PER_SCORE = 5.0  # assumed: max, subtract, exp, sum, scale per score
+
+
+def eager_attention_ops(op: AttentionOp) -> tuple[Op, ...]:
+    """``op`` as HF transformers' unfused eager attention over KV padded to the longest request
+    (module docstring, ``hf-pytorch-2023``)."""
+    requests = int(np.size(op.context_lens))
+    query = int(np.max(op.query_lens))
+    keys = int(np.max(op.context_lens + op.query_lens))  # padded: every request attends this many
+    heads = requests * op.q_heads
+    common = {"dtype": op.dtype, "block": op.block, "devices": op.devices, "replicated": op.replicated}
+    kv_elements = requests * keys * op.kv_elements_per_token
+    concat = ElementwiseOp(name="kv_concat", elements=kv_elements, flops_per_element=0.0, **common)
+    scores = MatmulOp(name="attn_scores", m=query, k=op.qk_dim, n=keys, count=heads, **common)
+    softmax = ElementwiseOp(name="attn_softmax", elements=heads * query * keys,
+                            flops_per_element=EAGER_SOFTMAX_FLOPS_PER_SCORE, **common)
+    context = MatmulOp(name="attn_context", m=query, k=keys, n=op.v_dim, count=heads, **common)
+    return concat, scores, softmax, context
+
+
+def apply_software(graph: Graph, software: str) -> Graph:
+    """``graph`` with its attention ops rewritten for the ``software`` variant (``optimized``:
+    unchanged, the same object)."""
+    if software == "optimized":
+        return graph
+    templates = []
+    for template in graph.templates:
+        ops: list[Op] = []
+        for op in template.ops:
+            ops += eager_attention_ops(op) if isinstance(op, AttentionOp) else [op]
+        templates.append(replace(template, ops=tuple(ops)))
+    return replace(graph, templates=tuple(templates))
 
 
 def choose_unit(op: Op, device: DeviceSpec) -> str:
@@ -71,11 +119,13 @@ def layer_runs(graph: Graph) -> list[tuple[LayerTemplate, int, int]]:
     return runs
 
 
-def _template(graph: Graph, name: str) -> LayerTemplate | None:
+def template_named(graph: Graph, name: str) -> LayerTemplate | None:
+    """The graph's template called ``name``, if any."""
     return next((t for t in graph.templates if t.name == name), None)
 
 
-def _op_task(placement: Placement, device_index: int) -> Task:
+def op_task(placement: Placement, device_index: int) -> Task:
+    """One engine task for one placed op: its unit (with the unit's memory) or its link."""
     if placement.link is not None:
         track = f"{placement.link.name}"
         return Task((placement,), (f"link.{track}",), track, placement.op.name)
@@ -90,15 +140,15 @@ def single_stream_schedule(graph: Graph, placed: dict[int, Placement], device: D
     """One stream, one task per op, blocks = embedding, runs of identical layers, head."""
     blocks = []
     for name in ("embedding",):
-        template = _template(graph, name)
+        template = template_named(graph, name)
         if template is not None:
-            blocks.append(Block(name, tuple(_op_task(placed[id(op)], 0) for op in template.ops)))
+            blocks.append(Block(name, tuple(op_task(placed[id(op)], 0) for op in template.ops)))
     for template, first, count in layer_runs(graph):
-        tasks = tuple(_op_task(placed[id(op)], 0) for op in template.ops)
+        tasks = tuple(op_task(placed[id(op)], 0) for op in template.ops)
         blocks.append(Block(f"{template.name}@{first}", tasks, count))
-    head = _template(graph, "head")
+    head = template_named(graph, "head")
     if head is not None:
-        blocks.append(Block("head", tuple(_op_task(placed[id(op)], 0) for op in head.ops)))
+        blocks.append(Block("head", tuple(op_task(placed[id(op)], 0) for op in head.ops)))
     memories = tuple(sorted({(f"d0.{u.memory}", 0, u.memory) for u in device.units.values()}))
     return Schedule((Stream("batch", tuple(blocks)),), memories)
 
@@ -106,14 +156,14 @@ def single_stream_schedule(graph: Graph, placed: dict[int, Placement], device: D
 def _stage_placements(graph: Graph, placed: dict[int, Placement], stage: int) -> list[Placement]:
     pp = graph.parallelism.pp
     out: list[Placement] = []
-    embedding = _template(graph, "embedding")
+    embedding = template_named(graph, "embedding")
     if stage == 0 and embedding is not None:
         out += [placed[id(op)] for op in embedding.ops]
     for template, first, count in layer_runs(graph):
         for layer in range(first, first + count):
             if graph.stage_of_layer(layer) == stage:
                 out += [placed[id(op)] for op in template.ops]
-    head = _template(graph, "head")
+    head = template_named(graph, "head")
     if stage == pp - 1 and head is not None:
         out += [placed[id(op)] for op in head.ops]
     return out
@@ -132,14 +182,16 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
 
 
 def pipeline_schedule(graph: Graph, system: SystemSpec, device: DeviceSpec, microbatches: int,
-                      rounds: int) -> Schedule:
+                      rounds: int, transform: Callable[[Graph], Graph] | None = None) -> Schedule:
     """Micro-batch streams through ``pp`` stages, ``rounds`` decode rounds each (see module doc)."""
     pp = graph.parallelism.pp
     streams = []
     for index, micro in enumerate(split_batch(graph.batch, microbatches)):
         sub = build_step_graph(graph.model, micro, graph.precision, graph.parallelism)
+        if transform is not None:
+            sub = transform(sub)
         placed = place(sub, system, device)
-        send = _template(sub, "pipeline")
+        send = template_named(sub, "pipeline")
         tasks: list[Task] = []
         for stage in range(pp):
             tasks.append(Task(tuple(_stage_placements(sub, placed, stage)), (f"device{stage}",), f"stage{stage}",
@@ -158,11 +210,14 @@ class GpuMapper:
 
     ``microbatches``: pipeline micro-batches (default: ``pp``, at most the batch size; 1 without
     pipeline parallelism). ``rounds``: decode rounds the engine runs to reach the steady state.
+    ``software``: ``optimized`` (fused, paged attention) or ``hf-pytorch-2023`` (unfused eager
+    attention over padded KV; module docstring).
     """
 
     name: str = "gpu"
     microbatches: int | None = None
     rounds: int = 8
+    software: str = "optimized"
 
     def map(self, graph: Graph, system: SystemSpec) -> Plan:
         if len(system.groups) != 1:
@@ -176,13 +231,21 @@ class GpuMapper:
                                   f"{system.name!r} has {system.device_count}")
         if self.rounds < 2:
             raise ArgumentError(f"rounds: {self.rounds} outside [2, ...)")
+        if self.software not in SOFTWARE:
+            raise ArgumentError(f"software: {self.software!r} not one of {', '.join(SOFTWARE)}")
+        source = graph
+        software = self.software
+        graph = apply_software(graph, software)
         placed = place(graph, system, device)
         placements = tuple(placed[id(op)] for _, op in graph.ops())
         micro = self.microbatches or (min(par.pp, graph.batch.num_requests) if par.pp > 1 else 1)
         if par.pp == 1 and micro > 1:
             raise ArgumentError("microbatches: needs pipeline parallelism (--pp > 1)")
         if par.pp > 1:
-            schedule = pipeline_schedule(graph, system, device, micro, self.rounds)
+            schedule = pipeline_schedule(source, system, device, micro, self.rounds,
+                                         None if software == "optimized" else lambda g: apply_software(g, software))
         else:
             schedule = single_stream_schedule(graph, placed, device)
-        return Plan(graph, system, self.name, placements, devices, {"microbatches": micro}, schedule)
+        options = {"microbatches": micro} if software == "optimized" else {"microbatches": micro, "software": software}
+        # the plan keeps the source graph: memory use counts the stored KV cache, not the kernels
+        return Plan(source, system, self.name, placements, devices, options, schedule)

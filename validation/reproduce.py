@@ -104,4 +104,5 @@ def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetRe
 
 
 def _register_builtin_runners() -> None:
-    import validation.runners  # noqa: F401  (registers the runners)
+    import validation.runners  # registers the runners
+    import validation.runners_neupims  # noqa: F401  (registers the NeuPIMs runner)

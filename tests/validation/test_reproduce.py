@@ -43,7 +43,13 @@ def test_failing_target_fails(tmp_path: Path) -> None:
 
 
 def test_reproduce_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["reproduce", "all", "--json"])
+    code = main(["reproduce", "gpu", "--json"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 0
     assert {"name", "target", "simulated", "unit", "error", "tolerance", "passed"} <= set(rows[0])
+
+
+def test_reproduce_exit_status_says_whether_every_target_passed(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["reproduce", "all", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == (0 if all(r["passed"] for r in rows) else 1)
