@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from app.cli_args import add_deployment_options, add_model_system_options, context_lengths, positive_int, print_json
 from app.cli_serve import add_serve_parser
+from app.cli_study import add_study_parsers
 from app.cli_validate import add_validation_parsers
 from app.formatting import si, step_report, table, utilization_report
 from hw_models.system import list_systems, load_system
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
     add_serve_parser(sub)
     add_validation_parsers(sub)
+    add_study_parsers(sub)
     return parser
 
 

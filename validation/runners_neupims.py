@@ -1,10 +1,19 @@
 """Runner of the NeuPIMs reproduction (ASPLOS 2024): throughput of NeuPIMs over a baseline.
 
-The decode workload of one (model, dataset, batch) point is the *average decode step*: every
-request at the mean context of the generation, input + output / 2 tokens (ShareGPT-like 80/296 ->
-228, Alpaca-like 12/56 -> 40), FP16, one token out per request. Throughput = batch / step time,
-so a ratio is baseline step time / NeuPIMs step time. The reported value is the arithmetic mean
-of the ratios over models x datasets x batches, each model at its ``parallelism`` (per-device
+A (model, dataset, batch) point is one decode step of a batch in the middle of continuous
+decoding. With ``lengths = "sampled"`` (the targets' setting) the batch's requests are drawn from
+the dataset preset (``sim.serving.workload.Workload.preset``: lognormal prompt/output lengths,
+ShareGPT mean 80/296 tokens, Alpaca 12/56) with ``numpy.random.default_rng(seed)``, capped at the
+model's context window, and each request gets a decode progress drawn uniformly from
+``[0, output_len)`` (a second generator seeded with ``(seed, batch)``), so its cached context is
+input + progress tokens. Requests then differ in length, so the channel policies (greedy vs
+round-robin) and the sub-batch split see unequal loads, as in the paper's workloads. With
+``lengths`` a list of [input, output] pairs every request sits at the mean context input +
+output / 2 (the earlier, uniform workload).
+
+FP16, one token out per request. Throughput = batch / step time, so a point's ratio is baseline
+step time / NeuPIMs step time on the same requests. The reported value is the arithmetic mean of
+the ratios over models x datasets x batches x seeds, each model at its ``parallelism`` (per-device
 shards; pipeline stages run one after another, so the step time is the sum over stages for every
 system alike). NeuPIMs runs through the discrete-event engine (``simulate``: its sub-batch
 interleaving is an overlap); baselines with one stream use ``estimate`` (equal to ``simulate``
@@ -13,52 +22,111 @@ there, see tests), except when ``baseline_simulate`` is set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from sim.estimate import estimate
+from sim.serving.workload import Workload
 from sim.simulate import simulate
 from validation.reproduce import register_runner
+from workloads.catalog import load_model
+from workloads.errors import ArgumentError
 from workloads.parallelism import Parallelism
 
 PRECISION = "fp16"
+DEFAULT_SEEDS = 3
 
 
 @lru_cache(maxsize=4096)
-def step_time(model: str, system: str, batch: int, context: int, tp: int, pp: int, engine: bool,
+def step_time(model: str, system: str, batch: int, context: int | tuple[int, ...], tp: int, pp: int, engine: bool,
               options: tuple[tuple[str, Any], ...]) -> float:
-    """Step time (s) of a decode batch of ``batch`` requests at ``context`` cached tokens."""
+    """Step time (s) of a decode batch of ``batch`` requests; ``context``: cached tokens of every
+    request (an int) or of each request (a tuple of ``batch`` ints)."""
     run = simulate if engine else estimate
-    result = run(model, system, batch, context=context, precision=PRECISION,
+    ctx: int | np.ndarray = context if isinstance(context, int) else np.asarray(context, dtype=np.int64)
+    result = run(model, system, batch, context=ctx, precision=PRECISION,
                  parallelism=Parallelism(tp=tp, pp=pp), **dict(options))
     return float(result.step_time_s)
 
 
-def ratios(config: Mapping[str, Any]) -> list[float]:
-    """Baseline step time / NeuPIMs step time at every (model, lengths, batch) point of ``config``."""
+def sampled_contexts(model: str, dataset: str, batch: int, seed: int) -> np.ndarray:
+    """Cached tokens (int64, one per request) of a ``batch``-request decode batch drawn from the
+    ``dataset`` preset with ``seed``: input + a decode progress uniform in [0, output_len)."""
+    window = load_model(model).max_position_embeddings
+    requests = Workload.preset(dataset, 1.0).generate(batch, seed=seed, max_total_tokens=window)
+    rng = np.random.default_rng((seed, batch))
+    progress = np.floor(rng.random(batch) * requests.output_tokens).astype(np.int64)
+    return requests.input_tokens + progress
+
+
+@dataclass(frozen=True)
+class Point:
+    """One (model, dataset, batch, seed) point of a config: its requests' cached tokens."""
+
+    model: str
+    dataset: str
+    batch: int
+    seed: int | None
+    context: int | tuple[int, ...]
+    tp: int
+    pp: int
+
+
+def points(config: Mapping[str, Any]) -> Iterator[Point]:
+    """The config's points: ``lengths = "sampled"`` with ``datasets`` (preset names) and
+    ``seeds`` (a count, seeds 0..n-1), or ``lengths`` = [[input, output], ...] (mean context)."""
     parallel = dict(config.get("parallelism", {}))
-    out = []
-    system = str(config.get("system", "neupims"))
-    baseline = str(config["baseline"])
-    options = tuple(sorted(dict(config.get("baseline_options", {})).items()))
+    lengths = config["lengths"]
     for model in config["models"]:
         tp, pp = (int(x) for x in parallel.get(model, (1, 1)))
-        for input_len, output_len in config["lengths"]:
-            context = int(input_len) + int(output_len) // 2
-            for batch in config["batches"]:
-                ours = step_time(model, system, int(batch), context, tp, pp, True, ())
-                theirs = step_time(model, baseline, int(batch), context, tp, pp,
-                                   bool(config.get("baseline_simulate", False)), options)
-                out.append(theirs / ours)
-    return out
+        if lengths == "sampled":
+            for dataset in config["datasets"]:
+                for batch in config["batches"]:
+                    for seed in range(int(config.get("seeds", DEFAULT_SEEDS))):
+                        ctx = tuple(int(c) for c in sampled_contexts(model, str(dataset), int(batch), seed))
+                        yield Point(model, str(dataset), int(batch), seed, ctx, tp, pp)
+        elif isinstance(lengths, list | tuple):
+            for input_len, output_len in lengths:
+                for batch in config["batches"]:
+                    yield Point(model, f"{input_len}/{output_len}", int(batch), None,
+                                int(input_len) + int(output_len) // 2, tp, pp)
+        else:
+            raise ArgumentError(f"lengths: {lengths!r} must be 'sampled' or a list of [input, output] pairs")
+
+
+def point_ratio(config: Mapping[str, Any], point: Point) -> float:
+    """Baseline step time / NeuPIMs step time at ``point``."""
+    system = str(config.get("system", "neupims"))
+    options = tuple(sorted(dict(config.get("baseline_options", {})).items()))
+    ours = step_time(point.model, system, point.batch, point.context, point.tp, point.pp, True, ())
+    theirs = step_time(point.model, str(config["baseline"]), point.batch, point.context, point.tp, point.pp,
+                       bool(config.get("baseline_simulate", False)), options)
+    return theirs / ours
+
+
+def ratio_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per point: model, dataset, batch, seed, mean context (tokens) and ratio."""
+    rows = []
+    for point in points(config):
+        context = np.mean(point.context)
+        rows.append({"model": point.model, "dataset": point.dataset, "batch": point.batch, "seed": point.seed,
+                     "mean_context": float(context), "ratio": point_ratio(config, point)})
+    return rows
+
+
+def ratios(config: Mapping[str, Any]) -> list[float]:
+    """Baseline step time / NeuPIMs step time at every point of ``config`` (see :func:`points`)."""
+    return [point_ratio(config, point) for point in points(config)]
 
 
 @register_runner("neupims_ratio")
 def neupims_ratio(config: Mapping[str, Any]) -> float:
     """Mean throughput ratio NeuPIMs / ``baseline`` (module docstring). Config: ``baseline``
-    (system), ``baseline_options`` (mapper options), ``models``, ``lengths`` ([input, output]
-    pairs), ``batches``, ``parallelism`` (model -> [tp, pp]), optional ``system``."""
+    (system), ``baseline_options`` (mapper options), ``models``, ``lengths`` (``"sampled"`` with
+    ``datasets`` and ``seeds``, or [input, output] pairs), ``batches``, ``parallelism``
+    (model -> [tp, pp]), optional ``system``."""
     return float(np.mean(ratios(config)))

@@ -1,0 +1,51 @@
+"""``decodex study``: simulator studies that write figures (HTML) and tables (CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+STUDY_BATCHES = (32, 64, 128, 256, 512)  # requests per decode batch of the interleaving/row-buffer studies
+
+
+def cmd_study_neupims(args: argparse.Namespace) -> int:
+    """Run the NeuPIMs interleaving, row-buffer and design-sweep studies on a small grid (gpt3-7b,
+    ShareGPT requests, seed 0) and write ``*.csv`` and ``*.html`` into ``args.out``."""
+    from validation.studies.neupims import (
+        interleaving_figure,
+        interleaving_gain,
+        neupims_sweep,
+        row_buffer_figure,
+        row_buffer_gain,
+        sweep_figure,
+    )
+    from workloads.parallelism import Parallelism
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = args.model
+    interleave = interleaving_gain(model, STUDY_BATCHES)
+    row_buffers = row_buffer_gain(model, STUDY_BATCHES)
+    sweep = neupims_sweep(model, multipliers=(4, 8, 16), channels=(16, 32, 64), array_sizes=(64, 128),
+                          parallelism=Parallelism(tp=4))
+    outputs = {"neupims_interleaving": (interleave, interleaving_figure(interleave)),
+               "neupims_row_buffers": (row_buffers, row_buffer_figure(row_buffers)),
+               "neupims_sweep": (sweep, sweep_figure(sweep))}
+    for name, (frame, figure) in outputs.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+        # plotly.min.js is written beside the pages, so they open without internet
+        figure.write_html(out / f"{name}.html", include_plotlyjs="directory")
+        print(f"wrote {out / name}.csv, {out / name}.html", file=sys.stderr)
+    return 0
+
+
+def add_study_parsers(sub: Any) -> None:
+    """Add ``study neupims`` to the ``decodex`` sub-commands (``sub``: argparse sub-parsers)."""
+    p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
+    which = p.add_subparsers(dest="study", required=True)
+    neupims = which.add_parser("neupims", help="NeuPIMs: sub-batch interleaving, row buffers, PIM/NPU design sweep")
+    neupims.add_argument("--out", default="study-neupims", help="output folder (default: study-neupims)")
+    neupims.add_argument("--model", default="gpt3-7b", help="model (default gpt3-7b)")
+    neupims.set_defaults(func=cmd_study_neupims)
