@@ -161,26 +161,26 @@ def neupims_sweep(model: str, *, multipliers: Sequence[int] = (4, 8, 16, 32), ch
     return pd.DataFrame(rows)
 
 
+def _gain_figure(frame: pd.DataFrame, by: str, name: str, title: str) -> go.Figure:
+    """A gain-vs-batch figure, one line per value of column ``by`` (``name`` formats its label)."""
+    fig = go.Figure()
+    for key, part in frame.groupby(by, sort=False):
+        fig.add_scatter(x=part["batch"], y=part["gain"], mode="lines+markers", name=name.format(key))
+    fig.add_hline(y=1.0, line_dash="dot")
+    fig.update_layout(title=title, xaxis_title="batch (requests)", yaxis_title="gain (x)", xaxis_type="log")
+    return fig
+
+
 def interleaving_figure(frame: pd.DataFrame) -> go.Figure:
     """Interleaving gain vs batch, one line per row-buffer kind (frame of :func:`interleaving_gain`)."""
-    fig = go.Figure()
-    for rb, part in frame.groupby("row_buffers", sort=False):
-        fig.add_scatter(x=part["batch"], y=part["gain"], mode="lines+markers", name=f"{rb} row buffers")
-    fig.add_hline(y=1.0, line_dash="dot")
-    fig.update_layout(title="NeuPIMs sub-batch interleaving: time(1 sub-batch) / time(2)",
-                      xaxis_title="batch (requests)", yaxis_title="gain (x)", xaxis_type="log")
-    return fig
+    return _gain_figure(frame, "row_buffers", "{} row buffers",
+                        "NeuPIMs sub-batch interleaving: time(1 sub-batch) / time(2)")
 
 
 def row_buffer_figure(frame: pd.DataFrame) -> go.Figure:
     """Row-buffer gain vs batch, one line per sub-batch count (frame of :func:`row_buffer_gain`)."""
-    fig = go.Figure()
-    for parts, part in frame.groupby("sub_batches", sort=True):
-        fig.add_scatter(x=part["batch"], y=part["gain"], mode="lines+markers", name=f"{parts} sub-batch(es)")
-    fig.add_hline(y=1.0, line_dash="dot")
-    fig.update_layout(title="NeuPIMs row buffers: time(single) / time(dual)",
-                      xaxis_title="batch (requests)", yaxis_title="gain (x)", xaxis_type="log")
-    return fig
+    return _gain_figure(frame.sort_values("sub_batches", kind="stable"), "sub_batches", "{} sub-batch(es)",
+                        "NeuPIMs row buffers: time(single) / time(dual)")
 
 
 def sweep_figure(frame: pd.DataFrame) -> go.Figure:
