@@ -149,7 +149,8 @@ class NeuPimsMapper:
         else:
             subs = []
             for index in split_channels(channel, loads, pim.channels, parts):
-                sub = build_step_graph(graph.model, _sub_batch(graph.batch, index), graph.precision, par)
+                sub = build_step_graph(graph.model, _sub_batch(graph.batch, index), graph.precision,
+                                       par).without(graph.omitted)
                 subs.append((sub, channel[index]))
         streams = []
         placements: list[Placement] = []

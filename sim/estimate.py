@@ -17,6 +17,7 @@ from workloads.builder import build_step_graph
 from workloads.catalog import load_model
 from workloads.errors import ArgumentError
 from workloads.model_config import ModelConfig
+from workloads.ops import OpKind
 from workloads.parallelism import Parallelism
 from workloads.precision import Precision
 
@@ -96,12 +97,14 @@ def make_batch(batch: Batch | int, context: int | np.ndarray | None = None) -> B
 
 def plan_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int,
               *, context: int | np.ndarray | None = None, precision: str | Precision = "bf16",
-              mapper: str | None = None, parallelism: Parallelism | None = None, **mapper_options: object) -> Plan:
-    """Build the graph and map it: the shared front half of ``estimate`` and ``simulate``."""
+              mapper: str | None = None, parallelism: Parallelism | None = None,
+              omit: tuple[OpKind, ...] = (), **mapper_options: object) -> Plan:
+    """Build the graph and map it: the shared front half of ``estimate`` and ``simulate``.
+    ``omit``: op kinds left out of the graph (:meth:`workloads.graph.Graph.without`, a what-if)."""
     model_cfg = load_model(model)
     system_spec = load_system(system)
     graph = build_step_graph(model_cfg, make_batch(batch, context), Precision.parse(precision),
-                             parallelism or Parallelism())
+                             parallelism or Parallelism()).without(omit)
     options = {**system_spec.mapper_options, **mapper_options}
     return get_mapper(mapper or system_spec.default_mapper, **options).map(graph, system_spec)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from workloads.batch import Batch
 from workloads.model_config import ModelConfig
@@ -31,6 +31,8 @@ class Graph:
     """One step of a model on a batch, per device of one model replica.
 
     Ops run in template order; within a template in op order; a template runs ``repeat`` times.
+    ``omitted``: op kinds left out of this graph by :meth:`without` (a mapper that rebuilds
+    graphs for parts of the batch leaves the same kinds out).
     """
 
     model: ModelConfig
@@ -38,6 +40,23 @@ class Graph:
     precision: Precision
     parallelism: Parallelism
     templates: tuple[LayerTemplate, ...]
+    omitted: frozenset[OpKind] = frozenset()
+
+    def without(self, kinds: frozenset[OpKind] | tuple[OpKind, ...]) -> Graph:
+        """This step with every op of ``kinds`` removed (templates left empty are dropped).
+
+        A what-if, not a model: e.g. ``without((OpKind.COLLECTIVE, OpKind.TRANSFER))`` is one
+        device's shard with free communication, the scope of simulators that model a single
+        device (the NeuPIMs artifact). FLOPs and bytes of the other ops are unchanged."""
+        drop = frozenset(kinds)
+        if not drop:
+            return self
+        templates = []
+        for template in self.templates:
+            ops = tuple(op for op in template.ops if op.kind not in drop)
+            if ops:
+                templates.append(replace(template, ops=ops))
+        return replace(self, templates=tuple(templates), omitted=self.omitted | drop)
 
     def ops(self) -> Iterator[tuple[LayerTemplate, Op]]:
         """Every (template, op) pair, in execution order (each template once)."""

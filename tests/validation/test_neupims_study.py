@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import pytest
 
 from app.cli_study import add_study_parsers
-from validation.runners_neupims import neupims_ratio, points, sampled_contexts
+from sim.serving.workload import Workload
+from validation.runners_neupims import MIN_POOL, POOL_PER_REQUEST, neupims_ratio, points, sampled_contexts
 from validation.studies.neupims import (
     interleaving_figure,
     interleaving_gain,
@@ -20,6 +21,8 @@ from validation.studies.neupims import (
     row_buffer_gain,
     sweep_figure,
 )
+from workloads.catalog import load_model
+from workloads.errors import ArgumentError
 from workloads.parallelism import Parallelism
 
 MODEL = "gpt3-7b"
@@ -33,6 +36,26 @@ def test_sampled_contexts_vary_and_are_seeded() -> None:
     assert a.std() > 0.5 * a.mean()  # lognormal lengths: widely varied requests
     alpaca = sampled_contexts(MODEL, "alpaca", 256, 0)
     assert alpaca.mean() < a.mean()
+
+
+def test_steady_state_snapshot_is_length_biased() -> None:
+    """A continuously batched server holds each request for its output length, so a snapshot's
+    mean context is E[o (i + (o - 1) / 2)] / E[o] over the drawn pool (renewal theory), above the
+    unbiased i + (o - 1) / 2 of a batch that started together."""
+    batch = 4096
+    window = load_model(MODEL).max_position_embeddings
+    pool = Workload.preset("sharegpt", 1.0).generate(max(MIN_POOL, POOL_PER_REQUEST * batch), seed=3,
+                                                      max_total_tokens=window)
+    i, o = pool.input_tokens.astype(float), pool.output_tokens.astype(float)
+    biased = float(np.sum(o * (i + (o - 1) / 2)) / np.sum(o))
+    unbiased = float(np.mean(i + (o - 1) / 2))
+    steady = sampled_contexts(MODEL, "sharegpt", batch, 3)
+    assert abs(steady.mean() / biased - 1) < 0.05
+    assert biased > 1.3 * unbiased
+    uniform = sampled_contexts(MODEL, "sharegpt", batch, 3, occupancy="uniform")
+    assert uniform.mean() < steady.mean()
+    with pytest.raises(ArgumentError, match="occupancy"):
+        sampled_contexts(MODEL, "sharegpt", 8, 0, occupancy="bogus")
 
 
 def test_sampled_runner_points_and_ratio() -> None:

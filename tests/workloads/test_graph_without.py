@@ -1,0 +1,44 @@
+"""Graph.without: a what-if that drops op kinds and conserves everything else."""
+
+from __future__ import annotations
+
+from sim.estimate import plan_step
+from sim.simulate import simulate_plan
+from workloads.batch import Batch
+from workloads.builder import build_step_graph
+from workloads.catalog import load_model
+from workloads.ops import OpKind
+from workloads.parallelism import Parallelism
+from workloads.precision import Precision
+
+COMM = (OpKind.COLLECTIVE, OpKind.TRANSFER)
+
+
+def _graph():
+    model = load_model("gpt3-7b")
+    return build_step_graph(model, Batch.decode(16, 300), Precision.parse("fp16"), Parallelism(tp=4, pp=2))
+
+
+def test_without_drops_kinds_and_conserves_the_rest() -> None:
+    graph = _graph()
+    assert graph.total("bytes", kinds=COMM) > 0
+    free = graph.without(COMM)
+    assert free.omitted == frozenset(COMM)
+    assert all(op.kind not in COMM for _, op in free.ops())
+    assert all(template.ops for template in free.templates)  # the empty pipeline-send template is gone
+    compute = tuple(k for k in OpKind if k not in COMM)
+    for quantity in ("flops", "bytes", "weight_bytes"):
+        assert free.total(quantity, kinds=compute) == graph.total(quantity, kinds=compute)
+    assert free.without(()) is free
+    assert graph.without(()) is graph
+
+
+def test_plan_step_omit_is_never_slower_and_reaches_sub_batches() -> None:
+    kwargs = dict(context=300, precision="fp16", parallelism=Parallelism(tp=4))
+    full = plan_step("gpt3-7b", "neupims", 256, **kwargs)
+    free = plan_step("gpt3-7b", "neupims", 256, omit=COMM, **kwargs)
+    assert free.options["sub_batches"] == 2
+    kinds = {p.op.kind for p in free.placements}
+    assert not kinds & set(COMM)
+    assert {p.op.kind for p in full.placements} & set(COMM)
+    assert simulate_plan(free).step_time_s <= simulate_plan(full).step_time_s
