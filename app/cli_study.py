@@ -23,8 +23,6 @@ def cmd_study_neupims(args: argparse.Namespace) -> int:
     )
     from workloads.parallelism import Parallelism
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = args.model
     interleave = interleaving_gain(model, STUDY_BATCHES)
     row_buffers = row_buffer_gain(model, STUDY_BATCHES)
@@ -33,19 +31,39 @@ def cmd_study_neupims(args: argparse.Namespace) -> int:
     outputs = {"neupims_interleaving": (interleave, interleaving_figure(interleave)),
                "neupims_row_buffers": (row_buffers, row_buffer_figure(row_buffers)),
                "neupims_sweep": (sweep, sweep_figure(sweep))}
+    _write(Path(args.out), outputs)
+    return 0
+
+
+def cmd_study_duplex(args: argparse.Namespace) -> int:
+    """Write the Duplex Op/B studies (PIM kinds' speedup over the xPU by Op/B; the Logic-PIM
+    bandwidth x MACs window) as ``*.csv`` and ``*.html`` into ``args.out``."""
+    from validation.studies.duplex import opb_curves, opb_figure, opb_window, window_figure
+
+    curves = opb_curves()
+    window = opb_window()
+    _write(Path(args.out), {"duplex_opb": (curves, opb_figure(curves)),
+                            "duplex_window": (window, window_figure(window))})
+    return 0
+
+
+def _write(out: Path, outputs: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     for name, (frame, figure) in outputs.items():
         frame.to_csv(out / f"{name}.csv", index=False)
         # plotly.min.js is written beside the pages, so they open without internet
         figure.write_html(out / f"{name}.html", include_plotlyjs="directory")
         print(f"wrote {out / name}.csv, {out / name}.html", file=sys.stderr)
-    return 0
 
 
 def add_study_parsers(sub: Any) -> None:
-    """Add ``study neupims`` to the ``decodex`` sub-commands (``sub``: argparse sub-parsers)."""
+    """Add ``study neupims`` and ``study duplex`` to the ``decodex`` sub-commands (``sub``: argparse sub-parsers)."""
     p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
     which = p.add_subparsers(dest="study", required=True)
     neupims = which.add_parser("neupims", help="NeuPIMs: sub-batch interleaving, row buffers, PIM/NPU design sweep")
     neupims.add_argument("--out", default="study-neupims", help="output folder (default: study-neupims)")
     neupims.add_argument("--model", default="gpt3-7b", help="model (default gpt3-7b)")
     neupims.set_defaults(func=cmd_study_neupims)
+    duplex = which.add_parser("duplex", help="Duplex: the Op/B window where each PIM kind beats the xPU")
+    duplex.add_argument("--out", default="study-duplex", help="output folder (default: study-duplex)")
+    duplex.set_defaults(func=cmd_study_duplex)

@@ -18,8 +18,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.json:
         print_json([r.to_dict() for r in results])
     else:
-        rows = [[r.name, f"{r.target:.4g} {r.unit}", f"{r.simulated:.4g} {r.unit}", f"{100 * r.error:+.1f}%",
-                 f"±{100 * r.tolerance:.0f}%", "pass" if r.passed else "FAIL"] for r in results]
+        rows = [[r.name, f"{r.target:.4g} {r.unit}", f"{r.simulated:.4g} {r.unit}",
+                 f"{r.error:+.3g} {r.unit}" if r.absolute else f"{100 * r.error:+.1f}%",
+                 f"±{r.tolerance:g} {r.unit}" if r.absolute else f"±{100 * r.tolerance:.0f}%",
+                 "pass" if r.passed else "FAIL"] for r in results]
         print(table(["target", "paper/measured", "simulated", "error", "tolerance", "result"], rows))
     return 0 if all(r.passed for r in results) else 1
 
@@ -68,12 +70,11 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_cpu(args: argparse.Namespace) -> int:
-    from hw_models.device import device_from_dict
-    from hw_models.spec_reader import read_toml
+    from hw_models.device import device_from_dict, read_device_toml
     from validation.kernel_validation import validate_cpu
     from validation.kernels import CPU_CASES
 
-    device = device_from_dict(read_toml(args.spec), args.spec) if args.spec else None
+    device = device_from_dict(read_device_toml(args.spec), args.spec) if args.spec else None
     cases = CPU_CASES[: args.cases] if args.cases else None
     _, summary, path = validate_cpu(device, cases, quick=args.quick, write=not args.no_write)
     if path is not None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hw_models.bank_pim  # registers the "bank_pim" unit model
+import hw_models.logic_pim  # registers the "logic_pim" unit model
 import hw_models.roofline  # registers the "roofline" unit model
 import hw_models.systolic  # noqa: F401  (registers the "systolic" unit model)
 from hw_models.memory import LinkSpec, MemorySpec
 from hw_models.spec_reader import TableReader, read_toml
 from hw_models.units import UnitModel, read_unit
+from workloads.errors import SpecError
 
 DEVICE_KINDS = ("gpu", "cpu", "npu", "pim", "fpga")
 DEFAULT_MAPPER_BY_KIND = {"gpu": "gpu", "cpu": "gpu"}
@@ -99,7 +102,44 @@ def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
     )
 
 
+def merge_tables(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it: tables merge key by key (recursively), any other
+    value (number, string, array) in ``override`` replaces the base's."""
+    out: dict[str, Any] = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_tables(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_device_toml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A device file's tables with ``device.extends`` resolved: the named device (a file stem in
+    the same folder, or a path relative to it) is read first and this file's tables are merged
+    over it (:func:`merge_tables`), so a variant states only what differs. Chains are allowed;
+    a cycle or a missing base raises SpecError naming the file and field."""
+    path = Path(path).resolve()
+    data = read_toml(path)
+    device = data.get("device")
+    if not isinstance(device, Mapping) or "extends" not in device:
+        return data
+    ref = device["extends"]
+    if not isinstance(ref, str) or not ref:
+        raise SpecError(str(path), "device.extends", f"{ref!r} must be a device name or a path")
+    base_path = path.parent / (ref if ref.endswith(".toml") else f"{ref}.toml")
+    if not base_path.is_file():
+        raise SpecError(str(path), "device.extends", f"{ref!r}: no file {base_path}")
+    if base_path.resolve() in (*_chain, path):
+        raise SpecError(str(path), "device.extends", f"{ref!r} extends itself (cycle)")
+    base = read_device_toml(base_path, (*_chain, path))
+    merged = merge_tables(base, data)
+    merged["device"] = {k: v for k, v in merged["device"].items() if k != "extends"}
+    return merged
+
+
 def load_device(path: str | Path) -> DeviceSpec:
-    """Read a device TOML file; its ``device.name`` must equal the file stem."""
+    """Read a device TOML file (``device.extends`` resolved, see :func:`read_device_toml`); its
+    ``device.name`` must equal the file stem."""
     path = Path(path)
-    return device_from_dict(read_toml(path), str(path), expected_name=path.stem)
+    return device_from_dict(read_device_toml(path), str(path), expected_name=path.stem)

@@ -105,17 +105,22 @@ class RooflineUnit:
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
 
-    def _experts_cost(self, op: MoEExpertsOp, memory: MemorySpec) -> OpCost:
-        """Grouped expert GEMM: each rank's time is its roofline; the step waits for the slowest
-        rank of each layer's routing draw; the result is the mean over draws (layers)."""
-        peak = self.peak_flops(op.dtype)
+    def experts_times(self, op: MoEExpertsOp, memory: MemorySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per (draw, rank) arrays of the grouped expert GEMM: time, compute and memory (s), each
+        rank's roofline of its active experts (no op overhead)."""
         sparse_ok = op.sparsity is not None and op.sparsity.pattern in self.sparsity_patterns
         density = op.sparsity.density if (op.sparsity is not None and not sparse_ok) else 1.0
-        flops = op.rank_flops / density  # (draws, ranks)
-        active = np.maximum((op.expert_tokens > 0).sum(axis=2), 1)
-        per_gemm = flops / active
+        active = (op.expert_tokens > 0).sum(axis=2)
+        return self.grouped_gemm_times(op.rank_flops / density, active, op.rank_weight_bytes + op.rank_activation_bytes,
+                                       op.dtype, memory)
+
+    def grouped_gemm_times(self, flops: np.ndarray, gemms: np.ndarray, nbytes: np.ndarray, dtype: DType,
+                           memory: MemorySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Time, compute and memory (s) of grouped GEMMs of ``flops`` FLOP in ``gemms`` GEMMs moving
+        ``nbytes`` B (arrays of one shape, element-wise; no op overhead)."""
+        peak = self.peak_flops(dtype)
+        per_gemm = flops / np.maximum(gemms, 1)
         compute = np.where(flops > 0, flops / (peak * self.efficiency.at_many(per_gemm)), 0.0)
-        nbytes = op.rank_weight_bytes + op.rank_activation_bytes
         bandwidth = memory.bandwidth_bytes_per_s * memory.efficiency.at_many(nbytes)
         mem = np.where(nbytes > 0, nbytes / bandwidth, 0.0)
         per_rank = np.maximum(compute, mem)
@@ -123,6 +128,16 @@ class RooflineUnit:
             low = np.minimum(compute, mem)
             ratio = np.divide(low, per_rank, out=np.zeros_like(per_rank), where=per_rank > 0)
             per_rank = per_rank * (1.0 + ratio ** self.overlap_exponent) ** (1.0 / self.overlap_exponent)
+        return per_rank, compute, mem
+
+    def _experts_cost(self, op: MoEExpertsOp, memory: MemorySpec) -> OpCost:
+        """Grouped expert GEMM: each rank's time is its roofline; the step waits for the slowest
+        rank of each layer's routing draw; the result is the mean over draws (layers)."""
+        per_rank, compute, mem = self.experts_times(op, memory)
+        sparse_ok = op.sparsity is not None and op.sparsity.pattern in self.sparsity_patterns
+        density = op.sparsity.density if (op.sparsity is not None and not sparse_ok) else 1.0
+        flops = op.rank_flops / density
+        nbytes = op.rank_weight_bytes + op.rank_activation_bytes
         critical = per_rank.argmax(axis=1)
         rows = np.arange(per_rank.shape[0])
         compute_s = float(compute[rows, critical].mean())

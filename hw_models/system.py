@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hw_models.device import DeviceSpec, device_from_dict, load_device
+from hw_models.device import DeviceSpec, device_from_dict, load_device, read_device_toml
 from hw_models.memory import LinkSpec
 from hw_models.spec_reader import TableReader, read_toml
 from workloads.errors import ArgumentError, InfeasibleError
@@ -156,7 +156,10 @@ def list_systems() -> list[str]:
 @lru_cache(maxsize=256)
 def _load_system_file(path: str, mtime_ns: int) -> SystemSpec:
     del mtime_ns  # part of the cache key only: an edited file is read again
-    return system_from_dict(read_toml(path), path, base=Path(path).parent)
+    data = read_toml(path)
+    if "device" in data and "system" not in data:
+        data = read_device_toml(path)  # a device file: resolve its device.extends
+    return system_from_dict(data, path, base=Path(path).parent)
 
 
 def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:

@@ -1,8 +1,9 @@
 """Mappers: how a system places and schedules a step graph (policy, not mechanism)."""
 
 from mappers.base import MAPPERS, Mapper, Placement, Plan, get_mapper, register_mapper
+from mappers.duplex import DuplexMapper
 from mappers.gpu import GpuMapper, choose_unit
 from mappers.neupims import NeuPimsMapper
 
-__all__ = ["MAPPERS", "GpuMapper", "Mapper", "NeuPimsMapper", "Placement", "Plan", "choose_unit", "get_mapper",
-           "register_mapper"]
+__all__ = ["MAPPERS", "DuplexMapper", "GpuMapper", "Mapper", "NeuPimsMapper", "Placement", "Plan", "choose_unit",
+           "get_mapper", "register_mapper"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hw_models.device import DeviceSpec
 from hw_models.memory import LinkSpec
 from hw_models.system import SystemSpec
-from workloads.errors import ArgumentError
+from workloads.errors import ArgumentError, InfeasibleError
 from workloads.graph import Graph, LayerTemplate
 from workloads.ops import Op
 
@@ -19,13 +19,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class Placement:
-    """Where one op runs: a unit of a device (compute ops) or a link (collectives)."""
+    """Where one op runs: a unit of a device (compute ops) or a link (collectives).
+
+    ``concurrent``: the op runs at the same time as the placement before it (on another unit,
+    e.g. Duplex's co-processing), so the analytical path counts the group's slowest member (and
+    the time their shared memory needs for all their bytes) instead of the sum."""
 
     template: LayerTemplate
     op: Op
     device: DeviceSpec
     unit: str | None = None
     link: LinkSpec | None = None
+    concurrent: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,3 +80,39 @@ def get_mapper(name: str, **options: Any) -> Mapper:
         return MAPPERS[name](**options)
     except TypeError as err:
         raise ArgumentError(f"mapper {name!r}: bad options {sorted(options)}: {err}") from None
+
+
+@dataclass(frozen=True)
+class PimUnits:
+    """Unit names of a device with a processing-in-memory unit: the host processor's first
+    matrix unit (``host``: an NPU's arrays, an xPU's tensor cores), its first vector unit and
+    the PIM unit."""
+
+    host: str
+    vector: str
+    pim: str
+
+
+def find_pim_units(device: DeviceSpec, pim_type: type, mapper: str) -> PimUnits:
+    """The device's first unit of ``pim_type`` and its first other matrix and vector units;
+    InfeasibleError naming ``mapper`` and the device's units when one is missing."""
+    pim = next((n for n, u in device.units.items() if isinstance(u, pim_type)), None)
+    host = next((n for n, u in device.units.items() if u.role == "matrix" and n != pim), None)
+    vector = next((n for n, u in device.units.items() if u.role == "vector" and n != pim), None)
+    if pim is None or host is None or vector is None:
+        raise InfeasibleError(f"the {mapper} mapper needs a {pim_type.__name__}, a matrix unit and a vector unit; "
+                              f"device {device.name!r} has {sorted(device.units)}")
+    return PimUnits(host, vector, pim)
+
+
+def replica_device(graph: Graph, system: SystemSpec, mapper: str) -> DeviceSpec:
+    """The device every shard of ``graph`` runs on: the system must have one device group and,
+    unless it is scalable, as many devices as the graph's parallelism needs (InfeasibleError)."""
+    if len(system.groups) != 1:
+        raise InfeasibleError(f"the {mapper} mapper needs identical devices; {system.name!r} has "
+                              f"{len(system.groups)} device groups")
+    par = graph.parallelism
+    if par.devices > system.device_count and not system.scalable:
+        raise InfeasibleError(f"{par.label} needs {par.devices} devices; system "
+                              f"{system.name!r} has {system.device_count}")
+    return system.primary_device

@@ -38,11 +38,11 @@ import numpy as np
 from hw_models.cost import UnsupportedOpError
 from hw_models.device import DeviceSpec
 from hw_models.system import SystemSpec
-from mappers.base import Placement, Plan, register_mapper
+from mappers.base import Placement, Plan, register_mapper, replica_device
 from mappers.schedule import Block, Schedule, Stream, Task
 from workloads.batch import Batch
 from workloads.builder import build_step_graph
-from workloads.errors import ArgumentError, InfeasibleError
+from workloads.errors import ArgumentError
 from workloads.graph import Graph, LayerTemplate
 from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op, OpKind
 
@@ -220,15 +220,9 @@ class GpuMapper:
     software: str = "optimized"
 
     def map(self, graph: Graph, system: SystemSpec) -> Plan:
-        if len(system.groups) != 1:
-            raise InfeasibleError(f"the gpu mapper needs identical devices; {system.name!r} has "
-                                  f"{len(system.groups)} device groups")
-        device = system.primary_device
+        device = replica_device(graph, system, "gpu")
         par = graph.parallelism
         devices = par.devices
-        if devices > system.device_count and not system.scalable:
-            raise InfeasibleError(f"{par.label} needs {devices} devices; system "
-                                  f"{system.name!r} has {system.device_count}")
         if self.rounds < 2:
             raise ArgumentError(f"rounds: {self.rounds} outside [2, ...)")
         if self.software not in SOFTWARE:

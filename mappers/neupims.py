@@ -40,12 +40,12 @@ import numpy as np
 from hw_models.bank_pim import CHANNEL_POLICIES, BankPimUnit, ChannelAssignedAttentionOp, assign_channels
 from hw_models.device import DeviceSpec
 from hw_models.system import SystemSpec
-from mappers.base import Placement, Plan, register_mapper
+from mappers.base import PimUnits, Placement, Plan, find_pim_units, register_mapper, replica_device
 from mappers.gpu import layer_runs, op_task, template_named
 from mappers.schedule import Block, Schedule, Stream, Task
 from workloads.batch import Batch
 from workloads.builder import build_step_graph
-from workloads.errors import ArgumentError, InfeasibleError
+from workloads.errors import ArgumentError
 from workloads.graph import Graph, LayerTemplate
 from workloads.ops import AttentionOp, ElementwiseOp, Op, OpKind
 
@@ -53,24 +53,9 @@ INTERLEAVE_MIN_BATCH = 256  # seed (NeuPIMs): sub-batch interleaving is used at 
 SOFTMAX_FLOPS_PER_SCORE = 5.0  # assumed: max, subtract, exp, sum, scale per score
 
 
-@dataclass(frozen=True)
-class NpuPimUnits:
-    """Unit names of a NeuPIMs device: GEMM (systolic), vector and PIM units."""
-
-    matrix: str
-    vector: str
-    pim: str
-
-
-def find_units(device: DeviceSpec) -> NpuPimUnits:
-    """The device's PIM unit (a bank_pim), its first other matrix unit and its first vector unit."""
-    pim = next((n for n, u in device.units.items() if isinstance(u, BankPimUnit)), None)
-    matrix = next((n for n, u in device.units.items() if u.role == "matrix" and n != pim), None)
-    vector = next((n for n, u in device.units.items() if u.role == "vector" and n != pim), None)
-    if pim is None or matrix is None or vector is None:
-        raise InfeasibleError(f"the neupims mapper needs a bank_pim unit, a matrix unit and a vector unit; "
-                              f"device {device.name!r} has {sorted(device.units)}")
-    return NpuPimUnits(matrix, vector, pim)
+def find_units(device: DeviceSpec) -> PimUnits:
+    """The device's bank_pim unit, its first other matrix unit (the NPU) and vector unit."""
+    return find_pim_units(device, BankPimUnit, "neupims")
 
 
 def split_channels(channel_of_request: np.ndarray, loads: np.ndarray, channels: int, parts: int) -> list[np.ndarray]:
@@ -124,17 +109,11 @@ class NeuPimsMapper:
     def map(self, graph: Graph, system: SystemSpec) -> Plan:
         if self.channel_policy not in CHANNEL_POLICIES:
             raise ArgumentError(f"channel_policy: {self.channel_policy!r} not one of {', '.join(CHANNEL_POLICIES)}")
-        if len(system.groups) != 1:
-            raise InfeasibleError(f"the neupims mapper needs identical devices; {system.name!r} has "
-                                  f"{len(system.groups)} device groups")
-        device = system.primary_device
+        device = replica_device(graph, system, "neupims")
         units = find_units(device)
         pim = device.units[units.pim]
         assert isinstance(pim, BankPimUnit)
         par = graph.parallelism
-        if par.devices > system.device_count and not system.scalable:
-            raise InfeasibleError(f"{par.label} needs {par.devices} devices; system "
-                                  f"{system.name!r} has {system.device_count}")
         requests = graph.batch.num_requests
         parts = self.sub_batches
         if parts is None:
@@ -166,7 +145,7 @@ class NeuPimsMapper:
         return Plan(graph, system, self.name, tuple(placements), par.devices, options, schedule)
 
     @staticmethod
-    def _place(graph: Graph, system: SystemSpec, device: DeviceSpec, units: NpuPimUnits,
+    def _place(graph: Graph, system: SystemSpec, device: DeviceSpec, units: PimUnits,
                channel_of_request: np.ndarray) -> dict[int, list[Placement]]:
         """Placements of each op of ``graph`` (keyed by ``id(op)``; attention gives two)."""
         placed: dict[int, list[Placement]] = {}
@@ -178,7 +157,7 @@ class NeuPimsMapper:
                 out = [Placement(template, pim_attention(op, channel_of_request), device, unit=units.pim),
                        Placement(template, softmax_op(op), device, unit=units.vector)]
             elif op.kind in (OpKind.MATMUL, OpKind.MOE_EXPERTS):
-                out = [Placement(template, op, device, unit=units.matrix)]
+                out = [Placement(template, op, device, unit=units.host)]
             else:
                 out = [Placement(template, op, device, unit=units.vector)]
             placed[id(op)] = out

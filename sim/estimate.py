@@ -30,25 +30,63 @@ def _ceilings(placement: Placement) -> dict[str, float]:
     assert placement.unit is not None
     unit = placement.device.units[placement.unit]
     memory = placement.device.memories[unit.memory]
+    view = getattr(unit, "internal_memory", None)  # a near-memory unit reads through its own path
+    if view is not None:
+        memory = view(memory)
     return {"peak_flops": unit.peak_flops(placement.op.dtype),
             "peak_bandwidth_bytes_per_s": memory.bandwidth_bytes_per_s}
 
 
+class ConcurrentGroup:
+    """Placements that run at once (:attr:`Placement.concurrent`): the group takes its slowest
+    member's time, and at least the time the members' shared memory needs for all their bytes
+    at its shared bandwidth (a fluid lower bound of the engine's contention)."""
+
+    def __init__(self) -> None:
+        self.slowest_s = 0.0
+        self.members = 0
+        self.bytes_by_memory: dict[tuple[int, str], tuple[float, float]] = {}
+
+    def add(self, placement: Placement, time_s: float, nbytes: float) -> None:
+        """Add one member: its time (s, all repeats) and bytes moved (B, all repeats)."""
+        self.slowest_s = max(self.slowest_s, time_s)
+        self.members += 1
+        if placement.unit is None:
+            return
+        unit = placement.device.units[placement.unit]
+        memory = placement.device.memories[unit.memory]
+        key = (id(placement.device), unit.memory)
+        total, budget = self.bytes_by_memory.get(key, (0.0, memory.shared_bandwidth_bytes_per_s))
+        self.bytes_by_memory[key] = (total + nbytes, budget)
+
+    def time_s(self) -> float:
+        """Time of the group, s."""
+        if self.members <= 1:
+            return self.slowest_s
+        shared = max((b / budget for b, budget in self.bytes_by_memory.values() if budget > 0), default=0.0)
+        return max(self.slowest_s, shared)
+
+
 def evaluate(plan: Plan) -> StepResult:
-    """Price each placed op and sum: ops of one device run one after another; the devices of
-    the replica run in lock-step, so the step time is one device's sum."""
+    """Price each placed op and sum: ops of one device run one after another (a group of
+    concurrent placements counts as :class:`ConcurrentGroup`); the devices of the replica run in
+    lock-step, so the step time is one device's sum."""
     graph = plan.graph
     records = []
     step_time = 0.0
     dynamic_energy = 0.0
     flops = 0.0
     nbytes = 0.0
+    group = ConcurrentGroup()
     for placement in plan.placements:
         op = placement.op
         template = placement.template
         cost = placement_cost(placement)
         repeat = template.repeat
-        step_time += cost.time_s * repeat
+        if not placement.concurrent:
+            step_time += group.time_s()
+            group = ConcurrentGroup()
+        group.add(placement, cost.time_s * repeat, op.bytes * repeat)
         dynamic_energy += cost.energy_j * op.devices * repeat
         flops += op.flops * repeat
         nbytes += op.bytes * repeat
@@ -61,6 +99,7 @@ def evaluate(plan: Plan) -> StepResult:
             memory_s=cost.memory_s, overhead_s=cost.overhead_s, bound=cost.bound,
             energy_j=cost.energy_j * op.devices, **_ceilings(placement),
         ))
+    step_time += group.time_s()
     device = plan.system.primary_device
     energy = dynamic_energy + device.power.idle_w * plan.devices_used * step_time
     use = memory_use(graph)

@@ -31,7 +31,9 @@ def register_runner(name: str) -> Callable[[Runner], Runner]:
 
 @dataclass(frozen=True)
 class Target:
-    """A headline result to reproduce: ``value`` in ``unit`` within relative ``tolerance``."""
+    """A headline result to reproduce: ``value`` in ``unit`` within ``tolerance``: relative
+    (a fraction of ``value``) by default, in ``unit`` itself with ``tolerance_kind = "absolute"``
+    (e.g. an energy change of -28 % within ±10 points)."""
 
     name: str
     description: str
@@ -42,6 +44,7 @@ class Target:
     runner: str
     config: Mapping[str, Any]
     group: str
+    absolute: bool = False
 
     @classmethod
     def load(cls, path: Path) -> Target:
@@ -57,12 +60,15 @@ class Target:
                    value=table.number("value", lo=-1e30, hi=1e30), unit=table.string("unit"),
                    tolerance=table.number("tolerance", lo=0.0, hi=10.0, lo_open=True),
                    source=table.string("source"), runner=runner, config=config,
-                   group=table.string("group", default=path.stem.split("-")[0]))
+                   group=table.string("group", default=path.stem.split("-")[0]),
+                   absolute=table.string("tolerance_kind", choices=("relative", "absolute"),
+                                         default="relative") == "absolute")
 
 
 @dataclass(frozen=True)
 class TargetResult:
-    """A target next to what the simulator gives; ``error`` = simulated / target - 1."""
+    """A target next to what the simulator gives; ``error`` = simulated / target - 1, or
+    simulated - target (in ``unit``) when ``absolute``."""
 
     name: str
     target: float
@@ -72,11 +78,13 @@ class TargetResult:
     tolerance: float
     passed: bool
     source: str
+    absolute: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``decodex reproduce --json``."""
         return {"name": self.name, "target": self.target, "simulated": self.simulated, "unit": self.unit,
-                "error": self.error, "tolerance": self.tolerance, "passed": self.passed, "source": self.source}
+                "error": self.error, "tolerance": self.tolerance, "absolute": self.absolute, "passed": self.passed,
+                "source": self.source}
 
 
 def load_targets(root: Path = TARGETS_DIR) -> list[Target]:
@@ -88,9 +96,12 @@ def load_targets(root: Path = TARGETS_DIR) -> list[Target]:
 def run_target(target: Target) -> TargetResult:
     """Simulate one target and compare."""
     simulated = float(RUNNERS[target.runner](target.config))
-    error = simulated / target.value - 1.0 if target.value else float("inf")
+    if target.absolute:
+        error = simulated - target.value
+    else:
+        error = simulated / target.value - 1.0 if target.value else float("inf")
     return TargetResult(target.name, target.value, simulated, target.unit, error, target.tolerance,
-                        abs(error) <= target.tolerance, target.source)
+                        abs(error) <= target.tolerance, target.source, target.absolute)
 
 
 def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetResult]:
@@ -105,4 +116,5 @@ def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetRe
 
 def _register_builtin_runners() -> None:
     import validation.runners  # registers the runners
+    import validation.runners_duplex  # registers the Duplex runners
     import validation.runners_neupims  # noqa: F401  (registers the NeuPIMs runner)

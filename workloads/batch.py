@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,11 +33,17 @@ class Routing:
     def tokens_per_expert(self, tokens: int, num_experts: int, top_k: int, draws: int = 1) -> np.ndarray:
         """Tokens routed to each expert, shape ``(draws, num_experts)``; each row sums to tokens × top_k.
 
-        One draw per MoE layer (layers route independently). Vectorized: Gumbel top-k sampling
-        over a ``(draws, tokens, experts)`` key array, processed in chunks to bound memory.
+        One draw per MoE layer (layers route independently); vectorized (see :meth:`_draw`).
         """
         if not 1 <= top_k <= num_experts:
             raise ArgumentError(f"routing: top_k={top_k} outside [1, num_experts={num_experts}]")
+        return _routed_counts(self, int(tokens), int(num_experts), int(top_k), int(draws))
+
+    def _draw(self, tokens: int, num_experts: int, top_k: int, draws: int) -> np.ndarray:
+        """Counts by successive sampling without replacement: each token's j-th pick is drawn
+        from the popularity and redrawn while it repeats an earlier pick of that token (the same
+        distribution as Gumbel top-k, at O(tokens · top_k) instead of O(tokens · experts));
+        Gumbel top-k when more than half of the experts are picked (redraws would pile up)."""
         rng = np.random.default_rng(self.seed)
         if self.kind == "uniform":
             log_p = np.zeros(num_experts)
@@ -46,6 +53,31 @@ class Routing:
         counts = np.zeros((draws, num_experts), dtype=np.int64)
         if tokens == 0:
             return counts
+        if 2 * top_k > num_experts:
+            return self._gumbel_top_k(rng, log_p, tokens, top_k, draws, counts)
+        prob = np.exp(log_p - log_p.max())
+        prob /= prob.sum()
+        uniform = self.kind == "uniform"
+
+        def pick(size: int) -> np.ndarray:
+            return rng.integers(num_experts, size=size) if uniform else rng.choice(num_experts, size=size, p=prob)
+
+        picks = np.empty((draws * tokens, top_k), dtype=np.int64)
+        for j in range(top_k):
+            column = pick(draws * tokens)
+            clash = (picks[:, :j] == column[:, None]).any(axis=1)
+            while clash.any():
+                index = np.flatnonzero(clash)
+                column[index] = pick(index.size)
+                clash[index] = (picks[index, :j] == column[index, None]).any(axis=1)
+            picks[:, j] = column
+        flat = picks.reshape(draws, -1) + num_experts * np.arange(draws)[:, None]
+        return np.bincount(flat.ravel(), minlength=draws * num_experts).reshape(draws, num_experts)
+
+    @staticmethod
+    def _gumbel_top_k(rng: np.random.Generator, log_p: np.ndarray, tokens: int, top_k: int, draws: int,
+                      counts: np.ndarray) -> np.ndarray:
+        num_experts = log_p.size
         chunk = max(1, 2_000_000 // (num_experts * max(tokens, 1)))
         for start in range(0, draws, chunk):
             stop = min(draws, start + chunk)
@@ -55,6 +87,15 @@ class Routing:
             counts[start:stop] = np.bincount(flat.ravel(), minlength=(stop - start) * num_experts).reshape(
                 stop - start, num_experts)
         return counts
+
+
+@lru_cache(maxsize=1024)
+def _routed_counts(routing: Routing, tokens: int, num_experts: int, top_k: int, draws: int) -> np.ndarray:
+    """:meth:`Routing.tokens_per_expert`, memoized (the draw is a pure function of its arguments:
+    a serving run asks for the same token counts many times); read-only."""
+    counts = routing._draw(tokens, num_experts, top_k, draws)
+    counts.flags.writeable = False
+    return counts
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,8 @@ class _Builder:
 
 
 def _check(model: ModelConfig, batch: Batch, par: Parallelism) -> None:
-    if batch.max_position > model.max_position_embeddings:
+    window = model.context_window
+    if window is not None and batch.max_position > window:
         raise ArgumentError(
             f"context: a request reaches position {batch.max_position}, beyond {model.name}'s "
             f"max_position_embeddings={model.max_position_embeddings}")

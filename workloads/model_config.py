@@ -163,6 +163,14 @@ class ModelConfig:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def context_window(self) -> int | None:
+        """Most positions a request may reach (tokens): ``max_position_embeddings`` for learned
+        and rotary positions (the table or the trained range the model is served with); None for
+        a relative position bias, which has no per-position weights (its
+        ``max_position_embeddings`` is the training length, not a limit)."""
+        return None if self.positional == "relative" else self.max_position_embeddings
+
+    @property
     def family(self) -> str:
         """Attention and FFN family in words, e.g. ``"GQA dense"`` or ``"MLA MoE"``."""
         return f"{self.attention.label} {'MoE' if self.moe else 'dense'}"

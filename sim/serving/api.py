@@ -15,7 +15,7 @@ from sim.serving.result import ServingResult
 from sim.serving.schedulers import get_scheduler
 from sim.serving.state import ReplicaState
 from sim.serving.step_times import StepTimes
-from sim.serving.workload import Workload
+from sim.serving.workload import MAX_TOKENS, Workload
 from workloads.batch import Batch
 from workloads.catalog import load_model
 from workloads.errors import ArgumentError
@@ -67,10 +67,9 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     par = parallelism or Parallelism()
     slo_ttft = _positive_float("slo_ttft_s", slo_ttft_s)
     slo_tpot = _positive_float("slo_tpot_s", slo_tpot_s)
-    context_window = model_cfg.max_position_embeddings
-    sched = get_scheduler(scheduler)(max_batch=max_batch, chunk=chunk,
-                                     max_prefill_tokens=max(context_window, 2048) if max_prefill_tokens is None
-                                     else max_prefill_tokens)
+    context_window = model_cfg.context_window or MAX_TOKENS
+    prefill_cap = max(model_cfg.max_position_embeddings, 2048) if max_prefill_tokens is None else max_prefill_tokens
+    sched = get_scheduler(scheduler)(max_batch=max_batch, chunk=chunk, max_prefill_tokens=prefill_cap)
     arrivals = workload.generate(requests, seed, max_total_tokens=context_window)
     capacity = kv_capacity(model_cfg, system_spec, precision=prec, parallelism=par, block_size=block_size,
                            memory_utilization=memory_utilization, workspace_tokens=sched.max_step_tokens,

@@ -63,10 +63,13 @@ def kv_capacity(model: ModelConfig, system: SystemSpec, *, precision: Precision,
     def step(batch: Batch) -> StepResult:
         return estimate(model, system, batch, precision=precision, parallelism=parallelism)
 
-    short = step(Batch.decode(1, 1000))
-    long = step(Batch.decode(1, 2000))
-    per_token = (long.kv_bytes - short.kv_bytes) / 1000
-    big = step(Batch.mixed([], [max(1, workspace_tokens)]))
+    probe = min(1000, max(1, ((model.context_window or 4096) - 1) // 2))  # two contexts inside the window
+    short = step(Batch.decode(1, probe))
+    long = step(Batch.decode(1, 2 * probe))
+    per_token = (long.kv_bytes - short.kv_bytes) / probe
+    tokens = max(1, workspace_tokens)
+    piece = min(tokens, model.context_window or tokens)  # prompts inside the model's window
+    big = step(Batch.mixed([], [piece] * (tokens // piece) + ([tokens % piece] if tokens % piece else [])))
     workspace = big.memory_required_bytes - big.weight_bytes - big.kv_bytes
     capacity = short.memory_capacity_bytes
     free = capacity * memory_utilization - short.weight_bytes - workspace

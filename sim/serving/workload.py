@@ -18,7 +18,7 @@ import pandas as pd
 from workloads.errors import ArgumentError, SpecError
 
 ARRIVALS = ("poisson", "fixed", "trace")
-LENGTH_KINDS = ("fixed", "uniform", "lognormal")
+LENGTH_KINDS = ("fixed", "uniform", "lognormal", "normal")
 TRACE_COLUMNS = ("arrival_s", "input_tokens", "output_tokens")
 MAX_TOKENS = 10**8
 
@@ -55,7 +55,9 @@ class Lengths:
     ``[low, high]`` (both included). ``kind="lognormal"``: ``exp(N(mu, sigma²))`` rounded to
     the nearest integer, with ``mu = ln(mean) - sigma²/2`` so that the mean of the unclipped
     distribution is exactly ``mean`` tokens; ``sigma`` is the standard deviation of the
-    underlying normal (dimensionless). ``max_tokens`` (tokens, optional) clips from above.
+    underlying normal (dimensionless). ``kind="normal"``: ``N(mean, (sigma · mean)²)`` rounded
+    (Gaussian lengths, as Duplex draws them); ``sigma`` is the coefficient of variation there.
+    ``max_tokens`` (tokens, optional) clips from above.
     """
 
     kind: str = "fixed"
@@ -96,6 +98,11 @@ class Lengths:
         """Lognormal with the given mean (tokens) and ``sigma`` of the underlying normal."""
         return cls("lognormal", mean=mean, sigma=sigma, max_tokens=max_tokens)
 
+    @classmethod
+    def normal(cls, mean: float, cv: float = 0.25, max_tokens: int | None = None) -> Lengths:
+        """Gaussian with the given mean (tokens) and coefficient of variation ``cv`` (std / mean)."""
+        return cls("normal", mean=mean, sigma=cv, max_tokens=max_tokens)
+
     @property
     def expected_tokens(self) -> float:
         """Mean of the unclipped distribution, tokens."""
@@ -109,6 +116,8 @@ class Lengths:
             values = np.full(n, int(self.mean), dtype=np.int64)
         elif self.kind == "uniform":
             values = rng.integers(self.low, self.high, size=n, endpoint=True, dtype=np.int64)
+        elif self.kind == "normal":
+            values = np.rint(rng.normal(self.mean, self.sigma * self.mean, size=n)).astype(np.int64)
         else:
             mu = math.log(self.mean) - self.sigma**2 / 2
             values = np.rint(rng.lognormal(mu, self.sigma, size=n)).astype(np.int64)

@@ -14,7 +14,20 @@ from workloads.errors import ArgumentError, SpecError
 
 def test_targets_load_with_sources_and_tolerances() -> None:
     targets = load_targets()
-    assert targets and all(t.source and 0 < t.tolerance <= 1 for t in targets)
+    assert targets and all(t.source and t.tolerance > 0 and (t.absolute or t.tolerance <= 1) for t in targets)
+
+
+def test_absolute_tolerance_is_in_the_target_unit(tmp_path: Path) -> None:
+    targets = Path(__file__).resolve().parents[2] / "validation" / "targets"
+    text = (targets / "gpu-decode-llama2-7b-h100.toml").read_text()
+    path = tmp_path / "gpu-abs.toml"
+    path.write_text(text.replace("tolerance = ", 'tolerance_kind = "absolute"\ntolerance = '))
+    load_targets()
+    target = Target.load(path)
+    result = run_target(target)
+    assert target.absolute and result.absolute
+    assert result.error == pytest.approx(result.simulated - result.target)
+    assert result.passed == (abs(result.simulated - result.target) <= target.tolerance)
 
 
 def test_worked_gpu_target_passes() -> None:

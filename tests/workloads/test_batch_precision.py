@@ -67,3 +67,14 @@ def test_sparsity_storage() -> None:
     assert s.stored_bytes_per_weight(DType.BF16) == 0.5 * (2 + 0.25)
     with pytest.raises(ArgumentError):
         Sparsity(5, 4)
+
+
+def test_successive_sampling_matches_gumbel_top_k() -> None:
+    """The fast router (redraw repeats) and Gumbel top-k give the same per-expert shares."""
+    routing = Routing("zipf", skew=1.2, seed=5)
+    fast = routing.tokens_per_expert(100_000, 8, 3)[0]
+    rng = np.random.default_rng(5)
+    log_p = -1.2 * np.log1p(rng.permutation(8).astype(float))
+    gumbel = Routing._gumbel_top_k(rng, log_p, 100_000, 3, 1, np.zeros((1, 8), dtype=np.int64))[0]
+    assert fast.sum() == gumbel.sum() == 300_000
+    assert np.abs(fast / fast.sum() - gumbel / gumbel.sum()).max() < 0.005

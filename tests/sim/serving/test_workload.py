@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from sim.serving import Lengths, Workload
+from workloads.batch import Batch
+from workloads.builder import build_step_graph
+from workloads.catalog import load_model
 from workloads.errors import ArgumentError, DecodexError
+from workloads.parallelism import Parallelism
+from workloads.precision import Precision
 
 
 def test_lognormal_keeps_the_mean() -> None:
@@ -104,3 +109,20 @@ def test_missing_trace_file_names_it(tmp_path: Path) -> None:
 def test_bad_workload_arguments(make: object) -> None:
     with pytest.raises(ArgumentError):
         make()  # type: ignore[operator]
+
+
+def test_normal_lengths_have_the_mean_and_spread() -> None:
+    values = Lengths.normal(1024, 0.25).sample(np.random.default_rng(0), 50_000)
+    assert abs(values.mean() / 1024 - 1) < 0.01
+    assert abs(values.std() / 256 - 1) < 0.02
+    assert values.min() >= 1
+    with pytest.raises(ArgumentError, match="sigma"):
+        Lengths.normal(100, -1.0)
+
+
+def test_relative_position_models_have_no_context_window() -> None:
+    glam, opt = load_model("glam-143b"), load_model("opt-66b")
+    assert glam.context_window is None and opt.context_window == 2048
+    build_step_graph(glam, Batch.decode(2, 8000), Precision.parse("fp16"), Parallelism(tp=8))  # no limit
+    with pytest.raises(ArgumentError, match="max_position_embeddings=2048"):
+        build_step_graph(opt, Batch.decode(2, 3000), Precision.parse("fp16"), Parallelism(tp=4))

@@ -1,0 +1,140 @@
+"""Duplex mapper: Op/B of the decode ops, the processor selector, co-processing, engine agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mappers.duplex import DuplexMapper, find_units, op_cost_on
+from sim.estimate import estimate, evaluate, plan_step
+from sim.simulate import simulate, simulate_plan
+from workloads.batch import Batch
+from workloads.builder import build_step_graph
+from workloads.catalog import load_model
+from workloads.errors import ArgumentError
+from workloads.ops import AttentionOp, MoEExpertsOp, OpKind
+from workloads.parallelism import Parallelism
+from workloads.precision import Precision
+
+FP16 = Precision.parse("fp16")
+
+
+def _op(model: str, batch: Batch, kind: type, par: Parallelism | None = None):
+    graph = build_step_graph(load_model(model), batch, FP16, par or Parallelism())
+    return next(op for _, op in graph.ops() if isinstance(op, kind))
+
+
+def test_opb_of_decode_moe_experts_is_tokens_per_expert() -> None:
+    # Mixtral, 64 decodes, top-2 of 8 experts: 16 tokens per expert on average
+    op = _op("mixtral-8x7b", Batch.decode(64, 512), MoEExpertsOp)
+    tokens = op.expert_tokens.sum(axis=2).mean() / (op.expert_tokens > 0).sum(axis=2).mean()
+    assert tokens == pytest.approx(64 * 2 / 8, rel=0.05)
+    assert op.arithmetic_intensity == pytest.approx(tokens, rel=0.05)  # 2 FLOP per 2-byte weight per token
+
+
+@pytest.mark.parametrize(("model", "group"), [("llama3-70b", 8), ("mixtral-8x7b", 4), ("opt-66b", 1)])
+def test_opb_of_decode_attention_is_query_heads_per_kv_head(model: str, group: int) -> None:
+    op = _op(model, Batch.decode(32, 2000), AttentionOp)
+    assert op.q_heads // op.kv_heads == group
+    assert op.arithmetic_intensity == pytest.approx(group, rel=0.02)
+
+
+def test_selector_picks_the_faster_processor_in_every_case() -> None:
+    for model in ("llama3-70b", "mixtral-8x7b", "opt-66b"):
+        for batch in (Batch.decode(8, 1000), Batch.decode(128, 1000), Batch.mixed([800] * 16, [2048])):
+            plan = plan_step(model, "duplex", batch, precision="fp16", parallelism=Parallelism(tp=4),
+                             expert_coprocessing=False, attention_coprocessing=False)
+            device = plan.system.primary_device
+            units = find_units(device)
+            for placement in plan.placements:
+                op = placement.op
+                if op.kind not in (OpKind.MATMUL, OpKind.ATTENTION, OpKind.MOE_EXPERTS):
+                    continue
+                xpu = op_cost_on(device, units.host, op).time_s
+                pim = op_cost_on(device, units.pim, op).time_s
+                assert placement.unit == (units.pim if pim < xpu else units.host), (model, op.name)
+
+
+def test_decode_gqa_attention_and_small_moe_go_to_the_logic_pim_prefill_to_the_xpu() -> None:
+    plan = plan_step("mixtral-8x7b", "duplex", Batch.decode(32, 2000), precision="fp16",
+                     parallelism=Parallelism(tp=4), expert_coprocessing=False)
+    where = {p.op.name: p.unit for p in plan.placements}
+    assert where["attention"] == "pim" and where["experts"] == "pim"
+    prefill = plan_step("mixtral-8x7b", "duplex", Batch.mixed([], [4096] * 4), precision="fp16",
+                        parallelism=Parallelism(tp=4))
+    assert {p.op.name: p.unit for p in prefill.placements}["qkv_proj"] == "tensor"
+
+
+@pytest.mark.parametrize("model", ["mixtral-8x7b", "glam-143b"])
+@pytest.mark.parametrize("batch", [8, 64, 256])
+def test_expert_coprocessing_never_makes_a_step_slower(model: str, batch: int) -> None:
+    par = Parallelism(tp=4)
+    kwargs = dict(context=1500, precision="fp16", parallelism=par)
+    off = estimate(model, "duplex", batch, expert_coprocessing=False, **kwargs).step_time_s
+    on = estimate(model, "duplex", batch, **kwargs).step_time_s
+    assert on <= off * (1 + 1e-12)
+    assert simulate(model, "duplex", batch, **kwargs).step_time_s <= off * (1 + 1e-9)
+
+
+def test_expert_coprocessing_splits_experts_and_conserves_tokens() -> None:
+    plan = plan_step("mixtral-8x7b", "duplex", 64, context=1500, precision="fp16", parallelism=Parallelism(tp=4))
+    parts = [p for p in plan.placements if isinstance(p.op, MoEExpertsOp)]
+    assert [p.unit for p in parts] == ["tensor", "pim"] and parts[1].concurrent
+    whole = _op("mixtral-8x7b", Batch.decode(64, 1500), MoEExpertsOp, Parallelism(tp=4))
+    total = parts[0].op.expert_tokens + parts[1].op.expert_tokens
+    assert np.array_equal(total, whole.expert_tokens)
+    # the PIM side takes the experts with the fewest tokens
+    xpu, pim = parts[0].op.expert_tokens, parts[1].op.expert_tokens
+    for d in range(xpu.shape[0]):
+        if (pim[d] > 0).any() and (xpu[d] > 0).any():
+            assert pim[d][pim[d] > 0].max() <= xpu[d][xpu[d] > 0].min()
+
+
+def test_attention_coprocessing_runs_prefill_on_xpu_and_decode_on_pim_at_once() -> None:
+    batch = Batch.mixed([3000] * 64, [2048, 2048])
+    par = Parallelism(tp=4)
+    plan = plan_step("llama3-70b", "duplex", batch, precision="fp16", parallelism=par)
+    parts = [p for p in plan.placements if isinstance(p.op, AttentionOp)]
+    assert [(p.op.name, p.unit, p.concurrent) for p in parts] == [
+        ("attention.prefill", "tensor", False), ("attention.decode", "pim", True)]
+    serial = plan_step("llama3-70b", "duplex", batch, precision="fp16", parallelism=par, attention_coprocessing=False)
+    assert evaluate(plan).step_time_s <= evaluate(serial).step_time_s
+    assert simulate_plan(plan).step_time_s <= simulate_plan(serial).step_time_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(("model", "batch"), [("mixtral-8x7b", Batch.decode(64, 1500)),
+                                              ("llama3-70b", Batch.mixed([3000] * 64, [2048, 2048]))])
+def test_engine_and_analytical_path_agree_on_duplex(model: str, batch: Batch) -> None:
+    plan = plan_step(model, "duplex", batch, precision="fp16", parallelism=Parallelism(tp=4))
+    engine = simulate_plan(plan)
+    analytical = evaluate(plan)
+    # the analytical group bound (slowest member, shared bytes / shared bandwidth) is a lower bound
+    assert engine.step_time_s >= analytical.step_time_s * (1 - 1e-9)
+    assert engine.step_time_s <= analytical.step_time_s * 1.05
+    tracks = {e.track for e in engine.timeline}
+    assert "d0.pim" in tracks and "d0.tensor" in tracks
+
+
+def test_xpu_selection_is_the_same_device_without_pim() -> None:
+    kwargs = dict(context=1500, precision="fp16", parallelism=Parallelism(tp=4))
+    xpu_only = estimate("mixtral-8x7b", "duplex", 64, selection="xpu", **kwargs)
+    gpu = estimate("mixtral-8x7b", "h100-sxm", 64, **kwargs)
+    assert xpu_only.step_time_s == pytest.approx(gpu.step_time_s, rel=1e-9)
+    assert all(r.unit != "pim" for r in xpu_only.records)
+    with pytest.raises(ArgumentError, match="selection"):
+        DuplexMapper(selection="bogus").map(
+            build_step_graph(load_model("llama3-8b"), Batch.decode(1, 10), FP16, Parallelism()),
+            plan_step("llama3-8b", "duplex", 1).system)
+
+
+@pytest.mark.parametrize("batch", [64, 128])
+def test_bank_pim_loses_on_gqa_and_moe_and_wins_on_mha(batch: int) -> None:
+    """Duplex §7.3: Bank-PIM (Op/B 1 ridge, 16x bandwidth) beats the Logic-PIM only where the
+    ops' Op/B is ~1: OPT's plain multi-head attention, not GQA (Llama3) or MoE (Mixtral)."""
+    def speed(model: str, system: str) -> float:
+        return 1.0 / estimate(model, system, batch, context=1536, precision="fp16",
+                              parallelism=Parallelism(tp=4)).step_time_s
+
+    for model in ("mixtral-8x7b", "llama3-70b"):
+        assert speed(model, "duplex") > speed(model, "duplex-bank-pim")
+    assert speed("opt-66b", "duplex-bank-pim") > speed("opt-66b", "duplex")
