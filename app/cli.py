@@ -7,7 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from app.cli_args import add_deployment_options, add_model_system_options, context_lengths, positive_int, print_json
+from app.cli_args import (
+    add_deployment_options,
+    add_model_system_options,
+    context_lengths,
+    positive_int,
+    print_json,
+    routing_from_args,
+)
 from app.cli_serve import add_serve_parser
 from app.cli_study import add_study_parsers
 from app.cli_validate import add_validation_parsers
@@ -75,7 +82,8 @@ def _step_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "microbatches", None):
         options["microbatches"] = args.microbatches
     return {"context": args.context, "precision": args.precision, "mapper": args.mapper,
-            "parallelism": Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), **options}
+            "parallelism": Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), "routing": routing_from_args(args),
+            **options}
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from workloads.batch import Routing
 from workloads.precision import PRECISION_PRESETS
 
 
@@ -58,12 +59,21 @@ def add_model_system_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_deployment_options(p: argparse.ArgumentParser) -> None:
-    """``--precision``, ``--tp``, ``--pp``, ``--ep``."""
+    """``--precision``, ``--tp``, ``--pp``, ``--ep``, ``--routing``, ``--skew``, ``--routing-seed``."""
     p.add_argument("--precision", default="bf16",
                    help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
     p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
     p.add_argument("--pp", type=positive_int, default=1, help="pipeline stages")
     p.add_argument("--ep", type=positive_int, default=1, help="expert-parallel degree (divides tp)")
+    p.add_argument("--routing", choices=("uniform", "zipf"), default="uniform",
+                   help="how MoE tokens pick experts: uniform, or Zipf-skewed popularity (default uniform)")
+    p.add_argument("--skew", type=float, default=1.0, help="Zipf exponent of --routing zipf (0..10, default 1.0)")
+    p.add_argument("--routing-seed", type=int, default=0, help="seed of the routing draws (default 0)")
+
+
+def routing_from_args(args: argparse.Namespace) -> Routing:
+    """The :class:`Routing` of ``--routing``, ``--skew`` and ``--routing-seed``."""
+    return Routing(args.routing, skew=args.skew, seed=args.routing_seed)
 
 
 def _json_default(value: Any) -> Any:

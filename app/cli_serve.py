@@ -16,6 +16,7 @@ from app.cli_args import (
     positive_float,
     positive_int,
     print_json,
+    routing_from_args,
 )
 from app.formatting import si, table
 from sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
@@ -101,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    chunk=args.chunk, max_batch=args.max_batch, block_size=args.block_size,
                    memory_utilization=args.memory_utilization, precision=args.precision,
                    parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
-                   slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot)
+                   slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args))
     summary = result.summary()
     if args.json:
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from sim.costing import placement_cost
 from sim.memory import fit_reason, memory_use
 from sim.results import OpRecord, StepResult
 from validation.bands import OpForBand, band_table
-from workloads.batch import Batch
+from workloads.batch import Batch, Routing
 from workloads.builder import build_step_graph
 from workloads.catalog import load_model
 from workloads.errors import ArgumentError
@@ -122,27 +123,29 @@ def evaluate(plan: Plan) -> StepResult:
     )
 
 
-def make_batch(batch: Batch | int, context: int | np.ndarray | None = None) -> Batch:
-    """A Batch from a Batch, or from a batch size and a context length (default 1024 tokens)."""
+def make_batch(batch: Batch | int, context: int | np.ndarray | None = None, routing: Routing | None = None) -> Batch:
+    """A Batch from a Batch, or from a batch size and a context length (default 1024 tokens);
+    ``routing`` (MoE expert choice) replaces the batch's when given."""
     if isinstance(batch, Batch):
         if context is not None:
             raise ArgumentError("context: give it inside the Batch, not beside it")
-        return batch
+        return batch if routing is None else dataclasses.replace(batch, routing=routing)
     ctx = DEFAULT_CONTEXT if context is None else context
     if np.any(np.asarray(ctx) < 0):
         raise ArgumentError(f"context: must be >= 0, got {ctx}")
-    return Batch.decode(batch, ctx)
+    return Batch.decode(batch, ctx, routing)
 
 
 def plan_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int,
               *, context: int | np.ndarray | None = None, precision: str | Precision = "bf16",
               mapper: str | None = None, parallelism: Parallelism | None = None,
-              omit: tuple[OpKind, ...] = (), **mapper_options: object) -> Plan:
+              omit: tuple[OpKind, ...] = (), routing: Routing | None = None, **mapper_options: object) -> Plan:
     """Build the graph and map it: the shared front half of ``estimate`` and ``simulate``.
-    ``omit``: op kinds left out of the graph (:meth:`workloads.graph.Graph.without`, a what-if)."""
+    ``omit``: op kinds left out of the graph (:meth:`workloads.graph.Graph.without`, a what-if).
+    ``routing``: how MoE tokens pick experts (default: the batch's, uniform)."""
     model_cfg = load_model(model)
     system_spec = load_system(system)
-    graph = build_step_graph(model_cfg, make_batch(batch, context), Precision.parse(precision),
+    graph = build_step_graph(model_cfg, make_batch(batch, context, routing), Precision.parse(precision),
                              parallelism or Parallelism()).without(omit)
     options = {**system_spec.mapper_options, **mapper_options}
     return get_mapper(mapper or system_spec.default_mapper, **options).map(graph, system_spec)
@@ -151,14 +154,15 @@ def plan_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, 
 def estimate(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int, *,
              context: int | np.ndarray | None = None, precision: str | Precision = "bf16",
              mapper: str | None = None, parallelism: Parallelism | None = None,
-             **mapper_options: object) -> StepResult:
+             routing: Routing | None = None, **mapper_options: object) -> StepResult:
     """Analytical estimate of one step.
 
     ``model``: catalog name, config.json path or ModelConfig. ``system``: catalog name, TOML
     path or SystemSpec. ``batch``: a Batch, or a decode batch size with ``context`` cached
     tokens per request. ``precision``: a preset (``bf16``, ``fp8``, ``w4a16`` ...) or
-    ``w=..,a=..,kv=..``. ``mapper``: defaults to the system's. Times in s, energy in J.
+    ``w=..,a=..,kv=..``. ``mapper``: defaults to the system's. ``routing``: MoE expert choice
+    (:class:`workloads.batch.Routing`, default uniform). Times in s, energy in J.
     """
     plan = plan_step(model, system, batch, context=context, precision=precision, mapper=mapper,
-                     parallelism=parallelism, **mapper_options)
+                     parallelism=parallelism, routing=routing, **mapper_options)
     return evaluate(plan)

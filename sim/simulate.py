@@ -17,7 +17,7 @@ from mappers.base import Plan
 from sim.engine import FOLD_REPEATS, TimelineEvent, run_schedule
 from sim.estimate import evaluate, plan_step
 from sim.results import StepResult
-from workloads.batch import Batch
+from workloads.batch import Batch, Routing
 from workloads.model_config import ModelConfig
 from workloads.parallelism import Parallelism
 from workloads.precision import Precision
@@ -90,9 +90,9 @@ def simulate_plan(plan: Plan, fold: bool = True, fold_repeats: int = FOLD_REPEAT
 def simulate(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int, *,
              context: int | np.ndarray | None = None, precision: str | Precision = "bf16",
              mapper: str | None = None, parallelism: Parallelism | None = None, fold: bool = True,
-             **mapper_options: object) -> SimResult:
+             routing: Routing | None = None, **mapper_options: object) -> SimResult:
     """Discrete-event simulation of one step (same arguments as ``estimate``; ``fold=False``
     simulates every repetition of every block). Times in s, energy in J."""
     plan = plan_step(model, system, batch, context=context, precision=precision, mapper=mapper,
-                     parallelism=parallelism, **mapper_options)
+                     parallelism=parallelism, routing=routing, **mapper_options)
     return simulate_plan(plan, fold=fold)

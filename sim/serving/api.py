@@ -16,7 +16,7 @@ from sim.serving.schedulers import get_scheduler
 from sim.serving.state import ReplicaState
 from sim.serving.step_times import StepTimes
 from sim.serving.workload import MAX_TOKENS, Workload
-from workloads.batch import Batch
+from workloads.batch import Batch, Routing
 from workloads.catalog import load_model
 from workloads.errors import ArgumentError
 from workloads.model_config import ModelConfig
@@ -39,7 +39,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
           max_prefill_tokens: int | None = None, block_size: int = 16, memory_utilization: float = 0.9,
           kv_blocks: int | None = None, precision: str | Precision = "bf16", parallelism: Parallelism | None = None,
           seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
-          bucket_width: float = 0.01) -> ServingResult:
+          bucket_width: float = 0.01, routing: Routing | None = None) -> ServingResult:
     """Simulate one replica of ``model`` on ``system`` serving ``workload``.
 
     ``model``/``system``: catalog names, file paths or loaded specs (as for ``estimate``).
@@ -54,6 +54,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     ``precision``/``parallelism``: as for ``estimate`` (KV cache in the precision's KV format).
     ``seed``: seeds the workload's draws. ``slo_ttft_s``/``slo_tpot_s``: goodput SLOs (s).
     ``bucket_width``: relative width of the step-time cache's context buckets (0 = exact).
+    ``routing``: MoE expert choice of every iteration (:class:`workloads.batch.Routing`).
 
     Returns a :class:`ServingResult` (times in s, energy in J, lengths in tokens). Raises
     ArgumentError for an argument out of range, including a KV cache too small for the
@@ -80,7 +81,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
         raise ArgumentError(f"{what}: the KV cache holds {capacity.total_tokens} tokens "
                             f"({capacity.total_blocks} blocks of {capacity.block_size}); the longest request needs "
                             f"{longest}; raise {what}")
-    step_times = StepTimes(model_cfg, system_spec, precision=prec, parallelism=par, bucket_width=bucket_width)
+    step_times = StepTimes(model_cfg, system_spec, precision=prec, parallelism=par, bucket_width=bucket_width,
+                           routing=routing)
     blocks = BlockManager(capacity.total_blocks, capacity.block_size, arrivals.arrival_s.size)
     state = ReplicaState(arrivals.input_tokens, arrivals.output_tokens, blocks)
     engine = ServingEngine(arrivals.arrival_s, state, sched, step_times)

@@ -25,7 +25,7 @@ import math
 
 from hw_models.system import SystemSpec
 from sim.estimate import estimate
-from workloads.batch import Batch
+from workloads.batch import Batch, Routing
 from workloads.errors import ArgumentError
 from workloads.model_config import ModelConfig
 from workloads.parallelism import Parallelism
@@ -44,11 +44,12 @@ class StepTimes:
     """Cached ``(step_time_s, energy_j)`` of an iteration, by batch composition (module doc).
 
     ``bucket_width``: relative width of the context-sum buckets (0 keys by exact sums).
+    ``routing``: how MoE tokens pick experts in every iteration (default uniform, seed 0).
     ``hits``/``misses`` count lookups served from the cache and calls of ``estimate``.
     """
 
     def __init__(self, model: ModelConfig, system: SystemSpec, *, precision: Precision,
-                 parallelism: Parallelism, bucket_width: float = 0.01) -> None:
+                 parallelism: Parallelism, bucket_width: float = 0.01, routing: Routing | None = None) -> None:
         if isinstance(bucket_width, bool) or not isinstance(bucket_width, int | float) or not (
                 0.0 <= bucket_width <= 1.0):
             raise ArgumentError(f"bucket_width: {bucket_width!r} outside [0, 1]")
@@ -57,6 +58,7 @@ class StepTimes:
         self.precision = precision
         self.parallelism = parallelism
         self.bucket_width = float(bucket_width)
+        self.routing = routing or Routing()
         self._log_step = math.log1p(bucket_width) if bucket_width > 0 else 0.0
         self._cache: dict[StepKey, tuple[float, float]] = {}
         self.hits = 0
@@ -102,7 +104,7 @@ class StepTimes:
             prefill_ctx = _split(self.bucket_tokens(prefill_bucket), prefills)
         else:
             chunks, prefill_ctx = [], []
-        return Batch.mixed(decode_ctx, chunks, prefill_ctx)
+        return Batch.mixed(decode_ctx, chunks, prefill_ctx, routing=self.routing)
 
     def _price(self, key: StepKey) -> tuple[float, float]:
         result = estimate(self.model, self.system, self.batch_for(key), precision=self.precision,

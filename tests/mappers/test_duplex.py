@@ -138,3 +138,45 @@ def test_bank_pim_loses_on_gqa_and_moe_and_wins_on_mha(batch: int) -> None:
     for model in ("mixtral-8x7b", "llama3-70b"):
         assert speed(model, "duplex") > speed(model, "duplex-bank-pim")
     assert speed("opt-66b", "duplex-bank-pim") > speed("opt-66b", "duplex")
+
+
+def test_roofline_view_shows_each_ops_opb_against_its_processors_ceiling() -> None:
+    from sim.roofline import roofline_points
+
+    r = estimate("mixtral-8x7b", "duplex", 32, context=2048, precision="fp16", parallelism=Parallelism(tp=4))
+    points = roofline_points(r)
+    pim = points[points["unit"] == "pim"]
+    tensor = points[points["unit"] == "tensor"]
+    assert not pim.empty and {"attention", "experts.pim"} & set(pim["name"])
+    hbm = 3.35e12
+    assert (pim["peak_bandwidth_bytes_per_s"] == 4 * hbm).all()  # the TSV path, not the external one
+    assert (pim["ridge"] < 10).all() and (tensor["ridge"] > 200).all()
+    assert (pim["arithmetic_intensity"] < 40).all()  # what the selector sent to the PIM has a low Op/B
+
+
+def test_skewed_routing_reaches_the_step_and_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+    from workloads.batch import Routing
+
+    kwargs = dict(context=1024, precision="fp16", parallelism=Parallelism(tp=4))
+    uniform = estimate("mixtral-8x7b", "h100-sxm", 32, **kwargs)
+    skewed = estimate("mixtral-8x7b", "h100-sxm", 32, routing=Routing("zipf", skew=2.0), **kwargs)
+    assert skewed.step_time_s != uniform.step_time_s
+    assert main(["estimate", "--model", "mixtral-8x7b", "--system", "duplex", "--tp", "4", "--batch", "32",
+                 "--precision", "fp16", "--routing", "zipf", "--skew", "2.0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["step_time_s"] > 0
+
+
+@pytest.mark.parametrize(("system", "devices", "mapper"), [("4x-duplex", 4, "duplex"), ("8x-duplex", 8, "duplex"),
+                                                           ("2x8-duplex", 16, "duplex"), ("4x-h100-sxm", 4, "gpu"),
+                                                           ("2x8-h100-sxm", 16, "gpu")])
+def test_paper_deployments_load(system: str, devices: int, mapper: str) -> None:
+    from hw_models.system import load_system
+
+    spec = load_system(system)
+    assert spec.device_count == devices and spec.default_mapper == mapper
+    if devices > 8:
+        assert spec.link_for_group(devices).name == "nic"  # crosses the 400 Gb/s links

@@ -10,8 +10,9 @@ import pytest
 
 from sim.estimate import estimate
 from sim.serving import SCHEDULERS, Lengths, ServingResult, Workload, serve
-from workloads.batch import Batch
+from workloads.batch import Batch, Routing
 from workloads.errors import ArgumentError
+from workloads.parallelism import Parallelism
 
 MODEL, SYSTEM = "llama3-8b", "h100-sxm"
 SHORT = Workload(arrival="poisson", rate=50.0, input_lengths=Lengths.uniform(50, 400),
@@ -199,3 +200,12 @@ def test_bad_arguments(kwargs: dict[str, object], name: str) -> None:
 def test_workload_must_be_a_workload() -> None:
     with pytest.raises(ArgumentError, match="workload"):
         serve(MODEL, SYSTEM, "sharegpt")  # type: ignore[arg-type]
+
+
+def test_serve_routes_moe_tokens_as_asked() -> None:
+    workload = Workload.preset("fixed", rate=1e6, input_len=64, output_len=16)
+    kwargs = dict(requests=16, max_batch=16, precision="fp16", parallelism=Parallelism(tp=2))
+    uniform = serve("mixtral-8x7b", "h100-sxm", workload, **kwargs)
+    skewed = serve("mixtral-8x7b", "h100-sxm", workload, routing=Routing("zipf", skew=3.0), **kwargs)
+    assert uniform.summary()["output_tokens"] == skewed.summary()["output_tokens"]
+    assert skewed.summary()["makespan_s"] != uniform.summary()["makespan_s"]
