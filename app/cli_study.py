@@ -47,6 +47,28 @@ def cmd_study_duplex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_flightllm(args: argparse.Namespace) -> int:
+    """Write the FlightLLM studies (FPGA vs GPU efficiency sweep, prefill/decode crossover,
+    instruction storage with and without length buckets) into ``args.out``."""
+    from validation.studies.flightllm import (
+        crossover_figure,
+        efficiency_figure,
+        efficiency_sweep,
+        prefill_decode_crossover,
+        storage_table,
+    )
+
+    sweep = efficiency_sweep()
+    crossover = prefill_decode_crossover()
+    out = Path(args.out)
+    _write(out, {"flightllm_efficiency": (sweep, efficiency_figure(sweep)),
+                 "flightllm_crossover": (crossover, crossover_figure(crossover))})
+    storage = storage_table()
+    storage.to_csv(out / "flightllm_storage.csv", index=False)
+    print(f"wrote {out / 'flightllm_storage.csv'}", file=sys.stderr)
+    return 0
+
+
 def _write(out: Path, outputs: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, (frame, figure) in outputs.items():
@@ -57,7 +79,8 @@ def _write(out: Path, outputs: dict[str, Any]) -> None:
 
 
 def add_study_parsers(sub: Any) -> None:
-    """Add ``study neupims`` and ``study duplex`` to the ``decodex`` sub-commands (``sub``: argparse sub-parsers)."""
+    """Add ``study neupims``, ``study duplex`` and ``study flightllm`` to the ``decodex`` sub-commands
+    (``sub``: argparse sub-parsers)."""
     p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
     which = p.add_subparsers(dest="study", required=True)
     neupims = which.add_parser("neupims", help="NeuPIMs: sub-batch interleaving, row buffers, PIM/NPU design sweep")
@@ -67,3 +90,7 @@ def add_study_parsers(sub: Any) -> None:
     duplex = which.add_parser("duplex", help="Duplex: the Op/B window where each PIM kind beats the xPU")
     duplex.add_argument("--out", default="study-duplex", help="output folder (default: study-duplex)")
     duplex.set_defaults(func=cmd_study_duplex)
+    flight = which.add_parser("flightllm", help="FlightLLM: FPGA vs GPU by sparsity, bits and DSPs; prefill vs decode; "
+                                                "instruction storage")
+    flight.add_argument("--out", default="study-flightllm", help="output folder (default: study-flightllm)")
+    flight.set_defaults(func=cmd_study_flightllm)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import hw_models.bank_pim  # registers the "bank_pim" unit model
+import hw_models.fpga  # registers the "fpga_dsp" unit model
 import hw_models.logic_pim  # registers the "logic_pim" unit model
 import hw_models.roofline  # registers the "roofline" unit model
 import hw_models.systolic  # noqa: F401  (registers the "systolic" unit model)
@@ -22,10 +23,26 @@ DEFAULT_MAPPER_BY_KIND = {"gpu": "gpu", "cpu": "gpu"}
 
 @dataclass(frozen=True)
 class PowerSpec:
-    """Idle (static) power and the board power limit, W."""
+    """Idle (static) power, the board power limit and the power floor while running, W.
+
+    ``active_w``: power drawn whenever the device executes a step, whatever it computes (clocks
+    at speed, resident kernels, memory PHYs); a step's energy is ``active_w`` x its time plus the
+    dynamic energy of its FLOPs and bytes, capped at ``tdp_w`` x its time. Defaults to ``idle_w``
+    (no separate measurement)."""
 
     idle_w: float
     tdp_w: float
+    active_w: float | None = None
+
+    @property
+    def running_w(self) -> float:
+        """The power floor while a step runs, W (``active_w``, else ``idle_w``)."""
+        return self.idle_w if self.active_w is None else self.active_w
+
+    def step_energy(self, dynamic_j: float, seconds: float, devices: int) -> float:
+        """Energy (J) of a step of ``seconds`` on ``devices`` devices with ``dynamic_j`` of
+        dynamic energy: the running floor plus the dynamic energy, at most the power limit."""
+        return min(dynamic_j + self.running_w * devices * seconds, self.tdp_w * devices * seconds)
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,7 @@ class DeviceSpec:
     usd_per_hour: float
     default_mapper: str
     source: str = field(default="<dict>", compare=False)
+    purchase_usd: float = 0.0
 
     def unit_for_role(self, role: str) -> list[UnitModel]:
         """Units of a role (``matrix`` or ``vector``), in file order."""
@@ -74,6 +92,7 @@ def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
     tdp = power.positive("tdp_w")
     if idle > tdp:
         raise power.error("idle_w", f"{idle} exceeds tdp_w={tdp}")
+    active = power.number("active_w", lo=idle, hi=tdp) if power.has("active_w") else None
     price = dev.sub("price")
     mem_table = root.sub("memories")
     memories = {key: MemorySpec.read(key, mem_table.sub(key)) for key in mem_table}
@@ -95,8 +114,9 @@ def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
         units=units,
         memories=memories,
         links=links,
-        power=PowerSpec(idle, tdp),
+        power=PowerSpec(idle, tdp, active),
         usd_per_hour=price.number("usd_per_hour"),
+        purchase_usd=price.number("purchase_usd", default=0.0),
         default_mapper=dev.string("default_mapper", default=DEFAULT_MAPPER_BY_KIND.get(kind, kind)),
         source=source,
     )

@@ -101,6 +101,17 @@ class TableReader:
             raise self.error(key, f"{value!r} not one of {', '.join(choices)}")
         return value
 
+    def boolean(self, key: str, *, default: bool | None = None) -> bool:
+        """A true/false value."""
+        if key not in self.data:
+            if default is None:
+                raise self.error(key, "required field is missing")
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
     def string_list(self, key: str, *, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         """A list of strings."""
         if key not in self.data:

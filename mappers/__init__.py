@@ -2,8 +2,9 @@
 
 from mappers.base import MAPPERS, Mapper, Placement, Plan, get_mapper, register_mapper
 from mappers.duplex import DuplexMapper
+from mappers.flightllm import FlightLlmMapper
 from mappers.gpu import GpuMapper, choose_unit
 from mappers.neupims import NeuPimsMapper
 
-__all__ = ["MAPPERS", "DuplexMapper", "GpuMapper", "Mapper", "NeuPimsMapper", "Placement", "Plan", "choose_unit",
-           "get_mapper", "register_mapper"]
+__all__ = ["MAPPERS", "DuplexMapper", "FlightLlmMapper", "GpuMapper", "Mapper", "NeuPimsMapper", "Placement", "Plan",
+           "choose_unit", "get_mapper", "register_mapper"]

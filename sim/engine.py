@@ -94,7 +94,9 @@ class _Run:
 
     def run_op(self, placement: Placement, memory: str | None) -> Generator[Any, Any, None]:
         cost = self.costs[id(placement)]
-        nbytes = placement.op.bytes
+        unit = placement.device.units[placement.unit] if placement.unit is not None else None
+        moved = getattr(unit, "moved_bytes", None)  # units that keep some tensors on chip say what they move
+        nbytes = moved(placement.op) if moved is not None else placement.op.bytes
         channel = self.memories.get(memory) if memory else None
         if channel is None or cost.memory_s <= 0 or nbytes <= 0:
             yield self.env.timeout(cost.time_s)

@@ -102,7 +102,7 @@ def evaluate(plan: Plan) -> StepResult:
         ))
     step_time += group.time_s()
     device = plan.system.primary_device
-    energy = dynamic_energy + device.power.idle_w * plan.devices_used * step_time
+    energy = device.power.step_energy(dynamic_energy, step_time, plan.devices_used)
     use = memory_use(graph)
     capacity = device.capacity_bytes
     reason = fit_reason(use, capacity, device.name)

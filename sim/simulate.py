@@ -74,7 +74,7 @@ def simulate_plan(plan: Plan, fold: bool = True, fold_repeats: int = FOLD_REPEAT
     analytical = evaluate(plan)
     run = run_schedule(plan, fold=fold, fold_repeats=fold_repeats)
     device = plan.system.primary_device
-    energy = run.energy_j + device.power.idle_w * plan.devices_used * run.step_time_s
+    energy = device.power.step_energy(run.energy_j, run.step_time_s, plan.devices_used)
     out = analytical.output_tokens
     util = {track: busy / run.step_time_s for track, busy in run.busy_s.items()} if run.step_time_s > 0 else {}
     base = {f.name: getattr(analytical, f.name) for f in dataclasses.fields(StepResult)}

@@ -61,6 +61,7 @@ class _Builder:
         self.a = precision.activations
         self.w = precision.weights
         self.sp = precision.sparsity
+        self.wbits = precision.weight_bits
         self.v = precision.vector
         self.block = ""
 
@@ -69,7 +70,7 @@ class _Builder:
                bias: bool = False, replicated: bool = False, shared: bool = False) -> MatmulOp:
         return MatmulOp(name=name, dtype=self.a, block=self.block, devices=self.tp, replicated=replicated,
                         m=self.tokens if m is None else m, n=n, k=k, count=count, weight_dtype=self.w,
-                        weight_sparsity=self.sp, bias=bias, weights_shared=shared)
+                        weight_sparsity=self.sp, weight_bits=self.wbits, bias=bias, weights_shared=shared)
 
     def norm(self, name: str, elements: int, width: int, residual: bool = True,
              replicated: bool = True) -> ElementwiseOp:
@@ -234,7 +235,7 @@ class _Builder:
         experts = MoEExpertsOp(name="experts", dtype=self.a, block=self.block, devices=self.tp,
                                expert_tokens=counts.reshape(len(layers), par.ep, local), hidden=d,
                                intermediate=f_expert, gated=moe.expert.gated, weight_dtype=self.w,
-                               weight_sparsity=self.sp)
+                               weight_sparsity=self.sp, weight_bits=self.wbits)
         if par.ep == 1:
             return [*ops, experts, *self.all_reduce("ffn_all_reduce", d)]
         # Expert parallel: each device dispatches its 1/tp share of the tokens' top-k copies to the

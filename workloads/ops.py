@@ -33,6 +33,16 @@ class OpKind(StrEnum):
     TRANSFER = "transfer"
 
 
+def stored_bytes_per_weight(dtype: DType, sparsity: Sparsity | None = None, bits: float | None = None) -> float:
+    """Average bytes stored per dense weight position: ``bits`` / 8 (mixed-precision average,
+    e.g. 4.1 for mostly 4-bit weights with some 8-bit layers) or the dtype's size, times the N:M
+    density plus the sparsity's index metadata per kept weight."""
+    value = bits / 8.0 if bits is not None else dtype.nbytes
+    if sparsity is None:
+        return value
+    return sparsity.density * (value + sparsity.metadata_bits_per_nonzero / 8.0)
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Op:
     """Common fields of every operator.
@@ -115,6 +125,7 @@ class MatmulOp(Op):
     count: int = 1
     weight_dtype: DType | None = None
     weight_sparsity: Sparsity | None = None
+    weight_bits: float | None = None  # mixed precision: average stored bits per weight (None: the dtype's)
     bias: bool = False
     weights_shared: bool = False  # the weights are another op's (tied LM head): not stored twice
 
@@ -139,8 +150,7 @@ class MatmulOp(Op):
     def weight_bytes(self) -> float:
         if self.weight_dtype is None:
             return 0.0
-        per_weight = (self.weight_sparsity.stored_bytes_per_weight(self.weight_dtype)
-                      if self.weight_sparsity else self.weight_dtype.nbytes)
+        per_weight = stored_bytes_per_weight(self.weight_dtype, self.weight_sparsity, self.weight_bits)
         total = self.count * self.n * self.k * per_weight
         if self.bias:
             total += self.count * self.n * self.weight_dtype.nbytes
@@ -281,6 +291,7 @@ class MoEExpertsOp(Op):
     gated: bool
     weight_dtype: DType
     weight_sparsity: Sparsity | None = None
+    weight_bits: float | None = None  # mixed precision: average stored bits per weight (None: the dtype's)
     rank_flops: np.ndarray = field(init=False)
     rank_weight_bytes: np.ndarray = field(init=False)
     rank_activation_bytes: np.ndarray = field(init=False)
@@ -290,8 +301,7 @@ class MoEExpertsOp(Op):
         if tokens.ndim != 3:
             raise ValueError("expert_tokens must have shape (draws, ranks, local_experts)")
         matrices = 3 if self.gated else 2
-        per_weight = (self.weight_sparsity.stored_bytes_per_weight(self.weight_dtype)
-                      if self.weight_sparsity else self.weight_dtype.nbytes)
+        per_weight = stored_bytes_per_weight(self.weight_dtype, self.weight_sparsity, self.weight_bits)
         density = self.weight_sparsity.density if self.weight_sparsity else 1.0
         d, f = self.hidden, self.intermediate
         object.__setattr__(self, "rank_flops", 2.0 * matrices * d * f * density * tokens.sum(axis=2))
@@ -336,8 +346,7 @@ class MoEExpertsOp(Op):
     @property
     def resident_weight_bytes(self) -> float:
         matrices = 3 if self.gated else 2
-        per_weight = (self.weight_sparsity.stored_bytes_per_weight(self.weight_dtype)
-                      if self.weight_sparsity else self.weight_dtype.nbytes)
+        per_weight = stored_bytes_per_weight(self.weight_dtype, self.weight_sparsity, self.weight_bits)
         return self.local_experts * matrices * self.hidden * self.intermediate * per_weight
 
 

@@ -100,13 +100,20 @@ class Precision:
     """Formats of weights, activations and KV cache, and optional N:M weight sparsity.
 
     Matmuls compute in the activation format (weights narrower than the activations are
-    dequantized on the fly, W4A16 style; W8A8 computes in int8).
+    dequantized on the fly, W4A16 style; W8A8 computes in int8). ``weight_bits``: average stored
+    bits per weight of a mixed-precision model (e.g. 4.1 for mostly 4-bit weights with some
+    8-bit layers, FlightLLM); None stores every weight in the ``weights`` format.
     """
 
     weights: DType = DType.BF16
     activations: DType = DType.BF16
     kv_cache: DType = DType.BF16
     sparsity: Sparsity | None = None
+    weight_bits: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight_bits is not None and not 1.0 <= self.weight_bits <= 32.0:
+            raise ArgumentError(f"precision.wbits: {self.weight_bits!r} outside [1, 32] bits per weight")
 
     @property
     def compute(self) -> DType:
@@ -135,17 +142,22 @@ class Precision:
         text = f"w={self.weights},a={self.activations},kv={self.kv_cache}"
         if self.sparsity is not None:
             text += f",sparsity={self.sparsity.pattern}"
+        if self.weight_bits is not None:
+            text += f",wbits={self.weight_bits:g}"
         return text
 
     def weight_bytes_per_param(self) -> float:
-        """Stored bytes per dense weight parameter (with sparsity metadata if any)."""
+        """Stored bytes per dense weight parameter (mixed-precision average and sparsity metadata
+        if any)."""
+        value = self.weight_bits / 8.0 if self.weight_bits is not None else self.weights.nbytes
         if self.sparsity is None:
-            return self.weights.nbytes
-        return self.sparsity.stored_bytes_per_weight(self.weights)
+            return value
+        return self.sparsity.density * (value + self.sparsity.metadata_bits_per_nonzero / 8.0)
 
     @classmethod
     def parse(cls, text: str | Precision) -> Precision:
-        """Parse a preset name (``bf16``, ``fp8``, ``w4a16`` ...) or ``w=int4,a=bf16,kv=fp8[,sparsity=2:4]``."""
+        """Parse a preset name (``bf16``, ``fp8``, ``w4a16`` ...) or
+        ``w=int4,a=bf16,kv=fp8[,sparsity=2:4][,wbits=4.1]``."""
         if isinstance(text, Precision):
             return text
         key = text.strip().lower()
@@ -160,15 +172,20 @@ class Precision:
         for part in key.split(","):
             name, _, value = part.partition("=")
             fields[name.strip()] = value.strip()
-        unknown = set(fields) - {"w", "a", "kv", "sparsity"}
+        unknown = set(fields) - {"w", "a", "kv", "sparsity", "wbits"}
         if unknown:
-            raise ArgumentError(f"precision: unknown keys {sorted(unknown)}; allowed: w, a, kv, sparsity")
+            raise ArgumentError(f"precision: unknown keys {sorted(unknown)}; allowed: w, a, kv, sparsity, wbits")
+        try:
+            bits = float(fields["wbits"]) if "wbits" in fields else None
+        except ValueError:
+            raise ArgumentError(f"precision.wbits: {fields['wbits']!r} is not a number of bits") from None
         base = PRECISION_PRESETS["bf16"]
         return cls(
             weights=DType.parse(fields["w"], "precision.w") if "w" in fields else base.weights,
             activations=DType.parse(fields["a"], "precision.a") if "a" in fields else base.activations,
             kv_cache=DType.parse(fields["kv"], "precision.kv") if "kv" in fields else base.kv_cache,
             sparsity=Sparsity.parse(fields["sparsity"]) if "sparsity" in fields else None,
+            weight_bits=bits,
         )
 
 

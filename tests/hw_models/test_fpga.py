@@ -1,0 +1,106 @@
+"""The FPGA DSP engine (fpga_dsp) against hand-computed cycle counts, and its spec checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hw_models.device import load_device
+from hw_models.fpga import FpgaUnit
+from hw_models.system import DEVICES_DIR
+from workloads.errors import SpecError
+from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
+from workloads.precision import DType, Sparsity
+
+U280 = load_device(DEVICES_DIR / "alveo-u280.toml")
+MPE = U280.units["mpe"]
+HBM = U280.memories["hbm"]
+
+
+def _fc(m: int, sparsity: Sparsity | None = None, bits: float | None = None) -> MatmulOp:
+    return MatmulOp(name="fc", dtype=DType.INT8, m=m, n=4096, k=4096, weight_dtype=DType.INT4,
+                    weight_sparsity=sparsity, weight_bits=bits)
+
+
+def test_decode_matvec_by_hand() -> None:
+    assert isinstance(MPE, FpgaUnit)
+    op = _fc(1)
+    cost = MPE.op_cost(op, U280.memories)
+    # MV mode: 4096 x 4096 MACs / (1024 MAC/cycle x 3 SLRs) at 225 MHz
+    assert cost.compute_s == pytest.approx(4096 * 4096 / (1024 * 3) / 225e6)
+    # weights (int4: 8 MiB) stream from 24 of 32 pseudo-channels at 70 % of 460 GB/s
+    assert cost.memory_s == pytest.approx(4096 * 4096 * 0.5 / (460e9 * 0.7 * 24 / 32))
+    assert cost.time_s == pytest.approx(max(cost.compute_s, cost.memory_s))
+    assert cost.bound == "memory"
+
+
+def test_prefill_uses_matrix_matrix_mode() -> None:
+    op = _fc(512)
+    cycles = MPE.matrix_cycles(op)
+    assert cycles == pytest.approx(512 * 4096 * 4096 / (4096 * 3))  # MM: 4x the MV rate, 16-row tiles full
+    assert MPE.matrix_cycles(_fc(2)) == pytest.approx(2 * 4096 * 4096 / (1024 * 3))  # MV still faster at 2 rows
+    assert MPE.matrix_cycles(_fc(9)) == pytest.approx(16 * 4096 * 4096 / (4096 * 3))  # padded to 16 rows in MM
+
+
+def test_sparsity_never_slows_and_cuts_the_macs() -> None:
+    dense = MPE.op_cost(_fc(512), U280.memories)
+    previous = dense.time_s
+    for n in (8, 4, 2):
+        sparse = MPE.op_cost(_fc(512, Sparsity(n, 16)), U280.memories)
+        assert sparse.compute_s == pytest.approx(dense.compute_s * n / 16)
+        assert sparse.time_s <= previous
+        previous = sparse.time_s
+    unsupported = MPE.op_cost(_fc(512, Sparsity(2, 4)), U280.memories)  # not an N:16 chain pattern: runs dense
+    assert unsupported.compute_s == pytest.approx(dense.compute_s)
+
+
+def test_on_chip_activations_and_access_pattern() -> None:
+    op = MatmulOp(name="fc", dtype=DType.INT8, m=1, n=4096, k=4096, weight_dtype=DType.INT8)
+    on = MPE.op_cost(op, U280.memories)
+    off_unit = dataclasses.replace(MPE, activations_on_chip=False, access="cross")
+    off = off_unit.op_cost(op, U280.memories)
+    assert off_unit.moved_bytes(op) == op.bytes > MPE.moved_bytes(op) == op.weight_bytes
+    assert off.memory_s == pytest.approx(op.bytes / (460e9 * 0.35 * 0.75))
+    assert on.time_s < off.time_s
+
+
+def test_attention_runs_at_the_16_bit_rate_and_the_sfu_prices_elementwise() -> None:
+    attn = AttentionOp(name="attention", dtype=DType.BF16, context_lens=np.array([511]), query_lens=np.array([1]),
+                       q_heads=32, kv_heads=32, qk_dim=128, v_dim=128, kv_elements_per_token=8192,
+                       kv_dtype=DType.INT8)
+    assert MPE.matrix_cycles(attn) == pytest.approx(attn.flops / 2 / (1024 * 3 / 2))
+    sfu = U280.units["sfu"]
+    norm = ElementwiseOp(name="norm", dtype=DType.BF16, elements=4096, flops_per_element=4.0)
+    assert sfu.op_cost(norm, U280.memories).compute_s == pytest.approx(4096 * 4 / (64 * 3 * 225e6))
+
+
+def test_dequantization_bounds_low_bit_weights() -> None:
+    slow = dataclasses.replace(MPE, dequant_weights_per_cycle_per_slr=64)
+    op = _fc(1, bits=4.1)
+    assert slow.dequant_weights(op) == pytest.approx(4096 * 4096)
+    cost = slow.op_cost(op, U280.memories)
+    assert cost.memory_s == pytest.approx(4096 * 4096 / (64 * 3 * 225e6))  # dequantization, not HBM, is the bound
+    assert MPE.dequant_weights(_fc(1).__class__(name="w8", dtype=DType.INT8, m=1, n=8, k=8,
+                                                weight_dtype=DType.INT8)) == 0.0
+
+
+def test_dsp_budget_and_bad_fields_are_named(tmp_path) -> None:
+    text = (DEVICES_DIR / "alveo-u280.toml").read_text().replace('name = "alveo-u280"', 'name = "big"')
+    big = text.replace("mm_macs_per_cycle_per_slr = 4096", "mm_macs_per_cycle_per_slr = 8192")
+    (tmp_path / "big.toml").write_text(big)
+    with pytest.raises(SpecError, match=r"mm_macs_per_cycle_per_slr.*DSPs"):
+        load_device(tmp_path / "big.toml")
+    (tmp_path / "bad.toml").write_text(text.replace('name = "big"', 'name = "bad"').replace(
+        'access = "local"                  # the compiler', 'access = "sideways"                  # the compiler'))
+    with pytest.raises(SpecError, match=r"units\.mpe\.access"):
+        load_device(tmp_path / "bad.toml")
+
+
+def test_vhk158_extends_the_u280_engine() -> None:
+    vhk = load_device(DEVICES_DIR / "versal-vhk158.toml")
+    mpe = vhk.units["mpe"]
+    assert mpe.slrs == 4 and mpe.mv_macs_per_cycle_per_slr == MPE.mv_macs_per_cycle_per_slr
+    assert mpe.channel_share == 1.0 and MPE.channel_share == 0.75
+    assert vhk.memories["hbm"].bandwidth_bytes_per_s == 819.2e9
