@@ -78,3 +78,12 @@ def test_engine_equals_estimate_and_gpu_devices_are_refused() -> None:
         estimate("llama2-7b", "alveo-u280", 1, **kwargs).step_time_s, rel=1e-9)
     with pytest.raises(InfeasibleError, match="fpga_dsp"):
         estimate("llama2-7b", "h100-sxm", 1, mapper="flightllm")
+
+
+def test_opt_and_small_batches_run_on_the_fpga() -> None:
+    for model in ("opt-6.7b", "llama2-7b"):
+        one = estimate(model, "alveo-u280", 1, context=512, precision=MIXED)
+        eight = estimate(model, "alveo-u280", 8, context=512, precision=MIXED)
+        prefill = estimate(model, "alveo-u280", Batch.mixed([], [128]), precision=MIXED)
+        assert 8 / eight.step_time_s > 2 / one.step_time_s  # weights are read once for the whole batch
+        assert prefill.step_time_s > 10 * one.step_time_s  # 128 tokens of compute-bound MM work
