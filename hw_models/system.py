@@ -18,12 +18,25 @@ DEVICES_DIR = CATALOG_DIR / "devices"
 SYSTEMS_DIR = CATALOG_DIR / "systems"
 
 
+ROLES = ("", "attention", "ffn", "colocated")
+
+
 @dataclass(frozen=True)
 class DeviceGroup:
-    """``count`` identical devices."""
+    """``count`` identical devices. ``role`` (attention-FFN disaggregation): ``attention``
+    (instances holding the KV cache and running attention), ``ffn`` (instances holding the FFN /
+    expert weights), ``colocated`` (both on the same devices), or empty; ``instance_devices``:
+    devices per instance of that role (0: the whole group is one instance)."""
 
     device: DeviceSpec
     count: int
+    role: str = ""
+    instance_devices: int = 0
+
+    @property
+    def instances(self) -> int:
+        """Instances in the group."""
+        return self.count // self.instance_devices if self.instance_devices else 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,19 @@ class SystemSpec:
     def primary_device(self) -> DeviceSpec:
         """The first device group's device."""
         return self.groups[0].device
+
+    def group_for(self, role: str) -> DeviceGroup | None:
+        """The first device group with ``role`` (None if none)."""
+        return next((g for g in self.groups if g.role == role), None)
+
+    def device_index(self, group: DeviceGroup) -> int:
+        """Index of ``group``'s first device among all the system's devices (groups in order)."""
+        index = 0
+        for g in self.groups:
+            if g is group:
+                return index
+            index += g.count
+        raise ValueError("group not in this system")
 
     def link_for_group(self, devices: int) -> LinkSpec:
         """The link a collective over ``devices`` devices runs on: the intra-node link while the
@@ -107,7 +133,11 @@ def system_from_dict(data: Mapping[str, Any], source: str = "<dict>", base: Path
     for index, raw in enumerate(raw_groups):
         entry = TableReader(raw, source, sysd.field(f"devices[{index}]"))
         device = _resolve_device(entry.string("device"), base, entry)
-        groups.append(DeviceGroup(device, entry.integer("count", lo=1, hi=1_000_000)))
+        count = entry.integer("count", lo=1, hi=1_000_000)
+        per_instance = entry.integer("instance_devices", lo=0, hi=count, default=0)
+        if per_instance and count % per_instance:
+            raise entry.error("instance_devices", f"{per_instance} does not divide count = {count}")
+        groups.append(DeviceGroup(device, count, entry.string("role", choices=ROLES, default=""), per_instance))
     inter_table = sysd.optional_sub("interconnect")
     interconnect = Interconnect()
     if inter_table is not None:

@@ -193,7 +193,7 @@ def run_schedule(plan: Plan, fold: bool = True, fold_repeats: int = FOLD_REPEATS
         raise ValueError(f"mapper {plan.mapper!r} produced no schedule for the engine")
     costs = plan_costs(plan)
     full = _block_repeats(schedule)
-    k = fold_repeats
+    k = max(fold_repeats, 2 * len(schedule.streams))  # a pipeline of n streams settles within ~2n repetitions
     folded = {name for name, n in full.items() if fold and n > k + 1}
     if schedule.period_block is not None and full.get(schedule.period_block, 0) >= 2:
         folded.add(schedule.period_block)  # its steady-state period is the reported step time

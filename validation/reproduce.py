@@ -116,6 +116,7 @@ def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetRe
 
 def _register_builtin_runners() -> None:
     import validation.runners  # registers the runners
+    import validation.runners_afd  # registers the attention-FFN disaggregation runners
     import validation.runners_duplex  # registers the Duplex runners
     import validation.runners_flightllm  # registers the FlightLLM runners
     import validation.runners_neupims  # noqa: F401  (registers the NeuPIMs runner)

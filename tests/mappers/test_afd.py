@@ -1,0 +1,110 @@
+"""Attention-FFN disaggregation: roles, the ping-pong pipeline, the Step-3 cost model, MegaScale's condition."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+
+from hw_models.system import load_system
+from sim.costing import placement_cost
+from sim.decode_cost import decode_cost, token_work
+from sim.estimate import plan_step
+from sim.simulate import simulate_plan
+from validation.reproduce import reproduce
+from workloads.errors import SpecError
+
+MODEL, SYSTEM = "step3", "step3-2a2f-h800"
+
+
+def _system(attention_devices: int = 16, nic_scale: float = 1.0):
+    base = load_system(SYSTEM)
+    a, f = base.groups
+    link = a.device.links["nic"]
+    device = dataclasses.replace(a.device, links={**a.device.links, "nic": dataclasses.replace(
+        link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * nic_scale)})
+    return dataclasses.replace(base, groups=(
+        dataclasses.replace(a, device=device, count=attention_devices, instance_devices=attention_devices),
+        dataclasses.replace(f, device=device)))
+
+
+def _stage_times(plan) -> dict[str, float]:
+    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))
+    return {t.track: sum(placement_cost(p).time_s for p in t.placements) for t in block.tasks}
+
+
+def test_roles_and_instances_load() -> None:
+    spec = load_system(SYSTEM)
+    attention, ffn = spec.group_for("attention"), spec.group_for("ffn")
+    assert attention.count == ffn.count == 16 and attention.instances == ffn.instances == 2
+    assert spec.device_index(ffn) == 16
+    assert load_system("deepseek-ep32-h800").group_for("colocated").count == 32
+
+
+def test_bad_instance_size_is_named(tmp_path) -> None:
+    text = Path(load_system(SYSTEM).source).read_text()
+    (tmp_path / "bad.toml").write_text(text.replace("instance_devices = 8              # seed: an instance",
+                                                    "instance_devices = 5              # an instance"))
+    with pytest.raises(SpecError, match=r"instance_devices.*does not divide"):
+        load_system(tmp_path / "bad.toml")
+
+
+def test_pipeline_never_beats_its_busiest_resource_and_folding_is_exact() -> None:
+    for m in (1, 3, 6):
+        plan = plan_step(MODEL, SYSTEM, 512 * m, context=4096, precision="fp8", microbatches=m)
+        folded, full = simulate_plan(plan), simulate_plan(plan, fold=False)
+        assert folded.step_time_s == pytest.approx(full.step_time_s, rel=1e-9)
+        assert all(busy <= folded.step_time_s * (1 + 1e-9) for busy in folded.busy_s.values())
+        stages = _stage_times(plan)
+        layers = 56  # Step-3's MoE layers; the FFN instance serves every micro-batch on each
+        assert folded.step_time_s >= m * layers * stages["ffn"]
+
+
+def test_more_network_bandwidth_is_never_slower() -> None:
+    times = [simulate_plan(plan_step(MODEL, _system(nic_scale=s), 1024, context=4096, precision="fp8",
+                                     microbatches=3)).step_time_s for s in (0.05, 0.2, 1.0, 4.0)]
+    assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(times))
+    assert times[0] > times[-1]
+
+
+@pytest.mark.parametrize("nic_scale", [1.0, 0.05])
+def test_megascale_micro_batches_fill_the_pipeline(nic_scale: float) -> None:
+    """MegaScale-Infer: the ping-pong pipeline is full once m >= 2 (1 + T_c / T_f); throughput
+    rises with m up to there and stays flat beyond."""
+    system = _system(attention_devices=4, nic_scale=nic_scale)
+    per_mb = 256
+    rates = []
+    for m in range(1, 7):
+        plan = plan_step(MODEL, system, per_mb * m, context=4096, precision="fp8", microbatches=m)
+        rates.append(per_mb * m / simulate_plan(plan).step_time_s)
+        if m == 1:
+            stages = _stage_times(plan)
+    t_f = max(stages["attention"], stages["ffn"])
+    t_c = max(stages["net.a2f"], stages["net.f2a"])
+    need = math.ceil(2 * (1 + t_c / t_f))
+    top = max(rates)
+    assert all(b >= a * 0.995 for a, b in itertools.pairwise(rates))  # more micro-batches never hurt
+    assert rates[0] < 0.75 * top  # one micro-batch leaves the instances idle in turn
+    assert all(r >= 0.98 * top for r in rates[need - 1:])  # full from the MegaScale bound on
+
+
+def test_step3_cost_model_work_matches_the_paper_table() -> None:
+    step3 = token_work("step3", 8192)
+    assert step3.kv_bytes == pytest.approx(2.56e8, rel=0.01)
+    assert step3.attention_flops == pytest.approx(3.27e10, rel=0.01)
+    assert step3.linear_flops == pytest.approx(2.07e10, rel=0.01)
+    assert step3.ffn_flops == pytest.approx(5.33e10, rel=0.01)
+    assert step3.attention_intensity == pytest.approx(128, rel=0.01)  # MFA with 8-bit KV
+    assert token_work("qwen3-235b-a22b", 8192).attention_intensity == pytest.approx(32, rel=0.01)  # GQA
+    assert 450 < token_work("deepseek-v3", 8192).attention_intensity < 520  # MLA (~512)
+    cost = decode_cost("step3", 8192, ("h800", "h20"))
+    assert cost.attention_device == "h20" and cost.ffn_device == "h800"
+
+
+def test_reproduce_step3_cost_targets_pass() -> None:
+    for name in ("step3-cost-step3", "step3-cost-deepseek-v3", "step3-cost-qwen3"):
+        (result,) = reproduce(name)
+        assert result.passed, (name, result.simulated)
