@@ -36,3 +36,44 @@ def afd_tokens_per_device(config: Mapping[str, Any]) -> float:
                             settings=[{"microbatches": int(m)} for m in config.get("microbatches", [2, 3, 4])],
                             step=int(config.get("batch_step", 32)), high=int(config.get("batch_max", 16384)))
     return point.tokens_per_s_per_device if point is not None else 0.0
+
+
+@register_runner("megascale_fill")
+def megascale_fill(config: Mapping[str, Any]) -> float:
+    """Throughput at MegaScale-Infer's micro-batch bound m* = ceil(2 (1 + T_c / T_f)) over the best
+    throughput with up to m* + 3 micro-batches (1.0: the pipeline is full at the bound). The stage
+    times T_a, T_e (attention and FFN instance per layer and micro-batch) and T_c (the slower
+    network direction) are read from the plan's first MoE layer; ``attention_devices`` and
+    ``nic_scale`` resize the catalog ``system`` in memory."""
+    import dataclasses
+    import math
+
+    from hw_models.system import load_system
+    from sim.costing import placement_cost
+    from sim.estimate import plan_step
+    from sim.simulate import simulate_plan
+
+    base = load_system(str(config["system"]))
+    a, f = base.groups
+    link = a.device.links["nic"]
+    device = dataclasses.replace(a.device, links={**a.device.links, "nic": dataclasses.replace(
+        link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * float(config.get("nic_scale", 1.0)))})
+    count = int(config.get("attention_devices", a.count))
+    system = dataclasses.replace(base, groups=(dataclasses.replace(a, device=device, count=count,
+                                                                   instance_devices=count),
+                                               dataclasses.replace(f, device=device)))
+    per_mb = int(config["requests_per_microbatch"])
+
+    def rate(m: int) -> tuple[float, Any]:
+        plan = plan_step(str(config["model"]), system, per_mb * m, context=int(config["context"]),
+                         precision=str(config.get("precision", "fp8")), microbatches=m)
+        return per_mb * m / simulate_plan(plan).step_time_s, plan
+
+    _, plan = rate(1)
+    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))
+    stage = {t.track: sum(placement_cost(p).time_s for p in t.placements) for t in block.tasks}
+    t_f = max(stage["attention"], stage["ffn"])
+    t_c = max(stage.get("net.a2f", 0.0), stage.get("net.f2a", 0.0))
+    bound = math.ceil(2 * (1 + t_c / t_f))
+    rates = {m: rate(m)[0] for m in range(1, bound + 4)}
+    return rates[bound] / max(rates.values())

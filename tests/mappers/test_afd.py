@@ -108,3 +108,8 @@ def test_reproduce_step3_cost_targets_pass() -> None:
     for name in ("step3-cost-step3", "step3-cost-deepseek-v3", "step3-cost-qwen3"):
         (result,) = reproduce(name)
         assert result.passed, (name, result.simulated)
+
+
+def test_reproduce_megascale_passes() -> None:
+    (result,) = reproduce("megascale")
+    assert result.passed and result.simulated <= 1.0
