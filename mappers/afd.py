@@ -6,7 +6,10 @@ cache and run the attention part of every layer, data parallel (each attention d
 own share of the requests); ``ffn`` instances each hold the FFN / expert weights, tensor and
 expert parallel over ``ffn_devices`` devices (default: one instance), and the tokens of a
 micro-batch are spread evenly over the FFN groups (``ffn_ep``: expert-parallel degree inside a
-group, default all of its devices). A ``colocated`` group runs both parts on the same devices
+group, default all of its devices; ``dp_tokens``, default on: outside the experts each FFN device
+keeps its own share of the tokens, whole shared experts and dense FFNs, and only routed tokens
+cross devices, ``workloads.parallelism.Parallelism.dp_tokens``). A ``colocated`` group runs both
+parts on the same devices
 (the non-disaggregated baseline: data-parallel attention and large expert parallelism over
 ``ffn_devices``, DeepSeek-style).
 
@@ -104,6 +107,7 @@ class AfdMapper:
     microbatches: int = 3
     ffn_devices: int | None = None
     ffn_ep: int | None = None
+    dp_tokens: bool = True
     a2f_dtype: str = "fp8"
     f2a_dtype: str = "bf16"
 
@@ -138,7 +142,7 @@ class AfdMapper:
             tokens = float(att.batch.num_tokens) * active  # the micro-batch's tokens over the busy attention devices
             group_tokens = max(1, round(tokens / f_groups))  # each FFN group takes its share
             ffn = build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
-                                   Parallelism(tp=f_tp, ep=ep))
+                                   Parallelism(tp=f_tp, ep=ep, dp_tokens=self.dp_tokens and ep == f_tp))
             blocks: list[Block] = []
 
             def tasks(ops: tuple[Op, ...], group_graph: Graph, index_: int, group: DeviceGroup) -> list[Task]:
@@ -194,7 +198,8 @@ class AfdMapper:
             dataclasses.replace(t, ops=_ops(t, ATTENTION_BLOCKS)) for t in device_graph.templates
             if _ops(t, ATTENTION_BLOCKS)))
         devices = a_dev if roles.colocated else a_dev + f_dev
-        options = {"microbatches": microbatches, "ffn_devices": f_tp, "ffn_ep": ep, "a2f_dtype": str(a2f),
+        options = {"microbatches": microbatches, "dp_tokens": self.dp_tokens, "ffn_devices": f_tp, "ffn_ep": ep,
+                   "a2f_dtype": str(a2f),
                    "f2a_dtype": str(f2a), "colocated": roles.colocated}
         return Plan(view, system, self.name, tuple(placements), devices, options, schedule)
 

@@ -103,11 +103,12 @@ class _Builder:
                            qk_dim=qk_dim, v_dim=v_dim, kv_elements_per_token=kv_elements,
                            kv_dtype=self.prec.kv_cache, kv_replicated=kv_replicated)
 
-    def activation(self, name: str, width: int, gated: bool, act: str) -> ElementwiseOp:
+    def activation(self, name: str, width: int, gated: bool, act: str, rows: int | None = None) -> ElementwiseOp:
         fpe = ACTIVATION_FLOPS_PER_ELEMENT.get(act, DEFAULT_ACTIVATION_FLOPS)
         if gated:
             fpe += GATE_MULTIPLY_FLOPS_PER_ELEMENT
-        return self.elementwise(name, self.tokens * width, fpe, reads=2 if gated else 1, writes=1)
+        rows = self.tokens if rows is None else rows
+        return self.elementwise(name, rows * width, fpe, reads=2 if gated else 1, writes=1)
 
     # --- blocks -----------------------------------------------------------------------------
     def attention_block(self) -> list[Op]:
@@ -203,32 +204,37 @@ class _Builder:
         self.block = "ffn"
         ffn = self.model.ffn
         assert ffn is not None
-        f = _shard(ffn.intermediate_size, self.tp, "FFN intermediate size")
-        ops: list[Op] = [self.norm("ffn_norm", self.tokens * self.d, self.d)]
+        dp = self.par.dp_tokens  # data parallel: own tokens, whole FFN, no reduction
+        rows = -(-self.tokens // self.tp) if dp else self.tokens
+        f = ffn.intermediate_size if dp else _shard(ffn.intermediate_size, self.tp, "FFN intermediate size")
+        ops: list[Op] = [self.norm("ffn_norm", rows * self.d, self.d)]
         if ffn.gated:
-            ops.append(self.linear("gate_up_proj", 2 * f, self.d, bias=ffn.bias))
+            ops.append(self.linear("gate_up_proj", 2 * f, self.d, m=rows, bias=ffn.bias, replicated=dp))
         else:
-            ops.append(self.linear("up_proj", f, self.d, bias=ffn.bias))
-        ops.append(self.activation("act", f, ffn.gated, ffn.activation))
-        ops.append(self.linear("down_proj", self.d, f, bias=ffn.bias))
-        return ops + self.all_reduce("ffn_all_reduce", self.d)
+            ops.append(self.linear("up_proj", f, self.d, m=rows, bias=ffn.bias, replicated=dp))
+        ops.append(self.activation("act", f, ffn.gated, ffn.activation, rows=rows))
+        ops.append(self.linear("down_proj", self.d, f, m=rows, bias=ffn.bias, replicated=dp))
+        return ops if dp else ops + self.all_reduce("ffn_all_reduce", self.d)
 
     def moe_ffn(self, layers: tuple[int, ...]) -> list[Op]:
         self.block = "moe"
         moe = self.model.moe
         assert moe is not None
         par, tokens, d = self.par, self.tokens, self.d
+        dp = par.dp_tokens
+        rows = -(-tokens // self.tp) if dp else tokens  # tokens each device handles outside the experts
         ops: list[Op] = [
-            self.norm("ffn_norm", tokens * d, d),
-            self.linear("router", moe.num_experts, d, replicated=True),
-            self.elementwise("router_softmax_topk", tokens * moe.num_experts, ROUTER_FLOPS_PER_LOGIT,
+            self.norm("ffn_norm", rows * d, d),
+            self.linear("router", moe.num_experts, d, m=rows, replicated=True),
+            self.elementwise("router_softmax_topk", rows * moe.num_experts, ROUTER_FLOPS_PER_LOGIT,
                              reads=1, writes=0, replicated=True),
         ]
         if moe.shared is not None:
-            f_shared = _shard(moe.shared.intermediate_size, self.tp, "shared-expert intermediate size")
-            ops += [self.linear("shared_gate_up_proj", 2 * f_shared, d),
-                    self.activation("shared_act", f_shared, True, moe.shared.activation),
-                    self.linear("shared_down_proj", d, f_shared)]
+            f_shared = (moe.shared.intermediate_size if dp
+                        else _shard(moe.shared.intermediate_size, self.tp, "shared-expert intermediate size"))
+            ops += [self.linear("shared_gate_up_proj", 2 * f_shared, d, m=rows, replicated=dp),
+                    self.activation("shared_act", f_shared, True, moe.shared.activation, rows=rows),
+                    self.linear("shared_down_proj", d, f_shared, m=rows, replicated=dp)]
         local = _shard(moe.num_experts, par.ep, "experts (over ep ranks)")
         f_expert = _shard(moe.expert.intermediate_size, par.expert_tp, "expert intermediate size (over tp/ep)")
         counts = self.batch.routing.tokens_per_expert(tokens, moe.num_experts, moe.top_k, draws=len(layers))
@@ -245,7 +251,9 @@ class _Builder:
         exchange = [CollectiveOp(name=name, dtype=self.v, block=self.block, devices=self.tp,
                                  collective="all_to_all", payload_bytes=routed)
                     for name in ("moe_dispatch", "moe_combine")]
-        if moe.shared is not None or par.expert_tp > 1:
+        if dp:
+            finish = []  # the combined results are already on their tokens' devices
+        elif moe.shared is not None or par.expert_tp > 1:
             finish = self.all_reduce("ffn_all_reduce", d)
         else:
             finish = [CollectiveOp(name="moe_all_gather", dtype=self.v, block=self.block, devices=self.tp,

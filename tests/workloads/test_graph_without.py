@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sim.estimate import plan_step
 from sim.simulate import simulate_plan
 from workloads.batch import Batch
 from workloads.builder import build_step_graph
 from workloads.catalog import load_model
-from workloads.ops import OpKind
+from workloads.errors import ArgumentError
+from workloads.ops import CollectiveOp, MoEExpertsOp, OpKind
 from workloads.parallelism import Parallelism
 from workloads.precision import Precision
 
@@ -42,3 +45,25 @@ def test_plan_step_omit_is_never_slower_and_reaches_sub_batches() -> None:
     assert not kinds & set(COMM)
     assert {p.op.kind for p in full.placements} & set(COMM)
     assert simulate_plan(free).step_time_s <= simulate_plan(full).step_time_s
+
+
+def test_dp_tokens_keeps_tokens_on_their_devices() -> None:
+    """DeepSeek-style EP: outside the experts each device handles its own 1/tp of the tokens with
+    whole shared experts, only dispatch/combine cross devices, and the routed work is unchanged."""
+    model = load_model("deepseek-v3")
+    batch = Batch.decode(256, 1024)
+    tp = build_step_graph(model, batch, Precision.parse("fp8"), Parallelism(tp=8, ep=8))
+    dp = build_step_graph(model, batch, Precision.parse("fp8"), Parallelism(tp=8, ep=8, dp_tokens=True))
+
+    def moe(graph):
+        return next(t for t in graph.templates if t.name == "moe_layer")
+
+    names = {op.name for op in moe(dp).ops if isinstance(op, CollectiveOp) and op.block == "moe"}
+    assert names == {"moe_dispatch", "moe_combine"}  # no all-reduce or gather after the experts
+    shared = {op.name: op for op in moe(dp).ops}["shared_gate_up_proj"]
+    assert shared.m == 256 // 8 and shared.n == 2 * model.moe.shared.intermediate_size  # own tokens, whole expert
+    experts = [next(op for op in moe(g).ops if isinstance(op, MoEExpertsOp)) for g in (tp, dp)]
+    assert experts[0].flops == experts[1].flops  # the routed work does not change
+    assert Parallelism(tp=8, ep=8, dp_tokens=True).label == "tp8·ep8·dp"
+    with pytest.raises(ArgumentError, match="dp_tokens"):
+        Parallelism(tp=8, ep=4, dp_tokens=True)
