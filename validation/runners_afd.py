@@ -11,10 +11,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from hw_models.system import SystemSpec, load_system
+from mappers.base import Plan
+from sim.costing import placement_cost
 from sim.decode_cost import decode_cost
+from sim.estimate import plan_step
+from sim.simulate import simulate_plan
 from sim.tpot_search import best_under_tpot
 from validation.reproduce import register_runner
 
@@ -38,42 +45,44 @@ def afd_tokens_per_device(config: Mapping[str, Any]) -> float:
     return point.tokens_per_s_per_device if point is not None else 0.0
 
 
+def resized_system(name: str, *, attention_devices: int | None = None, nic_scale: float = 1.0) -> SystemSpec:
+    """The catalog AFD system ``name`` with its attention group resized to ``attention_devices``
+    (one instance) and every device's NIC bandwidth scaled by ``nic_scale``, in memory."""
+    base = load_system(name)
+    attention, ffn = base.groups
+    link = attention.device.links["nic"]
+    device = dataclasses.replace(attention.device, links={**attention.device.links, "nic": dataclasses.replace(
+        link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * nic_scale)})
+    count = attention.count if attention_devices is None else attention_devices
+    return dataclasses.replace(base, groups=(
+        dataclasses.replace(attention, device=device, count=count, instance_devices=count),
+        dataclasses.replace(ffn, device=device)))
+
+
+def stage_times(plan: Plan) -> dict[str, float]:
+    """Seconds each track of the first micro-batch spends on one MoE layer (attention, ffn,
+    net.a2f, net.f2a): MegaScale-Infer's T_a, T_e and T_c."""
+    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))  # type: ignore[union-attr]
+    return {t.track: sum(placement_cost(p).time_s for p in t.placements) for t in block.tasks}
+
+
 @register_runner("megascale_fill")
 def megascale_fill(config: Mapping[str, Any]) -> float:
     """Throughput at MegaScale-Infer's micro-batch bound m* = ceil(2 (1 + T_c / T_f)) over the best
-    throughput with up to m* + 3 micro-batches (1.0: the pipeline is full at the bound). The stage
-    times T_a, T_e (attention and FFN instance per layer and micro-batch) and T_c (the slower
-    network direction) are read from the plan's first MoE layer; ``attention_devices`` and
-    ``nic_scale`` resize the catalog ``system`` in memory."""
-    import dataclasses
-    import math
-
-    from hw_models.system import load_system
-    from sim.costing import placement_cost
-    from sim.estimate import plan_step
-    from sim.simulate import simulate_plan
-
-    base = load_system(str(config["system"]))
-    a, f = base.groups
-    link = a.device.links["nic"]
-    device = dataclasses.replace(a.device, links={**a.device.links, "nic": dataclasses.replace(
-        link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * float(config.get("nic_scale", 1.0)))})
-    count = int(config.get("attention_devices", a.count))
-    system = dataclasses.replace(base, groups=(dataclasses.replace(a, device=device, count=count,
-                                                                   instance_devices=count),
-                                               dataclasses.replace(f, device=device)))
+    throughput with up to m* + 3 micro-batches (1.0: the pipeline is full at the bound). T_f and
+    T_c come from :func:`stage_times`; ``attention_devices`` and ``nic_scale`` resize the catalog
+    ``system`` (:func:`resized_system`)."""
+    system = resized_system(str(config["system"]), attention_devices=config.get("attention_devices"),
+                            nic_scale=float(config.get("nic_scale", 1.0)))
     per_mb = int(config["requests_per_microbatch"])
 
-    def rate(m: int) -> tuple[float, Any]:
-        plan = plan_step(str(config["model"]), system, per_mb * m, context=int(config["context"]),
+    def plan(m: int) -> Plan:
+        return plan_step(str(config["model"]), system, per_mb * m, context=int(config["context"]),
                          precision=str(config.get("precision", "fp8")), microbatches=m)
-        return per_mb * m / simulate_plan(plan).step_time_s, plan
 
-    _, plan = rate(1)
-    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))
-    stage = {t.track: sum(placement_cost(p).time_s for p in t.placements) for t in block.tasks}
+    stage = stage_times(plan(1))
     t_f = max(stage["attention"], stage["ffn"])
     t_c = max(stage.get("net.a2f", 0.0), stage.get("net.f2a", 0.0))
     bound = math.ceil(2 * (1 + t_c / t_f))
-    rates = {m: rate(m)[0] for m in range(1, bound + 4)}
+    rates = {m: per_mb * m / simulate_plan(plan(m)).step_time_s for m in range(1, bound + 4)}
     return rates[bound] / max(rates.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -10,30 +9,14 @@ from pathlib import Path
 import pytest
 
 from hw_models.system import load_system
-from sim.costing import placement_cost
 from sim.decode_cost import decode_cost, token_work
 from sim.estimate import plan_step
 from sim.simulate import simulate_plan
 from validation.reproduce import reproduce
+from validation.runners_afd import resized_system, stage_times
 from workloads.errors import SpecError
 
 MODEL, SYSTEM = "step3", "step3-2a2f-h800"
-
-
-def _system(attention_devices: int = 16, nic_scale: float = 1.0):
-    base = load_system(SYSTEM)
-    a, f = base.groups
-    link = a.device.links["nic"]
-    device = dataclasses.replace(a.device, links={**a.device.links, "nic": dataclasses.replace(
-        link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * nic_scale)})
-    return dataclasses.replace(base, groups=(
-        dataclasses.replace(a, device=device, count=attention_devices, instance_devices=attention_devices),
-        dataclasses.replace(f, device=device)))
-
-
-def _stage_times(plan) -> dict[str, float]:
-    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))
-    return {t.track: sum(placement_cost(p).time_s for p in t.placements) for t in block.tasks}
 
 
 def test_roles_and_instances_load() -> None:
@@ -58,13 +41,13 @@ def test_pipeline_never_beats_its_busiest_resource_and_folding_is_exact() -> Non
         folded, full = simulate_plan(plan), simulate_plan(plan, fold=False)
         assert folded.step_time_s == pytest.approx(full.step_time_s, rel=1e-9)
         assert all(busy <= folded.step_time_s * (1 + 1e-9) for busy in folded.busy_s.values())
-        stages = _stage_times(plan)
+        stages = stage_times(plan)
         layers = 56  # Step-3's MoE layers; the FFN instance serves every micro-batch on each
         assert folded.step_time_s >= m * layers * stages["ffn"]
 
 
 def test_more_network_bandwidth_is_never_slower() -> None:
-    times = [simulate_plan(plan_step(MODEL, _system(nic_scale=s), 1024, context=4096, precision="fp8",
+    times = [simulate_plan(plan_step(MODEL, resized_system(SYSTEM, nic_scale=s), 1024, context=4096, precision="fp8",
                                      microbatches=3)).step_time_s for s in (0.05, 0.2, 1.0, 4.0)]
     assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(times))
     assert times[0] > times[-1]
@@ -74,14 +57,14 @@ def test_more_network_bandwidth_is_never_slower() -> None:
 def test_megascale_micro_batches_fill_the_pipeline(nic_scale: float) -> None:
     """MegaScale-Infer: the ping-pong pipeline is full once m >= 2 (1 + T_c / T_f); throughput
     rises with m up to there and stays flat beyond."""
-    system = _system(attention_devices=4, nic_scale=nic_scale)
+    system = resized_system(SYSTEM, attention_devices=4, nic_scale=nic_scale)
     per_mb = 256
     rates = []
     for m in range(1, 7):
         plan = plan_step(MODEL, system, per_mb * m, context=4096, precision="fp8", microbatches=m)
         rates.append(per_mb * m / simulate_plan(plan).step_time_s)
         if m == 1:
-            stages = _stage_times(plan)
+            stages = stage_times(plan)
     t_f = max(stages["attention"], stages["ffn"])
     t_c = max(stages["net.a2f"], stages["net.f2a"])
     need = math.ceil(2 * (1 + t_c / t_f))
