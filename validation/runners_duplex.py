@@ -39,6 +39,7 @@ from workloads.parallelism import Parallelism
 
 PRECISION = "fp16"
 SATURATED_RATE = 1e9  # requests/s: every request arrives at once
+DEFAULT_LENGTH_CV = 0.25  # assumed spread of the Gaussian lengths (std / mean) when a config gives none
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def served(model: str, system: str, point: Point, settings: tuple[tuple[str, Any
     """Serve ``point`` on ``system`` (module docstring); ``settings``: the config's serving keys."""
     opts = dict(settings)
     tp, pp, ep = point.parallelism
-    cv = float(opts.get("length_cv", 0.25))
+    cv = float(opts.get("length_cv", DEFAULT_LENGTH_CV))
     workload = Workload(arrival="fixed", rate=SATURATED_RATE, input_lengths=Lengths.normal(point.input_len, cv),
                         output_lengths=Lengths.normal(point.output_len, cv),
                         name=f"{point.input_len}/{point.output_len}")
@@ -90,7 +91,7 @@ def points(config: Mapping[str, Any]) -> Iterator[tuple[Point, str]]:
     ``batches``, ``parallelism`` (model -> [tp, pp, ep]); ``reason`` is empty for a feasible point,
     else why it is skipped (the requests exceed the model's context window)."""
     parallel = dict(config.get("parallelism", {}))
-    cv = float(config.get("length_cv", 0.25))
+    cv = float(config.get("length_cv", DEFAULT_LENGTH_CV))
     for model in config["models"]:
         tp, pp, ep = (int(x) for x in parallel.get(model, (1, 1, 1)))
         window = load_model(model).context_window

@@ -80,9 +80,8 @@ def pair_figures(run: Mapping[str, Any], model: str, input_len: int, output_len:
     options = tuple(sorted(dict(run.get("options", {})).items()))
     contexts = np.linspace(input_len, input_len + output_len - 1, DECODE_SAMPLES).round().astype(int)
     steps = np.array([_step(model, system, precision, options, int(c), 0) for c in contexts])
-    mean = steps[:, :3].mean(axis=0) if DECODE_SAMPLES < 2 else np.array(
-        [np.trapezoid(steps[:, i], contexts) / (contexts[-1] - contexts[0]) if contexts[-1] > contexts[0]
-         else steps[0, i] for i in range(3)])
+    span = contexts[-1] - contexts[0]
+    mean = np.trapezoid(steps[:, :3], contexts, axis=0) / span if span > 0 else steps[0, :3]
     prefill = _step(model, system, precision, options, 0, input_len)
     return {"decode_s": float(mean[0] * output_len), "decode_j": float(mean[1] * output_len),
             "decode_bytes": float(mean[2] * output_len), "peak_bytes_per_s": float(steps[0, 3]),
