@@ -5,7 +5,9 @@ and per-hop latency α:
 
 - all-reduce (ring: reduce-scatter + all-gather): 2(p-1)/p · S/β + 2(p-1)·α
 - all-gather, reduce-scatter:                      (p-1)/p · S/β + (p-1)·α
-- all-to-all (each device sends (p-1)/p of S):     (p-1)/p · S/β + (p-1)·α
+- all-to-all (each device sends (p-1)/p of S):     (p-1)/p · S/β + α
+  (p-1 point-to-point transfers issued together, as NCCL's grouped send/recv and DeepEP do:
+  their latencies overlap, unlike a ring's p-1 dependent hops)
 - send/recv (point to point):                      S/β + α
 
 plus the link's ``collective_overhead_s`` once per group collective (launch and rank synchronization;
@@ -35,8 +37,10 @@ def collective_cost(collective: str, payload_bytes: float, devices: int, link: L
         return CollectiveCost(0.0, 0.0, 0.0)
     if collective == "all_reduce":
         sent, hops = 2.0 * (p - 1) / p * payload_bytes, 2 * (p - 1)
-    elif collective in ("all_gather", "reduce_scatter", "all_to_all"):
+    elif collective in ("all_gather", "reduce_scatter"):
         sent, hops = (p - 1) / p * payload_bytes, p - 1
+    elif collective == "all_to_all":
+        sent, hops = (p - 1) / p * payload_bytes, 1
     elif collective == "send_recv":
         sent, hops = payload_bytes, 1
     else:

@@ -20,12 +20,27 @@ devices, the results back (``f2a_dtype``, BF16). The transfer of a micro-batch t
 one attention device's send and one FFN device's receive over the network link (the system's
 inter-node link, one NIC per device); A->F and F->A use separate directions of the NICs.
 
+``ffn_layout``: ``ep`` (above: each FFN group of ``ffn_devices`` runs expert parallel and takes
+its share of the tokens; the dispatch goes in ``a2f_dtype``, as DeepEP's FP8 dispatch) or
+``tp-ep`` (Step-3 §7.1: one micro-batch runs on all ``ffn_devices`` at once, tensor parallel
+inside a node and the experts split over the nodes; the attention devices send their tokens
+once to every FFN node, a node all-gathers them (``a2f_dtype``) over its intra-node link, runs
+its experts and reduce-scatters the partial sums (``f2a_dtype``), which go back to the attention
+devices to be added there).
+
 Schedule (discrete-event engine): one stream per micro-batch, each running every layer as
 attention -> send -> FFN -> return. An instance runs one micro-batch's part of a layer at a time
 (one task holding the instance: its ops back to back, their collectives inside), the A->F and
 F->A directions of the network are resources of their own; streams contend for them, so the
 stages overlap and the pipeline's fill, steady state and slowest stage come out of the
 simulation (no closed formula). A step is one token for every request: its time is the TPOT.
+``order``: ``round-robin`` (default) makes the micro-batches take their turns on each stage in
+a fixed order, as a program issuing them in turn does (a static schedule: more bandwidth or a
+faster stage never delays anything); ``fifo`` serves whoever arrives first.
+``overlap_collectives``: an instance's collectives use no compute (NVLink SHARP, copy engines,
+CPU-driven RDMA such as Step-3's StepMesh or DeepEP's low-latency kernels), so they run beside
+its computation: the instance's part of a layer takes the longer of its compute and its
+collectives instead of their sum.
 A colocated group is one instance (attention and FFN cannot overlap on the same devices;
 inside it, the expert all-to-all belongs to the FFN part).
 """
@@ -50,6 +65,8 @@ from workloads.parallelism import Parallelism
 from workloads.precision import DType
 
 ATTENTION_BLOCKS = ("attention", "embedding", "head")
+FFN_LAYOUTS = ("ep", "tp-ep")
+ORDERS = ("round-robin", "fifo")
 FFN_BLOCKS = ("ffn", "moe")
 SCALE_GROUP = 128  # elements per FP32 scale of an 8-bit activation transfer
 SCALE_BYTES = 4
@@ -108,6 +125,9 @@ class AfdMapper:
     ffn_devices: int | None = None
     ffn_ep: int | None = None
     dp_tokens: bool = True
+    ffn_layout: str = "ep"
+    overlap_collectives: bool = False
+    order: str = "round-robin"
     a2f_dtype: str = "fp8"
     f2a_dtype: str = "bf16"
 
@@ -126,7 +146,18 @@ class AfdMapper:
         if f_dev % f_tp:
             raise ArgumentError(f"ffn_devices: {f_tp} does not divide the {f_dev} FFN devices")
         f_groups = f_dev // f_tp
-        ep = (self.ffn_ep or f_tp) if graph.model.moe is not None else 1  # a dense FFN is tensor parallel only
+        if self.order not in ORDERS:
+            raise ArgumentError(f"order: {self.order!r} not one of {', '.join(ORDERS)}")
+        if self.ffn_layout not in FFN_LAYOUTS:
+            raise ArgumentError(f"ffn_layout: {self.ffn_layout!r} not one of {', '.join(FFN_LAYOUTS)}")
+        node = system.interconnect.devices_per_node
+        if self.ffn_layout == "tp-ep" and (roles.colocated or f_tp % node or f_tp < node):
+            raise ArgumentError(f"ffn_layout 'tp-ep' needs FFN devices apart from the attention and ffn_devices "
+                                f"({f_tp}) a multiple of the {node} devices per node")
+        hybrid = self.ffn_layout == "tp-ep" and graph.model.moe is not None  # a dense FFN stays data parallel
+        # tp-ep: experts split over the nodes, each expert tensor parallel inside one; a dense FFN is
+        # tensor parallel only
+        ep = f_tp // node if hybrid else ((self.ffn_ep or f_tp) if graph.model.moe is not None else 1)
         model, precision = graph.model, graph.precision
         a2f = DType.parse(self.a2f_dtype, "a2f_dtype")
         f2a = DType.parse(self.f2a_dtype, "f2a_dtype")
@@ -141,8 +172,16 @@ class AfdMapper:
             att = build_step_graph(model, _subset(batch, index), precision, Parallelism())
             tokens = float(att.batch.num_tokens) * active  # the micro-batch's tokens over the busy attention devices
             group_tokens = max(1, round(tokens / f_groups))  # each FFN group takes its share
-            ffn = build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
-                                   Parallelism(tp=f_tp, ep=ep, dp_tokens=self.dp_tokens and ep == f_tp))
+            if model.moe is None and self.dp_tokens:  # a dense FFN, data parallel: whole FFN, own tokens
+                own = -(-group_tokens // f_tp)
+                ffn = build_step_graph(model, Batch.decode(own, 1, batch.routing), precision, Parallelism())
+            else:
+                ffn = build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
+                                       Parallelism(tp=f_tp, ep=ep, dp_tokens=self.dp_tokens and ep == f_tp and not hybrid))
+            if hybrid:
+                ffn = _node_collectives(ffn, group_tokens, model.hidden_size, node, a2f, f2a)
+            else:
+                ffn = _dispatch_in(ffn, a2f)
             blocks: list[Block] = []
 
             def tasks(ops: tuple[Op, ...], group_graph: Graph, index_: int, group: DeviceGroup) -> list[Task]:
@@ -160,7 +199,10 @@ class AfdMapper:
                 if not placed:
                     return []
                 role = "colocated" if roles.colocated else ("attention" if index_ == a_index else "ffn")
-                return [Task(tuple(placed), (f"inst.{role}",), role, f"{role}", fused=True)]
+                # overlap_collectives: collectives that use no compute (NVLink SHARP, copy engines,
+                # CPU-driven RDMA) run beside the computation, chunk by chunk (module docstring)
+                return [Task(tuple(placed), (f"inst.{role}",), role, f"{role}", fused=True,
+                             overlap_links=self.overlap_collectives)]
 
             def network(name: str, per_send: float, per_recv: float, template: LayerTemplate) -> Task:
                 assert link is not None
@@ -178,14 +220,18 @@ class AfdMapper:
                 f_template = f_runs[template.name]
                 a_tokens = float(att.batch.num_tokens)
                 run = tasks(_ops(template, ("attention",)), att, a_index, a_group)
+                # tp-ep: every FFN node receives all the tokens (one copy per node) and returns a
+                # partial sum of its experts; each node's devices share its copy
+                copies = ep if hybrid else 1
+                per_ffn_device = tokens * copies / f_dev
                 if not roles.colocated:
-                    send = activation_bytes(a_tokens, model.hidden_size, a2f)
-                    recv = activation_bytes(tokens / f_dev, model.hidden_size, a2f)
+                    send = activation_bytes(a_tokens, model.hidden_size, a2f) * copies
+                    recv = activation_bytes(per_ffn_device, model.hidden_size, a2f)
                     run.append(network("a2f", send, recv, template))
                 run += tasks(_ops(f_template, FFN_BLOCKS), ffn, f_index, f_group)
                 if not roles.colocated:
-                    back = activation_bytes(a_tokens, model.hidden_size, f2a)
-                    out = activation_bytes(tokens / f_dev, model.hidden_size, f2a)
+                    back = activation_bytes(a_tokens, model.hidden_size, f2a) * copies
+                    out = activation_bytes(per_ffn_device, model.hidden_size, f2a)
                     run.append(network("f2a", out, back, template))
                 blocks.append(Block(f"{template.name}@{first}", tuple(run), count))
             head = template_named(att, "head")
@@ -193,12 +239,14 @@ class AfdMapper:
                 blocks.append(Block("head", tuple(tasks(head.ops, att, a_index, a_group))))
             # equal priority: instances serve micro-batches first come, first served (ping-pong)
             streams.append(Stream(f"mb{number}", tuple(blocks)))
-        schedule = Schedule(tuple(streams), tuple(sorted(memories)))
+        schedule = Schedule(tuple(streams), tuple(sorted(memories)), round_robin=self.order == "round-robin")
         view = dataclasses.replace(device_graph, batch=batch, templates=tuple(
             dataclasses.replace(t, ops=_ops(t, ATTENTION_BLOCKS)) for t in device_graph.templates
             if _ops(t, ATTENTION_BLOCKS)))
         devices = a_dev if roles.colocated else a_dev + f_dev
-        options = {"microbatches": microbatches, "dp_tokens": self.dp_tokens, "ffn_devices": f_tp, "ffn_ep": ep,
+        options = {"microbatches": microbatches, "dp_tokens": self.dp_tokens and not hybrid, "ffn_devices": f_tp,
+                   "ffn_ep": ep, "ffn_layout": self.ffn_layout, "overlap_collectives": self.overlap_collectives,
+                   "order": self.order,
                    "a2f_dtype": str(a2f),
                    "f2a_dtype": str(f2a), "colocated": roles.colocated}
         return Plan(view, system, self.name, tuple(placements), devices, options, schedule)
@@ -219,6 +267,44 @@ class AfdMapper:
         if not roles.colocated and ffn_weights > f_group.device.capacity_bytes:
             raise InfeasibleError(f"an FFN device needs {ffn_weights / 1e9:.1f} GB of FFN weights; "
                                   f"{f_group.device.name} has {f_group.device.capacity_bytes / 1e9:.1f} GB")
+
+
+def _dispatch_in(ffn: Graph, a2f: DType) -> Graph:
+    """The expert dispatch sends the tokens in ``a2f`` (8-bit formats with their scales), as
+    DeepEP's dispatch does in FP8 (github.com/deepseek-ai/DeepEP); the combine stays in the
+    activation type."""
+    templates = []
+    for template in ffn.templates:
+        ops = []
+        for op in template.ops:
+            if isinstance(op, CollectiveOp) and op.name == "moe_dispatch":
+                rows = op.payload_bytes / (op.dtype.nbytes * ffn.model.hidden_size)
+                op = dataclasses.replace(op, dtype=a2f, payload_bytes=activation_bytes(rows, ffn.model.hidden_size,
+                                                                                         a2f))
+            ops.append(op)
+        templates.append(dataclasses.replace(template, ops=tuple(ops)))
+    return dataclasses.replace(ffn, templates=tuple(templates))
+
+
+def _node_collectives(ffn: Graph, tokens: int, hidden: int, node: int, a2f: DType, f2a: DType) -> Graph:
+    """The ``tp-ep`` layout's FFN graph: the builder's expert-parallel collectives (dispatch,
+    combine, all-reduce over every FFN device) replaced by what Step-3's hybrid layout runs inside
+    one node: an all-gather of the node's tokens (as received, ``a2f``) before the FFN and a
+    reduce-scatter of the partial results (``f2a``) after it; the sum over nodes happens on the
+    attention side."""
+    templates = []
+    for template in ffn.templates:
+        ops = [op for op in template.ops if not (op.block in FFN_BLOCKS and op.kind is OpKind.COLLECTIVE)]
+        part = [i for i, op in enumerate(ops) if op.block in FFN_BLOCKS]
+        if part:
+            block = ops[part[0]].block
+            gather = CollectiveOp(name="ffn_all_gather", dtype=a2f, block=block, devices=node,
+                                  collective="all_gather", payload_bytes=activation_bytes(tokens, hidden, a2f))
+            scatter = CollectiveOp(name="ffn_reduce_scatter", dtype=f2a, block=block, devices=node,
+                                   collective="reduce_scatter", payload_bytes=activation_bytes(tokens, hidden, f2a))
+            ops = [*ops[:part[0]], gather, *ops[part[0]:part[-1] + 1], scatter, *ops[part[-1] + 1:]]
+        templates.append(dataclasses.replace(template, ops=tuple(ops)))
+    return dataclasses.replace(ffn, templates=tuple(templates))
 
 
 def _template_of(graph: Graph, op: Op) -> LayerTemplate:

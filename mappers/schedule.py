@@ -24,7 +24,9 @@ class Task:
 
     ``fused``: the ops run back to back as one interval (nothing else can touch the held
     resources meanwhile, e.g. a GPU stream holding its whole device), so the engine spends one
-    event on the task. ``track``: the timeline row (e.g. ``"d0.tensor"``); ``label`` its name.
+    event on the task. ``overlap_links`` (fused tasks): the ops on links (collectives run by copy
+    engines, switches or NICs, no compute) overlap the compute ops, so the task lasts the longer
+    of the two sums. ``track``: the timeline row (e.g. ``"d0.tensor"``); ``label`` its name.
     """
 
     placements: tuple[Placement, ...]
@@ -34,6 +36,7 @@ class Task:
     memory: str | None = None
     fused: bool = False
     after: tuple[tuple[int, int], ...] = ()
+    overlap_links: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,8 +61,14 @@ class Stream:
 class Schedule:
     """Streams of one step. ``period_block``: when set, the reported step time is the steady-state
     time of one repetition of that block (e.g. one decode round of a pipeline), not the makespan.
-    ``memories`` maps each memory resource name to (device index, memory name)."""
+    ``memories`` maps each memory resource name to (device index, memory name). ``round_robin``:
+    the streams take turns in a fixed order, as a program that issues its micro-batches in turn
+    does: a stream's task of a block repetition starts only after the previous stream's same task
+    (stream 0: the last stream's, one repetition earlier) has finished; the streams must then have
+    the same blocks with the same tasks. Without it, contended resources serve first come, first
+    served (by priority)."""
 
     streams: tuple[Stream, ...]
     memories: tuple[tuple[str, int, str], ...] = ()
     period_block: str | None = None
+    round_robin: bool = False

@@ -112,16 +112,22 @@ class _Run:
         body = cost.time_s - cost.overhead_s
         yield self.env.timeout(max(0.0, body - moved) + cost.overhead_s)
 
-    def run_task(self, stream_index: int, block: str, repeat: int, task: Task,
-                 priority: int) -> Generator[Any, Any, None]:
+    def run_task(self, stream_index: int, block: str, repeat: int, task: Task, priority: int,
+                 task_index: int = 0) -> Generator[Any, Any, None]:
         for other_stream, other_task in task.after:
             yield self.done_event((other_stream, block, repeat, other_task))
+        if self.schedule.round_robin and (stream_index > 0 or repeat > 0):
+            # static turns: the previous stream's same task (stream 0: the last stream's, one repetition earlier)
+            last = len(self.schedule.streams) - 1
+            turn = (stream_index - 1, block, repeat, task_index) if stream_index else (last, block, repeat - 1,
+                                                                                       task_index)
+            yield self.done_event(turn)
         requests = [self.resource(name).request(priority=priority) for name in sorted(task.resources)]
         for request in requests:
             yield request
         start = self.env.now
         if task.fused:
-            yield self.env.timeout(sum(self.costs[id(p)].time_s for p in task.placements))
+            yield self.env.timeout(fused_time(task, self.costs))
         else:
             for placement in task.placements:
                 yield from self.run_op(placement, task.memory)
@@ -139,7 +145,7 @@ class _Run:
         for block in stream.blocks:
             for repeat in range(self.repeats.get(block.name, block.repeat)):
                 for task_index, task in enumerate(block.tasks):
-                    yield from self.run_task(index, block.name, repeat, task, stream.priority)
+                    yield from self.run_task(index, block.name, repeat, task, stream.priority, task_index)
                     self.done_event((index, block.name, repeat, task_index)).succeed()
                 key = (block.name, repeat)
                 self.block_end[key] = max(self.block_end.get(key, 0.0), self.env.now)
@@ -149,6 +155,16 @@ class _Run:
             self.env.process(self.run_stream(index))
         self.env.run()
         return RunOutcome(self.env.now, dict(self.busy), self.energy, self.timeline, self.block_end)
+
+
+def fused_time(task: Task, costs: Mapping[int, OpCost]) -> float:
+    """Duration (s) of a fused task: its ops back to back or, with ``overlap_links``, the longer of
+    its compute ops and its link ops (collectives that use no compute overlap the computation)."""
+    if not task.overlap_links:
+        return sum(costs[id(p)].time_s for p in task.placements)
+    compute = sum(costs[id(p)].time_s for p in task.placements if p.link is None)
+    links = sum(costs[id(p)].time_s for p in task.placements if p.link is not None)
+    return max(compute, links)
 
 
 def _block_repeats(schedule: Schedule) -> dict[str, int]:

@@ -20,6 +20,7 @@ from hw_models.system import SystemSpec, load_system
 from mappers.base import Plan
 from sim.costing import placement_cost
 from sim.decode_cost import decode_cost
+from sim.engine import fused_time
 from sim.estimate import plan_step
 from sim.simulate import simulate_plan
 from sim.tpot_search import best_under_tpot
@@ -45,25 +46,33 @@ def afd_tokens_per_device(config: Mapping[str, Any]) -> float:
     return point.tokens_per_s_per_device if point is not None else 0.0
 
 
-def resized_system(name: str, *, attention_devices: int | None = None, nic_scale: float = 1.0) -> SystemSpec:
+def resized_system(name: str, *, attention_devices: int | None = None, nic_scale: float = 1.0,
+                   mapper_options: Mapping[str, Any] | None = None) -> SystemSpec:
     """The catalog AFD system ``name`` with its attention group resized to ``attention_devices``
-    (one instance) and every device's NIC bandwidth scaled by ``nic_scale``, in memory."""
+    (one instance), every device's NIC bandwidth scaled by ``nic_scale`` and, when given,
+    ``mapper_options`` in place of the system's, in memory."""
     base = load_system(name)
     attention, ffn = base.groups
     link = attention.device.links["nic"]
     device = dataclasses.replace(attention.device, links={**attention.device.links, "nic": dataclasses.replace(
         link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * nic_scale)})
     count = attention.count if attention_devices is None else attention_devices
-    return dataclasses.replace(base, groups=(
+    options = base.mapper_options if mapper_options is None else dict(mapper_options)
+    return dataclasses.replace(base, mapper_options=options, groups=(
         dataclasses.replace(attention, device=device, count=count, instance_devices=count),
         dataclasses.replace(ffn, device=device)))
 
 
 def stage_times(plan: Plan) -> dict[str, float]:
     """Seconds each track of the first micro-batch spends on one MoE layer (attention, ffn,
-    net.a2f, net.f2a): MegaScale-Infer's T_a, T_e and T_c."""
+    net.a2f, net.f2a; an instance's task as the engine runs it, :func:`sim.engine.fused_time`):
+    MegaScale-Infer's T_a, T_e and T_c."""
     block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))  # type: ignore[union-attr]
-    return {t.track: sum(placement_cost(p).time_s for p in t.placements) for t in block.tasks}
+    times: dict[str, float] = {}
+    for task in block.tasks:
+        costs = {id(p): placement_cost(p) for p in task.placements}
+        times[task.track] = times.get(task.track, 0.0) + fused_time(task, costs)
+    return times
 
 
 @register_runner("megascale_fill")
@@ -73,7 +82,7 @@ def megascale_fill(config: Mapping[str, Any]) -> float:
     T_c come from :func:`stage_times`; ``attention_devices`` and ``nic_scale`` resize the catalog
     ``system`` (:func:`resized_system`)."""
     system = resized_system(str(config["system"]), attention_devices=config.get("attention_devices"),
-                            nic_scale=float(config.get("nic_scale", 1.0)))
+                            nic_scale=float(config.get("nic_scale", 1.0)), mapper_options=config.get("mapper_options"))
     per_mb = int(config["requests_per_microbatch"])
 
     def plan(m: int) -> Plan:

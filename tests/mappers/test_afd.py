@@ -17,6 +17,7 @@ from validation.runners_afd import resized_system, stage_times
 from workloads.errors import SpecError
 
 MODEL, SYSTEM = "step3", "step3-2a2f-h800"
+MEGASCALE = {"ffn_layout": "ep", "ffn_devices": 8, "overlap_collectives": False}  # MegaScale-Infer's expert nodes
 
 
 def test_roles_and_instances_load() -> None:
@@ -46,18 +47,54 @@ def test_pipeline_never_beats_its_busiest_resource_and_folding_is_exact() -> Non
         assert folded.step_time_s >= m * layers * stages["ffn"]
 
 
-def test_more_network_bandwidth_is_never_slower() -> None:
-    times = [simulate_plan(plan_step(MODEL, resized_system(SYSTEM, nic_scale=s), 1024, context=4096, precision="fp8",
-                                     microbatches=3)).step_time_s for s in (0.05, 0.2, 1.0, 4.0)]
+@pytest.mark.parametrize(("batch", "m"), [(1024, 3), (3072, 4), (6144, 2)])
+def test_more_network_bandwidth_is_never_slower(batch: int, m: int) -> None:
+    times = [simulate_plan(plan_step(MODEL, resized_system(SYSTEM, nic_scale=s), batch, context=4096, precision="fp8",
+                                     microbatches=m)).step_time_s for s in (0.05, 0.2, 0.5, 1.0, 2.0, 4.0)]
     assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(times))
     assert times[0] > times[-1]
+
+
+def test_tp_ep_layout_conserves_expert_work_and_sends_a_copy_per_node() -> None:
+    """Step-3's hybrid FFN: every micro-batch on all 16 FFN GPUs (TP 8 in a node, experts split over
+    the 2 nodes); the expert FLOPs over the FFN devices equal those of the micro-batch's tokens."""
+    plan = plan_step(MODEL, SYSTEM, 2048 * 3, context=4096, precision="fp8", microbatches=3)
+    assert plan.options["ffn_layout"] == "tp-ep" and plan.options["ffn_ep"] == 2
+    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))
+    ops = {p.op.name: p.op for t in block.tasks for p in t.placements}
+    assert {"ffn_all_gather", "ffn_reduce_scatter"} <= set(ops) and "moe_dispatch" not in ops
+    assert ops["ffn_all_gather"].devices == 8 and ops["ffn_reduce_scatter"].collective == "reduce_scatter"
+    model = plan.graph.model
+    expert = 2 * 3 * model.hidden_size * model.moe.expert.intermediate_size  # FLOP per routed token copy
+    routed = 2048 * model.moe.top_k * expert
+    assert ops["experts"].rank_flops.sum(axis=1).mean() * 8 == pytest.approx(routed, rel=1e-9)
+    # A->F: each attention device sends its 128 tokens once per FFN node, in FP8 with scales
+    a2f = ops["a2f"].payload_bytes
+    assert a2f == pytest.approx(2 * 128 * (model.hidden_size + model.hidden_size / 128 * 4))
+    no_overlap = simulate_plan(plan_step(MODEL, SYSTEM, 2048 * 3, context=4096, precision="fp8", microbatches=3,
+                                         overlap_collectives=False))
+    assert simulate_plan(plan).step_time_s < no_overlap.step_time_s
+
+
+def test_colocated_dispatch_is_fp8_and_overlaps() -> None:
+    plan = plan_step("deepseek-v3", "deepseek-ep128-h800", 128 * 128, context=4096, precision="fp8")
+    block = next(b for b in plan.schedule.streams[0].blocks if b.name.startswith("moe_layer"))
+    ops = {p.op.name: p.op for t in block.tasks for p in t.placements}
+    assert str(ops["moe_dispatch"].dtype) == "fp8" and str(ops["moe_combine"].dtype) == "bf16"
+    assert ops["moe_dispatch"].payload_bytes == pytest.approx(ops["moe_combine"].payload_bytes / 2 * (1 + 4 / 128))
+    assert all(task.overlap_links for task in block.tasks)
+
+
+def test_reproduce_deepseek_v3_throughput_passes() -> None:
+    (result,) = reproduce("step3-deepseek-v3-throughput")
+    assert result.passed, result.simulated
 
 
 @pytest.mark.parametrize("nic_scale", [1.0, 0.05])
 def test_megascale_micro_batches_fill_the_pipeline(nic_scale: float) -> None:
     """MegaScale-Infer: the ping-pong pipeline is full once m >= 2 (1 + T_c / T_f); throughput
     rises with m up to there and stays flat beyond."""
-    system = resized_system(SYSTEM, attention_devices=4, nic_scale=nic_scale)
+    system = resized_system(SYSTEM, attention_devices=4, nic_scale=nic_scale, mapper_options=MEGASCALE)
     per_mb = 256
     rates = []
     for m in range(1, 7):

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from hw_models.device import device_from_dict
+from hw_models.memory import LinkSpec
 from hw_models.system import DeviceGroup, SystemSpec
 from mappers.base import Placement, Plan
 from mappers.schedule import Block, Schedule, Stream, Task
-from sim.engine import run_schedule
+from sim.costing import placement_cost
+from sim.engine import fused_time, run_schedule
 from sim.estimate import estimate
 from sim.simulate import simulate, simulate_plan
 from tests.conftest import ideal_device, ideal_system
@@ -19,7 +21,7 @@ from workloads.batch import Batch
 from workloads.builder import build_step_graph
 from workloads.catalog import load_model
 from workloads.graph import LayerTemplate
-from workloads.ops import MatmulOp
+from workloads.ops import CollectiveOp, MatmulOp
 from workloads.parallelism import Parallelism
 from workloads.precision import DType
 
@@ -123,3 +125,44 @@ def test_simulate_plan_on_an_ideal_system() -> None:
     plan = plan_step("llama2-7b", ideal_system(), 2, context=10)
     assert simulate_plan(plan).step_time_s == pytest.approx(estimate("llama2-7b", ideal_system(), 2,
                                                                      context=10).step_time_s, rel=1e-9)
+
+
+def _turns_plan(durations: tuple[float, ...], round_robin: bool, layers: int = 4) -> Plan:
+    """Streams of one task each on one shared resource; stream i's op lasts durations[i] (s)."""
+    data = ideal_device()
+    device = device_from_dict(data, "<turns>")
+    system = SystemSpec("turns", "", "gpu", (DeviceGroup(device, 1),), scalable=True)
+    template = LayerTemplate("layer", ())
+    streams = []
+    for index, seconds in enumerate(durations):
+        # a memory-bound GEMV of ``seconds`` at the ideal device's 1 TB/s
+        op = MatmulOp(name=f"op{index}", dtype=DType.BF16, m=1, n=int(seconds * 1e12 / 2), k=1,
+                      weight_dtype=DType.BF16)
+        task = Task((Placement(template, op, device, unit="tensor"),), ("shared",), "shared", op.name, fused=True)
+        streams.append(Stream(f"s{index}", (Block("layer", (task,), layers),), priority=len(durations) - index))
+    graph = build_step_graph(load_model("llama2-7b"), Batch.decode(1, 1))
+    return Plan(graph, system, "test", (), 1, {}, Schedule(tuple(streams), round_robin=round_robin))
+
+
+def test_round_robin_serves_streams_in_turn() -> None:
+    plan = _turns_plan((1e-3, 2e-3, 3e-3), round_robin=True)
+    result = run_schedule(plan, fold=False)
+    order = [(e.repeat, e.stream) for e in sorted(result.timeline, key=lambda e: e.start_s)]
+    assert order == [(r, f"s{i}") for r in range(4) for i in range(3)]  # turns, whatever the priorities
+    assert result.makespan_s == pytest.approx(result.busy_s["shared"], rel=1e-9)  # never idle meanwhile
+    assert run_schedule(plan, fold=True).makespan_s == pytest.approx(result.makespan_s, rel=1e-9)
+
+
+def test_fused_task_with_overlapping_links_lasts_its_longer_part() -> None:
+    device = device_from_dict(ideal_device(), "<links>")
+    template = LayerTemplate("layer", ())
+    gemv = MatmulOp(name="gemv", dtype=DType.BF16, m=1, n=1 << 15, k=1 << 14, weight_dtype=DType.BF16)
+    send = CollectiveOp(name="gather", dtype=DType.BF16, devices=8, collective="all_gather", payload_bytes=1e8)
+    link = LinkSpec("nvlink", 100e9, 1e-6, 1.0)
+    placed = (Placement(template, gemv, device, unit="tensor"), Placement(template, send, device, link=link))
+    costs = {id(p): placement_cost(p) for p in placed}
+    compute, comm = costs[id(placed[0])].time_s, costs[id(placed[1])].time_s
+    serial = Task(placed, ("inst",), "inst", "part", fused=True)
+    overlapped = Task(placed, ("inst",), "inst", "part", fused=True, overlap_links=True)
+    assert fused_time(serial, costs) == pytest.approx(compute + comm)
+    assert fused_time(overlapped, costs) == pytest.approx(max(compute, comm))
