@@ -176,8 +176,9 @@ class AfdMapper:
                 own = -(-group_tokens // f_tp)
                 ffn = build_step_graph(model, Batch.decode(own, 1, batch.routing), precision, Parallelism())
             else:
+                dp = self.dp_tokens and ep == f_tp and not hybrid
                 ffn = build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
-                                       Parallelism(tp=f_tp, ep=ep, dp_tokens=self.dp_tokens and ep == f_tp and not hybrid))
+                                       Parallelism(tp=f_tp, ep=ep, dp_tokens=dp))
             if hybrid:
                 ffn = _node_collectives(ffn, group_tokens, model.hidden_size, node, a2f, f2a)
             else:
