@@ -15,6 +15,7 @@ from app.cli_args import (
     print_json,
     routing_from_args,
 )
+from app.cli_explore import add_explore_parsers
 from app.cli_serve import add_serve_parser
 from app.cli_study import add_study_parsers
 from app.cli_validate import add_validation_parsers
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_validation_parsers(sub)
     add_study_parsers(sub)
+    add_explore_parsers(sub)
     return parser
 
 

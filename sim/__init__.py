@@ -1,5 +1,10 @@
 """Simulation: the analytical roofline path (``estimate``), the discrete-event engine
-(``simulate``) and request-level serving (``serve``)."""
+(``simulate``), request-level serving (``serve``) and sweeps over design spaces (``sweep``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sim.estimate import estimate, evaluate, make_batch, plan_step
 from sim.results import OpRecord, StepResult
@@ -7,5 +12,20 @@ from sim.roofline import roofline_figure, roofline_points
 from sim.serving import ServingResult, Workload, serve
 from sim.simulate import SimResult, simulate, simulate_plan
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options: Any) -> pd.DataFrame:
+    """Run a design space (TOML file, dict or ``explore.sweep_space.SweepSpace``) in ``mode``
+    (``estimate``, ``simulate`` or ``serve``; default: the space's): one row per point with its inputs, metrics and,
+    for points that cannot run, the reason. ``options``: those of :func:`explore.runner.run_sweep`
+    (``out``, ``workers``, ``scheduler``, ...)."""
+    from explore.runner import run_sweep
+
+    return run_sweep(space, mode=mode, **options)
+
+
 __all__ = ["OpRecord", "ServingResult", "SimResult", "StepResult", "Workload", "estimate", "evaluate",
-           "make_batch", "plan_step", "roofline_figure", "roofline_points", "serve", "simulate", "simulate_plan"]
+           "make_batch", "plan_step", "roofline_figure", "roofline_points", "serve", "simulate", "simulate_plan",
+           "sweep"]

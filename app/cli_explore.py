@@ -1,0 +1,224 @@
+"""``decodex sweep``, ``pareto``, ``sensitivity`` and ``optimize``: design-space exploration from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.cli_args import positive_int
+from app.formatting import table
+
+
+def _save(figure: Any, path: Path) -> None:
+    from explore.figures import save_html
+
+    save_html(figure, path)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a sweep into ``--out`` (resumable) and print what it found."""
+    from explore.runner import run_sweep
+
+    frame = run_sweep(args.space, mode=args.mode, out=args.out, workers=args.workers, scheduler=args.scheduler,
+                      progress=not args.no_progress)
+    feasible = frame[frame["feasible"]] if "feasible" in frame else frame.iloc[0:0]
+    print(f"{len(frame)} points, {len(feasible)} feasible; parts and summary.json in {args.out}")
+    if not feasible.empty and "tokens_per_s" in feasible:
+        best = feasible.sort_values("tokens_per_s", ascending=False).head(5)
+        inputs = [c for c in frame.columns if c not in METRIC_COLUMNS and c != "point_id" and not c.startswith("util.")]
+        shown = [*inputs, "tpot_s", "tokens_per_s", "energy_per_token_j", "usd_per_mtok"]
+        shown = [c for c in shown if c in best]
+        print(table(shown, [[_cell(v) for v in row] for row in best[shown].itertuples(index=False)]))
+    infeasible = frame[~frame["feasible"]] if "feasible" in frame else frame
+    if not infeasible.empty:
+        reasons = infeasible["reason"].str.split(":").str[0].value_counts()
+        print("infeasible: " + ", ".join(f"{n} x {r}" for r, n in reasons.items()))
+    return 0
+
+
+METRIC_COLUMNS = {"step_time_s", "tpot_s", "tokens_per_s", "devices", "tokens_per_s_per_device", "energy_per_token_j",
+                  "memory_required_bytes", "memory_capacity_bytes", "fits", "usd_per_hour", "usd_per_mtok",
+                  "price_usd", "feasible", "reason", "goodput_requests_per_s", "slo_attainment", "ttft_p50_s",
+                  "ttft_p99_s", "tpot_p99_s"}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _objectives(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        column, _, direction = spec.rpartition(":")
+        if not column or direction not in ("max", "min"):
+            raise SystemExit(f"decodex: error: --objective {spec!r}: expected COLUMN:max or COLUMN:min")
+        out[column] = direction
+    return out
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    """Print (and plot) the Pareto front of a sweep directory's rows."""
+    from explore.figures import pareto_figure
+    from explore.pareto import pareto_front
+    from explore.sweep_store import SweepStore
+
+    frame = SweepStore(args.dir).read()
+    if frame.empty:
+        print(f"decodex: error: no rows in {args.dir}", file=sys.stderr)
+        return 2
+    objectives = _objectives(args.objective)
+    try:
+        front = pareto_front(frame, objectives)
+    except ValueError as err:
+        print(f"decodex: error: {err}", file=sys.stderr)
+        return 2
+    inputs = [c for c in frame.columns if c not in METRIC_COLUMNS and c != "point_id" and not c.startswith("util.")]
+    shown = [*inputs, *objectives]
+    print(f"{len(front)} of {len(frame)} points on the front")
+    print(table(shown, [[_cell(v) for v in row] for row in front[shown].itertuples(index=False)]))
+    if args.csv:
+        front.to_csv(args.csv, index=False)
+    if args.html and len(objectives) >= 2:
+        x, y = list(objectives)[:2]
+        _save(pareto_figure(frame, x, y, {x: objectives[x], y: objectives[y]}, hover=inputs), Path(args.html))
+    return 0
+
+
+def _numeric_axes(space: Any) -> dict[str, tuple[float, float]]:
+    """Each numeric axis's (low, high): a range's bounds, or a list's smallest and largest value."""
+    bounds = {}
+    for axis in space.axes:
+        if axis.values is None:
+            bounds[axis.name] = (axis.low, axis.high)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in axis.values):
+            bounds[axis.name] = (float(min(axis.values)), float(max(axis.values)))
+    return bounds
+
+
+def _integer_axes(space: Any) -> set[str]:
+    return {a.name for a in space.axes if a.integer or (a.values is not None and
+                                                        all(isinstance(v, int) for v in a.values))}
+
+
+def _point_values(space: Any, design: Mapping[str, float]) -> dict[str, Any]:
+    integer = _integer_axes(space)
+    return {**space.fixed, **{k: (round(float(v)) if k in integer else float(v)) for k, v in design.items()}}
+
+
+def _numeric_space(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[float, float]], str]:
+    """The space of ``args.space``, its numeric axes' bounds and the mode (exits 2 without axes)."""
+    from explore.sweep_space import load_space
+
+    space = load_space(args.space)
+    bounds = _numeric_axes(space)
+    if not bounds:
+        raise SystemExit("decodex: error: the space has no numeric axis to vary")
+    return space, bounds, args.mode or space.mode
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """One-at-a-time and Sobol sensitivity of ``--metric`` over the space's numeric axes."""
+    from explore.figures import one_at_a_time_figure, sensitivity_figure
+    from explore.points import evaluate_points
+    from explore.sensitivity import one_at_a_time, sobol_indices
+
+    space, bounds, mode = _numeric_space(args)
+
+    def metric(points: pd.DataFrame) -> np.ndarray:
+        rows = evaluate_points([_point_values(space, p) for p in points.to_dict("records")], mode)
+        return np.array([r.get(args.metric, math.nan) if r["feasible"] else math.nan for r in rows], dtype=float)
+
+    logs = {a.name for a in space.axes if a.log}
+    base = {k: math.sqrt(lo * hi) if k in logs else (lo + hi) / 2 for k, (lo, hi) in bounds.items()}
+    oat = one_at_a_time(metric, base, bounds, steps=args.steps)
+    sobol = sobol_indices(metric, bounds, n=args.samples, seed=args.seed)
+    print(f"one at a time ({args.metric} at the centre: {oat.base_metric:.4g})")
+    print(table(list(oat.summary.columns), [[_cell(v) for v in r] for r in oat.summary.itertuples(index=False)]))
+    print("variance-based (Sobol) indices")
+    print(table(list(sobol.columns), [[_cell(v) for v in r] for r in sobol.itertuples(index=False)]))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        oat.summary.to_csv(out / "one_at_a_time.csv", index=False)
+        sobol.to_csv(out / "sobol.csv", index=False)
+        _save(one_at_a_time_figure(oat, args.metric), out / "one_at_a_time.html")
+        _save(sensitivity_figure(sobol), out / "sobol.html")
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """The best design over the space's numeric axes for ``--objective`` under its constraints."""
+    from explore.figures import optimization_figure
+    from explore.optimize import optimize_design
+    from explore.points import evaluate_point
+    from workloads.errors import InfeasibleError
+
+    space, bounds, mode = _numeric_space(args)
+
+    def evaluate(design: Mapping[str, float]) -> dict[str, float]:
+        row = evaluate_point(_point_values(space, design), mode)
+        if not row["feasible"]:
+            raise InfeasibleError(row["reason"])
+        return {k: float(v) for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+    best = optimize_design(evaluate, bounds, args.objective, minimize=not args.maximize,
+                           constraints=space.constraints, integers=sorted(_integer_axes(space) & set(bounds)),
+                           seed=args.seed, maxiter=args.maxiter, popsize=args.popsize)
+    state = "feasible" if best.feasible else "NO feasible design found; least violating"
+    print(f"{state}: {args.objective} = {best.objective:.6g} after {best.evaluations} evaluations")
+    print(table(["variable", "value"], [[k, _cell(v)] for k, v in best.design.items()]))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        best.history.to_csv(out / "history.csv", index=False)
+        _save(optimization_figure(best), out / "optimization.html")
+    return 0 if best.feasible else 1
+
+
+def add_explore_parsers(sub: Any) -> None:
+    """Add ``sweep``, ``pareto``, ``sensitivity`` and ``optimize`` to the ``decodex`` sub-commands."""
+    p = sub.add_parser("sweep", help="run a declared design space (TOML) into a resumable folder of Parquet parts")
+    p.add_argument("space", help="sweep TOML file (examples/sweeps/)")
+    p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None,
+                   help="override the space's mode")
+    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (default: "
+                                                     "$DASK_SCHEDULER_ADDRESS, else local)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("pareto", help="Pareto front of a sweep folder over chosen objectives")
+    p.add_argument("dir", help="sweep output folder")
+    p.add_argument("--objective", action="append", required=True, help="COLUMN:max or COLUMN:min (repeat)")
+    p.add_argument("--html", default=None, help="write the front over the first two objectives as HTML")
+    p.add_argument("--csv", default=None, help="write the front's rows as CSV")
+    p.set_defaults(func=cmd_pareto)
+    p = sub.add_parser("sensitivity", help="which swept fields move a metric most (one at a time and Sobol)")
+    p.add_argument("space", help="sweep TOML file; its numeric axes are varied")
+    p.add_argument("--metric", required=True, help="metric column, e.g. tokens_per_s")
+    p.add_argument("--samples", type=positive_int, default=256, help="Sobol base samples (default 256)")
+    p.add_argument("--steps", type=positive_int, default=5, help="one-at-a-time steps per variable (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Sobol sequence")
+    p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None)
+    p.add_argument("--out", default=None, help="folder for CSV tables and HTML figures")
+    p.set_defaults(func=cmd_sensitivity)
+    p = sub.add_parser("optimize", help="best design over the space's numeric axes under its constraints")
+    p.add_argument("space", help="sweep TOML file; numeric axes are the variables, constraints apply")
+    p.add_argument("--objective", required=True, help="metric or variable to minimize (or --maximize)")
+    p.add_argument("--maximize", action="store_true")
+    p.add_argument("--maxiter", type=positive_int, default=20, help="differential-evolution generations")
+    p.add_argument("--popsize", type=positive_int, default=8, help="population size per variable")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None)
+    p.add_argument("--out", default=None, help="folder for the history CSV and the HTML figure")
+    p.set_defaults(func=cmd_optimize)

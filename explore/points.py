@@ -1,0 +1,204 @@
+"""Evaluate sweep points: one row of inputs and metrics per point, infeasible points with their reason.
+
+A point is a mapping of the parameters of :mod:`explore.sweep_space` (model, system, batch,
+``mapper.*``, ``spec.*``...). ``evaluate_point`` runs it in one ``mode``:
+
+- ``estimate`` / ``simulate``: one decode step (``sim.estimate`` / ``sim.simulate``): ``step_time_s``
+  (= ``tpot_s``, s), ``tokens_per_s``, ``tokens_per_s_per_device``, ``energy_per_token_j`` (J),
+  ``usd_per_mtok`` (USD per million output tokens from the devices' ``usd_per_hour``; NaN when
+  a device has no price),
+  ``price_usd`` (the devices' purchase price; NaN when a device has none), memory (B) and fit,
+  and ``util.UNIT``: each unit's (estimate) or timeline track's (simulate) busy
+  share of the step;
+- ``serve``: request-level serving (``sim.serve``): throughput and goodput, TTFT/TPOT
+  percentiles (s), energy per token, $/Mtok.
+
+``evaluate_points`` does the same for many points and, in ``estimate`` mode, prices points that
+differ only in batch and context at once with the vectorized path
+(:func:`sim.vector_estimate.estimate_grid`) where the model and system allow it (same numbers,
+tested). A point that cannot run (does not fit, bad value, unsupported) is a row with
+``feasible = False`` and its ``reason``; so is one that breaks a constraint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from explore.optimize import Constraint
+from explore.spec_overrides import system_with
+from explore.sweep_space import constraint_reason, point_id
+from hw_models.system import SystemSpec
+from workloads.batch import Routing
+from workloads.errors import DecodexError
+from workloads.parallelism import Parallelism
+
+GRID_KEYS = ("batch", "context")  # what the vectorized path varies within one group
+SERVE_KEYS = ("dataset", "rate", "requests", "input_len", "output_len", "scheduler", "max_batch", "chunk",
+              "slo_ttft_s", "slo_tpot_s", "seed")
+
+
+def _system(point: Mapping[str, Any]) -> SystemSpec:
+    overrides = {k[len("spec."):]: v for k, v in point.items() if k.startswith("spec.")}
+    return system_with(str(point["system"]), overrides)
+
+
+def _common(point: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments shared by estimate, simulate and serve."""
+    kwargs: dict[str, Any] = {"precision": point.get("precision", "bf16")}
+    if any(k in point for k in ("tp", "pp", "ep")):
+        kwargs["parallelism"] = Parallelism(tp=int(point.get("tp", 1)), pp=int(point.get("pp", 1)),
+                                            ep=int(point.get("ep", 1)))
+    if "routing" in point or "skew" in point:
+        kwargs["routing"] = Routing(str(point.get("routing", "uniform")), skew=float(point.get("skew", 1.0)),
+                                    seed=int(point.get("routing_seed", 0)))
+    return kwargs
+
+
+def _mapper_options(point: Mapping[str, Any]) -> dict[str, Any]:
+    options = {k[len("mapper."):]: v for k, v in point.items() if k.startswith("mapper.")}
+    if "mapper" in point:
+        options["mapper"] = point["mapper"]
+    return options
+
+
+def _prices(system: SystemSpec, devices: int) -> tuple[float, float]:
+    """USD per hour and purchase USD of ``devices`` devices (a scalable system repeats its device)."""
+    if system.scalable:
+        device = system.primary_device
+        price = device.purchase_usd * devices if device.purchase_usd > 0 else math.nan
+        return device.usd_per_hour * devices, price
+    hourly = sum(g.device.usd_per_hour * g.count for g in system.groups)
+    price = sum(g.device.purchase_usd * g.count for g in system.groups)
+    known = all(g.device.purchase_usd > 0 for g in system.groups)
+    return hourly, price if known else math.nan
+
+
+def _money(system: SystemSpec, devices: int, tokens_per_s: float) -> dict[str, float]:
+    hourly, price = _prices(system, devices)
+    per_mtok = hourly / 3600.0 / tokens_per_s * 1e6 if tokens_per_s > 0 and hourly > 0 else math.nan
+    return {"usd_per_hour": hourly if hourly > 0 else math.nan, "usd_per_mtok": per_mtok, "price_usd": price}
+
+
+def _step_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    from sim.estimate import estimate
+    from sim.simulate import simulate
+
+    system = _system(point)
+    run = simulate if mode == "simulate" else estimate
+    result = run(point["model"], system, int(point.get("batch", 1)), context=int(point.get("context", 1024)),
+                 **_common(point), **_mapper_options(point))
+    row: dict[str, Any] = {
+        "step_time_s": result.step_time_s, "tpot_s": result.step_time_s, "tokens_per_s": result.tokens_per_s,
+        "devices": result.devices, "tokens_per_s_per_device": result.tokens_per_s / result.devices,
+        "energy_per_token_j": result.energy_per_token_j, "memory_required_bytes": result.memory_required_bytes,
+        "memory_capacity_bytes": result.memory_capacity_bytes, "fits": result.fits,
+        **_money(system, result.devices, result.tokens_per_s),
+    }
+    if mode == "simulate":
+        row.update({f"util.{k}": v for k, v in getattr(result, "utilization", {}).items()})
+    elif result.step_time_s > 0:
+        busy: dict[str, float] = defaultdict(float)
+        for r in result.records:
+            busy[r.unit] += r.time_s * r.repeat
+        row.update({f"util.{unit}": t / result.step_time_s for unit, t in busy.items()})
+    if not result.fits:
+        row["reason"] = result.reason
+    return row
+
+
+def _serve_row(point: Mapping[str, Any]) -> dict[str, Any]:
+    from sim.serving import Workload, serve
+
+    system = _system(point)
+    workload = Workload.preset(str(point.get("dataset", "sharegpt")), float(point.get("rate", 1.0)),
+                               input_len=point.get("input_len"), output_len=point.get("output_len"))
+    settings = {k: point[k] for k in ("scheduler", "max_batch", "chunk", "slo_ttft_s", "slo_tpot_s", "seed")
+                if k in point}
+    common = _common(point)
+    result = serve(point["model"], system, workload, requests=int(point.get("requests", 200)), **common, **settings)
+    s = result.summary()
+    throughput = s["throughput_tokens_per_s"]
+    return {
+        "tokens_per_s": throughput, "devices": s["devices"], "tokens_per_s_per_device": throughput / s["devices"],
+        "goodput_requests_per_s": s["goodput_requests_per_s"], "slo_attainment": s["slo_attainment"],
+        "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],
+        "tpot_s": s["tpot_s"]["p50"], "tpot_p99_s": s["tpot_s"]["p99"],
+        "energy_per_token_j": s["energy_per_token_j"], "fits": True,
+        **_money(system, s["devices"], throughput),
+    }
+
+
+def _finish(point: Mapping[str, Any], metrics: dict[str, Any], constraints: Sequence[Constraint]) -> dict[str, Any]:
+    reason = metrics.pop("reason", "")
+    if not reason:
+        reason = constraint_reason(constraints, metrics)
+    return {"point_id": point_id(point), **point, **metrics, "feasible": not reason, "reason": reason}
+
+
+def evaluate_point(point: Mapping[str, Any], mode: str = "estimate",
+                   constraints: Sequence[Constraint] = ()) -> dict[str, Any]:
+    """One row: the point's inputs, ``point_id``, its metrics, ``feasible`` and ``reason`` (module
+    docstring); never raises for a point that cannot run."""
+    try:
+        metrics = _serve_row(point) if mode == "serve" else _step_row(point, mode)
+    except (DecodexError, KeyError, ValueError, TypeError) as err:
+        name = type(err).__name__
+        text = f"missing parameter {err}" if isinstance(err, KeyError) else str(err)
+        return {"point_id": point_id(point), **point, "feasible": False, "reason": f"{name}: {text}"}
+    return _finish(point, metrics, constraints)
+
+
+def _grid_rows(points: Sequence[Mapping[str, Any]], constraints: Sequence[Constraint]) -> list[dict[str, Any]] | None:
+    """Rows of points that share everything but batch and context, from the vectorized path
+    (None when it does not apply)."""
+    from sim.vector_estimate import NotVectorizable, estimate_grid
+
+    first = points[0]
+    if any(k.startswith("mapper.") or k in ("mapper", "routing", "skew") for k in first):
+        return None
+    try:
+        system = _system(first)
+        common = _common(first)
+        frame = estimate_grid(first["model"], system, np.array([int(p.get("batch", 1)) for p in points]),
+                              np.array([int(p.get("context", 1024)) for p in points]),
+                              precision=common["precision"], parallelism=common.get("parallelism"))
+    except (NotVectorizable, DecodexError, KeyError, ValueError):
+        return None
+    rows = []
+    for point, rec in zip(points, frame.to_dict("records"), strict=True):
+        devices = int(rec["devices"])
+        metrics: dict[str, Any] = {
+            "step_time_s": rec["step_time_s"], "tpot_s": rec["step_time_s"], "tokens_per_s": rec["tokens_per_s"],
+            "devices": devices, "tokens_per_s_per_device": rec["tokens_per_s"] / devices,
+            "energy_per_token_j": rec["energy_per_token_j"], "memory_required_bytes": rec["memory_required_bytes"],
+            "memory_capacity_bytes": rec["memory_capacity_bytes"], "fits": bool(rec["fits"]),
+            **_money(system, devices, rec["tokens_per_s"]),
+        }
+        metrics.update({k: v for k, v in rec.items() if k.startswith("util.")})
+        if not rec["fits"]:
+            metrics["reason"] = rec["reason"]
+        rows.append(_finish(point, metrics, constraints))
+    return rows
+
+
+def evaluate_points(points: Sequence[Mapping[str, Any]], mode: str = "estimate",
+                    constraints: Sequence[Constraint] = (), vectorize: bool = True) -> list[dict[str, Any]]:
+    """Rows of ``points`` in their order (module docstring)."""
+    rows: list[dict[str, Any] | None] = [None] * len(points)
+    if mode == "estimate" and vectorize:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(points):
+            groups[point_id({k: v for k, v in p.items() if k not in GRID_KEYS})].append(i)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            grid = _grid_rows([points[i] for i in members], constraints)
+            if grid is not None:
+                for i, row in zip(members, grid, strict=True):
+                    rows[i] = row
+    return [row if row is not None else evaluate_point(points[i], mode, constraints) for i, row in enumerate(rows)]
