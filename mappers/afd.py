@@ -48,6 +48,7 @@ inside it, the expert all-to-all belongs to the FFN part).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,8 +156,8 @@ class AfdMapper:
             raise ArgumentError(f"ffn_layout 'tp-ep' needs FFN devices apart from the attention and ffn_devices "
                                 f"({f_tp}) a multiple of the {node} devices per node")
         hybrid = self.ffn_layout == "tp-ep" and graph.model.moe is not None  # a dense FFN stays data parallel
-        # tp-ep: experts split over the nodes, each expert tensor parallel inside one; a dense FFN is
-        # tensor parallel only
+        # tp-ep: experts split over the nodes, each expert tensor parallel inside one; no expert
+        # parallelism for a dense FFN
         ep = f_tp // node if hybrid else ((self.ffn_ep or f_tp) if graph.model.moe is not None else 1)
         model, precision = graph.model, graph.precision
         a2f = DType.parse(self.a2f_dtype, "a2f_dtype")
@@ -238,7 +239,7 @@ class AfdMapper:
             head = template_named(att, "head")
             if head is not None:
                 blocks.append(Block("head", tuple(tasks(head.ops, att, a_index, a_group))))
-            # equal priority: instances serve micro-batches first come, first served (ping-pong)
+            # equal priority: the order option decides who goes first (round-robin turns or FIFO)
             streams.append(Stream(f"mb{number}", tuple(blocks)))
         schedule = Schedule(tuple(streams), tuple(sorted(memories)), round_robin=self.order == "round-robin")
         view = dataclasses.replace(device_graph, batch=batch, templates=tuple(
@@ -270,21 +271,25 @@ class AfdMapper:
                                   f"{f_group.device.name} has {f_group.device.capacity_bytes / 1e9:.1f} GB")
 
 
+def _rewrite(graph: Graph, rewrite: Callable[[tuple[Op, ...]], list[Op]]) -> Graph:
+    """``graph`` with each template's ops replaced by ``rewrite(ops)``."""
+    return dataclasses.replace(graph, templates=tuple(
+        dataclasses.replace(t, ops=tuple(rewrite(t.ops))) for t in graph.templates))
+
+
 def _dispatch_in(ffn: Graph, a2f: DType) -> Graph:
     """The expert dispatch sends the tokens in ``a2f`` (8-bit formats with their scales), as
     DeepEP's dispatch does in FP8 (github.com/deepseek-ai/DeepEP); the combine stays in the
     activation type."""
-    templates = []
-    for template in ffn.templates:
-        ops = []
-        for op in template.ops:
-            if isinstance(op, CollectiveOp) and op.name == "moe_dispatch":
-                rows = op.payload_bytes / (op.dtype.nbytes * ffn.model.hidden_size)
-                op = dataclasses.replace(op, dtype=a2f, payload_bytes=activation_bytes(rows, ffn.model.hidden_size,
-                                                                                         a2f))
-            ops.append(op)
-        templates.append(dataclasses.replace(template, ops=tuple(ops)))
-    return dataclasses.replace(ffn, templates=tuple(templates))
+    hidden = ffn.model.hidden_size
+
+    def in_a2f(op: Op) -> Op:
+        if not (isinstance(op, CollectiveOp) and op.name == "moe_dispatch"):
+            return op
+        rows = op.payload_bytes / (op.dtype.nbytes * hidden)
+        return dataclasses.replace(op, dtype=a2f, payload_bytes=activation_bytes(rows, hidden, a2f))
+
+    return _rewrite(ffn, lambda ops: [in_a2f(op) for op in ops])
 
 
 def _node_collectives(ffn: Graph, tokens: int, hidden: int, node: int, a2f: DType, f2a: DType) -> Graph:
@@ -293,19 +298,20 @@ def _node_collectives(ffn: Graph, tokens: int, hidden: int, node: int, a2f: DTyp
     one node: an all-gather of the node's tokens (as received, ``a2f``) before the FFN and a
     reduce-scatter of the partial results (``f2a``) after it; the sum over nodes happens on the
     attention side."""
-    templates = []
-    for template in ffn.templates:
-        ops = [op for op in template.ops if not (op.block in FFN_BLOCKS and op.kind is OpKind.COLLECTIVE)]
+
+    def in_node(template_ops: tuple[Op, ...]) -> list[Op]:
+        ops = [op for op in template_ops if not (op.block in FFN_BLOCKS and op.kind is OpKind.COLLECTIVE)]
         part = [i for i, op in enumerate(ops) if op.block in FFN_BLOCKS]
-        if part:
-            block = ops[part[0]].block
-            gather = CollectiveOp(name="ffn_all_gather", dtype=a2f, block=block, devices=node,
-                                  collective="all_gather", payload_bytes=activation_bytes(tokens, hidden, a2f))
-            scatter = CollectiveOp(name="ffn_reduce_scatter", dtype=f2a, block=block, devices=node,
-                                   collective="reduce_scatter", payload_bytes=activation_bytes(tokens, hidden, f2a))
-            ops = [*ops[:part[0]], gather, *ops[part[0]:part[-1] + 1], scatter, *ops[part[-1] + 1:]]
-        templates.append(dataclasses.replace(template, ops=tuple(ops)))
-    return dataclasses.replace(ffn, templates=tuple(templates))
+        if not part:
+            return ops
+        block = ops[part[0]].block
+        gather = CollectiveOp(name="ffn_all_gather", dtype=a2f, block=block, devices=node,
+                              collective="all_gather", payload_bytes=activation_bytes(tokens, hidden, a2f))
+        scatter = CollectiveOp(name="ffn_reduce_scatter", dtype=f2a, block=block, devices=node,
+                               collective="reduce_scatter", payload_bytes=activation_bytes(tokens, hidden, f2a))
+        return [*ops[:part[0]], gather, *ops[part[0]:part[-1] + 1], scatter, *ops[part[-1] + 1:]]
+
+    return _rewrite(ffn, in_node)
 
 
 def _template_of(graph: Graph, op: Op) -> LayerTemplate:
