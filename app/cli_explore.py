@@ -26,14 +26,15 @@ def _save(figure: Any, path: Path) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a sweep into ``--out`` (resumable) and print what it found."""
     from explore.runner import run_sweep
+    from explore.sweep_space import load_space
 
+    inputs = load_space(args.space).parameters
     frame = run_sweep(args.space, mode=args.mode, out=args.out, workers=args.workers, scheduler=args.scheduler,
                       progress=not args.no_progress)
     feasible = frame[frame["feasible"]] if "feasible" in frame else frame.iloc[0:0]
     print(f"{len(frame)} points, {len(feasible)} feasible; parts and summary.json in {args.out}")
     if not feasible.empty and "tokens_per_s" in feasible:
         best = feasible.sort_values("tokens_per_s", ascending=False).head(5)
-        inputs = [c for c in frame.columns if c not in METRIC_COLUMNS and c != "point_id" and not c.startswith("util.")]
         shown = [*inputs, "tpot_s", "tokens_per_s", "energy_per_token_j", "usd_per_mtok"]
         shown = [c for c in shown if c in best]
         print(table(shown, [[_cell(v) for v in row] for row in best[shown].itertuples(index=False)]))
@@ -42,12 +43,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         reasons = infeasible["reason"].str.split(":").str[0].value_counts()
         print("infeasible: " + ", ".join(f"{n} x {r}" for r, n in reasons.items()))
     return 0
-
-
-METRIC_COLUMNS = {"step_time_s", "tpot_s", "tokens_per_s", "devices", "tokens_per_s_per_device", "energy_per_token_j",
-                  "memory_required_bytes", "memory_capacity_bytes", "fits", "usd_per_hour", "usd_per_mtok",
-                  "price_usd", "feasible", "reason", "goodput_requests_per_s", "slo_attainment", "ttft_p50_s",
-                  "ttft_p99_s", "tpot_p99_s"}
 
 
 def _cell(value: Any) -> str:
@@ -70,9 +65,11 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     """Print (and plot) the Pareto front of a sweep directory's rows."""
     from explore.figures import pareto_figure
     from explore.pareto import pareto_front
+    from explore.sweep_space import load_space
     from explore.sweep_store import SweepStore
 
-    frame = SweepStore(args.dir).read()
+    store = SweepStore(args.dir)
+    frame = store.read()
     if frame.empty:
         print(f"decodex: error: no rows in {args.dir}", file=sys.stderr)
         return 2
@@ -82,7 +79,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"decodex: error: {err}", file=sys.stderr)
         return 2
-    inputs = [c for c in frame.columns if c not in METRIC_COLUMNS and c != "point_id" and not c.startswith("util.")]
+    inputs = [c for c in load_space(store.read_json("space.json")).parameters if c in frame]
     shown = [*inputs, *objectives]
     print(f"{len(front)} of {len(frame)} points on the front")
     print(table(shown, [[_cell(v) for v in row] for row in front[shown].itertuples(index=False)]))

@@ -84,6 +84,21 @@ def _money(system: SystemSpec, devices: int, tokens_per_s: float) -> dict[str, f
     return {"usd_per_hour": hourly if hourly > 0 else math.nan, "usd_per_mtok": per_mtok, "price_usd": price}
 
 
+def _step_metrics(system: SystemSpec, devices: int, step_time_s: float, tokens_per_s: float,
+                  energy_per_token_j: float, required_bytes: float, capacity_bytes: float, fits: bool,
+                  reason: str, busy_share: Mapping[str, float]) -> dict[str, Any]:
+    """The metrics of one decode step (module docstring), from either the scalar or the vectorized path."""
+    row: dict[str, Any] = {
+        "step_time_s": step_time_s, "tpot_s": step_time_s, "tokens_per_s": tokens_per_s, "devices": devices,
+        "tokens_per_s_per_device": tokens_per_s / devices, "energy_per_token_j": energy_per_token_j,
+        "memory_required_bytes": required_bytes, "memory_capacity_bytes": capacity_bytes, "fits": fits,
+        **_money(system, devices, tokens_per_s), **{f"util.{k}": v for k, v in busy_share.items()},
+    }
+    if not fits:
+        row["reason"] = reason
+    return row
+
+
 def _step_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
     from sim.estimate import estimate
     from sim.simulate import simulate
@@ -92,23 +107,16 @@ def _step_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
     run = simulate if mode == "simulate" else estimate
     result = run(point["model"], system, int(point.get("batch", 1)), context=int(point.get("context", 1024)),
                  **_common(point), **_mapper_options(point))
-    row: dict[str, Any] = {
-        "step_time_s": result.step_time_s, "tpot_s": result.step_time_s, "tokens_per_s": result.tokens_per_s,
-        "devices": result.devices, "tokens_per_s_per_device": result.tokens_per_s / result.devices,
-        "energy_per_token_j": result.energy_per_token_j, "memory_required_bytes": result.memory_required_bytes,
-        "memory_capacity_bytes": result.memory_capacity_bytes, "fits": result.fits,
-        **_money(system, result.devices, result.tokens_per_s),
-    }
     if mode == "simulate":
-        row.update({f"util.{k}": v for k, v in getattr(result, "utilization", {}).items()})
-    elif result.step_time_s > 0:
+        share = dict(getattr(result, "utilization", {}))
+    else:
         busy: dict[str, float] = defaultdict(float)
         for r in result.records:
             busy[r.unit] += r.time_s * r.repeat
-        row.update({f"util.{unit}": t / result.step_time_s for unit, t in busy.items()})
-    if not result.fits:
-        row["reason"] = result.reason
-    return row
+        share = {unit: t / result.step_time_s for unit, t in busy.items()} if result.step_time_s > 0 else {}
+    return _step_metrics(system, result.devices, result.step_time_s, result.tokens_per_s, result.energy_per_token_j,
+                         result.memory_required_bytes, result.memory_capacity_bytes, result.fits, result.reason,
+                         share)
 
 
 def _serve_row(point: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,19 +179,17 @@ def _grid_rows(points: Sequence[Mapping[str, Any]], constraints: Sequence[Constr
         return None
     rows = []
     for point, rec in zip(points, frame.to_dict("records"), strict=True):
-        devices = int(rec["devices"])
-        metrics: dict[str, Any] = {
-            "step_time_s": rec["step_time_s"], "tpot_s": rec["step_time_s"], "tokens_per_s": rec["tokens_per_s"],
-            "devices": devices, "tokens_per_s_per_device": rec["tokens_per_s"] / devices,
-            "energy_per_token_j": rec["energy_per_token_j"], "memory_required_bytes": rec["memory_required_bytes"],
-            "memory_capacity_bytes": rec["memory_capacity_bytes"], "fits": bool(rec["fits"]),
-            **_money(system, devices, rec["tokens_per_s"]),
-        }
-        metrics.update({k: v for k, v in rec.items() if k.startswith("util.")})
-        if not rec["fits"]:
-            metrics["reason"] = rec["reason"]
+        share = {k[len("util."):]: v for k, v in rec.items() if k.startswith("util.")}
+        metrics = _step_metrics(system, int(rec["devices"]), rec["step_time_s"], rec["tokens_per_s"],
+                                rec["energy_per_token_j"], rec["memory_required_bytes"], rec["memory_capacity_bytes"],
+                                bool(rec["fits"]), rec["reason"], share)
         rows.append(_finish(point, metrics, constraints))
     return rows
+
+
+def group_key(point: Mapping[str, Any]) -> str:
+    """What points priced together by the vectorized path share: everything but batch and context."""
+    return point_id({k: v for k, v in point.items() if k not in GRID_KEYS})
 
 
 def evaluate_points(points: Sequence[Mapping[str, Any]], mode: str = "estimate",
@@ -193,7 +199,7 @@ def evaluate_points(points: Sequence[Mapping[str, Any]], mode: str = "estimate",
     if mode == "estimate" and vectorize:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(points):
-            groups[point_id({k: v for k, v in p.items() if k not in GRID_KEYS})].append(i)
+            groups[group_key(p)].append(i)
         for members in groups.values():
             if len(members) < 2:
                 continue

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from explore.points import GRID_KEYS, evaluate_points
+from explore.points import evaluate_points, group_key
 from explore.sweep_space import MODES, SweepSpace, load_space, point_id
 from explore.sweep_store import SweepStore
 from workloads.errors import ArgumentError
@@ -38,7 +38,7 @@ Chunk = list[dict[str, Any]]
 def _chunks(points: Sequence[Mapping[str, Any]], mode: str, size: int) -> list[Chunk]:
     """Points dealt into chunks of at most ``size``; estimate keeps batch/context groups together."""
     if mode == "estimate":
-        key = {i: point_id({k: v for k, v in p.items() if k not in GRID_KEYS}) for i, p in enumerate(points)}
+        key = {i: group_key(p) for i, p in enumerate(points)}
         order = sorted(range(len(points)), key=lambda i: (key[i], i))
     else:
         order = list(range(len(points)))

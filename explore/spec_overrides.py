@@ -19,10 +19,11 @@ The edited tables are read back by the same readers as the files (``device_from_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import re
-from collections.abc import Hashable, Mapping
-from functools import lru_cache
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,13 @@ def _resolve(table: Any, parts: list[str], where: str, key: str) -> tuple[Any, s
     raise SpecError(where, key, "empty field path")
 
 
-def _set(table: dict[str, Any], parts: list[str], value: Any, scale: bool, where: str, key: str) -> None:
-    container, name = _resolve(table, parts, where, key)
+def _set(table: dict[str, Any], path: str, value: Any, where: str, key: str,
+         parts_of: Callable[[str], list[str]] = lambda bare: bare.split(".")) -> None:
+    """Set (or, with the ``@scale`` suffix, multiply) the field ``path`` of ``table``; ``parts_of``
+    turns the bare path into table keys."""
+    scale = path.endswith(SCALE_SUFFIX)
+    bare = path[: -len(SCALE_SUFFIX)] if scale else path
+    container, name = _resolve(table, parts_of(bare), where, key)
     if scale:
         old = container[name]
         if isinstance(old, bool) or not isinstance(old, int | float):
@@ -103,15 +109,7 @@ def _device_parts(path: str, table: Mapping[str, Any]) -> list[str]:
     return parts  # _resolve names the missing field
 
 
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
-
-
-@lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=512)
 def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> SystemSpec:
     base = load_system(system)
     overrides = [(k, _thaw(v)) for k, v in frozen]
@@ -122,12 +120,11 @@ def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> Syste
         source = Path(base.source)
         if not source.is_file():
             raise SpecError(base.source, system_keys[0][0], "system overrides need a system read from a file")
-        data = _copy(read_toml(source))
+        data = copy.deepcopy(read_toml(source))
         if "system" not in data:
             raise SpecError(str(source), system_keys[0][0], "a device file has no system table to override")
         for key, value in system_keys:
-            bare, scale = (key[: -len(SCALE_SUFFIX)], True) if key.endswith(SCALE_SUFFIX) else (key, False)
-            _set(data, bare.split("."), value, scale, str(source), key)
+            _set(data, key, value, str(source), key)
         spec = system_from_dict(data, f"{source} [sweep overrides]", base=source.parent)
     if not device_keys:
         return spec
@@ -145,10 +142,9 @@ def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> Syste
         source = group.device.source
         if not Path(source).is_file():
             raise SpecError(source, picked[0][0], "device overrides need a device read from a file")
-        data = _copy(read_device_toml(source))
+        data = copy.deepcopy(read_device_toml(source))
         for key, path, value in picked:
-            bare, scale = (path[: -len(SCALE_SUFFIX)], True) if path.endswith(SCALE_SUFFIX) else (path, False)
-            _set(data, _device_parts(bare, data), value, scale, source, key)
+            _set(data, path, value, source, key, functools.partial(_device_parts, table=data))
         note = ", ".join(f"{k}={v}" for k, _, v in picked)
         device = device_from_dict(data, f"{source} [sweep: {note}]")
         groups.append(dataclasses.replace(group, device=device))

@@ -124,6 +124,11 @@ class SweepSpace:
     description: str = ""
     source: str = "<dict>"
 
+    @property
+    def parameters(self) -> list[str]:
+        """The input columns of the sweep's rows: the fixed settings, then the axes."""
+        return [*self.fixed, *(a.name for a in self.axes)]
+
     def points(self) -> list[dict[str, Any]]:
         """Every point of the space, in a fixed order: fixed settings plus one value per axis."""
         if not self.axes:

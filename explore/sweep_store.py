@@ -75,6 +75,11 @@ class SweepStore:
             frame = frame.assign(_order=frame["point_id"].map(order)).sort_values("_order").drop(columns="_order")
         return frame.drop_duplicates("point_id").reset_index(drop=True)
 
+    def read_json(self, name: str) -> dict[str, Any]:
+        """The JSON file ``DIR/name`` ({} when absent)."""
+        path = self.directory / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def write_json(self, name: str, data: Mapping[str, Any]) -> Path:
         """Write ``data`` as ``DIR/name`` (atomically)."""
         path = self.directory / name
