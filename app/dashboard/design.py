@@ -1,0 +1,168 @@
+"""The design point every page starts from (model, system, mapper, precision, batch, context,
+parallelism), its sidebar widgets, and the cached heavy calls keyed on it.
+
+A :class:`DesignPoint` is frozen and made of plain values (an uploaded spec is carried as its
+text), so ``st.cache_data`` keys a result on everything that produces it and two sessions asking
+for the same point share one computation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from app.dashboard.uploads import MAX_UPLOAD_BYTES, parse_model_upload, parse_system_upload
+from hw_models.system import SystemSpec, list_systems, load_system
+from mappers import MAPPERS
+from sim.estimate import estimate
+from sim.results import StepResult
+from sim.simulate import SimResult, simulate
+from workloads.catalog import list_models, load_model
+from workloads.errors import DecodexError
+from workloads.model_config import ModelConfig
+from workloads.parallelism import Parallelism
+from workloads.precision import PRECISION_PRESETS
+
+DEFAULT_MODEL = "llama3-70b"
+DEFAULT_SYSTEM = "h100-sxm"
+SYSTEM_DEFAULT_MAPPER = "(system default)"
+MAX_BATCH = 4096
+MAX_CONTEXT = 1_048_576
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One model on one system at one batch: what ``estimate`` and ``simulate`` take.
+
+    ``model``/``system``: catalog names, or the uploaded file names when ``model_text`` /
+    ``system_text`` hold an uploaded file's content. ``batch`` requests, each with ``context``
+    cached tokens. ``mapper`` None: the system's default."""
+
+    model: str = DEFAULT_MODEL
+    system: str = DEFAULT_SYSTEM
+    precision: str = "bf16"
+    batch: int = 64
+    context: int = 2048
+    tp: int = 8
+    pp: int = 1
+    ep: int = 1
+    mapper: str | None = None
+    model_text: str | None = None
+    system_text: str | None = None
+
+    def model_config(self) -> ModelConfig:
+        """The model: uploaded text parsed as data, or the catalog entry."""
+        if self.model_text is not None:
+            return parse_model_upload(self.model_text.encode(), self.model)
+        return load_model(self.model)
+
+    def system_spec(self) -> SystemSpec:
+        """The system: uploaded text parsed as data, or the catalog entry."""
+        if self.system_text is not None:
+            return parse_system_upload(self.system_text.encode(), self.system)
+        return load_system(self.system)
+
+    def parallelism(self) -> Parallelism:
+        """Tensor, pipeline and expert parallel degrees."""
+        return Parallelism(tp=self.tp, pp=self.pp, ep=self.ep)
+
+    def step_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``estimate`` / ``simulate`` besides model, system and batch."""
+        return {"context": self.context, "precision": self.precision, "mapper": self.mapper,
+                "parallelism": self.parallelism()}
+
+    def label(self) -> str:
+        """A short human-readable description."""
+        par = f"tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "") + (f" ep{self.ep}" if self.ep > 1 else "")
+        return f"{self.model} on {self.system} ({self.precision}, {par}), batch {self.batch} x {self.context} tokens"
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def cached_estimate(point: DesignPoint) -> StepResult:
+    """``sim.estimate`` of ``point`` (cached per design point; times in s, energy in J)."""
+    return estimate(point.model_config(), point.system_spec(), point.batch, **point.step_kwargs())
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_simulate(point: DesignPoint) -> SimResult:
+    """``sim.simulate`` of ``point`` through the discrete-event engine (cached per design point)."""
+    return simulate(point.model_config(), point.system_spec(), point.batch, **point.step_kwargs())
+
+
+def _upload(label: str, types: list[str], key: str, help_text: str) -> tuple[str, str] | None:
+    """(file name, text) of an uploaded file, or None; a non-UTF-8 or oversized file is reported."""
+    uploaded = st.file_uploader(label, type=types, key=key, help=help_text)
+    if uploaded is None:
+        return None
+    data = uploaded.getvalue()
+    if len(data) > MAX_UPLOAD_BYTES:
+        st.error(f"{uploaded.name}: {len(data):,} B is larger than the {MAX_UPLOAD_BYTES:,} B limit")
+        return None
+    try:
+        return uploaded.name, data.decode("utf-8")
+    except UnicodeDecodeError:
+        st.error(f"{uploaded.name}: not a UTF-8 text file")
+        return None
+
+
+def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
+                        allow_upload: bool = True) -> DesignPoint | None:
+    """Sidebar widgets for a design point; returns it, or None (with a message shown) when an
+    upload cannot be used. ``key`` prefixes the widget keys so that pages keep their own."""
+    d = default or DesignPoint()
+    bar = st.sidebar
+    bar.header("Design point")
+    models = list_models()
+    systems = list_systems()
+    model = bar.selectbox("Model", models, index=models.index(d.model) if d.model in models else 0,
+                          key=f"{key}.model")
+    system = bar.selectbox("System", systems, index=systems.index(d.system) if d.system in systems else 0,
+                           key=f"{key}.system")
+    model_text = system_text = None
+    if allow_upload:
+        with bar.expander("Upload a model or hardware file"):
+            up = _upload("HF config.json", ["json"], f"{key}.model_file",
+                         "A Hugging Face config.json; replaces the model chosen above.")
+            if up is not None:
+                model, model_text = up
+            up = _upload("Device or system TOML", ["toml"], f"{key}.system_file",
+                         "A [device] file (may extend a catalog device) or a [system] file of catalog devices; "
+                         "replaces the system chosen above.")
+            if up is not None:
+                system, system_text = up
+    mappers = [SYSTEM_DEFAULT_MAPPER, *MAPPERS]
+    mapper = bar.selectbox("Mapper", mappers, index=mappers.index(d.mapper) if d.mapper in mappers else 0,
+                           key=f"{key}.mapper")
+    presets = list(PRECISION_PRESETS)
+    precision = bar.selectbox("Precision", presets,
+                              index=presets.index(d.precision) if d.precision in presets else 0,
+                              key=f"{key}.precision")
+    batch = int(bar.number_input("Batch (requests)", 1, MAX_BATCH, d.batch, key=f"{key}.batch"))
+    context = int(bar.number_input("Context (cached tokens per request)", 0, MAX_CONTEXT, d.context, step=256,
+                                   key=f"{key}.context"))
+    cols = bar.columns(3)
+    tp = int(cols[0].number_input("TP", 1, 1024, d.tp, key=f"{key}.tp"))
+    pp = int(cols[1].number_input("PP", 1, 256, d.pp, key=f"{key}.pp"))
+    ep = int(cols[2].number_input("EP", 1, 1024, d.ep, key=f"{key}.ep"))
+    point = dataclasses.replace(d, model=model, system=system, precision=precision, batch=batch, context=context,
+                                tp=tp, pp=pp, ep=ep, mapper=None if mapper == SYSTEM_DEFAULT_MAPPER else mapper,
+                                model_text=model_text, system_text=system_text)
+    try:  # parse uploads now, so that a bad file is reported here and not deep inside a run
+        point.model_config()
+        point.system_spec()
+    except DecodexError as err:
+        st.error(f"Cannot use the uploaded file: {err}")
+        return None
+    return point
+
+
+def run_or_report(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; a DecodexError (bad input, an infeasible option) is shown as a message and
+    gives None, so that a page never shows a traceback for the user's input."""
+    try:
+        return fn(*args, **kwargs)
+    except DecodexError as err:
+        st.error(str(err))
+        return None

@@ -1,0 +1,22 @@
+"""Entry script of the Decodex dashboard (``decodex app``, or ``streamlit run`` on this file):
+the page frame and the navigation between the views in ``app/dashboard/views/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+VIEWS = Path(__file__).resolve().parent / "views"
+
+PAGES = [
+    st.Page(VIEWS / "design_point.py", title="Design point", icon=":material/tune:", default=True),
+    st.Page(VIEWS / "timeline.py", title="Timeline", icon=":material/view_timeline:"),
+    st.Page(VIEWS / "serving.py", title="Serving", icon=":material/query_stats:"),
+    st.Page(VIEWS / "systems_compared.py", title="Systems compared", icon=":material/compare:"),
+    st.Page(VIEWS / "sweep_explorer.py", title="Sweep explorer", icon=":material/scatter_plot:"),
+    st.Page(VIEWS / "validation_records.py", title="Validation", icon=":material/fact_check:"),
+]
+
+st.set_page_config(page_title="Decodex", page_icon=":material/memory:", layout="wide")
+st.navigation(PAGES).run()

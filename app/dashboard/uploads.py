@@ -1,0 +1,89 @@
+"""Uploaded specs, parsed as data only: a Hugging Face ``config.json`` (JSON) or a hardware
+TOML file (a ``[device]`` or a ``[system]`` file). No pickle, no code: the bytes are decoded as
+UTF-8 and read by ``json`` / ``tomllib`` and then by the same validating readers as the catalog.
+Uploads larger than :data:`MAX_UPLOAD_BYTES` are refused. Every problem is an
+:class:`UploadError` whose message names the file and, where known, the field."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from hw_models.device import device_from_dict, merge_tables, read_device_toml
+from hw_models.system import DEVICES_DIR, SystemSpec, list_devices, system_from_dict
+from workloads.errors import DecodexError
+from workloads.model_config import ModelConfig, model_from_dict
+
+MAX_UPLOAD_BYTES = 256 * 1024
+"""Largest accepted upload, bytes (a config.json or a spec TOML is a few kB)."""
+
+
+class UploadError(DecodexError):
+    """An uploaded file that cannot be used; the message is meant for the user."""
+
+
+def _text(data: bytes, filename: str) -> str:
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"{filename}: {len(data):,} B is larger than the {MAX_UPLOAD_BYTES:,} B limit")
+    if not data.strip():
+        raise UploadError(f"{filename}: the file is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UploadError(f"{filename}: not a UTF-8 text file") from None
+
+
+def parse_model_upload(data: bytes, filename: str = "config.json") -> ModelConfig:
+    """A ModelConfig from the bytes of a Hugging Face ``config.json``; the model is named after
+    the file (without ``.json``). Raises UploadError (size, encoding, JSON) or SpecError (a field)."""
+    text = _text(data, filename)
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UploadError(f"{filename}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    name = filename.removesuffix(".json") or "uploaded-model"
+    if name == "config":
+        name = str(parsed.get("_name_or_path") or "uploaded-model").rsplit("/", 1)[-1] if isinstance(parsed, dict) \
+            else "uploaded-model"
+    return model_from_dict(parsed, name=name, source=f"upload:{filename}")
+
+
+def _device_with_catalog_base(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Resolve ``device.extends`` against the catalog devices only (an upload has no folder)."""
+    device = data.get("device")
+    if not isinstance(device, Mapping) or "extends" not in device:
+        return data
+    ref = device["extends"]
+    if not isinstance(ref, str) or ref not in list_devices():
+        raise UploadError(f"{source}: device.extends = {ref!r} must name a catalog device "
+                          f"({', '.join(list_devices())})")
+    merged = merge_tables(read_device_toml(DEVICES_DIR / f"{ref}.toml"), data)
+    merged["device"] = {k: v for k, v in merged["device"].items() if k != "extends"}
+    return merged
+
+
+def parse_system_upload(data: bytes, filename: str = "system.toml") -> SystemSpec:
+    """A SystemSpec from the bytes of a device or system TOML file. A device file may extend a
+    catalog device; a system file's devices must be catalog devices. Raises UploadError or
+    SpecError naming the file and field."""
+    text = _text(data, filename)
+    source = f"upload:{filename}"
+    try:
+        parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UploadError(f"{filename}: not valid TOML ({err})") from None
+    if "system" in parsed:
+        groups = parsed["system"].get("devices", []) if isinstance(parsed["system"], Mapping) else []
+        for index, group in enumerate(groups if isinstance(groups, list) else []):
+            ref = group.get("device") if isinstance(group, Mapping) else None
+            if ref not in list_devices():
+                raise UploadError(f"{source}: system.devices[{index}].device = {ref!r} must name a catalog "
+                                  f"device ({', '.join(list_devices())}); upload a device file for a new one")
+        return system_from_dict(parsed, source, base=DEVICES_DIR)
+    if "device" in parsed:
+        merged = _device_with_catalog_base(parsed, source)
+        device_from_dict(merged, source)  # validate the device first: its errors name device fields
+        return system_from_dict(merged, source)
+    raise UploadError(f"{filename}: expected a [device] or a [system] table")
