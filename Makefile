@@ -1,10 +1,13 @@
-# Decodex: `make demo` sets up .venv and runs an estimate; `make test` sets up and runs the suite.
+# Decodex: `make app` sets up .venv and starts the dashboard; `make demo` runs an estimate;
+# `make test` sets up and runs the suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install app demo test lint bench clean
+
+PORT ?= 8501
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+app: $(STAMP)
+	$(VENV)/bin/decodex app --port $(PORT)
 
 demo: $(STAMP)
 	$(VENV)/bin/decodex estimate --model llama3-70b --system h100-sxm --tp 8 --batch 64 --context 2048

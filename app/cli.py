@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from app.cli_app import add_app_parser
 from app.cli_args import (
     add_deployment_options,
     add_model_system_options,
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_validation_parsers(sub)
     add_study_parsers(sub)
     add_explore_parsers(sub)
+    add_app_parser(sub)
     return parser
 
 

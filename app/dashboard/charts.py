@@ -34,7 +34,7 @@ def op_breakdown_figure(result: StepResult, stack_by: str = "name") -> go.Figure
     frame = frame.groupby(["block", stack_by], sort=False, as_index=False)["time_ms"].sum()
     figure = px.bar(frame, x="block", y="time_ms", color=stack_by, template=TEMPLATE,
                     labels={"time_ms": "time per step (ms)", "block": "block"})
-    figure.update_layout(barmode="stack", title=f"{result.model} on {result.system}: time per step by block")
+    figure.update_layout(barmode="stack", title="Time per step by block")
     return figure
 
 
@@ -62,6 +62,5 @@ def roofline_with_band(result: StepResult) -> go.Figure:
         y = np.asarray(trace.y, dtype=float)
         trace.error_y = {"type": "data", "symmetric": False, "array": y / low - y, "arrayminus": y - y / high,
                          "thickness": 1}
-    figure.update_layout(title=f"{result.model} on {result.system}: roofline ({len(points)} ops; "
-                               f"bars: band {low:.2f}x to {high:.2f}x of the predicted time)")
+    figure.update_layout(title=f"Roofline, {len(points)} ops (bars: validation band {low:.2f}x-{high:.2f}x)")
     return figure

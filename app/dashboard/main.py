@@ -11,11 +11,11 @@ VIEWS = Path(__file__).resolve().parent / "views"
 
 PAGES = [
     st.Page(VIEWS / "design_point.py", title="Design point", icon=":material/tune:", default=True),
-    st.Page(VIEWS / "timeline.py", title="Timeline", icon=":material/view_timeline:"),
-    st.Page(VIEWS / "serving.py", title="Serving", icon=":material/query_stats:"),
-    st.Page(VIEWS / "systems_compared.py", title="Systems compared", icon=":material/compare:"),
-    st.Page(VIEWS / "sweep_explorer.py", title="Sweep explorer", icon=":material/scatter_plot:"),
-    st.Page(VIEWS / "validation_records.py", title="Validation", icon=":material/fact_check:"),
+    st.Page(VIEWS / "timeline.py", url_path="timeline", title="Timeline", icon=":material/view_timeline:"),
+    st.Page(VIEWS / "serving.py", url_path="serving", title="Serving", icon=":material/query_stats:"),
+    st.Page(VIEWS / "systems_compared.py", url_path="systems", title="Systems compared", icon=":material/compare:"),
+    st.Page(VIEWS / "sweep_explorer.py", url_path="sweeps", title="Sweep explorer", icon=":material/scatter_plot:"),
+    st.Page(VIEWS / "validation_records.py", url_path="validation", title="Validation", icon=":material/fact_check:"),
 ]
 
 st.set_page_config(page_title="Decodex", page_icon=":material/memory:", layout="wide")

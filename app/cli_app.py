@@ -1,0 +1,44 @@
+"""``decodex app``: start the Streamlit dashboard (``app/dashboard/main.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.cli_args import positive_int
+
+DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "main.py"
+DEFAULT_PORT = 8501
+UPLOAD_LIMIT_MB = 1  # Streamlit's own cap on an upload; the dashboard's parsers refuse above 256 kB
+
+
+def streamlit_command(port: int, address: str, headless: bool) -> list[str]:
+    """The ``streamlit run`` command line of the dashboard on ``address``:``port``."""
+    return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD),
+            "--server.port", str(port), "--server.address", address,
+            "--server.headless", "true" if headless else "false",
+            "--server.maxUploadSize", str(UPLOAD_LIMIT_MB),
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Run the dashboard until interrupted; returns Streamlit's exit status."""
+    command = streamlit_command(args.port, args.address, args.headless)
+    print(f"Decodex dashboard on http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def add_app_parser(sub: Any) -> None:
+    """Register ``decodex app``."""
+    p = sub.add_parser("app", help="start the dashboard (Streamlit) in a browser")
+    p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 serves the network)")
+    p.add_argument("--headless", action="store_true", help="do not open a browser window")
+    p.set_defaults(func=cmd_app)

@@ -1,0 +1,160 @@
+"""The dashboard in a real browser: ``decodex app``'s Streamlit server started headless on
+localhost, Debian's Chromium driven by Selenium (``/usr/bin/chromium`` and
+``/usr/bin/chromedriver``, nothing downloaded). Every page is opened, checked for its title and
+for the absence of an exception, and saved as a screenshot; on the Design point page a widget is
+changed and the value shown is checked against ``sim.estimate`` for the same point.
+
+Skipped where Chromium or Selenium is missing, unless ``DECODEX_BROWSER_TESTS=1`` (set by
+``.ci/run``, which installs them): then their absence fails. Screenshots go to
+``$DECODEX_TEST_OUTPUT/browser`` (default: pytest's temporary directory)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.cli_app import streamlit_command
+from sim.estimate import estimate
+from workloads.parallelism import Parallelism
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+REQUIRED = os.environ.get("DECODEX_BROWSER_TESTS") == "1"
+PAGE_TIMEOUT_S = 120.0
+
+# url path, title shown as the page's h1
+PAGES = [("", "Design point"), ("timeline", "Timeline"), ("serving", "Serving"), ("systems", "Systems compared"),
+         ("sweeps", "Sweep explorer"), ("validation", "Validation")]
+
+
+def _missing() -> str:
+    if not CHROMIUM.is_file() or not CHROMEDRIVER.is_file():
+        return f"{CHROMIUM} or {CHROMEDRIVER} is not installed (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[dev]')"
+    return ""
+
+
+if _missing():
+    if REQUIRED:
+        pytest.fail(f"DECODEX_BROWSER_TESTS=1 but {_missing()}", pytrace=False)
+    pytest.skip(_missing(), allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # the page is re-rendering: elements come and go
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(streamlit_command(port, "127.0.0.1", headless=True), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.read().decode().strip() == "ok"
+
+    try:
+        _wait(healthy, 90, "the Streamlit server's health check")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1600,1200", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = os.environ.get("DECODEX_TEST_OUTPUT")
+    out = Path(root) / "browser" if root else tmp_path_factory.mktemp("browser")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _idle(driver: WebDriver) -> bool:
+    """The app has finished its run: no 'running' status widget is shown."""
+    return not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+
+
+def _title_shown(driver: WebDriver, title: str) -> bool:
+    return any(h.text.strip() == title for h in driver.find_elements(By.TAG_NAME, "h1")) and _idle(driver)
+
+
+def _metric(driver: WebDriver, label: str) -> str:
+    for metric in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]'):
+        if metric.find_element(By.CSS_SELECTOR, '[data-testid="stMetricLabel"]').text.strip() == label:
+            return metric.find_element(By.CSS_SELECTOR, '[data-testid="stMetricValue"]').text.strip()
+    raise LookupError(label)
+
+
+@pytest.mark.parametrize(("path", "title"), PAGES)
+def test_every_page_renders(server: str, browser: WebDriver, shots: Path, path: str, title: str) -> None:
+    browser.get(f"{server}/{path}")
+    _wait(lambda: _title_shown(browser, title), PAGE_TIMEOUT_S, f"the {title!r} page")
+    errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not errors, f"{title}: {errors[0].text[:500]}"
+    browser.save_screenshot(str(shots / f"{path or 'design-point'}.png"))
+
+
+def test_design_point_widget_changes_the_shown_value(server: str, browser: WebDriver, shots: Path) -> None:
+    browser.get(server)
+    _wait(lambda: _title_shown(browser, "Design point") and bool(_metric(browser, "Output tokens/s")),
+          PAGE_TIMEOUT_S, "the Design point metrics")
+    before = _metric(browser, "Output tokens/s")
+    batch = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Batch (requests)"]')
+    batch.send_keys(Keys.CONTROL, "a")
+    batch.send_keys("128", Keys.ENTER)
+    expected = estimate("llama3-70b", "h100-sxm", 128, context=2048, parallelism=Parallelism(tp=8))
+    shown = f"{expected.tokens_per_s:,.0f}"
+    _wait(lambda: _metric(browser, "Output tokens/s") == shown and _idle(browser), PAGE_TIMEOUT_S,
+          f"Output tokens/s = {shown} after batch 128 (was {before})")
+    assert before != shown
+    browser.save_screenshot(str(shots / "design-point-batch-128.png"))

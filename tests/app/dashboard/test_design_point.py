@@ -1,0 +1,168 @@
+"""Design point page (AppTest), its figures, data-only uploads, the page frame and ``decodex app``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.cli import build_parser
+from app.cli_app import DASHBOARD, streamlit_command
+from app.dashboard.charts import band_factors, op_breakdown, op_breakdown_figure, roofline_with_band
+from app.dashboard.uploads import MAX_UPLOAD_BYTES, UploadError, parse_model_upload, parse_system_upload
+from hw_models.system import DEVICES_DIR, load_system
+from sim.estimate import estimate
+from workloads.catalog import CATALOG_DIR, load_model
+from workloads.errors import DecodexError, SpecError
+from workloads.parallelism import Parallelism
+
+ROOT = Path(__file__).resolve().parents[3]
+PAGE = str(ROOT / "app/dashboard/views/design_point.py")
+MAIN = str(ROOT / "app/dashboard/main.py")
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_page_shows_the_estimate_of_the_default_point() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    expected = estimate("llama3-70b", "h100-sxm", 64, context=2048, parallelism=Parallelism(tp=8))
+    shown = _metrics(at)
+    assert shown["Output tokens/s"] == f"{expected.tokens_per_s:,.0f}"
+    assert shown["Step time"] == f"{expected.step_time_s * 1e3:.3f} ms"
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_changing_batch_and_system_changes_the_shown_values() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    before = _metrics(at)["Output tokens/s"]
+    at.sidebar.number_input(key="design.batch").set_value(128).run()
+    after = _metrics(at)["Output tokens/s"]
+    expected = estimate("llama3-70b", "h100-sxm", 128, context=2048, parallelism=Parallelism(tp=8))
+    assert after == f"{expected.tokens_per_s:,.0f}" != before
+    at.sidebar.selectbox(key="design.system").set_value("h200").run()
+    on_h200 = estimate("llama3-70b", "h200", 128, context=2048, parallelism=Parallelism(tp=8))
+    assert _metrics(at)["Output tokens/s"] == f"{on_h200.tokens_per_s:,.0f}"
+
+
+def test_a_point_that_does_not_fit_is_reported_not_raised() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.sidebar.number_input(key="design.tp").set_value(1).run()  # 70B in bf16 on one 80 GB device
+    assert not at.exception
+    assert any("Does not fit" in w.value for w in at.warning)
+
+
+def test_bad_mapper_choice_is_an_error_message_not_a_traceback() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.sidebar.selectbox(key="design.mapper").set_value("neupims").run()  # an H100 has no systolic NPU or PIM
+    assert not at.exception
+    assert at.error, "the mapper's DecodexError must be shown"
+
+
+def test_every_page_of_the_frame_runs() -> None:
+    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    assert not at.exception
+    assert at.title[0].value == "Design point"
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+def test_breakdown_conserves_time_and_stacks_by_choice() -> None:
+    result = estimate("llama2-7b", "a100-80g", 16, context=1024)
+    frame = op_breakdown(result)
+    assert frame["total_time_s"].sum() == pytest.approx(result.ops["total_time_s"].sum(), rel=1e-12)
+    for stack_by in ("name", "unit", "bound"):
+        figure = op_breakdown_figure(result, stack_by=stack_by)
+        total_ms = sum(float(np.sum(trace.y)) for trace in figure.data)
+        assert total_ms == pytest.approx(frame["time_ms"].sum(), rel=1e-9)
+    with pytest.raises(ValueError, match="stack_by"):
+        op_breakdown_figure(result, stack_by="colour")
+
+
+def test_roofline_error_bars_follow_the_validation_band() -> None:
+    result = estimate("llama2-7b", "h100-sxm", 16, context=1024)
+    low, high = band_factors(result)
+    assert low <= 1.0 <= high
+    figure = roofline_with_band(result)
+    markers = [t for t in figure.data if t.mode == "markers"]
+    assert markers
+    for trace in markers:
+        y = np.asarray(trace.y, dtype=float)
+        up, down = np.asarray(trace.error_y.array), np.asarray(trace.error_y.arrayminus)
+        np.testing.assert_allclose(y + up, y / low, rtol=1e-12)  # faster than predicted: more FLOP/s
+        np.testing.assert_allclose(y - down, y / high, rtol=1e-12)
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+def test_model_upload_equals_the_catalog_model() -> None:
+    data = (CATALOG_DIR / "llama2-7b.json").read_bytes()
+    uploaded = parse_model_upload(data, "llama2-7b.json")
+    assert uploaded.parameter_count() == load_model("llama2-7b").parameter_count()
+    assert uploaded.name == "llama2-7b"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "empty"),
+    (b"\xff\xfe\x00binary", "UTF-8"),
+    (b"{not json", "not valid JSON"),
+    (b"x" * (MAX_UPLOAD_BYTES + 1), "limit"),
+])
+def test_bad_model_uploads_name_the_problem(data: bytes, message: str) -> None:
+    with pytest.raises(UploadError, match=message):
+        parse_model_upload(data, "bad.json")
+
+
+def test_model_upload_with_a_bad_field_names_the_field() -> None:
+    config = json.loads((CATALOG_DIR / "llama2-7b.json").read_text())
+    config["num_attention_heads"] = "many"
+    with pytest.raises(SpecError, match="num_attention_heads"):
+        parse_model_upload(json.dumps(config).encode(), "llama.json")
+
+
+def test_device_upload_extending_a_catalog_device() -> None:
+    text = b'[device]\nname = "h100-2x-hbm"\nextends = "h100-sxm"\n'
+    system = parse_system_upload(text, "h100-2x-hbm.toml")
+    assert system.primary_device.name == "h100-2x-hbm"
+    assert system.primary_device.main_memory.bandwidth_bytes_per_s == \
+        load_system("h100-sxm").primary_device.main_memory.bandwidth_bytes_per_s
+
+
+def test_system_upload_of_catalog_devices_equals_the_catalog_system() -> None:
+    text = (DEVICES_DIR.parent / "systems" / "8x-h100-sxm.toml").read_bytes()
+    system = parse_system_upload(text, "8x-h100-sxm.toml")
+    assert system.device_count == load_system("8x-h100-sxm").device_count
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"[device\nname = 1", "not valid TOML"),
+    (b'[other]\nx = 1\n', r"\[device\] or a \[system\]"),
+    (b'[device]\nname = "x"\nextends = "../../secret"\n', "catalog device"),
+    (b'[system]\nname = "s"\ndefault_mapper = "gpu"\n[[system.devices]]\ndevice = "/etc/passwd"\ncount = 1\n',
+     "catalog device"),
+])
+def test_bad_system_uploads_are_refused_with_a_message(text: bytes, message: str) -> None:
+    with pytest.raises(DecodexError, match=message):
+        parse_system_upload(text, "bad.toml")
+
+
+def test_uploaded_device_with_a_bad_field_names_file_and_field() -> None:
+    text = b'[device]\nname = "slow"\nextends = "h100-sxm"\n[device.power]\ntdp_w = -5\n'
+    with pytest.raises(SpecError, match=r"upload:slow.toml.*tdp_w"):
+        parse_system_upload(text, "slow.toml")
+
+
+# --- decodex app --------------------------------------------------------------------------------
+
+def test_app_command_binds_localhost_by_default() -> None:
+    args = build_parser().parse_args(["app", "--port", "8600"])
+    assert (args.port, args.address) == (8600, "127.0.0.1")
+    command = streamlit_command(args.port, args.address, headless=True)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.port") + 1] == "8600"
+    assert str(DASHBOARD) in command and DASHBOARD.is_file()
