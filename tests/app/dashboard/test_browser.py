@@ -120,8 +120,13 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _idle(driver: WebDriver) -> bool:
-    """The app has finished its run: no 'running' status widget is shown."""
-    return not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+    """The app's script has finished its run (Streamlit marks the root ``notRunning``) and every
+    Plotly chart on the page has drawn its SVG."""
+    app = driver.find_element(By.CSS_SELECTOR, '[data-testid="stApp"]')
+    if app.get_attribute("data-test-script-state") != "notRunning":
+        return False
+    charts = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')
+    return all(chart.find_elements(By.CSS_SELECTOR, "svg.main-svg") for chart in charts)
 
 
 def _title_shown(driver: WebDriver, title: str) -> bool:
@@ -158,3 +163,19 @@ def test_design_point_widget_changes_the_shown_value(server: str, browser: WebDr
           f"Output tokens/s = {shown} after batch 128 (was {before})")
     assert before != shown
     browser.save_screenshot(str(shots / "design-point-batch-128.png"))
+
+
+def test_sweep_explorer_runs_the_example_in_the_browser(server: str, browser: WebDriver, shots: Path) -> None:
+    from explore.runner import run_sweep
+
+    browser.get(f"{server}/sweeps")
+    _wait(lambda: _title_shown(browser, "Sweep explorer"), PAGE_TIMEOUT_S, "the Sweep explorer page")
+    button = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.startswith("Run "))
+    button.click()
+    rows = run_sweep(Path(__file__).resolve().parents[3] / "examples/sweeps/h100-batch-context.toml", progress=False)
+    feasible = int(rows["feasible"].sum())
+    _wait(lambda: _metric(browser, "Points") == f"{len(rows):,}" and _idle(browser), PAGE_TIMEOUT_S,
+          f"Points = {len(rows)} after the run")
+    assert _metric(browser, "Feasible") == f"{feasible:,}"
+    assert int(_metric(browser, "Pareto-optimal").replace(",", "")) >= 1
+    browser.save_screenshot(str(shots / "sweeps-after-run.png"))
