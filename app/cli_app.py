@@ -15,19 +15,21 @@ DEFAULT_PORT = 8501
 UPLOAD_LIMIT_MB = 1  # Streamlit's own cap on an upload; the dashboard's parsers refuse above 256 kB
 
 
-def streamlit_command(port: int, address: str, headless: bool) -> list[str]:
-    """The ``streamlit run`` command line of the dashboard on ``address``:``port``."""
+def streamlit_command(port: int, address: str) -> list[str]:
+    """The ``streamlit run`` command line of the dashboard on ``address``:``port``. Always
+    headless: the server opens no browser and asks nothing on the terminal (a first non-headless
+    run would prompt for an e-mail address); open the printed URL."""
     return [sys.executable, "-m", "streamlit", "run", str(DASHBOARD),
-            "--server.port", str(port), "--server.address", address,
-            "--server.headless", "true" if headless else "false",
+            "--server.port", str(port), "--server.address", address, "--server.headless", "true",
             "--server.maxUploadSize", str(UPLOAD_LIMIT_MB),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
 
 
 def cmd_app(args: argparse.Namespace) -> int:
     """Run the dashboard until interrupted; returns Streamlit's exit status."""
-    command = streamlit_command(args.port, args.address, args.headless)
-    print(f"Decodex dashboard on http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
+    command = streamlit_command(args.port, args.address)
+    host = "localhost" if args.address in ("127.0.0.1", "localhost") else args.address
+    print(f"Decodex dashboard: open http://{host}:{args.port} in a browser (Ctrl-C stops it)", flush=True)
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:
@@ -36,9 +38,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def add_app_parser(sub: Any) -> None:
     """Register ``decodex app``."""
-    p = sub.add_parser("app", help="start the dashboard (Streamlit) in a browser")
+    p = sub.add_parser("app", help="start the dashboard (a Streamlit server; open the URL it prints)")
     p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--address", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 serves the network)")
-    p.add_argument("--headless", action="store_true", help="do not open a browser window")
     p.set_defaults(func=cmd_app)

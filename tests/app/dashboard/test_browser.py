@@ -77,7 +77,7 @@ def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     port = _free_port()
-    process = subprocess.Popen(streamlit_command(port, "127.0.0.1", headless=True), stdout=subprocess.PIPE,
+    process = subprocess.Popen(streamlit_command(port, "127.0.0.1"), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
 

@@ -162,7 +162,7 @@ def test_uploaded_device_with_a_bad_field_names_file_and_field() -> None:
 def test_app_command_binds_localhost_by_default() -> None:
     args = build_parser().parse_args(["app", "--port", "8600"])
     assert (args.port, args.address) == (8600, "127.0.0.1")
-    command = streamlit_command(args.port, args.address, headless=True)
+    command = streamlit_command(args.port, args.address)
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.port") + 1] == "8600"
     assert str(DASHBOARD) in command and DASHBOARD.is_file()
