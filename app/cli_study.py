@@ -69,6 +69,26 @@ def cmd_study_flightllm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_afd(args: argparse.Namespace) -> int:
+    """Write the attention-FFN disaggregation studies (best AFD layout vs colocated against context;
+    against NIC bandwidth, with the break-even; the planner's table for an H800/H20 mix per $)
+    into ``args.out``."""
+    from sim.afd_solver import candidate_layouts, solve_afd
+    from validation.studies.afd import break_even_scale, context_figure, context_study, nic_figure, nic_study
+
+    tpot = args.tpot_ms / 1e3
+    context = context_study(args.model, tpot_s=tpot)
+    nic = nic_study(args.model, tpot_s=tpot)
+    out = Path(args.out)
+    _write(out, {"afd_context": (context, context_figure(context)), "afd_nic": (nic, nic_figure(nic))})
+    mix = solve_afd(args.model, context=8192, tpot_s=tpot, objective="tokens_per_usd",
+                    layouts=candidate_layouts(devices=("h800", "h20"), attention_instances=(1, 2, 3),
+                                              ffn_instances=(1, 2), microbatches=(2, 3)))
+    mix.to_csv(out / "afd_mix_per_usd.csv", index=False)
+    print(f"wrote {out / 'afd_mix_per_usd.csv'}; NIC break-even: {break_even_scale(nic):.3g}x", file=sys.stderr)
+    return 0
+
+
 def _write(out: Path, outputs: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, (frame, figure) in outputs.items():
@@ -79,7 +99,7 @@ def _write(out: Path, outputs: dict[str, Any]) -> None:
 
 
 def add_study_parsers(sub: Any) -> None:
-    """Add ``study neupims``, ``study duplex`` and ``study flightllm`` to the ``decodex`` sub-commands
+    """Add ``study neupims``, ``study duplex``, ``study flightllm`` and ``study afd`` to the ``decodex`` sub-commands
     (``sub``: argparse sub-parsers)."""
     p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
     which = p.add_subparsers(dest="study", required=True)
@@ -94,3 +114,8 @@ def add_study_parsers(sub: Any) -> None:
                                                 "instruction storage")
     flight.add_argument("--out", default="study-flightllm", help="output folder (default: study-flightllm)")
     flight.set_defaults(func=cmd_study_flightllm)
+    afd = which.add_parser("afd", help="AFD: best layout vs colocated by context and NIC bandwidth; H800/H20 mix per $")
+    afd.add_argument("--out", default="study-afd", help="output folder (default: study-afd)")
+    afd.add_argument("--model", default="step3", help="model (default step3)")
+    afd.add_argument("--tpot-ms", type=float, default=50.0, help="TPOT target in ms (default 50)")
+    afd.set_defaults(func=cmd_study_afd)

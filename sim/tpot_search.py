@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hw_models.system import SystemSpec
 from sim.simulate import simulate
 from workloads.errors import InfeasibleError
 
@@ -29,7 +30,7 @@ class TpotPoint:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _point(model: str, system: str, batch: int, context: int, precision: str,
+def _point(model: str, system: str | SystemSpec, batch: int, context: int, precision: str,
            options: Mapping[str, Any]) -> TpotPoint | None:
     try:
         result = simulate(model, system, batch, context=context, precision=precision, **dict(options))
@@ -41,7 +42,7 @@ def _point(model: str, system: str, batch: int, context: int, precision: str,
                      dict(options))
 
 
-def largest_batch(model: str, system: str, *, context: int, tpot_s: float, precision: str = "fp8",
+def largest_batch(model: str, system: str | SystemSpec, *, context: int, tpot_s: float, precision: str = "fp8",
                   options: Mapping[str, Any] | None = None, low: int = 1, high: int = 65536,
                   step: int = 1) -> TpotPoint | None:
     """The largest batch (a multiple of ``step``) in [low, high] meeting ``tpot_s``, or None."""
@@ -58,7 +59,7 @@ def largest_batch(model: str, system: str, *, context: int, tpot_s: float, preci
     return best
 
 
-def best_under_tpot(model: str, system: str, *, context: int, tpot_s: float, precision: str = "fp8",
+def best_under_tpot(model: str, system: str | SystemSpec, *, context: int, tpot_s: float, precision: str = "fp8",
                     settings: Iterable[Mapping[str, Any]] = ({},), step: int = 1,
                     high: int = 65536) -> TpotPoint | None:
     """The setting and batch with the highest tokens/s per device within ``tpot_s`` (module docstring)."""
