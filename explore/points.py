@@ -33,6 +33,7 @@ from explore.optimize import Constraint
 from explore.spec_overrides import system_with
 from explore.sweep_space import constraint_reason, point_id
 from hw_models.system import SystemSpec
+from sim.pricing import usd_per_million_tokens
 from workloads.batch import Routing
 from workloads.errors import DecodexError
 from workloads.parallelism import Parallelism
@@ -80,8 +81,8 @@ def _prices(system: SystemSpec, devices: int) -> tuple[float, float]:
 
 def _money(system: SystemSpec, devices: int, tokens_per_s: float) -> dict[str, float]:
     hourly, price = _prices(system, devices)
-    per_mtok = hourly / 3600.0 / tokens_per_s * 1e6 if tokens_per_s > 0 and hourly > 0 else math.nan
-    return {"usd_per_hour": hourly if hourly > 0 else math.nan, "usd_per_mtok": per_mtok, "price_usd": price}
+    return {"usd_per_hour": hourly if hourly > 0 else math.nan,
+            "usd_per_mtok": usd_per_million_tokens(hourly, tokens_per_s), "price_usd": price}
 
 
 def _step_metrics(system: SystemSpec, devices: int, step_time_s: float, tokens_per_s: float,

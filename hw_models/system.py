@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -171,6 +172,23 @@ def _scalable(table: TableReader, count: int) -> bool:
     if not isinstance(value, bool):
         raise table.error("scalable", f"must be true or false, got {value!r}")
     return value
+
+
+def scale_link(system: SystemSpec, link: str, factor: float) -> SystemSpec:
+    """``system`` with the bandwidth (B/s) of every device's link ``link`` multiplied by
+    ``factor`` (a what-if; devices without that link are unchanged)."""
+    if not factor > 0:
+        raise ArgumentError(f"link scale: {factor} must be > 0")
+    if factor == 1.0:
+        return system
+    groups = []
+    for group in system.groups:
+        links = dict(group.device.links)
+        if link in links:
+            links[link] = dataclasses.replace(links[link], bandwidth_bytes_per_s=links[link].bandwidth_bytes_per_s
+                                              * factor)
+        groups.append(dataclasses.replace(group, device=dataclasses.replace(group.device, links=links)))
+    return dataclasses.replace(system, groups=tuple(groups))
 
 
 def list_devices() -> list[str]:

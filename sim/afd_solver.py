@@ -13,19 +13,18 @@ same simulated pipeline. Nothing is fitted here: the throughput of every row is 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from hw_models.system import SystemSpec, load_system, system_from_dict
+from hw_models.system import SystemSpec, scale_link, system_from_dict
+from sim.pricing import replica_usd_per_hour, usd_per_million_tokens
 from sim.simulate import simulate
 from sim.tpot_search import largest_batch
 from workloads.errors import ArgumentError, DecodexError
 
-SECONDS_PER_HOUR = 3600.0
 OBJECTIVES = ("tokens_per_s_per_device", "tokens_per_usd")
 
 
@@ -71,21 +70,6 @@ class AfdLayout:
                 f"-m{self.microbatches}" + (f"-nic{self.nic_scale:g}" if self.nic_scale != 1.0 else ""))
 
 
-def _scale_nics(system: SystemSpec, scale: float) -> SystemSpec:
-    if scale == 1.0:
-        return system
-    if not scale > 0:
-        raise ArgumentError(f"nic_scale: {scale} must be > 0")
-    groups = []
-    for group in system.groups:
-        links = dict(group.device.links)
-        if "nic" in links:
-            links["nic"] = dataclasses.replace(links["nic"], bandwidth_bytes_per_s=links["nic"].bandwidth_bytes_per_s
-                                               * scale)
-        groups.append(dataclasses.replace(group, device=dataclasses.replace(group.device, links=links)))
-    return dataclasses.replace(system, groups=tuple(groups))
-
-
 def afd_system(layout: AfdLayout) -> SystemSpec:
     """The system of ``layout`` (devices from the catalog; NVLink inside an instance's node, NICs
     between nodes), run by the ``afd`` mapper. A colocated layout runs expert parallelism over all
@@ -110,7 +94,7 @@ def afd_system(layout: AfdLayout) -> SystemSpec:
                        "mapper_options": options, "devices": groups,
                        "interconnect": {"intra_node_link": "nvlink", "inter_node_link": "nic",
                                         "devices_per_node": per}}}
-    return _scale_nics(system_from_dict(data, source=f"<afd planner: {layout.name}>"), layout.nic_scale)
+    return scale_link(system_from_dict(data, source=f"<afd planner: {layout.name}>"), "nic", layout.nic_scale)
 
 
 def colocated_system(device: str, instances: int, *, instance_devices: int = 8, microbatches: int = 2,
@@ -120,11 +104,9 @@ def colocated_system(device: str, instances: int, *, instance_devices: int = 8, 
 
 
 def usd_per_hour(layout: AfdLayout) -> float:
-    """Rental price of the deployment's GPUs, USD/hour (catalog ``device.price.usd_per_hour``)."""
-    per = layout.instance_devices
-    attention = load_system(layout.attention_device).primary_device.usd_per_hour
-    ffn = load_system(layout.ffn_device).primary_device.usd_per_hour
-    return per * (layout.attention_instances * attention + layout.ffn_instances * ffn)
+    """Rental price of the deployment's GPUs, USD/hour (catalog ``device.price.usd_per_hour``;
+    NaN when a device has none)."""
+    return replica_usd_per_hour(afd_system(layout), layout.devices)
 
 
 def plan_layout(model: str, layout: AfdLayout, *, context: int, tpot_s: float, precision: str = "fp8",
@@ -153,13 +135,12 @@ def plan_layout(model: str, layout: AfdLayout, *, context: int, tpot_s: float, p
         return {**row, "feasible": False, "reason": str(err)}
     if point is None:  # cannot happen after the probe above, kept for safety
         return {**row, "feasible": False, "reason": f"no batch meets TPOT {tpot_s * 1e3:g} ms"}
-    price = usd_per_hour(layout)
+    price = replica_usd_per_hour(system, layout.devices)
     tokens_per_s = point.tokens_per_s_per_device * point.devices
-    tokens_per_usd = tokens_per_s * SECONDS_PER_HOUR / price if price > 0 else float("nan")
+    per_mtok = usd_per_million_tokens(price, tokens_per_s)
     return {**row, "feasible": True, "reason": "", "batch": point.batch, "tpot_s": point.tpot_s,
             "tokens_per_s": tokens_per_s, "tokens_per_s_per_device": point.tokens_per_s_per_device,
-            "usd_per_hour": price, "tokens_per_usd": tokens_per_usd,
-            "usd_per_mtok": 1e6 / tokens_per_usd if tokens_per_usd > 0 else float("nan")}
+            "usd_per_hour": price, "tokens_per_usd": 1e6 / per_mtok, "usd_per_mtok": per_mtok}
 
 
 def candidate_layouts(devices: Sequence[str] = ("h800",), attention_instances: Iterable[int] = (1, 2, 3, 4),

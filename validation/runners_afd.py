@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hw_models.system import SystemSpec, load_system
+from hw_models.system import SystemSpec, load_system, scale_link
 from mappers.base import Plan
 from sim.costing import placement_cost
 from sim.decode_cost import decode_cost
@@ -53,14 +53,11 @@ def resized_system(name: str, *, attention_devices: int | None = None, nic_scale
     ``mapper_options`` in place of the system's, in memory."""
     base = load_system(name)
     attention, ffn = base.groups
-    link = attention.device.links["nic"]
-    device = dataclasses.replace(attention.device, links={**attention.device.links, "nic": dataclasses.replace(
-        link, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s * nic_scale)})
     count = attention.count if attention_devices is None else attention_devices
     options = base.mapper_options if mapper_options is None else dict(mapper_options)
-    return dataclasses.replace(base, mapper_options=options, groups=(
-        dataclasses.replace(attention, device=device, count=count, instance_devices=count),
-        dataclasses.replace(ffn, device=device)))
+    resized = dataclasses.replace(base, mapper_options=options, groups=(
+        dataclasses.replace(attention, count=count, instance_devices=count), ffn))
+    return scale_link(resized, "nic", nic_scale)
 
 
 def stage_times(plan: Plan) -> dict[str, float]:

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from hw_models.system import SystemSpec, load_system
 from mappers.base import Plan
 from sim.estimate import evaluate, plan_step
+from sim.pricing import replica_usd_per_hour, usd_per_million_tokens
 from sim.results import StepResult
 from sim.simulate import simulate_plan
 from validation.bands import KIND_ALIASES, BandTable
@@ -30,7 +31,6 @@ from workloads.parallelism import Parallelism
 TEMPLATE = "plotly_white"
 AUTO_TP = "auto"
 TP_CHOICES = (1, 2, 4, 8, 16)
-SECONDS_PER_HOUR = 3600.0
 
 # ---------------------------------------------------------------------------------------------
 # Systems compared: one workload on several systems
@@ -84,26 +84,6 @@ def tp_candidates(system: SystemSpec) -> list[int]:
     else:
         limit = system.device_count
     return [tp for tp in TP_CHOICES if tp <= max(1, limit)]
-
-
-def replica_usd_per_hour(system: SystemSpec, devices: int) -> float:
-    """USD per hour of the ``devices`` devices one replica occupies: the whole system's groups
-    when the replica uses all of them, else ``devices`` times the first group's device. NaN when
-    a device involved has no price (``usd_per_hour = 0`` in its spec)."""
-    if not system.scalable and devices >= system.device_count:
-        if any(g.device.usd_per_hour <= 0 for g in system.groups):
-            return math.nan
-        return float(sum(g.device.usd_per_hour * g.count for g in system.groups))
-    hourly = system.primary_device.usd_per_hour
-    return hourly * devices if hourly > 0 else math.nan
-
-
-def usd_per_million_tokens(usd_per_hour: float, tokens_per_s: float) -> float:
-    """USD per million output tokens at ``tokens_per_s`` (tokens/s) for ``usd_per_hour`` (USD/h);
-    NaN without a price or a positive throughput."""
-    if not (math.isfinite(usd_per_hour) and usd_per_hour > 0 and tokens_per_s > 0):
-        return math.nan
-    return usd_per_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6
 
 
 def needs_engine(plan: Plan) -> bool:

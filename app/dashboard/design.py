@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard.uploads import MAX_UPLOAD_BYTES, parse_model_upload, parse_system_upload
+from app.dashboard.uploads import UploadError, parse_model_upload, parse_system_upload, upload_text
 from hw_models.system import SystemSpec, list_systems, load_system
 from mappers import MAPPERS
 from sim.estimate import estimate
@@ -92,18 +92,14 @@ def cached_simulate(point: DesignPoint) -> SimResult:
 
 
 def _upload(label: str, types: list[str], key: str, help_text: str) -> tuple[str, str] | None:
-    """(file name, text) of an uploaded file, or None; a non-UTF-8 or oversized file is reported."""
+    """(file name, text) of an uploaded file, or None; an oversized, empty or non-UTF-8 file is reported."""
     uploaded = st.file_uploader(label, type=types, key=key, help=help_text)
     if uploaded is None:
         return None
-    data = uploaded.getvalue()
-    if len(data) > MAX_UPLOAD_BYTES:
-        st.error(f"{uploaded.name}: {len(data):,} B is larger than the {MAX_UPLOAD_BYTES:,} B limit")
-        return None
     try:
-        return uploaded.name, data.decode("utf-8")
-    except UnicodeDecodeError:
-        st.error(f"{uploaded.name}: not a UTF-8 text file")
+        return uploaded.name, upload_text(uploaded.getvalue(), uploaded.name)
+    except UploadError as err:
+        st.error(str(err))
         return None
 
 

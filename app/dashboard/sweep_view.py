@@ -12,7 +12,6 @@ import io
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from app.dashboard.uploads import MAX_UPLOAD_BYTES
+from app.dashboard.uploads import UploadError, parse_toml_upload
 from explore.runner import CHUNK_SIZE
 from explore.sweep_space import POINT_KEYS, PREFIXES, SweepSpace, load_space, point_id, space_from_dict
 from explore.sweep_store import PARTS, SweepStore
@@ -52,7 +51,7 @@ _MAX_WORDS = ("per_s", "attainment", "goodput", "throughput", "util.")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])", re.IGNORECASE)
 
 
-class SweepInputError(DecodexError):
+class SweepInputError(UploadError):
     """A space, an upload or a sweep directory that the dashboard cannot use; the message is for the user."""
 
 
@@ -125,19 +124,8 @@ def check_catalog_names(space: SweepSpace) -> None:
 def parse_space_bytes(data: bytes, filename: str = "space.toml") -> SweepSpace:
     """A SweepSpace from the bytes of a space TOML file, read as data only (``tomllib``); at most
     :data:`~app.dashboard.uploads.MAX_UPLOAD_BYTES` bytes, UTF-8, models and systems from the
-    catalog. Raises SweepInputError (size, encoding, TOML syntax, names) or SpecError (a field)."""
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise SweepInputError(f"{filename}: {len(data):,} B is larger than the {MAX_UPLOAD_BYTES:,} B limit")
-    if not data.strip():
-        raise SweepInputError(f"{filename}: the file is empty")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SweepInputError(f"{filename}: not a UTF-8 text file") from None
-    try:
-        parsed = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SweepInputError(f"{filename}: not valid TOML ({err})") from None
+    catalog. Raises UploadError (size, encoding, TOML syntax), SweepInputError (names) or SpecError (a field)."""
+    parsed = parse_toml_upload(data, filename)
     if "sweep" not in parsed:
         raise SweepInputError(f"{filename}: expected a [sweep] table (with [sweep.fixed] and [sweep.axes])")
     space = space_from_dict(parsed, filename)

@@ -24,7 +24,9 @@ class UploadError(DecodexError):
     """An uploaded file that cannot be used; the message is meant for the user."""
 
 
-def _text(data: bytes, filename: str) -> str:
+def upload_text(data: bytes, filename: str) -> str:
+    """The text of an uploaded file: at most :data:`MAX_UPLOAD_BYTES`, not empty, UTF-8;
+    raises UploadError naming the file otherwise."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"{filename}: {len(data):,} B is larger than the {MAX_UPLOAD_BYTES:,} B limit")
     if not data.strip():
@@ -35,10 +37,20 @@ def _text(data: bytes, filename: str) -> str:
         raise UploadError(f"{filename}: not a UTF-8 text file") from None
 
 
+def parse_toml_upload(data: bytes, filename: str) -> dict[str, Any]:
+    """The tables of an uploaded TOML file (:func:`upload_text`, then ``tomllib``: data only);
+    raises UploadError naming the file."""
+    text = upload_text(data, filename)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UploadError(f"{filename}: not valid TOML ({err})") from None
+
+
 def parse_model_upload(data: bytes, filename: str = "config.json") -> ModelConfig:
     """A ModelConfig from the bytes of a Hugging Face ``config.json``; the model is named after
     the file (without ``.json``). Raises UploadError (size, encoding, JSON) or SpecError (a field)."""
-    text = _text(data, filename)
+    text = upload_text(data, filename)
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as err:
@@ -68,12 +80,8 @@ def parse_system_upload(data: bytes, filename: str = "system.toml") -> SystemSpe
     """A SystemSpec from the bytes of a device or system TOML file. A device file may extend a
     catalog device; a system file's devices must be catalog devices. Raises UploadError or
     SpecError naming the file and field."""
-    text = _text(data, filename)
     source = f"upload:{filename}"
-    try:
-        parsed = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise UploadError(f"{filename}: not valid TOML ({err})") from None
+    parsed = parse_toml_upload(data, filename)
     if "system" in parsed:
         groups = parsed["system"].get("devices", []) if isinstance(parsed["system"], Mapping) else []
         for index, group in enumerate(groups if isinstance(groups, list) else []):

@@ -86,3 +86,17 @@ def test_compare_best_and_break_even_by_hand() -> None:
     # log-linear between 0.5 (gain 0.8) and 1.0 (gain 1.6): crossing at 0.5 * 2 ** (0.2 / 0.8)
     assert break_even_scale(study) == pytest.approx(0.5 * 2 ** 0.25)
     assert math.isnan(break_even_scale(pd.DataFrame({"nic_scale": [1.0, 2.0], "gain": [1.2, 1.5]})))
+
+
+def test_scale_link_scales_only_that_link() -> None:
+    from hw_models.system import load_system, scale_link
+
+    base = load_system("step3-2a2f-h800")
+    scaled = scale_link(base, "nic", 0.5)
+    for old, new in zip(base.groups, scaled.groups, strict=True):
+        assert new.device.links["nic"].bandwidth_bytes_per_s == pytest.approx(
+            0.5 * old.device.links["nic"].bandwidth_bytes_per_s)
+        assert new.device.links["nvlink"] == old.device.links["nvlink"]
+    assert scale_link(base, "nic", 1.0) is base
+    with pytest.raises(ArgumentError):
+        scale_link(base, "nic", 0.0)

@@ -5,6 +5,7 @@ bandwidth below which disaggregation stops paying. Every value is a simulated pi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -65,7 +66,7 @@ def nic_study(model: str = "step3", scales: Sequence[float] = NIC_SCALES, *, con
     base = list(layouts) if layouts is not None else candidate_layouts()
     rows = []
     for scale in scales:
-        scaled = [AfdLayout(**{**layout.__dict__, "nic_scale": float(scale)}) for layout in base]
+        scaled = [dataclasses.replace(layout, nic_scale=float(scale)) for layout in base]
         frame = solve_afd(model, context=context, tpot_s=tpot_s, layouts=scaled, precision=precision,
                           objective=objective)
         rows.append({"model": model, "nic_scale": float(scale), "context": context, "tpot_target_s": tpot_s,

@@ -17,7 +17,6 @@ from app.dashboard.compare import (
     comparison_frame,
     filter_records,
     predicted_vs_measured_figure,
-    replica_usd_per_hour,
     reproduce_display,
     run_system,
     select_targets,
@@ -25,11 +24,11 @@ from app.dashboard.compare import (
     target_groups,
     target_row,
     tp_candidates,
-    usd_per_million_tokens,
     with_relative_error,
 )
 from hw_models.system import load_system
 from sim.estimate import estimate
+from sim.pricing import replica_usd_per_hour, usd_per_million_tokens
 from sim.simulate import simulate
 from validation.bands import BandTable
 from validation.records import error_summary, load_records
