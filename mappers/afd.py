@@ -166,20 +166,24 @@ class AfdMapper:
         a_index, f_index = system.device_index(a_group), system.device_index(f_group)
         share = np.arange(batch.num_requests)[::active]
         device_graph = build_step_graph(model, _subset(batch, share), precision, Parallelism())
-        self._check_fit(device_graph, a_group, f_group, roles, f_tp)
+
+        def ffn_graph(group_tokens: int) -> Graph:
+            """One FFN device's graph for ``group_tokens`` tokens of its group."""
+            if model.moe is None and self.dp_tokens:  # a dense FFN, data parallel: whole FFN, own tokens
+                own = -(-group_tokens // f_tp)
+                return build_step_graph(model, Batch.decode(own, 1, batch.routing), precision, Parallelism())
+            dp = self.dp_tokens and ep == f_tp and not hybrid
+            return build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
+                                    Parallelism(tp=f_tp, ep=ep, dp_tokens=dp))
+
+        self._check_fit(device_graph, ffn_graph(f_tp), a_group, f_group, roles)
         streams, placements = [], []
         memories: set[tuple[str, int, str]] = set()
         for number, index in enumerate(deal(batch, active, microbatches)):
             att = build_step_graph(model, _subset(batch, index), precision, Parallelism())
             tokens = float(att.batch.num_tokens) * active  # the micro-batch's tokens over the busy attention devices
             group_tokens = max(1, round(tokens / f_groups))  # each FFN group takes its share
-            if model.moe is None and self.dp_tokens:  # a dense FFN, data parallel: whole FFN, own tokens
-                own = -(-group_tokens // f_tp)
-                ffn = build_step_graph(model, Batch.decode(own, 1, batch.routing), precision, Parallelism())
-            else:
-                dp = self.dp_tokens and ep == f_tp and not hybrid
-                ffn = build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
-                                       Parallelism(tp=f_tp, ep=ep, dp_tokens=dp))
+            ffn = ffn_graph(group_tokens)
             if hybrid:
                 ffn = _node_collectives(ffn, group_tokens, model.hidden_size, node, a2f, f2a)
             else:
@@ -254,13 +258,16 @@ class AfdMapper:
         return Plan(view, system, self.name, tuple(placements), devices, options, schedule)
 
     @staticmethod
-    def _check_fit(device_graph: Graph, a_group: DeviceGroup, f_group: DeviceGroup, roles: Roles, f_tp: int) -> None:
+    def _check_fit(device_graph: Graph, ffn_graph: Graph, a_group: DeviceGroup, f_group: DeviceGroup,
+                   roles: Roles) -> None:
         """Attention devices hold their attention weights and their requests' KV cache; FFN
-        devices their share of the FFN weights (colocated: both)."""
+        devices the FFN weights their own graph stores, ``ffn_graph`` (one FFN device's graph
+        under the run's parallelism: routed experts split, dense FFNs and shared experts whole
+        where they run data parallel); colocated devices both."""
         att_weights = sum(op.resident_weight_bytes * t.repeat for t in device_graph.templates
                           for op in t.ops if op.block in ATTENTION_BLOCKS)
-        ffn_weights = sum(op.resident_weight_bytes * t.repeat for t in device_graph.templates
-                          for op in t.ops if op.block in FFN_BLOCKS) / f_tp
+        ffn_weights = sum(op.resident_weight_bytes * t.repeat for t in ffn_graph.templates
+                          for op in t.ops if op.block in FFN_BLOCKS)
         kv = sum(op.kv_bytes * t.repeat for t in device_graph.templates for op in t.ops if op.block == "attention")
         need_a = att_weights + kv + (ffn_weights if roles.colocated else 0.0)
         if need_a > a_group.device.capacity_bytes:

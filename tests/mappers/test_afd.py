@@ -14,7 +14,7 @@ from sim.estimate import plan_step
 from sim.simulate import simulate_plan
 from validation.reproduce import reproduce
 from validation.runners_afd import resized_system, stage_times
-from workloads.errors import SpecError
+from workloads.errors import InfeasibleError, SpecError
 
 MODEL, SYSTEM = "step3", "step3-2a2f-h800"
 MEGASCALE = {"ffn_layout": "ep", "ffn_devices": 8, "overlap_collectives": False}  # MegaScale-Infer's expert nodes
@@ -133,3 +133,13 @@ def test_reproduce_step3_cost_targets_pass() -> None:
 def test_reproduce_megascale_passes() -> None:
     (result,) = reproduce("megascale")
     assert result.passed and result.simulated <= 1.0
+
+
+def test_ffn_device_memory_counts_the_weights_it_stores() -> None:
+    """A dense FFN run data parallel (dp_tokens, the default) is stored whole on every FFN device:
+    GPT-3 175B's FP8 FFN (~116 GB) does not fit one 80 GB H800 although 1/16 of it would; tensor
+    parallel over the 16 FFN devices (dp_tokens off) it fits."""
+    with pytest.raises(InfeasibleError, match=r"an FFN device needs 11[0-9]\.[0-9] GB"):
+        plan_step("gpt3-175b", SYSTEM, 64, context=1024, precision="fp8")
+    plan = plan_step("gpt3-175b", SYSTEM, 64, context=1024, precision="fp8", dp_tokens=False)
+    assert plan.options["dp_tokens"] is False
