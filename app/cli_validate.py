@@ -129,11 +129,15 @@ def add_validation_parsers(sub: Any) -> None:
     cpu.add_argument("--spec", default=None, help="host device TOML (default: calibrate this host now)")
     cpu.add_argument("--quick", action="store_true", help="quick calibration")
     cpu.add_argument("--cases", type=int, default=None, help="run only the first N cases")
-    cpu.add_argument("--no-write", action="store_true", help="do not write a record")
-    cpu.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    _add_record_options(cpu)
     cpu.set_defaults(func=cmd_validate_cpu)
     gpu = which.add_parser("gpu", help="time the Numba CUDA kernels on this GPU and compare with its spec")
     gpu.add_argument("--spec", default=None, help="catalog device (default: picked from the GPU's name)")
-    gpu.add_argument("--no-write", action="store_true", help="do not write a record")
-    gpu.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    _add_record_options(gpu)
     gpu.set_defaults(func=cmd_validate_gpu)
+
+
+def _add_record_options(parser: argparse.ArgumentParser) -> None:
+    """The options every kernel-timing validation shares: --no-write and --json."""
+    parser.add_argument("--no-write", action="store_true", help="do not write a record")
+    parser.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
