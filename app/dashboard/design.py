@@ -13,13 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard.uploads import UploadError, parse_model_upload, parse_system_upload, upload_text
-from hw_models.system import SystemSpec, list_systems, load_system
+from app.dashboard.uploads import UploadError, resolve_model, resolve_system, upload_text
+from hw_models.system import SystemSpec, list_systems
 from mappers import MAPPERS
 from sim.estimate import estimate
 from sim.results import StepResult
 from sim.simulate import SimResult, simulate
-from workloads.catalog import list_models, load_model
+from workloads.catalog import list_models
 from workloads.errors import DecodexError
 from workloads.model_config import ModelConfig
 from workloads.parallelism import Parallelism
@@ -54,15 +54,11 @@ class DesignPoint:
 
     def model_config(self) -> ModelConfig:
         """The model: uploaded text parsed as data, or the catalog entry."""
-        if self.model_text is not None:
-            return parse_model_upload(self.model_text.encode(), self.model)
-        return load_model(self.model)
+        return resolve_model(self.model, self.model_text)
 
     def system_spec(self) -> SystemSpec:
         """The system: uploaded text parsed as data, or the catalog entry."""
-        if self.system_text is not None:
-            return parse_system_upload(self.system_text.encode(), self.system)
-        return load_system(self.system)
+        return resolve_system(self.system, self.system_text)
 
     def parallelism(self) -> Parallelism:
         """Tensor, pipeline and expert parallel degrees."""
@@ -103,6 +99,37 @@ def _upload(label: str, types: list[str], key: str, help_text: str) -> tuple[str
         return None
 
 
+def spec_uploads(key: str, model: str, system: str) -> tuple[tuple[str, str | None], tuple[str, str | None]]:
+    """A sidebar expander taking an uploaded HF config.json and a device or system TOML (widget
+    keys ``{key}.model_file`` / ``{key}.system_file``). Returns ``(model, model_text)`` and
+    ``(system, system_text)``: an uploaded file's name and text in place of the chosen catalog
+    name, or the catalog name with None where nothing usable was uploaded."""
+    model_text = system_text = None
+    with st.sidebar.expander("Upload a model or hardware file"):
+        up = _upload("HF config.json", ["json"], f"{key}.model_file",
+                     "A Hugging Face config.json; replaces the model chosen above.")
+        if up is not None:
+            model, model_text = up
+        up = _upload("Device or system TOML", ["toml"], f"{key}.system_file",
+                     "A [device] file (may extend a catalog device) or a [system] file of catalog devices; "
+                     "replaces the system chosen above.")
+        if up is not None:
+            system, system_text = up
+    return (model, model_text), (system, system_text)
+
+
+def check_uploads(model: str, model_text: str | None, system: str, system_text: str | None) -> bool:
+    """Parse the uploads now, so that a bad file is reported in the sidebar's page and not deep
+    inside a run; False (with the message shown) when one cannot be used."""
+    try:
+        resolve_model(model, model_text)
+        resolve_system(system, system_text)
+    except DecodexError as err:
+        st.error(f"Cannot use the uploaded file: {err}")
+        return False
+    return True
+
+
 def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
                         allow_upload: bool = True) -> DesignPoint | None:
     """Sidebar widgets for a design point; returns it, or None (with a message shown) when an
@@ -118,16 +145,7 @@ def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
                            key=f"{key}.system")
     model_text = system_text = None
     if allow_upload:
-        with bar.expander("Upload a model or hardware file"):
-            up = _upload("HF config.json", ["json"], f"{key}.model_file",
-                         "A Hugging Face config.json; replaces the model chosen above.")
-            if up is not None:
-                model, model_text = up
-            up = _upload("Device or system TOML", ["toml"], f"{key}.system_file",
-                         "A [device] file (may extend a catalog device) or a [system] file of catalog devices; "
-                         "replaces the system chosen above.")
-            if up is not None:
-                system, system_text = up
+        (model, model_text), (system, system_text) = spec_uploads(key, model, system)
     mappers = [SYSTEM_DEFAULT_MAPPER, *MAPPERS]
     mapper = bar.selectbox("Mapper", mappers, index=mappers.index(d.mapper) if d.mapper in mappers else 0,
                            key=f"{key}.mapper")
@@ -145,13 +163,7 @@ def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
     point = dataclasses.replace(d, model=model, system=system, precision=precision, batch=batch, context=context,
                                 tp=tp, pp=pp, ep=ep, mapper=None if mapper == SYSTEM_DEFAULT_MAPPER else mapper,
                                 model_text=model_text, system_text=system_text)
-    try:  # parse uploads now, so that a bad file is reported here and not deep inside a run
-        point.model_config()
-        point.system_spec()
-    except DecodexError as err:
-        st.error(f"Cannot use the uploaded file: {err}")
-        return None
-    return point
+    return point if check_uploads(model, model_text, system, system_text) else None
 
 
 def run_or_report(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.dashboard.uploads import resolve_model, resolve_system
 from sim.serving import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, ServingResult, Workload, serve
 from sim.serving.metrics import percentiles
 from workloads.errors import ArgumentError
@@ -36,7 +37,8 @@ class ServingPoint:
     ``arrival``: ``poisson`` or ``fixed``, ``rate`` in requests/s, ``input_len``/``output_len``
     in tokens or None for the preset's), ``requests`` to draw, the scheduler with its
     ``max_batch`` (requests) and ``chunk`` (tokens per iteration of ``chunked``), the goodput
-    SLOs (s) and the seed of the draws."""
+    SLOs (s) and the seed of the draws. ``model_text`` / ``system_text``: an uploaded
+    config.json / device or system TOML (``model`` / ``system`` then hold the file names)."""
 
     model: str = "llama3-70b"
     system: str = "h100-sxm"
@@ -56,6 +58,8 @@ class ServingPoint:
     slo_ttft_s: float = DEFAULT_SLO_TTFT_S
     slo_tpot_s: float = DEFAULT_SLO_TPOT_S
     seed: int = 0
+    model_text: str | None = None
+    system_text: str | None = None
 
     def workload(self) -> Workload:
         """The workload preset at ``rate`` requests/s (ArgumentError for a bad preset or rate)."""
@@ -71,7 +75,9 @@ class ServingPoint:
         that cannot run (an infeasible parallelism, a KV cache too small, ...)."""
         if not 1 <= self.requests <= MAX_REQUESTS:
             raise ArgumentError(f"requests: {self.requests} must be in [1, {MAX_REQUESTS}]")
-        return serve(self.model, self.system, self.workload(), requests=self.requests, scheduler=self.scheduler,
+        model = resolve_model(self.model, self.model_text)
+        system = resolve_system(self.system, self.system_text)
+        return serve(model, system, self.workload(), requests=self.requests, scheduler=self.scheduler,
                      chunk=self.chunk, max_batch=self.max_batch, precision=self.precision,
                      parallelism=Parallelism(tp=self.tp, pp=self.pp, ep=self.ep), seed=self.seed,
                      slo_ttft_s=self.slo_ttft_s, slo_tpot_s=self.slo_tpot_s)

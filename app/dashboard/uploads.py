@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from hw_models.device import device_from_dict, merge_tables, read_device_toml
-from hw_models.system import DEVICES_DIR, SystemSpec, list_devices, system_from_dict
+from hw_models.system import DEVICES_DIR, SystemSpec, list_devices, load_system, system_from_dict
+from workloads.catalog import load_model
 from workloads.errors import DecodexError
 from workloads.model_config import ModelConfig, model_from_dict
 
@@ -95,3 +96,19 @@ def parse_system_upload(data: bytes, filename: str = "system.toml") -> SystemSpe
         device_from_dict(merged, source)  # validate the device first: its errors name device fields
         return system_from_dict(merged, source)
     raise UploadError(f"{filename}: expected a [device] or a [system] table")
+
+
+def resolve_model(name: str, text: str | None) -> ModelConfig:
+    """The model a page runs: ``text`` (an uploaded config.json named ``name``) parsed as data,
+    or the catalog model ``name`` when there is no upload."""
+    if text is not None:
+        return parse_model_upload(text.encode(), name)
+    return load_model(name)
+
+
+def resolve_system(name: str, text: str | None) -> SystemSpec:
+    """The system a page runs: ``text`` (an uploaded device or system TOML named ``name``) parsed
+    as data, or the catalog system ``name`` when there is no upload."""
+    if text is not None:
+        return parse_system_upload(text.encode(), name)
+    return load_system(name)

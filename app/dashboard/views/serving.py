@@ -8,7 +8,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app.dashboard.design import MAX_BATCH, run_or_report
+from app.dashboard.design import MAX_BATCH, check_uploads, run_or_report, spec_uploads
 from app.dashboard.serving_charts import (
     MAX_REQUESTS,
     ServingPoint,
@@ -37,14 +37,16 @@ def _index(options: list[str], value: str) -> int:
     return options.index(value) if value in options else 0
 
 
-def serving_inputs(d: ServingPoint) -> ServingPoint:
+def serving_inputs(d: ServingPoint) -> ServingPoint | None:
     """Sidebar widgets (keys ``serving.*``) for a serving run, starting from ``d``; SLOs are
-    entered in ms and returned in s, rates in requests/s, lengths in tokens."""
+    entered in ms and returned in s, rates in requests/s, lengths in tokens. None (with the
+    message shown) when an uploaded model or hardware file cannot be used."""
     bar = st.sidebar
     bar.header("Replica")
     models, systems, presets = list_models(), list_systems(), list(PRECISION_PRESETS)
     model = bar.selectbox("Model", models, index=_index(models, d.model), key="serving.model")
     system = bar.selectbox("System", systems, index=_index(systems, d.system), key="serving.system")
+    (model, model_text), (system, system_text) = spec_uploads("serving", model, system)
     precision = bar.selectbox("Precision", presets, index=_index(presets, d.precision), key="serving.precision")
     cols = bar.columns(3)
     tp = int(cols[0].number_input("TP", 1, 1024, d.tp, key="serving.tp"))
@@ -81,7 +83,10 @@ def serving_inputs(d: ServingPoint) -> ServingPoint:
                                              key="serving.slo_ttft_ms"))
     slo_tpot_ms = float(cols[1].number_input("TPOT (ms)", 0.001, 1e7, d.slo_tpot_s * 1e3, format="%g",
                                              key="serving.slo_tpot_ms"))
-    return ServingPoint(model=model, system=system, precision=precision, tp=tp, pp=pp, ep=ep, dataset=dataset,
+    if not check_uploads(model, model_text, system, system_text):
+        return None
+    return ServingPoint(model=model, system=system, model_text=model_text, system_text=system_text,
+                        precision=precision, tp=tp, pp=pp, ep=ep, dataset=dataset,
                         arrival=arrival, rate=rate, input_len=input_len or None, output_len=output_len or None,
                         requests=requests, scheduler=scheduler, max_batch=max_batch, chunk=chunk,
                         slo_ttft_s=slo_ttft_ms / 1e3, slo_tpot_s=slo_tpot_ms / 1e3, seed=seed)
@@ -92,7 +97,10 @@ def _ms(value_s: float) -> str:
 
 
 st.title("Serving")
-point = serving_inputs(DEFAULT)
+chosen = serving_inputs(DEFAULT)
+if chosen is None:
+    st.stop()
+point: ServingPoint = chosen
 st.caption(point.label())
 with st.spinner("Serving the requests..."):
     result = run_or_report(cached_serve, point)

@@ -179,3 +179,23 @@ def test_sweep_explorer_runs_the_example_in_the_browser(server: str, browser: We
     assert _metric(browser, "Feasible") == f"{feasible:,}"
     assert int(_metric(browser, "Pareto-optimal").replace(",", "")) >= 1
     browser.save_screenshot(str(shots / "sweeps-after-run.png"))
+
+
+def test_serving_page_takes_an_uploaded_model(server: str, browser: WebDriver, shots: Path) -> None:
+    """An HF config.json uploaded in the Serving page's sidebar replaces the chosen model: the
+    throughput shown is that of ``serve`` on the same file."""
+    from app.dashboard.serving_charts import ServingPoint
+    from workloads.catalog import CATALOG_DIR
+
+    browser.get(f"{server}/serving")
+    _wait(lambda: _title_shown(browser, "Serving") and bool(_metric(browser, "Throughput")), PAGE_TIMEOUT_S,
+          "the Serving metrics")
+    path = CATALOG_DIR / "llama3-8b.json"
+    browser.find_elements(By.CSS_SELECTOR, 'input[type="file"]')[0].send_keys(str(path))
+    expected = ServingPoint(model=path.name, model_text=path.read_text()).run()
+    shown = f"{expected.throughput_tokens_per_s:,.1f} tokens/s"
+    _wait(lambda: _metric(browser, "Throughput") == shown and _idle(browser), PAGE_TIMEOUT_S,
+          f"Throughput = {shown} after uploading {path.name}")
+    assert any("llama3-8b.json on h100-sxm" in c.text
+               for c in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
+    browser.save_screenshot(str(shots / "serving-uploaded-model.png"))

@@ -3,6 +3,7 @@ functions (app/dashboard/timeline_charts.py, app/dashboard/serving_charts.py).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from app.dashboard.timeline_charts import (
     track_order,
 )
 from sim.simulate import SimResult, simulate
+from workloads.catalog import CATALOG_DIR
 from workloads.errors import DecodexError
 from workloads.parallelism import Parallelism
 
@@ -303,3 +305,18 @@ def test_serving_point_reports_bad_input() -> None:
     with pytest.raises(DecodexError):
         ServingPoint(requests=10**6).run()
     assert SMALL.at_rate(7.0).rate == 7.0 and SMALL.at_rate(7.0).requests == SMALL.requests
+
+
+def test_serving_point_runs_uploaded_specs_as_the_catalog_ones() -> None:
+    """An uploaded config.json and a device file extending a catalog device serve exactly as the
+    catalog model and device; a bad upload is a DecodexError naming the file."""
+    base = dataclasses.replace(SMALL, model="llama2-7b", system="h100-sxm", tp=1)
+    uploaded = dataclasses.replace(base, model="llama2-7b.json",
+                                   model_text=(CATALOG_DIR / "llama2-7b.json").read_text(),
+                                   system="h100-copy.toml",
+                                   system_text='[device]\nname = "h100-copy"\nextends = "h100-sxm"\n')
+    a, b = base.run(), uploaded.run()
+    assert b.throughput_tokens_per_s == pytest.approx(a.throughput_tokens_per_s, rel=1e-12)
+    np.testing.assert_allclose(b.ttft_s, a.ttft_s, rtol=1e-12)
+    with pytest.raises(DecodexError, match=r"bad\.json"):
+        dataclasses.replace(base, model="bad.json", model_text="{not json").run()
