@@ -15,6 +15,21 @@ only when m >= rows), and the op pays the pipeline's fill and drain once,
 so utilization ``m·k·n·count / (arrays·rows·cols·cycles)`` falls when m, k or n do not fill the
 array (an M = 1 GEMV uses 1/rows of it at best) and rises monotonically with m.
 
+``dataflow = "input-stationary"`` (a unit field; default ``"weight-stationary"``, above) is the
+NeuPIMs artifact's own MatMul mapping (``MatMul.cc`` sets ``_is_transposed``, so the activation
+tile is the stationary operand and the weights stream): the ``ceil(m/rows)·ceil(k/cols)·count``
+activation tiles are loaded one after another, each taking ``rows`` cycles that are not hidden
+(its ``GEMM_PRELOAD`` issues ``core_height`` cycles after the previous instruction), then the n
+weight columns stream in blocks of ``cols`` split over the arrays, ``max(ceil(cols/arrays), 4)``
+cycles a block (an instruction's ``size = loop_size / 8`` and the 4-cycle issue minimum), the
+first block inside the preload slot:
+
+    cycles(m, k, n) = ceil(m/rows)·ceil(k/cols)·count · (rows + (ceil(n/cols) - 1)·b)
+                      + rows + cols - 2 + b,      b = max(ceil(cols/arrays), 4)
+
+Up to 128 tokens this costs as much as 128; the unhidden preloads add ``rows`` cycles per
+stationary tile over the weight-stationary pipeline.
+
 time = max(cycles / frequency, bytes / achieved memory bandwidth) + op_overhead_s: the GEMM is also
 bounded by the memory it reads. Dynamic energy = dense FLOP × energy_per_flop_j + bytes × the
 memory's energy per byte.
@@ -45,30 +60,45 @@ from workloads.precision import DType
 IntLike = int | np.ndarray
 
 
-def gemm_cycles(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arrays: int,
-                count: IntLike = 1, fill_drain: bool = True) -> np.ndarray:
-    """Cycles of ``count`` (m × k) @ (k × n) products on ``arrays`` weight-stationary arrays.
+DATAFLOWS = ("weight-stationary", "input-stationary")
+"""Systolic dataflows: weights held in the arrays (default), or the activation tile held and the
+weights streamed (the NeuPIMs artifact's MatMul mapping); module docstring."""
 
-    ``cycles = ceil(count·ceil(k/rows)·ceil(n/cols) / arrays) · max(m, rows) + (rows + cols - 2)``
-    (module docstring); the fill/drain term is left out with ``fill_drain=False`` (for summing
-    back-to-back GEMMs that share one pipeline fill). Broadcasts over numpy arrays; shapes with a
-    zero dimension cost 0 cycles. Returns float64 cycles.
+
+def gemm_cycles(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arrays: int,
+                count: IntLike = 1, fill_drain: bool = True, dataflow: str = "weight-stationary") -> np.ndarray:
+    """Cycles of ``count`` (m × k) @ (k × n) products on ``arrays`` systolic arrays.
+
+    Weight-stationary: ``ceil(count·ceil(k/rows)·ceil(n/cols) / arrays) · max(m, rows) +
+    (rows + cols - 2)``; input-stationary: the formula in the module docstring. The fill/drain
+    term is left out with ``fill_drain=False`` (for summing back-to-back GEMMs that share one
+    pipeline fill). Broadcasts over numpy arrays; shapes with a zero dimension cost 0 cycles.
+    Returns float64 cycles; ValueError for an unknown ``dataflow``.
     """
     m_a = np.asarray(m, dtype=np.float64)
     k_a = np.asarray(k, dtype=np.float64)
     n_a = np.asarray(n, dtype=np.float64)
-    tiles = np.asarray(count, dtype=np.float64) * np.ceil(k_a / rows) * np.ceil(n_a / cols)
-    waves = np.ceil(tiles / arrays)
-    cycles = waves * np.maximum(m_a, rows)
+    count_a = np.asarray(count, dtype=np.float64)
+    if dataflow == "weight-stationary":
+        tiles = count_a * np.ceil(k_a / rows) * np.ceil(n_a / cols)
+        cycles = np.ceil(tiles / arrays) * np.maximum(m_a, rows)
+        fill = rows + cols - 2
+    elif dataflow == "input-stationary":
+        block = max(-(-cols // arrays), 4)
+        tiles = count_a * np.ceil(m_a / rows) * np.ceil(k_a / cols)
+        cycles = tiles * (rows + np.maximum(np.ceil(n_a / cols) - 1, 0) * block)
+        fill = rows + cols - 2 + block
+    else:
+        raise ValueError(f"dataflow {dataflow!r} not one of {', '.join(DATAFLOWS)}")
     if fill_drain:
-        cycles = cycles + (rows + cols - 2)
-    return np.where((m_a > 0) & (tiles > 0), cycles, 0.0)
+        cycles = cycles + fill
+    return np.where((m_a > 0) & (k_a > 0) & (n_a > 0) & (count_a > 0), cycles, 0.0)
 
 
 def gemm_utilization(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arrays: int,
-                     count: IntLike = 1) -> np.ndarray:
+                     count: IntLike = 1, dataflow: str = "weight-stationary") -> np.ndarray:
     """Fraction of the arrays' MAC cells doing useful work over :func:`gemm_cycles`, in [0, 1]."""
-    cycles = gemm_cycles(m, k, n, rows=rows, cols=cols, arrays=arrays, count=count)
+    cycles = gemm_cycles(m, k, n, rows=rows, cols=cols, arrays=arrays, count=count, dataflow=dataflow)
     macs = (np.asarray(m, dtype=np.float64) * np.asarray(k, dtype=np.float64)
             * np.asarray(n, dtype=np.float64) * np.asarray(count, dtype=np.float64))
     capacity = float(arrays * rows * cols) * cycles
@@ -77,7 +107,8 @@ def gemm_utilization(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int
 
 @dataclass(frozen=True)
 class SystolicUnit:
-    """Weight-stationary systolic arrays (see module docstring). Frequencies in Hz, energies in J."""
+    """Systolic arrays, weight- or input-stationary (see module docstring). Frequencies in Hz,
+    energies in J."""
 
     name: str
     role: str
@@ -88,6 +119,7 @@ class SystolicUnit:
     frequency_hz: float
     energy_per_flop_j: Mapping[DType, float]
     op_overhead_s: float = 0.0
+    dataflow: str = "weight-stationary"
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.energy_per_flop_j
@@ -103,7 +135,7 @@ class SystolicUnit:
                fill_drain: bool = True) -> np.ndarray:
         """:func:`gemm_cycles` with this unit's geometry."""
         return gemm_cycles(m, k, n, rows=self.rows, cols=self.cols, arrays=self.arrays, count=count,
-                           fill_drain=fill_drain)
+                           fill_drain=fill_drain, dataflow=self.dataflow)
 
     def attention_cycles(self, op: AttentionOp) -> float:
         """Cycles of an attention op as per-request GEMMs (module docstring)."""
@@ -114,7 +146,12 @@ class SystolicUnit:
         score = self.cycles(m, op.qk_dim, seq, count=op.kv_heads, fill_drain=False)
         value = self.cycles(m, seq, op.v_dim, count=op.kv_heads, fill_drain=False)
         body = float(score.sum() + value.sum())
-        return body + (self.rows + self.cols - 2) if body > 0 else 0.0
+        return body + self.fill_drain_cycles if body > 0 else 0.0
+
+    @property
+    def fill_drain_cycles(self) -> float:
+        """Cycles an op pays once to fill and drain the pipeline (:func:`gemm_cycles`' fill term)."""
+        return float(self.cycles(1, 1, 1) - self.cycles(1, 1, 1, fill_drain=False))
 
     def op_cost(self, op: Op, memories: Mapping[str, MemorySpec]) -> OpCost:
         memory = memories[self.memory]
@@ -144,7 +181,7 @@ class SystolicUnit:
         up = self.cycles(tokens, d, f, count=2 if op.gated else 1, fill_drain=False)
         down = self.cycles(tokens, f, d, fill_drain=False)
         body = (up + down).sum(axis=2)
-        compute = np.where(body > 0, (body + self.rows + self.cols - 2) / self.frequency_hz, 0.0)
+        compute = np.where(body > 0, (body + self.fill_drain_cycles) / self.frequency_hz, 0.0)
         nbytes = op.rank_weight_bytes + op.rank_activation_bytes
         bandwidth = memory.bandwidth_bytes_per_s * memory.efficiency.at_many(nbytes)
         mem = np.where(nbytes > 0, nbytes / bandwidth, 0.0)
@@ -162,7 +199,8 @@ class SystolicUnit:
 @register_unit_model("systolic")
 def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...]) -> SystolicUnit:
     """Build a SystolicUnit from ``[units.NAME]``: ``arrays``, ``rows``, ``cols``, ``frequency_hz``,
-    ``op_overhead_s`` and ``[units.NAME.energy_per_flop_j]`` (its dtypes are the supported ones)."""
+    ``op_overhead_s``, ``dataflow`` (:data:`DATAFLOWS`, default weight-stationary) and
+    ``[units.NAME.energy_per_flop_j]`` (its dtypes are the supported ones)."""
     return SystolicUnit(
         name=name,
         role=table.string("role", choices=("matrix", "vector"), default="matrix"),
@@ -173,4 +211,5 @@ def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...])
         frequency_hz=table.positive("frequency_hz"),
         energy_per_flop_j=read_dtype_table(table, "energy_per_flop_j", positive=False),
         op_overhead_s=table.number("op_overhead_s", hi=1.0, default=0.0),
+        dataflow=table.string("dataflow", choices=DATAFLOWS, default="weight-stationary"),
     )

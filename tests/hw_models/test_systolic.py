@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 import hw_models.bank_pim
 import hw_models.systolic  # noqa: F401
 from hw_models.cost import UnsupportedOpError
-from hw_models.system import load_system
+from hw_models.device import load_device
+from hw_models.system import DEVICES_DIR, load_system
 from hw_models.systolic import SystolicUnit, gemm_cycles, gemm_utilization
 from sim.estimate import estimate
+from workloads.errors import SpecError
 from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
 from workloads.precision import DType
 
@@ -124,3 +126,47 @@ def test_npu_only_estimates_with_the_gpu_mapper() -> None:
     units = {r.unit for r in result.records}
     assert {"systolic", "vector"} <= units
     assert {r.unit for r in result.records if r.kind == "attention"} == {"systolic"}
+
+
+# --- input-stationary dataflow (the NeuPIMs artifact's MatMul mapping) ----------------------------
+
+IS = {"rows": 128, "cols": 128, "arrays": 8, "dataflow": "input-stationary"}
+
+
+def test_input_stationary_cycles_by_hand() -> None:
+    """b = max(ceil(128/8), 4) = 16 cycles per streamed block, fill/drain 128 + 128 - 2 + 16 = 270."""
+    # QKV of gpt3-7b at tp4, 128 tokens: 1 x 32 activation tiles, each 128 + 23 x 16 = 496 cycles
+    assert gemm_cycles(128, 4096, 3072, **IS) == 32 * 496 + 270 == 16142
+    # up to 128 tokens cost the same; 129 tokens need a second row of activation tiles
+    assert gemm_cycles(1, 4096, 3072, **IS) == gemm_cycles(128, 4096, 3072, **IS)
+    assert gemm_cycles(129, 4096, 3072, **IS) == 2 * 32 * 496 + 270
+    # one streamed block: only the preload slot
+    assert gemm_cycles(128, 128, 128, **IS) == 128 + 270
+    # the 4-cycle issue minimum with 64 arrays (128/64 = 2 < 4)
+    assert gemm_cycles(128, 128, 256, **{**IS, "arrays": 64}) == 128 + 4 + 128 + 128 - 2 + 4
+    assert gemm_cycles(0, 4096, 3072, **IS) == 0.0
+
+
+@pytest.mark.parametrize("dataflow", ["weight-stationary", "input-stationary"])
+def test_dataflows_never_beat_the_mac_bound_and_grow_with_each_dimension(dataflow: str) -> None:
+    kw = {"rows": 128, "cols": 128, "arrays": 8, "dataflow": dataflow}
+    for m, k, n in [(1, 4096, 4096), (64, 4096, 1024), (256, 7168, 5376), (512, 1024, 4096), (200, 300, 500)]:
+        cycles = float(gemm_cycles(m, k, n, **kw))
+        assert cycles >= m * k * n / (8 * 128 * 128)
+        assert 0.0 < float(gemm_utilization(m, k, n, **kw)) <= 1.0
+        for dm, dk, dn in [(1, 0, 0), (0, 128, 0), (0, 0, 128)]:
+            assert float(gemm_cycles(m + dm, k + dk, n + dn, **kw)) >= cycles
+
+
+def test_unit_reads_its_dataflow_and_refuses_an_unknown_one(tmp_path) -> None:
+    from dataclasses import replace
+
+    unit = replace(SYSTOLIC, dataflow="input-stationary")
+    assert float(unit.cycles(128, 4096, 3072)) == 16142
+    assert unit.fill_drain_cycles == 270 and SYSTOLIC.fill_drain_cycles == 254
+    with pytest.raises(ValueError, match="dataflow"):
+        gemm_cycles(1, 1, 1, rows=128, cols=128, arrays=8, dataflow="output-stationary")
+    text = (DEVICES_DIR / "npu-only.toml").read_text().replace('cols = 128 ', 'dataflow = "diagonal"\ncols = 128 ', 1)
+    (tmp_path / "npu-only.toml").write_text(text)
+    with pytest.raises(SpecError, match="dataflow"):
+        load_device(tmp_path / "npu-only.toml")
