@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 
 from hw_models.bank_pim import BankPimUnit
 from hw_models.system import DeviceGroup, SystemSpec, load_system
-from hw_models.systolic import SystolicUnit
+from hw_models.systolic import DATAFLOWS, SystolicUnit
 from sim.simulate import simulate
 from validation.runners_neupims import PRECISION, sampled_contexts
 from workloads.parallelism import Parallelism
@@ -33,16 +33,20 @@ ROW_BUFFERS = {"dual": "concurrent", "single": "exclusive"}
 
 
 def neupims_system(*, row_buffers: str = "dual", channel_policy: str = "greedy", multipliers: int | None = None,
-                   channels: int | None = None, array_size: int | None = None, base: str = "neupims") -> SystemSpec:
+                   channels: int | None = None, array_size: int | None = None, dataflow: str | None = None,
+                   base: str = "neupims") -> SystemSpec:
     """The catalog system ``base`` with its device changed in memory (module docstring).
 
     ``row_buffers``: ``dual`` or ``single`` (ignored for a device without PIM);
     ``channel_policy``: ``greedy`` or ``round_robin`` (mapper option); ``multipliers``: FP16
-    multipliers per bank; ``channels``: HBM channels; ``array_size``: systolic rows = cols.
-    ``None`` keeps the catalog value.
+    multipliers per bank; ``channels``: HBM channels; ``array_size``: systolic rows = cols;
+    ``dataflow``: the systolic arrays' dataflow (``hw_models.systolic.DATAFLOWS``). ``None``
+    keeps the catalog value.
     """
     if row_buffers not in ROW_BUFFERS:
         raise ValueError(f"row_buffers: {row_buffers!r} not one of {', '.join(ROW_BUFFERS)}")
+    if dataflow is not None and dataflow not in DATAFLOWS:
+        raise ValueError(f"dataflow: {dataflow!r} not one of {', '.join(DATAFLOWS)}")
     system = load_system(base)
     device = system.primary_device
     units = dict(device.units)
@@ -58,8 +62,9 @@ def neupims_system(*, row_buffers: str = "dual", channel_policy: str = "greedy",
                 scale = channels / unit.channels
                 changes["channels"] = int(channels)
             units[name] = dataclasses.replace(unit, **changes)
-        elif isinstance(unit, SystolicUnit) and array_size is not None:
-            units[name] = dataclasses.replace(unit, rows=int(array_size), cols=int(array_size))
+        elif isinstance(unit, SystolicUnit):
+            shape = {"rows": int(array_size), "cols": int(array_size)} if array_size is not None else {}
+            units[name] = dataclasses.replace(unit, **shape, dataflow=dataflow or unit.dataflow)
     if channels is not None and not has_pim:
         scale = channels / 32  # the NPU-only device has the same HBM2: 32 channels (catalog)
     hbm = device.main_memory
