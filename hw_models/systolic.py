@@ -65,6 +65,21 @@ DATAFLOWS = ("weight-stationary", "input-stationary")
 weights streamed (the NeuPIMs artifact's MatMul mapping); module docstring."""
 
 
+def _stream_block(cols: int, arrays: int) -> int:
+    """Input-stationary: cycles to stream one block of ``cols`` weight columns over the arrays."""
+    return max(-(-cols // arrays), 4)
+
+
+def fill_drain_cycles(*, rows: int, cols: int, arrays: int, dataflow: str = "weight-stationary") -> int:
+    """Cycles an op pays once to fill and drain the pipeline: ``rows + cols - 2``, plus one
+    streamed block for input-stationary (module docstring); ValueError for an unknown ``dataflow``."""
+    if dataflow == "weight-stationary":
+        return rows + cols - 2
+    if dataflow == "input-stationary":
+        return rows + cols - 2 + _stream_block(cols, arrays)
+    raise ValueError(f"dataflow {dataflow!r} not one of {', '.join(DATAFLOWS)}")
+
+
 def gemm_cycles(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arrays: int,
                 count: IntLike = 1, fill_drain: bool = True, dataflow: str = "weight-stationary") -> np.ndarray:
     """Cycles of ``count`` (m × k) @ (k × n) products on ``arrays`` systolic arrays.
@@ -79,17 +94,13 @@ def gemm_cycles(m: IntLike, k: IntLike, n: IntLike, *, rows: int, cols: int, arr
     k_a = np.asarray(k, dtype=np.float64)
     n_a = np.asarray(n, dtype=np.float64)
     count_a = np.asarray(count, dtype=np.float64)
+    fill = fill_drain_cycles(rows=rows, cols=cols, arrays=arrays, dataflow=dataflow)  # checks dataflow
     if dataflow == "weight-stationary":
         tiles = count_a * np.ceil(k_a / rows) * np.ceil(n_a / cols)
         cycles = np.ceil(tiles / arrays) * np.maximum(m_a, rows)
-        fill = rows + cols - 2
-    elif dataflow == "input-stationary":
-        block = max(-(-cols // arrays), 4)
-        tiles = count_a * np.ceil(m_a / rows) * np.ceil(k_a / cols)
-        cycles = tiles * (rows + np.maximum(np.ceil(n_a / cols) - 1, 0) * block)
-        fill = rows + cols - 2 + block
     else:
-        raise ValueError(f"dataflow {dataflow!r} not one of {', '.join(DATAFLOWS)}")
+        tiles = count_a * np.ceil(m_a / rows) * np.ceil(k_a / cols)
+        cycles = tiles * (rows + np.maximum(np.ceil(n_a / cols) - 1, 0) * _stream_block(cols, arrays))
     if fill_drain:
         cycles = cycles + fill
     return np.where((m_a > 0) & (k_a > 0) & (n_a > 0) & (count_a > 0), cycles, 0.0)
@@ -150,8 +161,8 @@ class SystolicUnit:
 
     @property
     def fill_drain_cycles(self) -> float:
-        """Cycles an op pays once to fill and drain the pipeline (:func:`gemm_cycles`' fill term)."""
-        return float(self.cycles(1, 1, 1) - self.cycles(1, 1, 1, fill_drain=False))
+        """Cycles an op pays once to fill and drain the pipeline (:func:`fill_drain_cycles`)."""
+        return float(fill_drain_cycles(rows=self.rows, cols=self.cols, arrays=self.arrays, dataflow=self.dataflow))
 
     def op_cost(self, op: Op, memories: Mapping[str, MemorySpec]) -> OpCost:
         memory = memories[self.memory]
