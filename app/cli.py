@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from app.cli_app import add_app_parser
-from app.cli_args import (
+from decodex.api import estimate, simulate
+from decodex.app.cli_app import add_app_parser
+from decodex.app.cli_args import (
     add_deployment_options,
     add_model_system_options,
     context_lengths,
@@ -16,18 +17,16 @@ from app.cli_args import (
     print_json,
     routing_from_args,
 )
-from app.cli_explore import add_explore_parsers
-from app.cli_serve import add_serve_parser
-from app.cli_study import add_study_parsers
-from app.cli_validate import add_validation_parsers
-from app.formatting import si, step_report, table, utilization_report
-from hw_models.system import list_systems, load_system
-from sim.estimate import estimate
-from sim.simulate import simulate
-from workloads.catalog import list_models, load_model
-from workloads.errors import DecodexError
-from workloads.parallelism import Parallelism
-from workloads.precision import DType
+from decodex.app.cli_explore import add_explore_parsers
+from decodex.app.cli_serve import add_serve_parser
+from decodex.app.cli_study import add_study_parsers
+from decodex.app.cli_validate import add_validation_parsers
+from decodex.app.formatting import si, step_report, table, utilization_report
+from decodex.core.dtypes import DType
+from decodex.core.errors import DecodexError
+from decodex.hw_models.system import list_systems, load_system
+from decodex.workloads.catalog import list_models, load_model
+from decodex.workloads.parallelism import Parallelism
 
 
 class _Parser(argparse.ArgumentParser):

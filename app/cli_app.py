@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli_args import positive_int
+from decodex.app.cli_args import positive_int
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "main.py"
 DEFAULT_PORT = 8501

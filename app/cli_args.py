@@ -7,8 +7,8 @@ import json
 import math
 from typing import Any
 
-from workloads.batch import Routing
-from workloads.precision import PRECISION_PRESETS
+from decodex.workloads.batch import Routing
+from decodex.workloads.precision import PRECISION_PRESETS
 
 
 def positive_int(text: str) -> int:

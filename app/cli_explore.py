@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.cli_args import positive_int
-from app.formatting import table
+from decodex.app.cli_args import positive_int
+from decodex.app.formatting import table
 
 
 def _save(figure: Any, path: Path) -> None:
-    from explore.figures import save_html
+    from decodex.explore.figures import save_html
 
     save_html(figure, path)
     print(f"wrote {path}", file=sys.stderr)
@@ -25,8 +25,8 @@ def _save(figure: Any, path: Path) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a sweep into ``--out`` (resumable) and print what it found."""
-    from explore.runner import run_sweep
-    from explore.sweep_space import load_space
+    from decodex.explore.runner import run_sweep
+    from decodex.explore.sweep_space import load_space
 
     inputs = load_space(args.space).parameters
     frame = run_sweep(args.space, mode=args.mode, out=args.out, workers=args.workers, scheduler=args.scheduler,
@@ -63,10 +63,10 @@ def _objectives(specs: list[str]) -> dict[str, str]:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     """Print (and plot) the Pareto front of a sweep directory's rows."""
-    from explore.figures import pareto_figure
-    from explore.pareto import pareto_front
-    from explore.sweep_space import load_space
-    from explore.sweep_store import SweepStore
+    from decodex.explore.figures import pareto_figure
+    from decodex.explore.pareto import pareto_front
+    from decodex.explore.sweep_space import load_space
+    from decodex.explore.sweep_store import SweepStore
 
     store = SweepStore(args.dir)
     frame = store.read()
@@ -114,7 +114,7 @@ def _point_values(space: Any, design: Mapping[str, float]) -> dict[str, Any]:
 
 def _numeric_space(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[float, float]], str]:
     """The space of ``args.space``, its numeric axes' bounds and the mode (exits 2 without axes)."""
-    from explore.sweep_space import load_space
+    from decodex.explore.sweep_space import load_space
 
     space = load_space(args.space)
     bounds = _numeric_axes(space)
@@ -125,9 +125,9 @@ def _numeric_space(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[float
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     """One-at-a-time and Sobol sensitivity of ``--metric`` over the space's numeric axes."""
-    from explore.figures import one_at_a_time_figure, sensitivity_figure
-    from explore.points import evaluate_points
-    from explore.sensitivity import one_at_a_time, sobol_indices
+    from decodex.explore.figures import one_at_a_time_figure, sensitivity_figure
+    from decodex.explore.points import evaluate_points
+    from decodex.explore.sensitivity import one_at_a_time, sobol_indices
 
     space, bounds, mode = _numeric_space(args)
 
@@ -155,10 +155,10 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     """The best design over the space's numeric axes for ``--objective`` under its constraints."""
-    from explore.figures import optimization_figure
-    from explore.optimize import optimize_design
-    from explore.points import evaluate_point
-    from workloads.errors import InfeasibleError
+    from decodex.core.errors import InfeasibleError
+    from decodex.explore.figures import optimization_figure
+    from decodex.explore.optimize import optimize_design
+    from decodex.explore.points import evaluate_point
 
     space, bounds, mode = _numeric_space(args)
 

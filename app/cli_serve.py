@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.cli_args import (
+from decodex.app.cli_args import (
     add_deployment_options,
     add_model_system_options,
     fraction,
@@ -18,11 +18,11 @@ from app.cli_args import (
     print_json,
     routing_from_args,
 )
-from app.formatting import si, table
-from sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
-from sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
+from decodex.app.formatting import si, table
+from decodex.core.errors import ArgumentError
+from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
+from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
+from decodex.workloads.parallelism import Parallelism
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:

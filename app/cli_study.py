@@ -13,7 +13,7 @@ STUDY_BATCHES = (32, 64, 128, 256, 512)  # requests per decode batch of the inte
 def cmd_study_neupims(args: argparse.Namespace) -> int:
     """Run the NeuPIMs interleaving, row-buffer and design-sweep studies on a small grid (gpt3-7b,
     ShareGPT requests, seed 0) and write ``*.csv`` and ``*.html`` into ``args.out``."""
-    from validation.studies.neupims import (
+    from decodex.explore.studies.neupims import (
         interleaving_figure,
         interleaving_gain,
         neupims_sweep,
@@ -21,7 +21,7 @@ def cmd_study_neupims(args: argparse.Namespace) -> int:
         row_buffer_gain,
         sweep_figure,
     )
-    from workloads.parallelism import Parallelism
+    from decodex.workloads.parallelism import Parallelism
 
     model = args.model
     interleave = interleaving_gain(model, STUDY_BATCHES)
@@ -38,7 +38,7 @@ def cmd_study_neupims(args: argparse.Namespace) -> int:
 def cmd_study_duplex(args: argparse.Namespace) -> int:
     """Write the Duplex Op/B studies (PIM kinds' speedup over the xPU by Op/B; the Logic-PIM
     bandwidth x MACs window) as ``*.csv`` and ``*.html`` into ``args.out``."""
-    from validation.studies.duplex import opb_curves, opb_figure, opb_window, window_figure
+    from decodex.explore.studies.duplex import opb_curves, opb_figure, opb_window, window_figure
 
     curves = opb_curves()
     window = opb_window()
@@ -50,7 +50,7 @@ def cmd_study_duplex(args: argparse.Namespace) -> int:
 def cmd_study_flightllm(args: argparse.Namespace) -> int:
     """Write the FlightLLM studies (FPGA vs GPU efficiency sweep, prefill/decode crossover,
     instruction storage with and without length buckets) into ``args.out``."""
-    from validation.studies.flightllm import (
+    from decodex.explore.studies.flightllm import (
         crossover_figure,
         efficiency_figure,
         efficiency_sweep,
@@ -73,8 +73,8 @@ def cmd_study_afd(args: argparse.Namespace) -> int:
     """Write the attention-FFN disaggregation studies (best AFD layout vs colocated against context;
     against NIC bandwidth, with the break-even; the planner's table for an H800/H20 mix per $)
     into ``args.out``."""
-    from sim.afd_solver import candidate_layouts, solve_afd
-    from validation.studies.afd import break_even_scale, context_figure, context_study, nic_figure, nic_study
+    from decodex.explore.studies.afd import break_even_scale, context_figure, context_study, nic_figure, nic_study
+    from decodex.sim.afd_solver import candidate_layouts, solve_afd
 
     tpot = args.tpot_ms / 1e3
     context = context_study(args.model, tpot_s=tpot)

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli_args import print_json
-from app.formatting import table
+from decodex.app.cli_args import print_json
+from decodex.app.formatting import table
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from validation.reproduce import reproduce
+    from decodex.validation.reproduce import reproduce
 
     results = reproduce(args.name)
     if args.json:
@@ -27,7 +27,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_host(args: argparse.Namespace) -> int:
-    from validation.host import calibrate_host, host_spec_toml
+    from decodex.validation.host import calibrate_host, host_spec_toml
 
     spec = calibrate_host(quick=args.quick)
     text = host_spec_toml(spec)
@@ -51,7 +51,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def cmd_validate_external(args: argparse.Namespace) -> int:
-    from validation.external import data_available, fit_gpu_efficiency, run_external, write_external_records
+    from decodex.validation.external import data_available, fit_gpu_efficiency, run_external, write_external_records
 
     if not data_available(args.data):
         print("decodex: error: validation data not found (set DECODEX_VALIDATION_DATA or --data to the "
@@ -70,9 +70,9 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_cpu(args: argparse.Namespace) -> int:
-    from hw_models.device import device_from_dict, read_device_toml
-    from validation.kernel_validation import validate_cpu
-    from validation.kernels import CPU_CASES
+    from decodex.hw_models.device import device_from_dict, read_device_toml
+    from decodex.validation.kernel_validation import validate_cpu
+    from decodex.validation.kernels import CPU_CASES
 
     device = device_from_dict(read_device_toml(args.spec), args.spec) if args.spec else None
     cases = CPU_CASES[: args.cases] if args.cases else None
@@ -84,7 +84,7 @@ def cmd_validate_cpu(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_gpu(args: argparse.Namespace) -> int:
-    from validation.kernel_validation import NoGpuError, validate_gpu
+    from decodex.validation.kernel_validation import NoGpuError, validate_gpu
 
     try:
         _, summary, path = validate_gpu(args.spec, write=not args.no_write)

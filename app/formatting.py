@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sim.results import StepResult
-from sim.simulate import SimResult
+from decodex.sim.results import StepResult
+from decodex.sim.simulate import SimResult
 
 
 def si(value: float, unit: str, digits: int = 3) -> str:

@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from report import write_report  # noqa: E402
 
-from sim.estimate import estimate  # noqa: E402
-from workloads.parallelism import Parallelism  # noqa: E402
+from decodex.sim.estimate import estimate  # noqa: E402
+from decodex.workloads.parallelism import Parallelism  # noqa: E402
 
 GOAL_S = 1e-3
 

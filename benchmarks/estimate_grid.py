@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from report import write_report  # noqa: E402
 
-from explore.runner import run_sweep  # noqa: E402
-from sim.vector_estimate import _grid_form, estimate_grid  # noqa: E402
-from workloads.parallelism import Parallelism  # noqa: E402
+from decodex.explore.runner import run_sweep  # noqa: E402
+from decodex.sim.vector_estimate import _grid_form, estimate_grid  # noqa: E402
+from decodex.workloads.parallelism import Parallelism  # noqa: E402
 
 GOAL_POINTS_PER_S = 10_000.0
 SIDE = 100

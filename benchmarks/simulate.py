@@ -15,8 +15,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from report import write_report  # noqa: E402
 
-from sim.simulate import simulate  # noqa: E402
-from workloads.parallelism import Parallelism  # noqa: E402
+from decodex.sim.simulate import simulate  # noqa: E402
+from decodex.workloads.parallelism import Parallelism  # noqa: E402
 
 GOAL_S = 0.1
 

@@ -14,9 +14,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from explore.optimize import DesignOptimum
-from explore.pareto import pareto_front
-from explore.sensitivity import OneAtATime
+from decodex.explore.optimize import DesignOptimum
+from decodex.explore.pareto import pareto_front
+from decodex.explore.sensitivity import OneAtATime
 
 TEMPLATE = "plotly_white"
 FRONT_COLOR = "#d62728"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import NonlinearConstraint, differential_evolution
 
-from workloads.errors import InfeasibleError
+from decodex.core.errors import InfeasibleError
 
 DesignEvaluate = Callable[[Mapping[str, float]], Mapping[str, float]]
 

@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from explore.optimize import Constraint
-from explore.spec_overrides import system_with
-from explore.sweep_space import constraint_reason, point_id
-from hw_models.system import SystemSpec
-from sim.pricing import usd_per_million_tokens
-from workloads.batch import Routing
-from workloads.errors import DecodexError
-from workloads.parallelism import Parallelism
+from decodex.core.errors import DecodexError
+from decodex.explore.optimize import Constraint
+from decodex.explore.spec_overrides import system_with
+from decodex.explore.sweep_space import constraint_reason, point_id
+from decodex.hw_models.system import SystemSpec
+from decodex.sim.pricing import usd_per_million_tokens
+from decodex.workloads.batch import Routing
+from decodex.workloads.parallelism import Parallelism
 
 GRID_KEYS = ("batch", "context")  # what the vectorized path varies within one group
 SERVE_KEYS = ("dataset", "rate", "requests", "input_len", "output_len", "scheduler", "max_batch", "chunk",
@@ -101,8 +101,8 @@ def _step_metrics(system: SystemSpec, devices: int, step_time_s: float, tokens_p
 
 
 def _step_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
-    from sim.estimate import estimate
-    from sim.simulate import simulate
+    from decodex.sim.estimate import estimate
+    from decodex.sim.simulate import simulate
 
     system = _system(point)
     run = simulate if mode == "simulate" else estimate
@@ -121,7 +121,7 @@ def _step_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
 
 
 def _serve_row(point: Mapping[str, Any]) -> dict[str, Any]:
-    from sim.serving import Workload, serve
+    from decodex.sim.serving import Workload, serve
 
     system = _system(point)
     workload = Workload.preset(str(point.get("dataset", "sharegpt")), float(point.get("rate", 1.0)),
@@ -165,7 +165,7 @@ def evaluate_point(point: Mapping[str, Any], mode: str = "estimate",
 def _grid_rows(points: Sequence[Mapping[str, Any]], constraints: Sequence[Constraint]) -> list[dict[str, Any]] | None:
     """Rows of points that share everything but batch and context, from the vectorized path
     (None when it does not apply)."""
-    from sim.vector_estimate import NotVectorizable, estimate_grid
+    from decodex.sim.vector_estimate import NotVectorizable, estimate_grid
 
     first = points[0]
     if any(k.startswith("mapper.") or k in ("mapper", "routing", "skew") for k in first):

@@ -24,10 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from explore.points import evaluate_points, group_key
-from explore.sweep_space import MODES, SweepSpace, load_space, point_id
-from explore.sweep_store import SweepStore
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
+from decodex.explore.points import evaluate_points, group_key
+from decodex.explore.sweep_space import MODES, SweepSpace, load_space, point_id
+from decodex.explore.sweep_store import SweepStore
 
 CHUNK_SIZE = {"estimate": 2048, "simulate": 16, "serve": 2}  # points per chunk by mode
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"

@@ -27,10 +27,10 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hw_models.device import device_from_dict, read_device_toml
-from hw_models.spec_reader import read_toml
-from hw_models.system import SystemSpec, load_system, system_from_dict
-from workloads.errors import SpecError
+from decodex.core.errors import SpecError
+from decodex.hw_models.device import device_from_dict, read_device_toml
+from decodex.hw_models.spec_reader import read_toml
+from decodex.hw_models.system import SystemSpec, load_system, system_from_dict
 
 SCALE_SUFFIX = "@scale"
 DEVICE_ALIASES = {"power": ("device", "power"), "price": ("device", "price")}

@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
-from explore.optimize import Constraint
-from hw_models.spec_reader import TableReader, read_toml
-from workloads.errors import SpecError
+from decodex.core.errors import SpecError
+from decodex.explore.optimize import Constraint
+from decodex.hw_models.spec_reader import TableReader, read_toml
 
 MODES = ("estimate", "simulate", "serve")
 SAMPLINGS = ("grid", "random", "lhs")

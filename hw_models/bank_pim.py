@@ -57,13 +57,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
-from hw_models.memory import MemorySpec
-from hw_models.spec_reader import TableReader
-from hw_models.units import register_unit_model
-from workloads.errors import ArgumentError
-from workloads.ops import AttentionOp, Op
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
+from decodex.hw_models.memory import MemorySpec
+from decodex.hw_models.spec_reader import TableReader
+from decodex.hw_models.units import register_unit_model
+from decodex.workloads.ops import AttentionOp, Op
 
 CHANNEL_POLICIES = ("round_robin", "greedy")
 ACTIVATES_PER_TFAW = 4  # JEDEC four-activate window: at most 4 ACTs per tFAW

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hw_models.memory import LinkSpec
+from decodex.hw_models.memory import LinkSpec
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.errors import DecodexError
+from decodex.core.errors import DecodexError
 
 
 class UnsupportedOpError(DecodexError):

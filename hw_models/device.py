@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hw_models.bank_pim  # registers the "bank_pim" unit model
-import hw_models.fpga  # registers the "fpga_dsp" unit model
-import hw_models.logic_pim  # registers the "logic_pim" unit model
-import hw_models.roofline  # registers the "roofline" unit model
-import hw_models.systolic  # noqa: F401  (registers the "systolic" unit model)
-from hw_models.memory import LinkSpec, MemorySpec
-from hw_models.spec_reader import TableReader, read_toml
-from hw_models.units import UnitModel, read_unit
-from workloads.errors import SpecError
+import decodex.hw_models.bank_pim  # registers the "bank_pim" unit model
+import decodex.hw_models.fpga  # registers the "fpga_dsp" unit model
+import decodex.hw_models.logic_pim  # registers the "logic_pim" unit model
+import decodex.hw_models.roofline  # registers the "roofline" unit model
+import decodex.hw_models.systolic  # noqa: F401  (registers the "systolic" unit model)
+from decodex.core.errors import SpecError
+from decodex.hw_models.memory import LinkSpec, MemorySpec
+from decodex.hw_models.spec_reader import TableReader, read_toml
+from decodex.hw_models.units import UnitModel, read_unit
 
 DEVICE_KINDS = ("gpu", "cpu", "npu", "pim", "fpga")
 DEFAULT_MAPPER_BY_KIND = {"gpu": "gpu", "cpu": "gpu"}

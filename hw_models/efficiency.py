@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_models.spec_reader import TableReader
+from decodex.hw_models.spec_reader import TableReader
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hw_models.cost import OpCost
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.memory import MemorySpec
-from hw_models.roofline import RooflineUnit
-from hw_models.spec_reader import TableReader
-from hw_models.units import register_unit_model
-from workloads.ops import MoEExpertsOp, Op
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.hw_models.cost import OpCost
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.memory import MemorySpec
+from decodex.hw_models.roofline import RooflineUnit
+from decodex.hw_models.spec_reader import TableReader
+from decodex.hw_models.units import register_unit_model
+from decodex.workloads.ops import MoEExpertsOp, Op
 
 LEVELS = ("logic_die", "bank_group", "bank")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.spec_reader import TableReader
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.spec_reader import TableReader
 
 LARGE_TRANSFER_BYTES = 1e9  # size at which the default shared budget takes the efficiency curve
 

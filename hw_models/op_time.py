@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hw_models.cost import OpCost
-from hw_models.device import DeviceSpec
-from hw_models.units import UnitModel
-from workloads.errors import ArgumentError
-from workloads.ops import Op
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.cost import OpCost
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.units import UnitModel
+from decodex.workloads.ops import Op
 
 
 def op_time(op: Op, unit: str | UnitModel, device: DeviceSpec) -> OpCost:

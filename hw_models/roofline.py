@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.memory import MemorySpec
-from hw_models.spec_reader import TableReader, read_dtype_table
-from hw_models.units import register_unit_model
-from workloads.ops import MatmulOp, MoEExpertsOp, Op
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.memory import MemorySpec
+from decodex.hw_models.spec_reader import TableReader, read_dtype_table
+from decodex.hw_models.units import register_unit_model
+from decodex.workloads.ops import MatmulOp, MoEExpertsOp, Op
 
 MIN_TILE_ROWS = 16  # smallest M of a tensor-core MMA (mma.m16n8k16, PTX ISA) used for short matmuls
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import SpecError
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import SpecError
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

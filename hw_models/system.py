@@ -9,10 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hw_models.device import DeviceSpec, device_from_dict, load_device, read_device_toml
-from hw_models.memory import LinkSpec
-from hw_models.spec_reader import TableReader, read_toml
-from workloads.errors import ArgumentError, InfeasibleError
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.hw_models.device import DeviceSpec, device_from_dict, load_device, read_device_toml
+from decodex.hw_models.memory import LinkSpec
+from decodex.hw_models.spec_reader import TableReader, read_toml
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 DEVICES_DIR = CATALOG_DIR / "devices"

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from hw_models.cost import OpCost
-from hw_models.spec_reader import TableReader
-from workloads.ops import Op
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.hw_models.cost import OpCost
+from decodex.hw_models.spec_reader import TableReader
+from decodex.workloads.ops import Op
 
 if TYPE_CHECKING:
-    from hw_models.memory import MemorySpec
+    from decodex.hw_models.memory import MemorySpec
 
 
 class UnitModel(Protocol):

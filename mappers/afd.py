@@ -53,17 +53,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_models.system import DeviceGroup, SystemSpec
-from mappers.base import Placement, Plan, register_mapper
-from mappers.gpu import choose_unit, layer_runs, template_named
-from mappers.schedule import Block, Schedule, Stream, Task
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.graph import Graph, LayerTemplate
-from workloads.ops import CollectiveOp, Op, OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.hw_models.system import DeviceGroup, SystemSpec
+from decodex.mappers.base import Placement, Plan, register_mapper
+from decodex.mappers.gpu import choose_unit, layer_runs, template_named
+from decodex.mappers.schedule import Block, Schedule, Stream, Task
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.ops import CollectiveOp, Op, OpKind
+from decodex.workloads.parallelism import Parallelism
 
 ATTENTION_BLOCKS = ("attention", "embedding", "head")
 FFN_LAYOUTS = ("ep", "tp-ep")

@@ -6,15 +6,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hw_models.device import DeviceSpec
-from hw_models.memory import LinkSpec
-from hw_models.system import SystemSpec
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.graph import Graph, LayerTemplate
-from workloads.ops import Op
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.memory import LinkSpec
+from decodex.hw_models.system import SystemSpec
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.ops import Op
 
 if TYPE_CHECKING:
-    from mappers.schedule import Schedule
+    from decodex.mappers.schedule import Schedule
 
 
 @dataclass(frozen=True, eq=False)

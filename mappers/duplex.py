@@ -36,16 +36,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hw_models.cost import OpCost
-from hw_models.device import DeviceSpec
-from hw_models.logic_pim import LogicPimUnit
-from hw_models.system import SystemSpec
-from mappers.base import PimUnits, Placement, Plan, find_pim_units, register_mapper, replica_device
-from mappers.gpu import layer_runs, op_task, template_named
-from mappers.schedule import Block, Schedule, Stream, Task
-from workloads.errors import ArgumentError
-from workloads.graph import Graph, LayerTemplate
-from workloads.ops import AttentionOp, MoEExpertsOp, Op, OpKind
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.cost import OpCost
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.logic_pim import LogicPimUnit
+from decodex.hw_models.system import SystemSpec
+from decodex.mappers.base import PimUnits, Placement, Plan, find_pim_units, register_mapper, replica_device
+from decodex.mappers.gpu import layer_runs, op_task, template_named
+from decodex.mappers.schedule import Block, Schedule, Stream, Task
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.ops import AttentionOp, MoEExpertsOp, Op, OpKind
 
 SELECTIONS = ("time", "opb", "xpu")
 PIM_KINDS = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.MOE_EXPERTS)

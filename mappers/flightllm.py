@@ -28,14 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_models.device import DeviceSpec
-from hw_models.fpga import FpgaUnit
-from hw_models.system import SystemSpec
-from mappers.base import Placement, Plan, register_mapper, replica_device
-from mappers.gpu import choose_unit, single_stream_schedule
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.graph import Graph, LayerTemplate
-from workloads.ops import AttentionOp, Op, OpKind
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.fpga import FpgaUnit
+from decodex.hw_models.system import SystemSpec
+from decodex.mappers.base import Placement, Plan, register_mapper, replica_device
+from decodex.mappers.gpu import choose_unit, single_stream_schedule
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.ops import AttentionOp, Op, OpKind
 
 
 def compiled_device(device: DeviceSpec, *, on_chip_decode: bool, sparse_chain: bool) -> DeviceSpec:

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.model_config import ModelConfig
-from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, MoEExpertsOp, Op
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, MoEExpertsOp, Op
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 INSTRUCTION_BYTES = {"LD": 28, "ST": 12, "MM": 16, "MV": 16, "MISC": 12}  # artifact isa.py: 7/3/4/4/3 x 32 bit
 MV_TILE_N = 512  # artifact config.yaml MV_START_N_NUM: output columns per MV instruction

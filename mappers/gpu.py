@@ -35,16 +35,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hw_models.cost import UnsupportedOpError
-from hw_models.device import DeviceSpec
-from hw_models.system import SystemSpec
-from mappers.base import Placement, Plan, register_mapper, replica_device
-from mappers.schedule import Block, Schedule, Stream, Task
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.errors import ArgumentError
-from workloads.graph import Graph, LayerTemplate
-from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op, OpKind
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.cost import UnsupportedOpError
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.system import SystemSpec
+from decodex.mappers.base import Placement, Plan, register_mapper, replica_device
+from decodex.mappers.schedule import Block, Schedule, Stream, Task
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op, OpKind
 
 MATRIX_KINDS = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.MOE_EXPERTS)
 SOFTWARE = ("optimized", "hf-pytorch-2023")

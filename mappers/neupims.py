@@ -37,17 +37,17 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from hw_models.bank_pim import CHANNEL_POLICIES, BankPimUnit, ChannelAssignedAttentionOp, assign_channels
-from hw_models.device import DeviceSpec
-from hw_models.system import SystemSpec
-from mappers.base import PimUnits, Placement, Plan, find_pim_units, register_mapper, replica_device
-from mappers.gpu import layer_runs, op_task, template_named
-from mappers.schedule import Block, Schedule, Stream, Task
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.errors import ArgumentError
-from workloads.graph import Graph, LayerTemplate
-from workloads.ops import AttentionOp, ElementwiseOp, Op, OpKind
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.bank_pim import CHANNEL_POLICIES, BankPimUnit, ChannelAssignedAttentionOp, assign_channels
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.system import SystemSpec
+from decodex.mappers.base import PimUnits, Placement, Plan, find_pim_units, register_mapper, replica_device
+from decodex.mappers.gpu import layer_runs, op_task, template_named
+from decodex.mappers.schedule import Block, Schedule, Stream, Task
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, Op, OpKind
 
 INTERLEAVE_MIN_BATCH = 256  # seed (NeuPIMs): sub-batch interleaving is used at batch >= 256
 SOFTMAX_FLOPS_PER_SCORE = 5.0  # assumed: max, subtract, exp, sum, scale per score

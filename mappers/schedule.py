@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mappers.base import Placement
+from decodex.mappers.base import Placement
 
 
 @dataclass(frozen=True, eq=False)

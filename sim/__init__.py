@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.estimate import estimate, evaluate, make_batch, plan_step
-from sim.results import OpRecord, StepResult
-from sim.roofline import roofline_figure, roofline_points
-from sim.serving import ServingResult, Workload, serve
-from sim.simulate import SimResult, simulate, simulate_plan
+from decodex.sim.estimate import estimate, evaluate, make_batch, plan_step
+from decodex.sim.results import OpRecord, StepResult
+from decodex.sim.roofline import roofline_figure, roofline_points
+from decodex.sim.serving import ServingResult, Workload, serve
+from decodex.sim.simulate import SimResult, simulate, simulate_plan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,7 +21,7 @@ def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options
     (``estimate``, ``simulate`` or ``serve``; default: the space's): one row per point with its inputs, metrics and,
     for points that cannot run, the reason. ``options``: those of :func:`explore.runner.run_sweep`
     (``out``, ``workers``, ``scheduler``, ...)."""
-    from explore.runner import run_sweep
+    from decodex.explore.runner import run_sweep
 
     return run_sweep(space, mode=mode, **options)
 

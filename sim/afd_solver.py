@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from hw_models.system import SystemSpec, scale_link, system_from_dict
-from sim.pricing import replica_usd_per_hour, usd_per_million_tokens
-from sim.simulate import simulate
-from sim.tpot_search import largest_batch
-from workloads.errors import ArgumentError, DecodexError
+from decodex.core.errors import ArgumentError, DecodexError
+from decodex.hw_models.system import SystemSpec, scale_link, system_from_dict
+from decodex.sim.pricing import replica_usd_per_hour, usd_per_million_tokens
+from decodex.sim.simulate import simulate
+from decodex.sim.tpot_search import largest_batch
 
 OBJECTIVES = ("tokens_per_s_per_device", "tokens_per_usd")
 

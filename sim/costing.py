@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hw_models.collectives import collective_cost
-from hw_models.cost import OpCost
-from mappers.base import Placement
-from workloads.ops import CollectiveOp
+from decodex.hw_models.collectives import collective_cost
+from decodex.hw_models.cost import OpCost
+from decodex.mappers.base import Placement
+from decodex.workloads.ops import CollectiveOp
 
 
 def placement_cost(placement: Placement) -> OpCost:

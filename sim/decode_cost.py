@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hw_models.system import load_system
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.model_config import ModelConfig
-from workloads.ops import AttentionOp, MatmulOp, MoEExpertsOp
-from workloads.parallelism import Parallelism
-from workloads.precision import DType, Precision
+from decodex.core.dtypes import DType
+from decodex.hw_models.system import load_system
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.ops import AttentionOp, MatmulOp, MoEExpertsOp
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 COMPUTE_FORMATS = (DType.FP8, DType.BF16, DType.FP16)
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import simpy
 
-from hw_models.cost import OpCost
-from mappers.base import Placement, Plan
-from mappers.schedule import Schedule, Task
-from sim.costing import placement_cost
-from sim.fluid import FluidChannel
+from decodex.hw_models.cost import OpCost
+from decodex.mappers.base import Placement, Plan
+from decodex.mappers.schedule import Schedule, Task
+from decodex.sim.costing import placement_cost
+from decodex.sim.fluid import FluidChannel
 
 FOLD_REPEATS = 3
 

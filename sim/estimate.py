@@ -7,20 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from hw_models.system import SystemSpec, load_system
-from mappers.base import Placement, Plan, get_mapper
-from sim.costing import placement_cost
-from sim.memory import fit_reason, memory_use
-from sim.results import OpRecord, StepResult
-from validation.bands import OpForBand, band_table
-from workloads.batch import Batch, Routing
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.model_config import ModelConfig
-from workloads.ops import OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.mappers.base import Placement, Plan, get_mapper
+from decodex.sim.costing import placement_cost
+from decodex.sim.memory import fit_reason, memory_use
+from decodex.sim.results import OpRecord, StepResult
+from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.ops import OpKind
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 DEFAULT_CONTEXT = 1024
 
@@ -108,8 +107,6 @@ def evaluate(plan: Plan) -> StepResult:
     reason = fit_reason(use, capacity, device.name)
     batch = graph.batch
     out_tokens = batch.num_output_tokens
-    band = band_table().step_band(device.name, device.kind, (
-        OpForBand(r.kind, r.dtype, r.flops, r.bytes, r.time_s * r.repeat) for r in records))
     return StepResult(
         model=graph.model.name, system=plan.system.name, mapper=plan.mapper, precision=graph.precision.name,
         parallelism=graph.parallelism.label, devices=plan.devices_used, batch_size=batch.num_requests,
@@ -118,8 +115,7 @@ def evaluate(plan: Plan) -> StepResult:
         energy_j=energy, energy_per_token_j=energy / out_tokens if out_tokens else float("nan"),
         weight_bytes=use.weight_bytes, kv_bytes=use.kv_bytes, memory_required_bytes=use.total_bytes,
         memory_capacity_bytes=capacity, fits=not reason, reason=reason, flops=flops, bytes=nbytes,
-        records=tuple(records), band_low_s=band.low_s, band_high_s=band.high_s, band_source=band.source,
-        warnings=band.warnings,
+        records=tuple(records), device=device.name, device_kind=device.kind,
     )
 
 

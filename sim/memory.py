@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.graph import Graph
+from decodex.workloads.graph import Graph
 
 GB = 1e9
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hw_models.system import SystemSpec
+from decodex.hw_models.system import SystemSpec
 
 SECONDS_PER_HOUR = 3600.0
 

@@ -54,11 +54,15 @@ SUMMARY_KEYS = (
 class StepResult:
     """One step of a model on a system.
 
-    Memory quantities are per device (the most loaded pipeline stage). ``flops`` and ``bytes``
+    Memory quantities are per device (the most loaded pipeline stage); ``device`` and
+    ``device_kind`` name the system's primary device (the one whose memory and records count). ``flops`` and ``bytes``
     are per device per step. ``tokens_per_s`` counts output tokens. ``energy_j`` is the whole
     replica's energy for the step (dynamic + idle power of every device). ``band_low_s`` and
-    ``band_high_s`` bound the measured step time from the validation records
-    (``validation/bands.py``); ``warnings`` say where the prediction leaves what was validated.
+    ``band_high_s`` bound the measured step time from the validation records and ``warnings``
+    say where the prediction leaves what was validated: the simulator leaves them empty (NaN,
+    "", ()); the caller attaches them (``decodex.estimate`` / ``decodex.simulate``, the CLI and
+    the dashboard, through :func:`decodex.validation.bands.attach_band`), so that no record
+    feeds a prediction.
     """
 
     model: str
@@ -84,6 +88,8 @@ class StepResult:
     flops: float
     bytes: float
     records: tuple[OpRecord, ...] = ()
+    device: str = ""
+    device_kind: str = ""
     band_low_s: float = float("nan")
     band_high_s: float = float("nan")
     band_source: str = ""

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sim.results import StepResult
+from decodex.sim.results import StepResult
 
 
 def roofline_points(result: StepResult) -> pd.DataFrame:

@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw_models.system import SystemSpec
-from mappers.base import Plan
-from sim.engine import FOLD_REPEATS, TimelineEvent, run_schedule
-from sim.estimate import evaluate, plan_step
-from sim.results import StepResult
-from workloads.batch import Batch, Routing
-from workloads.model_config import ModelConfig
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.hw_models.system import SystemSpec
+from decodex.mappers.base import Plan
+from decodex.sim.engine import FOLD_REPEATS, TimelineEvent, run_schedule
+from decodex.sim.estimate import evaluate, plan_step
+from decodex.sim.results import StepResult
+from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,7 @@ def simulate_plan(plan: Plan, fold: bool = True, fold_repeats: int = FOLD_REPEAT
     out = analytical.output_tokens
     util = {track: busy / run.step_time_s for track, busy in run.busy_s.items()} if run.step_time_s > 0 else {}
     base = {f.name: getattr(analytical, f.name) for f in dataclasses.fields(StepResult)}
-    scale = run.step_time_s / analytical.step_time_s if analytical.step_time_s > 0 else 1.0
-    base.update(step_time_s=run.step_time_s, band_low_s=analytical.band_low_s * scale,
-                band_high_s=analytical.band_high_s * scale,
+    base.update(step_time_s=run.step_time_s,
                 tokens_per_s=out / run.step_time_s if run.step_time_s > 0 else 0.0,
                 energy_j=energy, energy_per_token_j=energy / out if out else float("nan"))
     return SimResult(**base, timeline=run.timeline, busy_s=run.busy_s, utilization=util,

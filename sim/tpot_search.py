@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hw_models.system import SystemSpec
-from sim.simulate import simulate
-from workloads.errors import InfeasibleError
+from decodex.core.errors import InfeasibleError
+from decodex.hw_models.system import SystemSpec
+from decodex.sim.simulate import simulate
 
 
 @dataclass(frozen=True)

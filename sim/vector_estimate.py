@@ -36,22 +36,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw_models.collectives import collective_cost
-from hw_models.device import PowerSpec
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.memory import LinkSpec, MemorySpec
-from hw_models.roofline import MIN_TILE_ROWS, RooflineUnit
-from hw_models.system import SystemSpec, load_system
-from mappers.base import Plan
-from sim.estimate import evaluate, plan_step
-from sim.memory import MemoryUse, fit_reason, memory_use
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.graph import Graph
-from workloads.model_config import ModelConfig
-from workloads.ops import CollectiveOp, MatmulOp, Op
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.collectives import collective_cost
+from decodex.hw_models.device import PowerSpec
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.memory import LinkSpec, MemorySpec
+from decodex.hw_models.roofline import MIN_TILE_ROWS, RooflineUnit
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.mappers.base import Plan
+from decodex.sim.estimate import evaluate, plan_step
+from decodex.sim.memory import MemoryUse, fit_reason, memory_use
+from decodex.workloads.catalog import load_model
+from decodex.workloads.graph import Graph
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.ops import CollectiveOp, MatmulOp, Op
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 COLUMNS = ("batch", "context", "step_time_s", "tokens_per_s", "energy_j", "energy_per_token_j", "weight_bytes",
            "kv_bytes", "memory_required_bytes", "memory_capacity_bytes", "fits", "reason", "flops", "bytes")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hw_models.system import SystemSpec, system_from_dict
+from decodex.hw_models.system import SystemSpec, system_from_dict
 
 IDEAL_DEVICE: dict[str, Any] = {
     "device": {"name": "ideal", "kind": "gpu", "description": "hand-computable test device",

@@ -10,6 +10,7 @@ validated adds a warning.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from validation.records import RECORDS_DIR, load_records, relative_errors
+from decodex.sim.results import StepResult
+from decodex.validation.records import RECORDS_DIR, load_records, relative_errors
 
 # external records name their kinds after the measured operators
 KIND_ALIASES = {"gemm": "matmul", "all_reduce": "collective", "send_recv": "collective", "all_gather": "collective"}
@@ -146,3 +148,16 @@ def band_table(root: Path = RECORDS_DIR) -> BandTable:
     """The band table of the records under ``root`` (cached until a record file changes)."""
     stamp = max((p.stat().st_mtime for p in root.glob("*/*.csv")), default=0.0)
     return _table(str(root), stamp)
+
+
+def attach_band(result: StepResult, table: BandTable | None = None) -> StepResult:
+    """``result`` with its error band and warnings from the validation records (default: the
+    committed ones, :func:`band_table`). The band of an analytical result adds its ops' bands
+    (module docstring); a discrete-event result (with ``analytical_step_time_s``) takes the band
+    of its analytical ops scaled by engine time / analytical time. Times in s."""
+    ops = (OpForBand(r.kind, r.dtype, r.flops, r.bytes, r.time_s * r.repeat) for r in result.records)
+    band = (table or band_table()).step_band(result.device, result.device_kind, ops)
+    analytical = getattr(result, "analytical_step_time_s", result.step_time_s)
+    scale = result.step_time_s / analytical if analytical > 0 else 1.0
+    return dataclasses.replace(result, band_low_s=band.low_s * scale, band_high_s=band.high_s * scale,
+                               band_source=band.source, warnings=band.warnings)

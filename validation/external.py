@@ -36,21 +36,21 @@ import pandas as pd
 import scipy
 from scipy.optimize import least_squares
 
-from hw_models import collective_cost, op_time
-from hw_models.device import DeviceSpec
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.roofline import RooflineUnit, padded_rows
-from hw_models.system import DEVICES_DIR, load_system
-from validation import records
-from workloads.builder import (
+from decodex.core.dtypes import DType
+from decodex.hw_models import collective_cost, op_time
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.roofline import RooflineUnit, padded_rows
+from decodex.hw_models.system import DEVICES_DIR, load_system
+from decodex.validation import records
+from decodex.workloads.builder import (
     ACTIVATION_FLOPS_PER_ELEMENT,
     GATE_MULTIPLY_FLOPS_PER_ELEMENT,
     RESIDUAL_ADD_FLOPS_PER_ELEMENT,
     RMSNORM_FLOPS_PER_ELEMENT,
     ROPE_FLOPS_PER_ELEMENT,
 )
-from workloads.ops import ElementwiseOp, EmbeddingOp, MatmulOp, Op
-from workloads.precision import DType
+from decodex.workloads.ops import ElementwiseOp, EmbeddingOp, MatmulOp, Op
 
 DATA_ENV = "DECODEX_VALIDATION_DATA"
 VIDUR_DIR = "vidur-profiling"

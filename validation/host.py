@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hw_models.device import DeviceSpec, device_from_dict
+from decodex.hw_models.device import DeviceSpec, device_from_dict
 
 
 def cpu_model() -> str:

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw_models.device import DeviceSpec
-from hw_models.op_time import op_time
-from hw_models.system import load_system
-from validation import records
-from validation.host import calibrate_host, host_device, library_versions, machine_info
-from workloads.errors import DecodexError
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import DecodexError
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.op_time import op_time
+from decodex.hw_models.system import load_system
+from decodex.validation import records
+from decodex.validation.host import calibrate_host, host_device, library_versions, machine_info
 
 # GPU product names (as the driver reports them) to catalog devices
 GPU_NAMES = ((r"H200", "h200"), (r"H100", "h100-sxm"), (r"H800", "h800"), (r"H20\b", "h20"),
@@ -61,7 +61,7 @@ def validate_cpu(device: DeviceSpec | None = None, cases: Sequence[Any] | None =
     """Time the Numba CPU kernels over ``cases`` (default ``CPU_CASES``), predict each on
     ``device`` (default: this host, calibrated now), and write a record; returns the cases, the
     error summary and the record path. ``check`` compares each output with its numpy reference."""
-    from validation.kernels import CPU_CASES, KERNELS, relative_error, time_cpu
+    from decodex.validation.kernels import CPU_CASES, KERNELS, relative_error, time_cpu
 
     calibrated = None
     if device is None:
@@ -135,7 +135,14 @@ def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *,
     each with its spec (picked from the GPU's name unless ``spec`` is given), record the measured
     device-to-device copy bandwidth too, and write a record. Raises NoGpuError without a GPU."""
     identity = gpu_identity()
-    from validation.kernels import GPU_CASES, KERNELS, device_copy_bandwidth, relative_error, time_cuda, to_device
+    from decodex.validation.kernels import (
+        GPU_CASES,
+        KERNELS,
+        device_copy_bandwidth,
+        relative_error,
+        time_cuda,
+        to_device,
+    )
 
     device = load_system(spec or spec_for_gpu(identity["gpu_name"])).primary_device
     rng = np.random.default_rng(0)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hw_models.spec_reader import TableReader, read_toml
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.spec_reader import TableReader, read_toml
 
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 
@@ -115,8 +115,8 @@ def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetRe
 
 
 def _register_builtin_runners() -> None:
-    import validation.runners  # registers the runners
-    import validation.runners_afd  # registers the attention-FFN disaggregation runners
-    import validation.runners_duplex  # registers the Duplex runners
-    import validation.runners_flightllm  # registers the FlightLLM runners
-    import validation.runners_neupims  # noqa: F401  (registers the NeuPIMs runner)
+    import decodex.validation.runners  # registers the runners
+    import decodex.validation.runners_afd  # registers the attention-FFN disaggregation runners
+    import decodex.validation.runners_duplex  # registers the Duplex runners
+    import decodex.validation.runners_flightllm  # registers the FlightLLM runners
+    import decodex.validation.runners_neupims  # noqa: F401  (registers the NeuPIMs runner)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sim.estimate import estimate
-from validation.reproduce import register_runner
-from workloads.parallelism import Parallelism
+from decodex.sim.estimate import estimate
+from decodex.validation.reproduce import register_runner
+from decodex.workloads.parallelism import Parallelism
 
 
 @register_runner("layer_ops_time")

@@ -16,15 +16,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hw_models.system import SystemSpec, load_system, scale_link
-from mappers.base import Plan
-from sim.costing import placement_cost
-from sim.decode_cost import decode_cost
-from sim.engine import fused_time
-from sim.estimate import plan_step
-from sim.simulate import simulate_plan
-from sim.tpot_search import best_under_tpot
-from validation.reproduce import register_runner
+from decodex.hw_models.system import SystemSpec, load_system, scale_link
+from decodex.mappers.base import Plan
+from decodex.sim.costing import placement_cost
+from decodex.sim.decode_cost import decode_cost
+from decodex.sim.engine import fused_time
+from decodex.sim.estimate import plan_step
+from decodex.sim.simulate import simulate_plan
+from decodex.sim.tpot_search import best_under_tpot
+from decodex.validation.reproduce import register_runner
 
 
 @register_runner("afd_decode_cost")

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from sim.serving.api import serve
-from sim.serving.workload import Lengths, Workload
-from validation.reproduce import register_runner
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
+from decodex.core.errors import ArgumentError
+from decodex.sim.serving.api import serve
+from decodex.sim.serving.workload import Lengths, Workload
+from decodex.validation.reproduce import register_runner
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
 
 PRECISION = "fp16"
 SATURATED_RATE = 1e9  # requests/s: every request arrives at once

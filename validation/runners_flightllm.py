@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from hw_models.fpga import FpgaUnit
-from hw_models.system import SystemSpec, load_system
-from sim.estimate import evaluate, plan_step
-from validation.reproduce import register_runner
-from workloads.batch import Batch
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.fpga import FpgaUnit
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.sim.estimate import evaluate, plan_step
+from decodex.validation.reproduce import register_runner
+from decodex.workloads.batch import Batch
 
 DECODE_SAMPLES = 9
 METRICS = ("throughput", "tokens_per_joule", "tokens_per_s_per_usd")

@@ -36,14 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from sim.estimate import evaluate, plan_step
-from sim.serving.workload import Workload
-from sim.simulate import simulate_plan
-from validation.reproduce import register_runner
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.ops import OpKind
-from workloads.parallelism import Parallelism
+from decodex.core.errors import ArgumentError
+from decodex.sim.estimate import evaluate, plan_step
+from decodex.sim.serving.workload import Workload
+from decodex.sim.simulate import simulate_plan
+from decodex.validation.reproduce import register_runner
+from decodex.workloads.catalog import load_model
+from decodex.workloads.ops import OpKind
+from decodex.workloads.parallelism import Parallelism
 
 PRECISION = "fp16"
 DEFAULT_SEEDS = 3

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
 
 
 @dataclass(frozen=True)

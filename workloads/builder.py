@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from workloads.batch import Batch
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.graph import Graph, LayerTemplate
-from workloads.model_config import ModelConfig
-from workloads.ops import AttentionOp, CollectiveOp, ElementwiseOp, EmbeddingOp, MatmulOp, MoEExpertsOp, Op
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.workloads.batch import Batch
+from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.ops import AttentionOp, CollectiveOp, ElementwiseOp, EmbeddingOp, MatmulOp, MoEExpertsOp, Op
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 # FLOP per element of the vector operations (conventions, see docs/workloads.md).
 RMSNORM_FLOPS_PER_ELEMENT = 4.0  # square, accumulate, scale by 1/rms, scale by gamma

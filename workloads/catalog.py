@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from workloads.errors import ArgumentError
-from workloads.model_config import ModelConfig, load_model_config
+from decodex.core.errors import ArgumentError
+from decodex.workloads.model_config import ModelConfig, load_model_config
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 

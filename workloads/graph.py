@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from workloads.batch import Batch
-from workloads.model_config import ModelConfig
-from workloads.ops import Op, OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.workloads.batch import Batch
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.ops import Op, OpKind
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 
 @dataclass(frozen=True, eq=False)

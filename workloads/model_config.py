@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import SpecError
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import SpecError
 
 
 @dataclass(frozen=True)

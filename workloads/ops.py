@@ -19,7 +19,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from workloads.precision import DType, Sparsity
+from decodex.core.dtypes import DType
+from decodex.workloads.precision import Sparsity
 
 
 class OpKind(StrEnum):

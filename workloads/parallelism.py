@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
 
 
 @dataclass(frozen=True)

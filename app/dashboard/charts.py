@@ -10,8 +10,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from sim.results import StepResult
-from sim.roofline import roofline_figure, roofline_points
+from decodex.sim.results import StepResult
+from decodex.sim.roofline import roofline_figure, roofline_points
 
 TEMPLATE = "plotly_white"
 

@@ -16,17 +16,17 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from hw_models.system import SystemSpec, load_system
-from mappers.base import Plan
-from sim.estimate import evaluate, plan_step
-from sim.pricing import replica_usd_per_hour, usd_per_million_tokens
-from sim.results import StepResult
-from sim.simulate import simulate_plan
-from validation.bands import KIND_ALIASES, BandTable
-from validation.records import error_summary, relative_errors
-from validation.reproduce import Target, TargetResult
-from workloads.errors import DecodexError
-from workloads.parallelism import Parallelism
+from decodex.core.errors import DecodexError
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.mappers.base import Plan
+from decodex.sim.estimate import evaluate, plan_step
+from decodex.sim.pricing import replica_usd_per_hour, usd_per_million_tokens
+from decodex.sim.results import StepResult
+from decodex.sim.simulate import simulate_plan
+from decodex.validation.bands import KIND_ALIASES, BandTable
+from decodex.validation.records import error_summary, relative_errors
+from decodex.validation.reproduce import Target, TargetResult
+from decodex.workloads.parallelism import Parallelism
 
 TEMPLATE = "plotly_white"
 AUTO_TP = "auto"

@@ -13,17 +13,17 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard.uploads import UploadError, resolve_model, resolve_system, upload_text
-from hw_models.system import SystemSpec, list_systems
-from mappers import MAPPERS
-from sim.estimate import estimate
-from sim.results import StepResult
-from sim.simulate import SimResult, simulate
-from workloads.catalog import list_models
-from workloads.errors import DecodexError
-from workloads.model_config import ModelConfig
-from workloads.parallelism import Parallelism
-from workloads.precision import PRECISION_PRESETS
+from decodex.api import estimate, simulate
+from decodex.app.dashboard.uploads import UploadError, resolve_model, resolve_system, upload_text
+from decodex.core.errors import DecodexError
+from decodex.hw_models.system import SystemSpec, list_systems
+from decodex.mappers import MAPPERS
+from decodex.sim.results import StepResult
+from decodex.sim.simulate import SimResult
+from decodex.workloads.catalog import list_models
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import PRECISION_PRESETS
 
 DEFAULT_MODEL = "llama3-70b"
 DEFAULT_SYSTEM = "h100-sxm"

@@ -15,11 +15,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.dashboard.uploads import resolve_model, resolve_system
-from sim.serving import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, ServingResult, Workload, serve
-from sim.serving.metrics import percentiles
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
+from decodex.app.dashboard.uploads import resolve_model, resolve_system
+from decodex.core.errors import ArgumentError
+from decodex.sim.serving import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, ServingResult, Workload, serve
+from decodex.sim.serving.metrics import percentiles
+from decodex.workloads.parallelism import Parallelism
 
 TEMPLATE = "plotly_white"
 MAX_REQUESTS = 5000

@@ -21,15 +21,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from app.dashboard.uploads import UploadError, parse_toml_upload
-from explore.runner import CHUNK_SIZE
-from explore.sweep_space import POINT_KEYS, PREFIXES, SweepSpace, load_space, point_id, space_from_dict
-from explore.sweep_store import PARTS, SweepStore
-from hw_models.system import list_devices, list_systems
-from workloads.catalog import list_models
-from workloads.errors import DecodexError
+from decodex.app.dashboard.uploads import UploadError, parse_toml_upload
+from decodex.core.errors import DecodexError
+from decodex.explore.runner import CHUNK_SIZE
+from decodex.explore.sweep_space import POINT_KEYS, PREFIXES, SweepSpace, load_space, point_id, space_from_dict
+from decodex.explore.sweep_store import PARTS, SweepStore
+from decodex.hw_models.system import list_devices, list_systems
+from decodex.workloads.catalog import list_models
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "sweeps"
 DEFAULT_EXAMPLE = "h100-batch-context"
 MAX_POINTS: dict[str, int] = {"estimate": 2000, "simulate": 100, "serve": 32}
 """Most points a sweep run inside the dashboard may have, by mode (about a minute of one core at
@@ -69,13 +68,6 @@ class SweepData:
     label: str
     name: str = "sweep"
     summary: Mapping[str, Any] = field(default_factory=dict)
-
-
-def list_example_spaces(directory: Path = EXAMPLES_DIR) -> dict[str, Path]:
-    """The example space files, name (file stem) -> path, sorted by name; {} when there are none."""
-    if not directory.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(directory.glob("*.toml"))}
 
 
 def default_example(names: Sequence[str]) -> int:

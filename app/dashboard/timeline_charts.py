@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from sim.simulate import SimResult
+from decodex.sim.simulate import SimResult
 
 TEMPLATE = "plotly_white"
 MAX_BARS = 5000

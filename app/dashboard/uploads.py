@@ -11,11 +11,11 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from hw_models.device import device_from_dict, merge_tables, read_device_toml
-from hw_models.system import DEVICES_DIR, SystemSpec, list_devices, load_system, system_from_dict
-from workloads.catalog import load_model
-from workloads.errors import DecodexError
-from workloads.model_config import ModelConfig, model_from_dict
+from decodex.core.errors import DecodexError
+from decodex.hw_models.device import device_from_dict, merge_tables, read_device_toml
+from decodex.hw_models.system import DEVICES_DIR, SystemSpec, list_devices, load_system, system_from_dict
+from decodex.workloads.catalog import load_model
+from decodex.workloads.model_config import ModelConfig, model_from_dict
 
 MAX_UPLOAD_BYTES = 256 * 1024
 """Largest accepted upload, bytes (a config.json or a spec TOML is a few kB)."""

@@ -8,12 +8,12 @@ Modules: ``workload`` (arrivals and lengths), ``kv_cache`` (block manager), ``sc
 event loop), ``metrics`` and ``result``. Units: seconds, bytes, tokens, joules.
 """
 
-from sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, serve
-from sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
-from sim.serving.result import ServingResult
-from sim.serving.schedulers import SCHEDULERS, Scheduler, get_scheduler, register_scheduler
-from sim.serving.step_times import StepTimes
-from sim.serving.workload import PRESET_NAMES, Lengths, RequestArrays, Workload
+from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, serve
+from decodex.sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
+from decodex.sim.serving.result import ServingResult
+from decodex.sim.serving.schedulers import SCHEDULERS, Scheduler, get_scheduler, register_scheduler
+from decodex.sim.serving.step_times import StepTimes
+from decodex.sim.serving.workload import PRESET_NAMES, Lengths, RequestArrays, Workload
 
 __all__ = ["DEFAULT_SLO_TPOT_S", "DEFAULT_SLO_TTFT_S", "PRESET_NAMES", "SCHEDULERS", "BlockManager", "KVCapacity",
            "Lengths", "RequestArrays", "Scheduler", "ServingResult", "StepTimes", "Workload", "get_scheduler",

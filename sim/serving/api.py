@@ -7,21 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
-from hw_models.system import SystemSpec, load_system
-from sim.estimate import estimate
-from sim.serving.engine import ServingEngine
-from sim.serving.kv_cache import BlockManager, kv_capacity
-from sim.serving.result import ServingResult
-from sim.serving.schedulers import get_scheduler
-from sim.serving.state import ReplicaState
-from sim.serving.step_times import StepTimes
-from sim.serving.workload import MAX_TOKENS, Workload
-from workloads.batch import Batch, Routing
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.model_config import ModelConfig
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.sim.estimate import estimate
+from decodex.sim.serving.engine import ServingEngine
+from decodex.sim.serving.kv_cache import BlockManager, kv_capacity
+from decodex.sim.serving.result import ServingResult
+from decodex.sim.serving.schedulers import get_scheduler
+from decodex.sim.serving.state import ReplicaState
+from decodex.sim.serving.step_times import StepTimes
+from decodex.sim.serving.workload import MAX_TOKENS, Workload
+from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.catalog import load_model
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 DEFAULT_SLO_TTFT_S = 2.0
 DEFAULT_SLO_TPOT_S = 0.1

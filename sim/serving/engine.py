@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sim.serving.schedulers import Scheduler
-from sim.serving.state import Iteration, ReplicaState
-from sim.serving.step_times import StepTimes
+from decodex.sim.serving.schedulers import Scheduler
+from decodex.sim.serving.state import Iteration, ReplicaState
+from decodex.sim.serving.step_times import StepTimes
 
 ARRIVAL = 0
 ITERATION_END = 1

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_models.system import SystemSpec
-from sim.estimate import estimate
-from sim.results import StepResult
-from workloads.batch import Batch
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.model_config import ModelConfig
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.hw_models.system import SystemSpec
+from decodex.sim.estimate import estimate
+from decodex.sim.results import StepResult
+from decodex.workloads.batch import Batch
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.serving import metrics
-from sim.serving.kv_cache import KVCapacity
+from decodex.sim.serving import metrics
+from decodex.sim.serving.kv_cache import KVCapacity
 
 
 @dataclass(frozen=True, eq=False)

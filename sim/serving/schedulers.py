@@ -27,8 +27,8 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
-from sim.serving.state import Iteration, ReplicaState
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
+from decodex.sim.serving.state import Iteration, ReplicaState
 
 SCHEDULERS: dict[str, type[Scheduler]] = {}
 S = TypeVar("S", bound="type[Scheduler]")

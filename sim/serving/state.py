@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.serving.kv_cache import BlockManager
+from decodex.sim.serving.kv_cache import BlockManager
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 
-from hw_models.system import SystemSpec
-from sim.estimate import estimate
-from workloads.batch import Batch, Routing
-from workloads.errors import ArgumentError
-from workloads.model_config import ModelConfig
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.system import SystemSpec
+from decodex.sim.estimate import estimate
+from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 StepKey = tuple[int, int, int, int, int]
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from workloads.errors import ArgumentError, SpecError
+from decodex.core.errors import ArgumentError, SpecError
 
 ARRIVALS = ("poisson", "fixed", "trace")
 LENGTH_KINDS = ("fixed", "uniform", "lognormal", "normal")

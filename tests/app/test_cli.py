@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from hw_models.system import DEVICES_DIR
+from decodex.app.cli import main
+from decodex.hw_models.system import DEVICES_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 

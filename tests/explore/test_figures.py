@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from explore.figures import (
+from decodex.explore.figures import (
     one_at_a_time_figure,
     optimization_figure,
     pareto_figure,
@@ -17,8 +17,8 @@ from explore.figures import (
     scatter_figure,
     sensitivity_figure,
 )
-from explore.optimize import Constraint, optimize_design
-from explore.sensitivity import one_at_a_time, sobol_indices
+from decodex.explore.optimize import Constraint, optimize_design
+from decodex.explore.sensitivity import one_at_a_time, sobol_indices
 
 DESIGNS = pd.DataFrame({
     "bandwidth": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explore.optimize import Constraint, optimize_design
-from workloads.errors import InfeasibleError
+from decodex.core.errors import InfeasibleError
+from decodex.explore.optimize import Constraint, optimize_design
 
 
 def tpot(design: Mapping[str, float]) -> dict[str, float]:

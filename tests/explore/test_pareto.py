@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explore.pareto import pareto_front, pareto_mask
+from decodex.explore.pareto import pareto_front, pareto_mask
 
 # throughput (max) vs cost (min); the front is rows 0, 1, 3, 5 (duplicate of 3) and 8.
 POINTS = pd.DataFrame({

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explore.sensitivity import one_at_a_time, sobol_indices
+from decodex.explore.sensitivity import one_at_a_time, sobol_indices
 
 PI_BOUNDS = {"x1": (-np.pi, np.pi), "x2": (-np.pi, np.pi), "x3": (-np.pi, np.pi)}
 

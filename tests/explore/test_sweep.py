@@ -9,17 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli import main
-from explore.runner import run_sweep
-from explore.spec_overrides import system_with
-from explore.sweep_space import load_space, point_id
-from explore.sweep_store import SweepStore
-from sim import sweep
-from sim.estimate import estimate
-from workloads.errors import SpecError
-from workloads.parallelism import Parallelism
+from decodex.app.cli import main
+from decodex.core.errors import SpecError
+from decodex.examples import SWEEPS_DIR
+from decodex.explore.runner import run_sweep
+from decodex.explore.spec_overrides import system_with
+from decodex.explore.sweep_space import load_space, point_id
+from decodex.explore.sweep_store import SweepStore
+from decodex.sim import sweep
+from decodex.sim.estimate import estimate
+from decodex.workloads.parallelism import Parallelism
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sweeps"
+EXAMPLES = SWEEPS_DIR
 SPACE = {"name": "t", "fixed": {"model": "llama3-8b", "system": "h100-sxm"},
          "axes": {"batch": [1, 16, 256, 4096], "context": [128, 8192],
                   "spec.hbm.bandwidth@scale": [0.5, 2.0]},

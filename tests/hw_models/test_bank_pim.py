@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 # the imports register the "bank_pim" and "systolic" unit models until hw_models.device imports them
-import hw_models.bank_pim
-import hw_models.systolic  # noqa: F401
-from hw_models.bank_pim import BankPimUnit, assign_channels, channel_loads
-from hw_models.cost import UnsupportedOpError
-from hw_models.system import load_system
-from workloads.errors import ArgumentError
-from workloads.ops import AttentionOp, MatmulOp
-from workloads.precision import DType
+import decodex.hw_models.bank_pim
+import decodex.hw_models.systolic  # noqa: F401
+from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.bank_pim import BankPimUnit, assign_channels, channel_loads
+from decodex.hw_models.cost import UnsupportedOpError
+from decodex.hw_models.system import load_system
+from decodex.workloads.ops import AttentionOp, MatmulOp
 
 NEUPIMS = load_system("neupims").primary_device
 NAIVE = load_system("npu-pim-naive").primary_device

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw_models.device import load_device
-from hw_models.fpga import FpgaUnit
-from hw_models.system import DEVICES_DIR
-from workloads.errors import SpecError
-from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
-from workloads.precision import DType, Sparsity
+from decodex.core.dtypes import DType
+from decodex.core.errors import SpecError
+from decodex.hw_models.device import load_device
+from decodex.hw_models.fpga import FpgaUnit
+from decodex.hw_models.system import DEVICES_DIR
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
+from decodex.workloads.precision import Sparsity
 
 U280 = load_device(DEVICES_DIR / "alveo-u280.toml")
 MPE = U280.units["mpe"]

@@ -6,13 +6,13 @@ import itertools
 
 import pytest
 
-from hw_models.device import load_device, read_device_toml
-from hw_models.logic_pim import LogicPimUnit
-from hw_models.system import DEVICES_DIR, load_system
-from validation.studies.duplex import duplex_device, probe_op
-from workloads.errors import SpecError
-from workloads.ops import MatmulOp
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import SpecError
+from decodex.explore.studies.duplex import duplex_device, probe_op
+from decodex.hw_models.device import load_device, read_device_toml
+from decodex.hw_models.logic_pim import LogicPimUnit
+from decodex.hw_models.system import DEVICES_DIR, load_system
+from decodex.workloads.ops import MatmulOp
 
 
 def _pim(name: str = "duplex") -> tuple[LogicPimUnit, object]:

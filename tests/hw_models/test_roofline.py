@@ -7,12 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw_models.collectives import collective_cost
-from hw_models.device import device_from_dict
-from hw_models.memory import LinkSpec
+from decodex.core.dtypes import DType
+from decodex.hw_models.collectives import collective_cost
+from decodex.hw_models.device import device_from_dict
+from decodex.hw_models.memory import LinkSpec
+from decodex.workloads.ops import ElementwiseOp, MatmulOp, MoEExpertsOp
+from decodex.workloads.precision import Sparsity
 from tests.conftest import ideal_device
-from workloads.ops import ElementwiseOp, MatmulOp, MoEExpertsOp
-from workloads.precision import DType, Sparsity
 
 IDEAL = device_from_dict(ideal_device(), "<ideal>")
 
@@ -96,8 +97,8 @@ def test_ring_collectives_by_hand() -> None:
 
 
 def test_op_time_by_unit_name() -> None:
-    from hw_models import op_time
-    from workloads.errors import ArgumentError
+    from decodex.core.errors import ArgumentError
+    from decodex.hw_models import op_time
 
     op = MatmulOp(name="mm", dtype=DType.BF16, m=1, n=1024, k=1024, weight_dtype=DType.BF16)
     assert op_time(op, "tensor", IDEAL) == IDEAL.units["tensor"].op_cost(op, IDEAL.memories)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hw_models.device import device_from_dict, load_device
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.spec_reader import TableReader
-from hw_models.system import DEVICES_DIR, list_devices, list_systems, load_system, system_from_dict
+from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError, SpecError
+from decodex.hw_models.device import device_from_dict, load_device
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.spec_reader import TableReader
+from decodex.hw_models.system import DEVICES_DIR, list_devices, list_systems, load_system, system_from_dict
 from tests.conftest import ideal_device
-from workloads.errors import ArgumentError, SpecError
-from workloads.precision import DType
 
 REQUIRED = {"a100-40g", "a100-80g", "h100-sxm", "h200", "v100s", "h800", "h20", "a800", "cpu-host"}
 

@@ -8,16 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 # the imports register the "bank_pim" and "systolic" unit models until hw_models.device imports them
-import hw_models.bank_pim
-import hw_models.systolic  # noqa: F401
-from hw_models.cost import UnsupportedOpError
-from hw_models.device import load_device
-from hw_models.system import DEVICES_DIR, load_system
-from hw_models.systolic import SystolicUnit, gemm_cycles, gemm_utilization
-from sim.estimate import estimate
-from workloads.errors import SpecError
-from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
-from workloads.precision import DType
+import decodex.hw_models.bank_pim
+import decodex.hw_models.systolic  # noqa: F401
+from decodex.core.dtypes import DType
+from decodex.core.errors import SpecError
+from decodex.hw_models.cost import UnsupportedOpError
+from decodex.hw_models.device import load_device
+from decodex.hw_models.system import DEVICES_DIR, load_system
+from decodex.hw_models.systolic import SystolicUnit, gemm_cycles, gemm_utilization
+from decodex.sim.estimate import estimate
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
 
 NPU = load_system("npu-only").primary_device
 SYSTOLIC = NPU.units["systolic"]

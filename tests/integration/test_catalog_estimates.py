@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from hw_models.system import list_systems, load_system
-from mappers.base import MAPPERS
-from sim.estimate import estimate
-from workloads.catalog import list_models, load_model
-from workloads.errors import DecodexError
-from workloads.parallelism import Parallelism
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import DecodexError
+from decodex.hw_models.system import list_systems, load_system
+from decodex.mappers.base import MAPPERS
+from decodex.sim.estimate import estimate
+from decodex.workloads.catalog import list_models, load_model
+from decodex.workloads.parallelism import Parallelism
 
 
 @pytest.mark.parametrize("name", list_models())

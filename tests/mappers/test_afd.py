@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from hw_models.system import load_system
-from sim.decode_cost import decode_cost, token_work
-from sim.estimate import plan_step
-from sim.simulate import simulate_plan
-from validation.reproduce import reproduce
-from validation.runners_afd import resized_system, stage_times
-from workloads.errors import InfeasibleError, SpecError
+from decodex.core.errors import InfeasibleError, SpecError
+from decodex.hw_models.system import load_system
+from decodex.sim.decode_cost import decode_cost, token_work
+from decodex.sim.estimate import plan_step
+from decodex.sim.simulate import simulate_plan
+from decodex.validation.reproduce import reproduce
+from decodex.validation.runners_afd import resized_system, stage_times
 
 MODEL, SYSTEM = "step3", "step3-2a2f-h800"
 MEGASCALE = {"ffn_layout": "ep", "ffn_devices": 8, "overlap_collectives": False}  # MegaScale-Infer's expert nodes

@@ -1,4 +1,4 @@
-"""The AFD planner (sim/afd_solver.py) and its study (validation/studies/afd.py)."""
+"""The AFD planner (sim/afd_solver.py) and its study (explore/studies/afd.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from sim.afd_solver import AfdLayout, afd_system, candidate_layouts, plan_layout, solve_afd, usd_per_hour
-from sim.simulate import simulate
-from validation.studies.afd import break_even_scale, compare_best
-from workloads.errors import ArgumentError, DecodexError
+from decodex.core.errors import ArgumentError, DecodexError
+from decodex.explore.studies.afd import break_even_scale, compare_best
+from decodex.sim.afd_solver import AfdLayout, afd_system, candidate_layouts, plan_layout, solve_afd, usd_per_hour
+from decodex.sim.simulate import simulate
 
 MODEL, CONTEXT, TPOT = "step3", 4096, 0.05
 
@@ -89,7 +89,7 @@ def test_compare_best_and_break_even_by_hand() -> None:
 
 
 def test_scale_link_scales_only_that_link() -> None:
-    from hw_models.system import load_system, scale_link
+    from decodex.hw_models.system import load_system, scale_link
 
     base = load_system("step3-2a2f-h800")
     scaled = scale_link(base, "nic", 0.5)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mappers.duplex import DuplexMapper, find_units, op_cost_on
-from sim.estimate import estimate, evaluate, plan_step
-from sim.simulate import simulate, simulate_plan
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.ops import AttentionOp, MoEExpertsOp, OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.mappers.duplex import DuplexMapper, find_units, op_cost_on
+from decodex.sim.estimate import estimate, evaluate, plan_step
+from decodex.sim.simulate import simulate, simulate_plan
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.ops import AttentionOp, MoEExpertsOp, OpKind
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 FP16 = Precision.parse("fp16")
 
@@ -141,7 +141,7 @@ def test_bank_pim_loses_on_gqa_and_moe_and_wins_on_mha(batch: int) -> None:
 
 
 def test_roofline_view_shows_each_ops_opb_against_its_processors_ceiling() -> None:
-    from sim.roofline import roofline_points
+    from decodex.sim.roofline import roofline_points
 
     r = estimate("mixtral-8x7b", "duplex", 32, context=2048, precision="fp16", parallelism=Parallelism(tp=4))
     points = roofline_points(r)
@@ -157,8 +157,8 @@ def test_roofline_view_shows_each_ops_opb_against_its_processors_ceiling() -> No
 def test_skewed_routing_reaches_the_step_and_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from app.cli import main
-    from workloads.batch import Routing
+    from decodex.app.cli import main
+    from decodex.workloads.batch import Routing
 
     kwargs = dict(context=1024, precision="fp16", parallelism=Parallelism(tp=4))
     uniform = estimate("mixtral-8x7b", "h100-sxm", 32, **kwargs)
@@ -174,7 +174,7 @@ def test_skewed_routing_reaches_the_step_and_the_cli(capsys: pytest.CaptureFixtu
                                                            ("2x8-duplex", 16, "duplex"), ("4x-h100-sxm", 4, "gpu"),
                                                            ("2x8-h100-sxm", 16, "gpu")])
 def test_paper_deployments_load(system: str, devices: int, mapper: str) -> None:
-    from hw_models.system import load_system
+    from decodex.hw_models.system import load_system
 
     spec = load_system(system)
     assert spec.device_count == devices and spec.default_mapper == mapper

@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from hw_models.system import load_system
-from sim.estimate import estimate, plan_step
-from sim.simulate import simulate
-from workloads.batch import Batch
-from workloads.errors import ArgumentError, InfeasibleError
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.hw_models.system import load_system
+from decodex.sim.estimate import estimate, plan_step
+from decodex.sim.simulate import simulate
+from decodex.workloads.batch import Batch
 
 MIXED = "w=int4,a=int8,kv=int8,wbits=4.1"
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from hw_models.cost import UnsupportedOpError
-from hw_models.system import load_system, system_from_dict
-from mappers.base import MAPPERS, get_mapper
-from mappers.gpu import choose_unit
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import InfeasibleError
-from workloads.ops import OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import InfeasibleError
+from decodex.hw_models.cost import UnsupportedOpError
+from decodex.hw_models.system import load_system, system_from_dict
+from decodex.mappers.base import MAPPERS, get_mapper
+from decodex.mappers.gpu import choose_unit
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.ops import OpKind
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 
 def test_registry_lists_gpu() -> None:

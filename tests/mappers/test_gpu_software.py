@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.estimate import estimate, plan_step
-from sim.simulate import simulate
-from workloads.batch import Batch
-from workloads.errors import ArgumentError
+from decodex.core.errors import ArgumentError
+from decodex.sim.estimate import estimate, plan_step
+from decodex.sim.simulate import simulate
+from decodex.workloads.batch import Batch
 
 
 def test_default_is_optimized_and_unchanged() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw_models.bank_pim import ChannelAssignedAttentionOp
-from mappers.neupims import split_channels
-from sim.estimate import estimate, plan_step
-from sim.simulate import simulate, simulate_plan
-from workloads.batch import Batch
-from workloads.ops import ElementwiseOp, MatmulOp
-from workloads.parallelism import Parallelism
+from decodex.hw_models.bank_pim import ChannelAssignedAttentionOp
+from decodex.mappers.neupims import split_channels
+from decodex.sim.estimate import estimate, plan_step
+from decodex.sim.simulate import simulate, simulate_plan
+from decodex.workloads.batch import Batch
+from decodex.workloads.ops import ElementwiseOp, MatmulOp
+from decodex.workloads.parallelism import Parallelism
 
 FP16 = "fp16"
 
@@ -115,8 +115,8 @@ def test_sub_batches_auto_and_split_keeps_channels() -> None:
 
 
 def test_reproduce_runner_subset() -> None:
-    from validation.reproduce import load_targets
-    from validation.runners_neupims import neupims_ratio
+    from decodex.validation.reproduce import load_targets
+    from decodex.validation.runners_neupims import neupims_ratio
 
     targets = {t.name: t for t in load_targets() if t.group == "neupims"}
     assert set(targets) == {"neupims-vs-gpu", "neupims-vs-npu", "neupims-vs-naive"}

@@ -7,23 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from hw_models.device import device_from_dict
-from hw_models.memory import LinkSpec
-from hw_models.system import DeviceGroup, SystemSpec
-from mappers.base import Placement, Plan
-from mappers.schedule import Block, Schedule, Stream, Task
-from sim.costing import placement_cost
-from sim.engine import fused_time, run_schedule
-from sim.estimate import estimate
-from sim.simulate import simulate, simulate_plan
+from decodex.core.dtypes import DType
+from decodex.hw_models.device import device_from_dict
+from decodex.hw_models.memory import LinkSpec
+from decodex.hw_models.system import DeviceGroup, SystemSpec
+from decodex.mappers.base import Placement, Plan
+from decodex.mappers.schedule import Block, Schedule, Stream, Task
+from decodex.sim.costing import placement_cost
+from decodex.sim.engine import fused_time, run_schedule
+from decodex.sim.estimate import estimate
+from decodex.sim.simulate import simulate, simulate_plan
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.graph import LayerTemplate
+from decodex.workloads.ops import CollectiveOp, MatmulOp
+from decodex.workloads.parallelism import Parallelism
 from tests.conftest import ideal_device, ideal_system
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.graph import LayerTemplate
-from workloads.ops import CollectiveOp, MatmulOp
-from workloads.parallelism import Parallelism
-from workloads.precision import DType
 
 
 @pytest.mark.parametrize(("model", "system", "batch", "kwargs"), [
@@ -120,7 +120,7 @@ def test_trace_file_opens_as_chrome_trace(tmp_path: Path) -> None:
 
 
 def test_simulate_plan_on_an_ideal_system() -> None:
-    from sim.estimate import plan_step
+    from decodex.sim.estimate import plan_step
 
     plan = plan_step("llama2-7b", ideal_system(), 2, context=10)
     assert simulate_plan(plan).step_time_s == pytest.approx(estimate("llama2-7b", ideal_system(), 2,

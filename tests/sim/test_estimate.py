@@ -8,15 +8,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sim.estimate import estimate
-from sim.roofline import roofline_figure, roofline_points
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.sim.estimate import estimate
+from decodex.sim.roofline import roofline_figure, roofline_points
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 from tests.conftest import ideal_system
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
 
 SUMMARY = {"step_time_s", "tokens_per_s", "energy_per_token_j", "weight_bytes", "kv_bytes",
            "memory_required_bytes", "fits", "reason"}

@@ -8,13 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw_models.roofline import padded_rows
-from hw_models.system import SystemSpec, load_system
-from sim.estimate import estimate
-from sim.vector_estimate import NotVectorizable, _grid_form, estimate_grid, padded_rows_many
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.roofline import padded_rows
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.sim.estimate import estimate
+from decodex.sim.vector_estimate import NotVectorizable, _grid_form, estimate_grid, padded_rows_many
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
 
 BATCHES = (1, 3, 16, 64, 100, 256)
 CONTEXTS = (0, 1, 511, 2048, 8191)
@@ -116,7 +116,7 @@ def test_vectorized_tile_padding_equals_padded_rows() -> None:
 
 
 def test_a_vectorized_price_that_drifts_from_evaluate_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sim.vector_estimate as vector
+    import decodex.sim.vector_estimate as vector
 
     # a pricing formula that forgets the overlap exponent must fail the check against evaluate
     monkeypatch.setattr(vector, "_overlap", lambda compute, memory, exponent: np.maximum(compute, memory))

@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from numba import cuda
 
-    from validation.kernels import KERNELS, SIM_CASES, relative_error, time_cuda, to_device
-    from validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import KERNELS, SIM_CASES, relative_error, time_cuda, to_device
+    from decodex.validation.kernels import cuda as kcuda
 
     assert kcuda.SIMULATOR, "NUMBA_ENABLE_CUDASIM was not honoured"
     assert cuda.is_available(), "the CUDA simulator reports no device"

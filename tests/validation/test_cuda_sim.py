@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from validation.kernels import SIM_CASES
+from decodex.validation.kernels import SIM_CASES
 
 SCRIPT = Path(__file__).with_name("cuda_sim_check.py")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from validation.reproduce import load_targets, reproduce
-from validation.runners_duplex import Point, point_table, points, served
-from validation.studies.duplex import crossover_opb, opb_curves, opb_window
+from decodex.explore.studies.duplex import crossover_opb, opb_curves, opb_window
+from decodex.validation.reproduce import load_targets, reproduce
+from decodex.validation.runners_duplex import Point, point_table, points, served
 
 SMALL = {"baseline": "h100-sxm", "models": ["mixtral-8x7b", "opt-66b"], "lengths": [[256, 256], [2048, 2048]],
          "batches": [32], "parallelism": {"mixtral-8x7b": [4, 1, 1], "opt-66b": [4, 1, 1]}}

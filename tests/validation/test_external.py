@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import validation.external as ve
-from hw_models import collective_cost, op_time
-from hw_models.device import load_device
-from hw_models.efficiency import EfficiencyCurve
-from hw_models.memory import LinkSpec
-from hw_models.roofline import RooflineUnit, padded_rows
-from hw_models.system import DEVICES_DIR, load_system
-from workloads.ops import ElementwiseOp, EmbeddingOp, MatmulOp
+import decodex.validation.external as ve
+from decodex.hw_models import collective_cost, op_time
+from decodex.hw_models.device import load_device
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.hw_models.memory import LinkSpec
+from decodex.hw_models.roofline import RooflineUnit, padded_rows
+from decodex.hw_models.system import DEVICES_DIR, load_system
+from decodex.workloads.ops import ElementwiseOp, EmbeddingOp, MatmulOp
 
 needs_data = pytest.mark.skipif(
     not ve.data_available(),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mappers.flightllm_compile import instruction_storage, op_instructions, stream_bytes
-from sim.estimate import estimate
-from validation.reproduce import reproduce
-from validation.runners_flightllm import pair_figures, run_metrics
-from validation.studies.flightllm import efficiency_sweep, fpga_system, prefill_decode_crossover
-from workloads.catalog import load_model
-from workloads.ops import MatmulOp
-from workloads.precision import DType, Precision
+from decodex.core.dtypes import DType
+from decodex.explore.studies.flightllm import efficiency_sweep, fpga_system, prefill_decode_crossover
+from decodex.mappers.flightllm_compile import instruction_storage, op_instructions, stream_bytes
+from decodex.sim.estimate import estimate
+from decodex.validation.reproduce import reproduce
+from decodex.validation.runners_flightllm import pair_figures, run_metrics
+from decodex.workloads.catalog import load_model
+from decodex.workloads.ops import MatmulOp
+from decodex.workloads.precision import Precision
 
 MIXED = "w=int4,a=int8,kv=int8,wbits=4.1"
 U280 = {"system": "alveo-u280", "precision": MIXED}

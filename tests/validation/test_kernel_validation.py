@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from validation.host import calibrate_host, host_device
-from validation.kernel_validation import spec_for_gpu, validate_cpu
-from validation.kernels import CPU_CASES
-from validation.records import load_records
+from decodex.validation.host import calibrate_host, host_device
+from decodex.validation.kernel_validation import spec_for_gpu, validate_cpu
+from decodex.validation.kernels import CPU_CASES
+from decodex.validation.records import load_records
 
 ROOT = Path(__file__).resolve().parents[2]
 

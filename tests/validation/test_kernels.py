@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from validation.kernels import (
+from decodex.core.dtypes import DType
+from decodex.validation.kernels import (
     CPU_CASES,
     GPU_CASES,
     KERNELS,
@@ -22,9 +23,8 @@ from validation.kernels import (
     rotation_copies,
     time_cpu,
 )
-from validation.kernels import cpu as kcpu
-from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
-from workloads.precision import DType
+from decodex.validation.kernels import cpu as kcpu
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
 
 ROOT = Path(__file__).resolve().parents[2]
 

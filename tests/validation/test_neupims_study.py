@@ -1,4 +1,4 @@
-"""NeuPIMs studies (validation/studies/neupims.py), the sampled-lengths runner and ``decodex study``."""
+"""NeuPIMs studies (explore/studies/neupims.py), the sampled-lengths runner and ``decodex study``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from app.cli_study import add_study_parsers
-from sim.serving.workload import Workload
-from validation.runners_neupims import MIN_POOL, POOL_PER_REQUEST, neupims_ratio, points, sampled_contexts
-from validation.studies.neupims import (
+from decodex.app.cli_study import add_study_parsers
+from decodex.core.errors import ArgumentError
+from decodex.explore.studies.neupims import (
     interleaving_figure,
     interleaving_gain,
     neupims_sweep,
@@ -21,9 +20,10 @@ from validation.studies.neupims import (
     row_buffer_gain,
     sweep_figure,
 )
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
+from decodex.sim.serving.workload import Workload
+from decodex.validation.runners_neupims import MIN_POOL, POOL_PER_REQUEST, neupims_ratio, points, sampled_contexts
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
 
 MODEL = "gpt3-7b"
 

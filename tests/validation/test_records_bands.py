@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from validation.bands import BandTable, OpForBand
-from validation.records import error_summary, load_records, mape, relative_errors, write_record
+from decodex.validation.bands import BandTable, OpForBand
+from decodex.validation.records import error_summary, load_records, mape, relative_errors, write_record
 
 
 def _cases(measured: list[float], predicted: list[float], kind: str = "matmul") -> pd.DataFrame:
@@ -65,8 +66,27 @@ def test_band_warnings_for_unvalidated_kinds_dtypes_sizes_and_devices() -> None:
 
 
 def test_estimate_carries_a_band() -> None:
-    from sim.estimate import estimate
+    from decodex.api import estimate
 
     result = estimate("llama3-8b", "h100-sxm", 8, context=512)
     assert result.band_low_s <= result.step_time_s * 1.5 and result.band_high_s >= result.band_low_s
     assert "band_low_s" in result.summary() and isinstance(result.summary()["warnings"], list)
+
+
+def test_the_simulator_reads_no_records_the_facade_attaches_them() -> None:
+    """sim.estimate leaves the band empty (no record feeds a prediction); decodex.estimate adds
+    it without changing any predicted number; simulate's band scales with the engine time."""
+    import decodex
+    from decodex.sim.estimate import estimate as raw_estimate
+    from decodex.validation.bands import attach_band
+
+    raw = raw_estimate("llama3-8b", "h100-sxm", 8, context=512)
+    assert math.isnan(raw.band_low_s) and raw.band_source == "" and raw.warnings == ()
+    banded = decodex.estimate("llama3-8b", "h100-sxm", 8, context=512)
+    assert banded.step_time_s == raw.step_time_s and banded.records == raw.records
+    assert banded == attach_band(raw)
+    assert banded.band_source == "records of h100-sxm"
+    sim = decodex.simulate("llama3-8b", "h100-sxm", 8, context=512)
+    scale = sim.step_time_s / sim.analytical_step_time_s
+    assert sim.band_low_s == pytest.approx(banded.band_low_s * scale, rel=1e-12)
+    assert sim.band_high_s == pytest.approx(banded.band_high_s * scale, rel=1e-12)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from validation.reproduce import Target, load_targets, reproduce, run_target
-from workloads.errors import ArgumentError, SpecError
+from decodex.app.cli import main
+from decodex.core.errors import ArgumentError, SpecError
+from decodex.validation.reproduce import Target, load_targets, reproduce, run_target
 
 
 def test_targets_load_with_sources_and_tolerances() -> None:

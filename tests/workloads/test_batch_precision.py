@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workloads.batch import Batch, Routing
-from workloads.errors import ArgumentError
-from workloads.precision import DType, Precision, Sparsity
+from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError
+from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.precision import Precision, Sparsity
 
 
 def test_routing_rows_sum_to_tokens_times_top_k() -> None:

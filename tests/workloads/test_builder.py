@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError, InfeasibleError
-from workloads.graph import Graph
-from workloads.ops import Op, OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.graph import Graph
+from decodex.workloads.ops import Op, OpKind
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 MATRIX = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.MOE_EXPERTS)
 

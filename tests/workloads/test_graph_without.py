@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sim.estimate import plan_step
-from sim.simulate import simulate_plan
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.ops import CollectiveOp, MoEExpertsOp, OpKind
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.sim.estimate import plan_step
+from decodex.sim.simulate import simulate_plan
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.ops import CollectiveOp, MoEExpertsOp, OpKind
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 COMM = (OpKind.COLLECTIVE, OpKind.TRANSFER)
 

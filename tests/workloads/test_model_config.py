@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from workloads.catalog import list_models, load_model
-from workloads.errors import ArgumentError, SpecError
-from workloads.model_config import model_from_dict
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError, SpecError
+from decodex.workloads.catalog import list_models, load_model
+from decodex.workloads.model_config import model_from_dict
 
 REQUIRED_MODELS = {
     "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "opt-6.7b", "opt-66b", "gpt3-7b",

@@ -6,7 +6,7 @@ Importing this package needs neither numba-cuda nor a GPU: CUDA kernels are buil
 on their first launch.
 
 ```python
-from validation.kernels import KERNELS, CPU_CASES, time_cpu
+from decodex.validation.kernels import KERNELS, CPU_CASES, time_cpu
 spec, case = KERNELS["gemv"], CPU_CASES[0]
 inputs = spec.make_inputs(case.shape, case.dtype, np.random.default_rng(0))
 t = time_cpu(spec.run_cpu, inputs, repeats=10, warmup=1)
@@ -14,7 +14,7 @@ op = spec.op(case.shape, case.dtype)          # op.flops, op.bytes; spec.unit_ro
 ```
 """
 
-from validation.kernels.cases import (
+from decodex.validation.kernels.cases import (
     KERNELS,
     UNIT_ROLE,
     KernelSpec,
@@ -23,8 +23,8 @@ from validation.kernels.cases import (
     scalar,
     to_device,
 )
-from validation.kernels.shapes import CPU_CASES, GPU_CASES, SIM_CASES, Case, case
-from validation.kernels.timing import (
+from decodex.validation.kernels.shapes import CPU_CASES, GPU_CASES, SIM_CASES, Case, case
+from decodex.validation.kernels.timing import (
     L2_BYTES,
     TimingResult,
     device_copy_bandwidth,

@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from validation.kernels import cpu
-from workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.validation.kernels import cpu
+from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op
 
 Shape = Mapping[str, int]
 Inputs = dict[str, np.ndarray]
@@ -165,7 +165,7 @@ def _gemv_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _gemv_cuda(dev: Mapping[str, Any]) -> Any:
-    from validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda as kcuda
 
     return kcuda.gemv(dev)
 
@@ -182,7 +182,7 @@ def _gemv_op(shape: Shape, dtype: str) -> Op:
 def _gemm_inputs(shape: Shape, dtype: str, rng: np.random.Generator) -> Inputs:
     m, n, k = shape["m"], shape["n"], shape["k"]
     tile, reg = int(shape.get("tile", GEMM_TILE)), int(shape.get("reg", GEMM_REG))
-    from validation.kernels.cuda import check_gemm_tile
+    from decodex.validation.kernels.cuda import check_gemm_tile
 
     check_gemm_tile(tile, reg)
     return {"a": _uniform(rng, (m, k), np.float32), "b": _uniform(rng, (k, n), _dtype(dtype)),
@@ -203,7 +203,7 @@ def _gemm_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _gemm_cuda(dev: Mapping[str, Any]) -> Any:
-    from validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda as kcuda
 
     tile = int(scalar(dev["tile"])) if "tile" in dev else GEMM_TILE
     reg = int(scalar(dev["reg"])) if "reg" in dev else GEMM_REG
@@ -241,7 +241,7 @@ def _attention_dims(shape: Shape) -> tuple[int, int, int, int]:
 
 def _attention_inputs(shape: Shape, dtype: str, rng: np.random.Generator) -> Inputs:
     batch, q_heads, kv_heads, head_dim = _attention_dims(shape)
-    from validation.kernels.cuda import check_attention_shape
+    from decodex.validation.kernels.cuda import check_attention_shape
 
     check_attention_shape(q_heads // kv_heads, head_dim)
     lens = context_lens(shape)
@@ -288,7 +288,7 @@ def _attention_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _attention_cuda(dev: Mapping[str, Any]) -> Any:
-    from validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda as kcuda
 
     splits = int(scalar(dev["splits"])) if "splits" in dev else 0
     return kcuda.attention(dev, splits)
@@ -327,7 +327,7 @@ def _rmsnorm_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _rmsnorm_cuda(dev: Mapping[str, Any]) -> Any:
-    from validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda as kcuda
 
     return kcuda.rmsnorm(dev, float(scalar(dev["eps"])))
 
@@ -359,7 +359,7 @@ def _softmax_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _softmax_cuda(dev: Mapping[str, Any]) -> Any:
-    from validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda as kcuda
 
     return kcuda.softmax(dev)
 

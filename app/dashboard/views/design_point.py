@@ -7,8 +7,8 @@ import math
 
 import streamlit as st
 
-from app.dashboard.charts import op_breakdown_figure, roofline_with_band
-from app.dashboard.design import cached_estimate, design_point_inputs, run_or_report
+from decodex.app.dashboard.charts import op_breakdown_figure, roofline_with_band
+from decodex.app.dashboard.design import cached_estimate, design_point_inputs, run_or_report
 
 st.title("Design point")
 point = design_point_inputs("design")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import streamlit as st
 
-from app.dashboard.design import MAX_BATCH, check_uploads, run_or_report, spec_uploads
-from app.dashboard.serving_charts import (
+from decodex.app.dashboard.design import MAX_BATCH, check_uploads, run_or_report, spec_uploads
+from decodex.app.dashboard.serving_charts import (
     MAX_REQUESTS,
     ServingPoint,
     latency_figure,
@@ -18,10 +18,10 @@ from app.dashboard.serving_charts import (
     sweep_frame,
     sweep_rates,
 )
-from hw_models.system import list_systems
-from sim.serving import PRESET_NAMES, SCHEDULERS, ServingResult
-from workloads.catalog import list_models
-from workloads.precision import PRECISION_PRESETS
+from decodex.hw_models.system import list_systems
+from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, ServingResult
+from decodex.workloads.catalog import list_models
+from decodex.workloads.precision import PRECISION_PRESETS
 
 DEFAULT = ServingPoint()
 SWEEP_STATE = "serving.sweep_result"

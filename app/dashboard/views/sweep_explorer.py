@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app.dashboard.sweep_view import (
+from decodex.app.dashboard.sweep_view import (
     MAX_PLOT_POINTS,
     MAX_POINTS,
     MAX_TABLE_ROWS,
@@ -27,7 +27,6 @@ from app.dashboard.sweep_view import (
     frame_to_csv_bytes,
     frame_to_parquet_bytes,
     infeasible_rows,
-    list_example_spaces,
     numeric_columns,
     ordered_columns,
     parameter_columns,
@@ -38,12 +37,13 @@ from app.dashboard.sweep_view import (
     reason_counts,
     sweep_dir_fingerprint,
 )
-from app.dashboard.uploads import MAX_UPLOAD_BYTES
-from explore.figures import pareto_figure
-from explore.pareto import pareto_front
-from explore.runner import run_sweep
-from explore.sweep_space import SweepSpace
-from workloads.errors import DecodexError
+from decodex.app.dashboard.uploads import MAX_UPLOAD_BYTES
+from decodex.core.errors import DecodexError
+from decodex.examples import list_examples
+from decodex.explore.figures import pareto_figure
+from decodex.explore.pareto import pareto_front
+from decodex.explore.runner import run_sweep
+from decodex.explore.sweep_space import SweepSpace
 
 RUN, OPEN = "Run a small sweep", "Open a sweep directory"
 EXAMPLE, OWN = "Example space", "Paste or upload a space TOML"
@@ -75,7 +75,7 @@ def _space_input() -> tuple[SweepSpace, int] | None:
     """The space chosen or given and its point count; None (with a message) when there is none to run."""
     kind = st.radio("Space", [EXAMPLE, OWN], horizontal=True, key="sweep.space_kind")
     if kind == EXAMPLE:
-        examples = list_example_spaces()
+        examples = list_examples()
         if not examples:
             st.error("No example spaces found (examples/sweeps/*.toml); paste or upload a space TOML instead.")
             return None

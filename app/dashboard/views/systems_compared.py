@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard.compare import (
+from decodex.app.dashboard.compare import (
     AUTO_TP,
     TP_CHOICES,
     SystemRow,
@@ -23,10 +23,10 @@ from app.dashboard.compare import (
     target_row,
     tokens_per_device_figure,
 )
-from hw_models.system import list_devices, list_systems, load_system
-from validation.reproduce import TARGETS_DIR, Target, load_targets, run_target
-from workloads.catalog import list_models
-from workloads.errors import DecodexError
+from decodex.core.errors import DecodexError
+from decodex.hw_models.system import list_devices, list_systems, load_system
+from decodex.validation.reproduce import TARGETS_DIR, Target, load_targets, run_target
+from decodex.workloads.catalog import list_models
 
 DEFAULT_MODEL = "llama2-7b"  # FlightLLM's model; every seed system has the memory and datapaths for it in fp16
 DEFAULT_PRECISION = "fp16"  # the one datapath every seed system has (NeuPIMs' PIM is fp16 only)

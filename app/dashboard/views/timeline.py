@@ -8,8 +8,9 @@ import math
 
 import streamlit as st
 
-from app.dashboard.design import DesignPoint, cached_simulate, design_point_inputs, run_or_report
-from app.dashboard.timeline_charts import (
+from decodex.api import simulate
+from decodex.app.dashboard.design import DesignPoint, cached_simulate, design_point_inputs, run_or_report
+from decodex.app.dashboard.timeline_charts import (
     COLOR_FIELDS,
     MAX_BARS,
     ROW_MODES,
@@ -27,7 +28,7 @@ from app.dashboard.timeline_charts import (
     trace_json,
     track_order,
 )
-from sim.simulate import SimResult, simulate
+from decodex.sim.simulate import SimResult
 
 # NeuPIMs at batch 256 (fits its 32 GiB per device at tp 4): two sub-batches, one's GEMMs on the systolic NPU
 # while the other's attention runs in the PIM banks

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.dashboard.compare import (
+from decodex.app.dashboard.compare import (
     band_frame,
     error_histogram_figure,
     filter_records,
@@ -18,8 +18,8 @@ from app.dashboard.compare import (
     summary_frame,
     with_relative_error,
 )
-from validation.bands import HIGH_Q, LOW_Q, band_table
-from validation.records import RECORDS_DIR, load_records, mape
+from decodex.validation.bands import HIGH_Q, LOW_Q, band_table
+from decodex.validation.records import RECORDS_DIR, load_records, mape
 
 
 def _records_stamp() -> tuple[tuple[str, float], ...]:

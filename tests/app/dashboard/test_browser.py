@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli_app import streamlit_command
-from sim.estimate import estimate
-from workloads.parallelism import Parallelism
+from decodex.app.cli_app import streamlit_command
+from decodex.examples import example_path
+from decodex.sim.estimate import estimate
+from decodex.workloads.parallelism import Parallelism
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -166,13 +167,13 @@ def test_design_point_widget_changes_the_shown_value(server: str, browser: WebDr
 
 
 def test_sweep_explorer_runs_the_example_in_the_browser(server: str, browser: WebDriver, shots: Path) -> None:
-    from explore.runner import run_sweep
+    from decodex.explore.runner import run_sweep
 
     browser.get(f"{server}/sweeps")
     _wait(lambda: _title_shown(browser, "Sweep explorer"), PAGE_TIMEOUT_S, "the Sweep explorer page")
     button = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.startswith("Run "))
     button.click()
-    rows = run_sweep(Path(__file__).resolve().parents[3] / "examples/sweeps/h100-batch-context.toml", progress=False)
+    rows = run_sweep(example_path("h100-batch-context"), progress=False)
     feasible = int(rows["feasible"].sum())
     _wait(lambda: _metric(browser, "Points") == f"{len(rows):,}" and _idle(browser), PAGE_TIMEOUT_S,
           f"Points = {len(rows)} after the run")
@@ -184,8 +185,8 @@ def test_sweep_explorer_runs_the_example_in_the_browser(server: str, browser: We
 def test_serving_page_takes_an_uploaded_model(server: str, browser: WebDriver, shots: Path) -> None:
     """An HF config.json uploaded in the Serving page's sidebar replaces the chosen model: the
     throughput shown is that of ``serve`` on the same file."""
-    from app.dashboard.serving_charts import ServingPoint
-    from workloads.catalog import CATALOG_DIR
+    from decodex.app.dashboard.serving_charts import ServingPoint
+    from decodex.workloads.catalog import CATALOG_DIR
 
     browser.get(f"{server}/serving")
     _wait(lambda: _title_shown(browser, "Serving") and bool(_metric(browser, "Throughput")), PAGE_TIMEOUT_S,

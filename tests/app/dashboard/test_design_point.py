@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.cli import build_parser
-from app.cli_app import DASHBOARD, streamlit_command
-from app.dashboard.charts import band_factors, op_breakdown, op_breakdown_figure, roofline_with_band
-from app.dashboard.uploads import MAX_UPLOAD_BYTES, UploadError, parse_model_upload, parse_system_upload
-from hw_models.system import DEVICES_DIR, load_system
-from sim.estimate import estimate
-from workloads.catalog import CATALOG_DIR, load_model
-from workloads.errors import DecodexError, SpecError
-from workloads.parallelism import Parallelism
+from decodex.api import estimate
+from decodex.app.cli import build_parser
+from decodex.app.cli_app import DASHBOARD, streamlit_command
+from decodex.app.dashboard.charts import band_factors, op_breakdown, op_breakdown_figure, roofline_with_band
+from decodex.app.dashboard.uploads import MAX_UPLOAD_BYTES, UploadError, parse_model_upload, parse_system_upload
+from decodex.core.errors import DecodexError, SpecError
+from decodex.hw_models.system import DEVICES_DIR, load_system
+from decodex.workloads.catalog import CATALOG_DIR, load_model
+from decodex.workloads.parallelism import Parallelism
 
 ROOT = Path(__file__).resolve().parents[3]
 PAGE = str(ROOT / "app/dashboard/views/design_point.py")

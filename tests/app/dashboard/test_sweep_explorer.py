@@ -12,23 +12,23 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.dashboard.sweep_view import (
+from decodex.app.dashboard.sweep_view import (
     MAX_POINTS,
     check_point_count,
     count_points,
     default_direction,
     frame_to_csv_bytes,
     frame_to_parquet_bytes,
-    list_example_spaces,
     parse_space_bytes,
     plot_rows,
     progress_chunk_size,
     read_sweep_dir,
 )
-from explore.pareto import pareto_front
-from explore.runner import run_sweep
-from explore.sweep_space import load_space
-from workloads.errors import DecodexError
+from decodex.core.errors import DecodexError
+from decodex.examples import list_examples
+from decodex.explore.pareto import pareto_front
+from decodex.explore.runner import run_sweep
+from decodex.explore.sweep_space import load_space
 
 PAGE = str(Path(__file__).resolve().parents[3] / "app/dashboard/views/sweep_explorer.py")
 EXAMPLE = "h100-batch-context"  # the smallest estimate example (64 points, well under a second)
@@ -94,14 +94,14 @@ def test_page_runs_with_defaults() -> None:
     assert not at.error
     assert at.title[0].value == "Sweep explorer"
     assert at.radio(key="sweep.source").value == "Run a small sweep"
-    assert at.selectbox(key="sweep.example").value in list_example_spaces()
+    assert at.selectbox(key="sweep.example").value in list_examples()
     assert any("Press the button" in i.value for i in at.info)
 
 
 def test_run_smallest_example_shows_rows_and_a_true_front() -> None:
     at = _run_example(_page())
     frame = at.session_state["sweep.result"].frame
-    assert len(frame) == count_points(load_space(list_example_spaces()[EXAMPLE]))
+    assert len(frame) == count_points(load_space(list_examples()[EXAMPLE]))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Points"] == f"{len(frame):,}"
     assert metrics["Infeasible"] == f"{int((~frame['feasible']).sum()):,}"
@@ -111,7 +111,7 @@ def test_run_smallest_example_shows_rows_and_a_true_front() -> None:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = {t["name"]: t for t in spec["data"]}
     assert len(traces["Pareto front"]["customdata"]) == len(ids)
-    inputs = load_space(list_example_spaces()[EXAMPLE]).parameters
+    inputs = load_space(list_examples()[EXAMPLE]).parameters
     for trace in traces.values():
         assert all(name in trace["hovertemplate"] for name in inputs)
     # the infeasible rows are listed with their reason

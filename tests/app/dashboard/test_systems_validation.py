@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.dashboard.compare import (
+from decodex.app.dashboard.compare import (
     band_frame,
     comparison_display,
     comparison_frame,
@@ -26,14 +26,14 @@ from app.dashboard.compare import (
     tp_candidates,
     with_relative_error,
 )
-from hw_models.system import load_system
-from sim.estimate import estimate
-from sim.pricing import replica_usd_per_hour, usd_per_million_tokens
-from sim.simulate import simulate
-from validation.bands import BandTable
-from validation.records import error_summary, load_records
-from validation.reproduce import load_targets, run_target
-from workloads.parallelism import Parallelism
+from decodex.hw_models.system import load_system
+from decodex.sim.estimate import estimate
+from decodex.sim.pricing import replica_usd_per_hour, usd_per_million_tokens
+from decodex.sim.simulate import simulate
+from decodex.validation.bands import BandTable
+from decodex.validation.records import error_summary, load_records
+from decodex.validation.reproduce import load_targets, run_target
+from decodex.workloads.parallelism import Parallelism
 
 VIEWS = Path(__file__).resolve().parents[3] / "app/dashboard/views"
 REPRODUCE_GROUP = "flightllm"  # the fastest group with several targets (about 0.1 s in all, passes and fails)

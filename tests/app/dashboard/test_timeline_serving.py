@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.dashboard.serving_charts import (
+from decodex.app.dashboard.serving_charts import (
     ServingPoint,
     ecdf,
     latency_figure,
@@ -21,7 +21,7 @@ from app.dashboard.serving_charts import (
     sweep_frame,
     sweep_rates,
 )
-from app.dashboard.timeline_charts import (
+from decodex.app.dashboard.timeline_charts import (
     busy_figure,
     busy_share,
     busy_table,
@@ -37,10 +37,10 @@ from app.dashboard.timeline_charts import (
     trace_json,
     track_order,
 )
-from sim.simulate import SimResult, simulate
-from workloads.catalog import CATALOG_DIR
-from workloads.errors import DecodexError
-from workloads.parallelism import Parallelism
+from decodex.core.errors import DecodexError
+from decodex.sim.simulate import SimResult, simulate
+from decodex.workloads.catalog import CATALOG_DIR
+from decodex.workloads.parallelism import Parallelism
 
 VIEWS = Path(__file__).resolve().parents[3] / "app/dashboard/views"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import _Parser
-from app.cli_serve import add_serve_parser
-from workloads.errors import ArgumentError, DecodexError
+from decodex.app.cli import _Parser
+from decodex.app.cli_serve import add_serve_parser
+from decodex.core.errors import ArgumentError, DecodexError
 
 
 def parse(*argv: str) -> argparse.Namespace:

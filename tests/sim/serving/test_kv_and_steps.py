@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw_models.system import load_system
-from sim.estimate import estimate
-from sim.serving import BlockManager, StepTimes, kv_capacity
-from workloads.batch import Batch
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.system import load_system
+from decodex.sim.estimate import estimate
+from decodex.sim.serving import BlockManager, StepTimes, kv_capacity
+from decodex.workloads.batch import Batch
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 
 def test_block_manager_allocates_grows_and_frees() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.estimate import estimate
-from sim.serving import SCHEDULERS, Lengths, ServingResult, Workload, serve
-from workloads.batch import Batch, Routing
-from workloads.errors import ArgumentError
-from workloads.parallelism import Parallelism
+from decodex.core.errors import ArgumentError
+from decodex.sim.estimate import estimate
+from decodex.sim.serving import SCHEDULERS, Lengths, ServingResult, Workload, serve
+from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.parallelism import Parallelism
 
 MODEL, SYSTEM = "llama3-8b", "h100-sxm"
 SHORT = Workload(arrival="poisson", rate=50.0, input_lengths=Lengths.uniform(50, 400),

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.serving import Lengths, Workload
-from workloads.batch import Batch
-from workloads.builder import build_step_graph
-from workloads.catalog import load_model
-from workloads.errors import ArgumentError, DecodexError
-from workloads.parallelism import Parallelism
-from workloads.precision import Precision
+from decodex.core.errors import ArgumentError, DecodexError
+from decodex.sim.serving import Lengths, Workload
+from decodex.workloads.batch import Batch
+from decodex.workloads.builder import build_step_graph
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 
 def test_lognormal_keeps_the_mean() -> None:

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hw_models.device import DeviceSpec
-from hw_models.logic_pim import LogicPimUnit
-from hw_models.system import load_system
-from mappers.duplex import find_units
-from workloads.ops import MatmulOp
-from workloads.precision import DType
+from decodex.core.dtypes import DType
+from decodex.hw_models.device import DeviceSpec
+from decodex.hw_models.logic_pim import LogicPimUnit
+from decodex.hw_models.system import load_system
+from decodex.mappers.duplex import find_units
+from decodex.workloads.ops import MatmulOp
 
 PIM_DEVICES = ("duplex", "duplex-bank-pim", "duplex-bankgroup-pim")
 PROBE_HIDDEN = 8192

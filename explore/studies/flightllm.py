@@ -17,12 +17,12 @@ from collections.abc import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from hw_models.fpga import FpgaUnit
-from hw_models.system import SystemSpec, load_system
-from mappers.flightllm_compile import instruction_storage
-from validation.runners_flightllm import run_metrics
-from workloads.catalog import load_model
-from workloads.precision import Precision
+from decodex.hw_models.fpga import FpgaUnit
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.mappers.flightllm_compile import instruction_storage
+from decodex.validation.runners_flightllm import run_metrics
+from decodex.workloads.catalog import load_model
+from decodex.workloads.precision import Precision
 
 MODEL = "llama2-7b"
 PAIRS = [[128, 512], [512, 512]]

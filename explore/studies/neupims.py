@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hw_models.bank_pim import BankPimUnit
-from hw_models.system import DeviceGroup, SystemSpec, load_system
-from hw_models.systolic import DATAFLOWS, SystolicUnit
-from sim.simulate import simulate
-from validation.runners_neupims import PRECISION, sampled_contexts
-from workloads.parallelism import Parallelism
+from decodex.hw_models.bank_pim import BankPimUnit
+from decodex.hw_models.system import DeviceGroup, SystemSpec, load_system
+from decodex.hw_models.systolic import DATAFLOWS, SystolicUnit
+from decodex.sim.simulate import simulate
+from decodex.validation.runners_neupims import PRECISION, sampled_contexts
+from decodex.workloads.parallelism import Parallelism
 
 ROW_BUFFERS = {"dual": "concurrent", "single": "exclusive"}
 

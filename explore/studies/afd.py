@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sim.afd_solver import AfdLayout, candidate_layouts, solve_afd
+from decodex.sim.afd_solver import AfdLayout, candidate_layouts, solve_afd
 
 TEMPLATE = "plotly_white"
 
