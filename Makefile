@@ -1,39 +1,60 @@
-# Decodex: `make app` sets up .venv and starts the dashboard; `make demo` runs an estimate;
-# `make test` sets up and runs the suite.
+# Decodex: `make app` sets up .venv with what the dashboard needs and starts it; `make demo`
+# runs an estimate; `make test` adds the test tools and runs the suite; `make wheel` builds the
+# wheel into dist/; `make smoke` installs that wheel into a fresh venv and runs the smoke script.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+APP_STAMP := $(VENV)/.installed-app
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(PY) -m pip install --disable-pip-version-check --progress-bar on
 
-.PHONY: install app demo test lint bench clean
+.PHONY: install install-dev app demo test lint bench wheel smoke clean
 
 PORT ?= 8501
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP)
+# the package and its run-time dependencies only (no test tools, no CUDA, no Dask)
+$(APP_STAMP): pyproject.toml | $(PY)
+	@echo "Installing Decodex into $(VENV) (first time: a few minutes) ..."
+	$(PIP) -e .
+	touch $(APP_STAMP)
 
-app: $(STAMP)
+# plus the test, GPU-validation and cluster extras
+$(DEV_STAMP): $(APP_STAMP)
+	@echo "Installing the test tools into $(VENV) ..."
+	$(PIP) -e '.[dev]'
+	touch $(DEV_STAMP)
+
+install: $(APP_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+app: $(APP_STAMP)
 	$(VENV)/bin/decodex app --port $(PORT)
 
-demo: $(STAMP)
+demo: $(APP_STAMP)
 	$(VENV)/bin/decodex estimate --model llama3-70b --system h100-sxm --tp 8 --batch 64 --context 2048
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(APP_STAMP)
 	$(PY) benchmarks/estimate.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/serve.py
 
+wheel: $(DEV_STAMP)
+	rm -rf dist
+	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist . --quiet
+
+smoke: wheel
+	.ci/package-smoke dist
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from decodex._version import __version__
 from decodex.api import estimate, simulate
 from decodex.app.cli_app import add_app_parser
 from decodex.app.cli_args import (
@@ -17,6 +19,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
+from decodex.app.cli_examples import add_examples_parser
 from decodex.app.cli_explore import add_explore_parsers
 from decodex.app.cli_serve import add_serve_parser
 from decodex.app.cli_study import add_study_parsers
@@ -125,6 +128,7 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="decodex", description="Decodex: hardware simulator and co-design explorer for LLM decoding.")
+    parser.add_argument("--version", action="version", version=f"decodex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("models", help="list the model catalog")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -144,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_validation_parsers(sub)
     add_study_parsers(sub)
     add_explore_parsers(sub)
+    add_examples_parser(sub)
     add_app_parser(sub)
     return parser
 
@@ -158,10 +163,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(getattr(args, "context", None), list):
         args.batch = len(args.context)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
     except DecodexError as err:
         print(f"decodex: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `decodex ... | head`: the reader left; end quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("decodex: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured by a test)
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +26,29 @@ def streamlit_command(port: int, address: str) -> list[str]:
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
 
 
+def run_server(command: list[str]) -> int:
+    """Run ``command`` so that stopping ``decodex app`` stops the server: on POSIX this process
+    becomes the server (``exec``: SIGINT and SIGTERM reach it, no orphan is left); elsewhere the
+    server is a child whose exit status is returned, terminated when this process is interrupted."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(command[0], command)  # does not return
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+
+
 def cmd_app(args: argparse.Namespace) -> int:
-    """Run the dashboard until interrupted; returns Streamlit's exit status."""
+    """Run the dashboard until it is stopped (Ctrl-C, SIGTERM); returns Streamlit's exit status
+    where the server runs as a child (non-POSIX systems)."""
     command = streamlit_command(args.port, args.address)
     host = "localhost" if args.address in ("127.0.0.1", "localhost") else args.address
     print(f"Decodex dashboard: open http://{host}:{args.port} in a browser (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    return run_server(command)
 
 
 def add_app_parser(sub: Any) -> None:

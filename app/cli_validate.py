@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from decodex.app.cli_args import print_json
 from decodex.app.formatting import table
 
+SUMMARY_JSON_HELP = "{device: {op_kind: {mape, max_error, n}}}"
+
+
+def cmd_reproduce_list(args: argparse.Namespace) -> int:
+    """``reproduce --list``: the shipped targets (name, group, value, tolerance, source), none run."""
+    from decodex.validation.reproduce import load_targets
+
+    targets = load_targets()
+    if args.json:
+        print_json([{"name": t.name, "group": t.group, "description": t.description, "value": t.value,
+                     "unit": t.unit, "tolerance": t.tolerance, "absolute": t.absolute, "source": t.source}
+                    for t in targets])
+    else:
+        print(table(["target", "group", "paper/measured", "tolerance"],
+                    [[t.name, t.group, f"{t.value:.4g} {t.unit}",
+                      f"±{t.tolerance:g} {t.unit}" if t.absolute else f"±{100 * t.tolerance:.0f}%"] for t in targets]))
+    return 0
+
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    if args.list:
+        return cmd_reproduce_list(args)
     from decodex.validation.reproduce import reproduce
 
     results = reproduce(args.name)
@@ -41,13 +62,18 @@ def cmd_calibrate_host(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+def _report(summary: dict[str, Any], as_json: bool, written: Iterable[Path | None] = ()) -> int:
+    """Name each written record on stderr, print the error summary (a table, or JSON); returns 0."""
+    for path in written:
+        if path is not None:
+            print(f"wrote {path}", file=sys.stderr)
     if as_json:
         print_json(summary)
-        return
+        return 0
     rows = [[device, kind, f"{100 * s['mape']:.1f}%", f"{100 * s['max_error']:.1f}%", s["n"]]
             for device, kinds in summary.items() for kind, s in kinds.items()]
     print(table(["device", "op kind", "MAPE", "max error", "n"], rows))
+    return 0
 
 
 def cmd_validate_external(args: argparse.Namespace) -> int:
@@ -62,11 +88,7 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
         print(f"fitted on the A100 rows; wrote the GPU specs and validation/fits/gpu_efficiency.json "
               f"(objective {fit.get('objective', 'n/a')})", file=sys.stderr)
     frame, summary = run_external(args.data, sample=args.sample)
-    if args.write:
-        for path in write_external_records(frame):
-            print(f"wrote {path}", file=sys.stderr)
-    _print_summary(summary, args.json)
-    return 0
+    return _report(summary, args.json, write_external_records(frame) if args.write else ())
 
 
 def cmd_validate_cpu(args: argparse.Namespace) -> int:
@@ -77,29 +99,18 @@ def cmd_validate_cpu(args: argparse.Namespace) -> int:
     device = device_from_dict(read_device_toml(args.spec), args.spec) if args.spec else None
     cases = CPU_CASES[: args.cases] if args.cases else None
     _, summary, path = validate_cpu(device, cases, quick=args.quick, write=not args.no_write)
-    if path is not None:
-        print(f"wrote {path}", file=sys.stderr)
-    _print_summary(summary, args.json)
-    return 0
+    return _report(summary, args.json, [path])
 
 
 def cmd_validate_gpu(args: argparse.Namespace) -> int:
-    from decodex.validation.kernel_validation import NoGpuError, validate_gpu
+    from decodex.validation.kernel_validation import validate_gpu
 
-    try:
-        _, summary, path = validate_gpu(args.spec, write=not args.no_write)
-    except NoGpuError as err:
-        print(f"decodex: {err}", file=sys.stderr)
-        return 1
-    if path is not None:
-        print(f"wrote {path}", file=sys.stderr)
-    if args.json:
-        print_json(summary)
-    else:
-        device, kinds = next(iter(summary.items()))
-        copy = kinds.pop("copy_bandwidth_bytes_per_s", None)
-        _print_summary({device: kinds}, False)
-        print(f"device-to-device copy: {copy / 1e9:.0f} GB/s (read + write)" if copy else "")
+    # without numba-cuda or a GPU this raises NoGpuError, a DecodexError: main prints one line, status 2
+    _, summary, path = validate_gpu(args.spec, write=not args.no_write)
+    copy = None if args.json else next(iter(summary.values())).pop("copy_bandwidth_bytes_per_s", None)
+    _report(summary, args.json, [path])
+    if copy:
+        print(f"device-to-device copy: {copy / 1e9:.0f} GB/s (read + write)")
     return 0
 
 
@@ -107,6 +118,7 @@ def add_validation_parsers(sub: Any) -> None:
     """Add ``calibrate``, ``validate`` and ``reproduce`` to the ``decodex`` sub-commands."""
     p = sub.add_parser("reproduce", help="re-derive the seed papers' headline results and compare")
     p.add_argument("name", nargs="?", default="all", help="a target or group name (default: all)")
+    p.add_argument("--list", action="store_true", help="list the shipped targets and their sources; run none")
     p.add_argument("--json", action="store_true", help="a list of {name, target, simulated, unit, error, "
                                                        "tolerance, passed}")
     p.set_defaults(func=cmd_reproduce)
@@ -119,11 +131,12 @@ def add_validation_parsers(sub: Any) -> None:
     p = sub.add_parser("validate", help="compare predictions with measurements")
     which = p.add_subparsers(dest="which", required=True)
     ext = which.add_parser("external", help="GPU specs against Vidur's measured operator and NCCL timings")
-    ext.add_argument("--data", default=None, help="the vidur-profiling folder (default: ../shared/validation-data)")
+    ext.add_argument("--data", default=None, help="the vidur-profiling folder (default: $DECODEX_VALIDATION_DATA, "
+                                                  "else the Vidur data shipped with Decodex)")
     ext.add_argument("--sample", type=int, default=None, help="rows per (GPU, kind), seeded (default: all)")
     ext.add_argument("--fit", action="store_true", help="refit the GPU efficiency fields on the A100 rows first")
     ext.add_argument("--write", action="store_true", help="write the comparison as records (validation/records/)")
-    ext.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    ext.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
     ext.set_defaults(func=cmd_validate_external)
     cpu = which.add_parser("cpu", help="time the Numba CPU kernels here and compare with the host spec")
     cpu.add_argument("--spec", default=None, help="host device TOML (default: calibrate this host now)")
@@ -140,4 +153,4 @@ def add_validation_parsers(sub: Any) -> None:
 def _add_record_options(parser: argparse.ArgumentParser) -> None:
     """The options every kernel-timing validation shares: --no-write and --json."""
     parser.add_argument("--no-write", action="store_true", help="do not write a record")
-    parser.add_argument("--json", action="store_true", help="{device: {op_kind: {mape, max_error, n}}}")
+    parser.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from report import write_report  # noqa: E402
 
 from decodex.explore.runner import run_sweep  # noqa: E402
-from decodex.sim.vector_estimate import _grid_form, estimate_grid  # noqa: E402
+from decodex.sim.grid_extract import grid_form as _grid_form  # noqa: E402
+from decodex.sim.vector_estimate import estimate_grid  # noqa: E402
 from decodex.workloads.parallelism import Parallelism  # noqa: E402
 
 GOAL_POINTS_PER_S = 10_000.0

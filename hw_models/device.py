@@ -19,6 +19,7 @@ from decodex.hw_models.units import UnitModel, read_unit
 
 DEVICE_KINDS = ("gpu", "cpu", "npu", "pim", "fpga")
 DEFAULT_MAPPER_BY_KIND = {"gpu": "gpu", "cpu": "gpu"}
+CATALOG_DEVICES_DIR = Path(__file__).resolve().parent / "catalog" / "devices"  # the catalog devices `extends` may name
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,10 @@ def merge_tables(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
 
 def read_device_toml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A device file's tables with ``device.extends`` resolved: the named device (a file stem in
-    the same folder, or a path relative to it) is read first and this file's tables are merged
-    over it (:func:`merge_tables`), so a variant states only what differs. Chains are allowed;
-    a cycle or a missing base raises SpecError naming the file and field."""
+    the same folder, a path relative to it, or else a catalog device name) is read first and this
+    file's tables are merged over it (:func:`merge_tables`), so a variant states only what
+    differs. Chains are allowed; a cycle or a missing base raises SpecError naming the file and
+    field."""
     path = Path(path).resolve()
     data = read_toml(path)
     device = data.get("device")
@@ -148,8 +150,10 @@ def read_device_toml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     if not isinstance(ref, str) or not ref:
         raise SpecError(str(path), "device.extends", f"{ref!r} must be a device name or a path")
     base_path = path.parent / (ref if ref.endswith(".toml") else f"{ref}.toml")
+    if not base_path.is_file() and CATALOG_DEVICES_DIR.joinpath(f"{ref}.toml").is_file():
+        base_path = CATALOG_DEVICES_DIR / f"{ref}.toml"  # a catalog device, from any folder
     if not base_path.is_file():
-        raise SpecError(str(path), "device.extends", f"{ref!r}: no file {base_path}")
+        raise SpecError(str(path), "device.extends", f"{ref!r}: no file {base_path} and no catalog device {ref!r}")
     if base_path.resolve() in (*_chain, path):
         raise SpecError(str(path), "device.extends", f"{ref!r} extends itself (cycle)")
     base = read_device_toml(base_path, (*_chain, path))

@@ -25,14 +25,13 @@ from decodex.hw_models.op_time import op_time
 from decodex.hw_models.system import load_system
 from decodex.validation import records
 from decodex.validation.host import calibrate_host, host_device, library_versions, machine_info
+from decodex.validation.kernels.cuda_import import NoGpuError, require_gpu
+
+__all__ = ["NoGpuError", "gpu_identity", "predict", "spec_for_gpu", "validate_cpu", "validate_gpu"]
 
 # GPU product names (as the driver reports them) to catalog devices
 GPU_NAMES = ((r"H200", "h200"), (r"H100", "h100-sxm"), (r"H800", "h800"), (r"H20\b", "h20"),
              (r"A800", "a800"), (r"A100.*40", "a100-40g"), (r"A100", "a100-80g"), (r"V100", "v100s"))
-
-
-class NoGpuError(DecodexError):
-    """No CUDA GPU is usable on this machine."""
 
 
 def _vector_unit(device: DeviceSpec, role: str) -> str:
@@ -103,18 +102,9 @@ def _nvidia_smi() -> dict[str, str]:
 
 
 def gpu_identity() -> dict[str, Any]:
-    """Name, compute capability, clocks, driver and memory of the current CUDA GPU."""
-    try:
-        from numba import cuda
-    except ImportError as err:
-        raise NoGpuError(f"no CUDA GPU: numba-cuda is not installed ({err}); pip install 'decodex[gpu]'") from None
-    try:
-        available = cuda.is_available()
-    except Exception as err:
-        raise NoGpuError(f"no CUDA GPU: {err}") from None
-    if not available:
-        raise NoGpuError("no CUDA GPU is available on this machine (numba.cuda.is_available() is False)")
-    gpu = cuda.get_current_device()
+    """Name, compute capability, clocks, driver and memory of the current CUDA GPU. Raises
+    NoGpuError (one line) without numba-cuda or without a usable GPU."""
+    gpu = require_gpu().get_current_device()
     name = gpu.name.decode() if isinstance(gpu.name, bytes) else str(gpu.name)
     return {"gpu_name": name, "compute_capability": list(gpu.compute_capability), "nvidia_smi": _nvidia_smi(),
             "libraries": library_versions(), "date": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -6,7 +6,8 @@ from decodex.workloads.batch import Batch, Routing
 from decodex.workloads.builder import build_step_graph
 from decodex.workloads.catalog import list_models, load_model
 from decodex.workloads.graph import Graph, LayerTemplate
-from decodex.workloads.model_config import ModelConfig, load_model_config, model_from_dict
+from decodex.workloads.hf_config import load_model_config, model_from_dict
+from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.ops import (
     AttentionOp,
     CollectiveOp,

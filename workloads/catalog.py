@@ -6,7 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from decodex.core.errors import ArgumentError
-from decodex.workloads.model_config import ModelConfig, load_model_config
+from decodex.workloads.hf_config import load_model_config
+from decodex.workloads.model_config import ModelConfig
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 

@@ -15,7 +15,8 @@ from decodex.core.errors import DecodexError
 from decodex.hw_models.device import device_from_dict, merge_tables, read_device_toml
 from decodex.hw_models.system import DEVICES_DIR, SystemSpec, list_devices, load_system, system_from_dict
 from decodex.workloads.catalog import load_model
-from decodex.workloads.model_config import ModelConfig, model_from_dict
+from decodex.workloads.hf_config import model_from_dict
+from decodex.workloads.model_config import ModelConfig
 
 MAX_UPLOAD_BYTES = 256 * 1024
 """Largest accepted upload, bytes (a config.json or a spec TOML is a few kB)."""

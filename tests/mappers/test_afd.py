@@ -30,8 +30,8 @@ def test_roles_and_instances_load() -> None:
 
 def test_bad_instance_size_is_named(tmp_path) -> None:
     text = Path(load_system(SYSTEM).source).read_text()
-    (tmp_path / "bad.toml").write_text(text.replace("instance_devices = 8              # seed: an instance",
-                                                    "instance_devices = 5              # an instance"))
+    assert "instance_devices = 8" in text
+    (tmp_path / "bad.toml").write_text(text.replace("instance_devices = 8", "instance_devices = 5", 1))
     with pytest.raises(SpecError, match=r"instance_devices.*does not divide"):
         load_system(tmp_path / "bad.toml")
 

@@ -12,7 +12,9 @@ from decodex.core.errors import ArgumentError
 from decodex.hw_models.roofline import padded_rows
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
-from decodex.sim.vector_estimate import NotVectorizable, _grid_form, estimate_grid, padded_rows_many
+from decodex.sim.grid_extract import grid_form
+from decodex.sim.grid_pricing import padded_rows_many
+from decodex.sim.vector_estimate import NotVectorizable, estimate_grid
 from decodex.workloads.catalog import load_model
 from decodex.workloads.parallelism import Parallelism
 
@@ -102,9 +104,9 @@ def test_points_the_scalar_path_refuses_raise_argument_errors() -> None:
 
 def test_the_extraction_is_cached_per_model_system_precision_and_parallelism() -> None:
     estimate_grid("llama3-8b", "h100-sxm", [1], [1])
-    before = _grid_form.cache_info()
+    before = grid_form.cache_info()
     estimate_grid("llama3-8b", "h100-sxm", [4, 5], [100, 200])
-    after = _grid_form.cache_info()
+    after = grid_form.cache_info()
     assert after.hits == before.hits + 1 and after.misses == before.misses
 
 
@@ -116,13 +118,13 @@ def test_vectorized_tile_padding_equals_padded_rows() -> None:
 
 
 def test_a_vectorized_price_that_drifts_from_evaluate_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import decodex.sim.vector_estimate as vector
+    import decodex.sim.grid_pricing as pricing
 
     # a pricing formula that forgets the overlap exponent must fail the check against evaluate
-    monkeypatch.setattr(vector, "_overlap", lambda compute, memory, exponent: np.maximum(compute, memory))
-    _grid_form.cache_clear()
+    monkeypatch.setattr(pricing, "_overlap", lambda compute, memory, exponent: np.maximum(compute, memory))
+    grid_form.cache_clear()
     try:
         with pytest.raises(NotVectorizable, match=r"disagrees with sim\.estimate\.evaluate"):
             estimate_grid("llama3-8b", "h100-sxm", [1], [1])
     finally:
-        _grid_form.cache_clear()
+        grid_form.cache_clear()

@@ -1,4 +1,5 @@
-"""Run every CUDA kernel of ``validation.kernels`` on Numba's CUDA simulator and compare it with its
+"""Run every CUDA kernel of ``validation.kernels`` (``cuda_matmul``, ``cuda_attention``, ``cuda_rowwise``,
+launched by ``cuda_launch``) on Numba's CUDA simulator and compare it with its
 numpy reference; exit status 0 when all match.
 
 Run as a script (``tests/validation/test_cuda_sim.py`` does, in a fresh interpreter): the
@@ -30,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from numba import cuda
 
-    from decodex.validation.kernels import KERNELS, SIM_CASES, relative_error, time_cuda, to_device
-    from decodex.validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import KERNELS, SIM_CASES, cuda_warp, relative_error, time_cuda, to_device
 
-    assert kcuda.SIMULATOR, "NUMBA_ENABLE_CUDASIM was not honoured"
+    assert cuda_warp.SIMULATOR, "NUMBA_ENABLE_CUDASIM was not honoured"
     assert cuda.is_available(), "the CUDA simulator reports no device"
     failures = 0
     indices = args.case if args.case else range(len(SIM_CASES))

@@ -24,6 +24,13 @@ from decodex.validation.kernels import (
     time_cpu,
 )
 from decodex.validation.kernels import cpu as kcpu
+from decodex.validation.kernels.launch_geometry import (
+    attention_splits,
+    check_attention_shape,
+    check_gemm_tile,
+    grid_stride_blocks,
+    row_threads,
+)
 from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,5 +211,20 @@ def test_rotation_rule():
 
 
 def test_import_needs_no_numba_cuda():
-    code = "import sys, validation.kernels; assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'"
+    """The CPU side imports no CUDA code (``test_kernels_without_cuda.py`` runs it without numba-cuda)."""
+    code = ("import sys, decodex.validation.kernels, decodex.validation.kernel_validation\n"
+            "cuda = [m for m in sys.modules if m.startswith(('numba.cuda', 'numba_cuda', "
+            "'decodex.validation.kernels.cuda_')) and m != 'decodex.validation.kernels.cuda_import']\n"
+            "assert not cuda, cuda")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_launch_geometry():
+    assert [row_threads(w) for w in (1, 2048, 2049)] == [32, 32, 256]
+    assert grid_stride_blocks(1, 8, 132) == 1 and grid_stride_blocks(17, 8, 132) == 3
+    assert grid_stride_blocks(10**9, 8, 132) == 8 * 132
+    assert attention_splits(256, 8, 4096, 132) == 1  # 2048 blocks already fill the GPU
+    assert attention_splits(1, 8, 32768, 132) == 33  # about 2 blocks per SM
+    assert attention_splits(1, 8, 600, 132) == 2  # at least 512 tokens per split
+    check_gemm_tile(16, 8)
+    check_attention_shape(8, 128)

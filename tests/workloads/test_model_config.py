@@ -9,7 +9,7 @@ import pytest
 from decodex.core.dtypes import DType
 from decodex.core.errors import ArgumentError, SpecError
 from decodex.workloads.catalog import list_models, load_model
-from decodex.workloads.model_config import model_from_dict
+from decodex.workloads.hf_config import model_from_dict
 
 REQUIRED_MODELS = {
     "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "opt-6.7b", "opt-66b", "gpt3-7b",

@@ -1,9 +1,14 @@
 """Kernels that the validation times on real hardware: GEMV, SIMT GEMM, decode attention, RMSNorm
-and softmax, each as a Numba CPU kernel (:mod:`.cpu`) and a Numba CUDA kernel (:mod:`.cuda`),
-with a numpy reference and the Decodex op whose FLOPs and bytes they execute (:mod:`.cases`).
+and softmax, each as a Numba CPU kernel (:mod:`.cpu`) and a Numba CUDA kernel, with a numpy
+reference and the Decodex op whose FLOPs and bytes they execute (:mod:`.cases`); the case lists
+(:mod:`.shapes`) and the timing helpers (:mod:`.timing`).
 
-Importing this package needs neither numba-cuda nor a GPU: CUDA kernels are built and compiled
-on their first launch.
+CUDA code is imported by the GPU path only: :mod:`.cuda_import` (the one place that imports
+``numba.cuda``; :class:`~.cuda_import.NoGpuError` when numba-cuda or a GPU is missing), :mod:`.cuda_warp` (warp
+primitives, vector loads), :mod:`.cuda_matmul`, :mod:`.cuda_attention` and :mod:`.cuda_rowwise`
+(the kernels), :mod:`.cuda_launch` (launchers, :class:`~.cuda_launch.CudaRun`). Importing this
+package, and everything the CPU validation runs, needs neither numba-cuda nor a GPU; the launch
+geometry and the shapes the CUDA kernels accept are plain Python (:mod:`.launch_geometry`).
 
 ```python
 from decodex.validation.kernels import KERNELS, CPU_CASES, time_cpu

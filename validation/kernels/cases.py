@@ -41,6 +41,7 @@ import numpy as np
 
 from decodex.core.dtypes import DType
 from decodex.validation.kernels import cpu
+from decodex.validation.kernels.launch_geometry import GEMM_REG, GEMM_TILE, check_attention_shape, check_gemm_tile
 from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp, Op
 
 Shape = Mapping[str, int]
@@ -50,8 +51,6 @@ UNIT_ROLE = "vector"
 """The unit these kernels run on: CUDA cores (SIMT) on a GPU, the SIMD units on a CPU."""
 
 RMSNORM_EPS = 1e-6
-GEMM_TILE = 16
-GEMM_REG = 8
 _NP_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 _CHUNK = 1 << 24  # elements generated / referenced per chunk (bounds host memory for GB arrays)
 
@@ -64,8 +63,8 @@ class KernelSpec:
     - ``reference(inputs)``: the exact result, numpy with float64 accumulation.
     - ``run_cpu(inputs)``: the Numba CPU kernel's result (compiles on the first call).
     - ``run_cuda(device_inputs)``: launches the Numba CUDA kernel on :func:`to_device` inputs and
-      returns a :class:`validation.kernels.cuda.CudaRun` (device output, launch configurations,
-      ``launch()`` to re-run on the same buffers).
+      returns a :class:`validation.kernels.cuda_launch.CudaRun` (device output, launch
+      configurations, ``launch()`` to re-run on the same buffers). Only this imports CUDA code.
     - ``op(shape, dtype)``: the Decodex op with the kernel's FLOPs and bytes (compute dtype fp32).
     - ``tolerance[dtype]``: the largest accepted ``relative_error(out, reference)``.
     - ``unit_role``: the role of the unit that runs it (``"vector"``: CUDA cores / CPU SIMD).
@@ -109,9 +108,10 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
 
 def to_device(inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Copy the arrays of rank >= 1 to the GPU (``numba.cuda.to_device``); 0-d launch parameters
-    stay on the host. Needs numba-cuda (or the simulator)."""
-    from numba import cuda
+    stay on the host. Needs numba-cuda (or the simulator); raises NoGpuError without it."""
+    from decodex.validation.kernels.cuda_import import numba_cuda
 
+    cuda = numba_cuda()
     return {key: cuda.to_device(v) if np.ndim(v) >= 1 else v for key, v in inputs.items()}
 
 
@@ -165,9 +165,9 @@ def _gemv_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _gemv_cuda(dev: Mapping[str, Any]) -> Any:
-    from decodex.validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda_launch
 
-    return kcuda.gemv(dev)
+    return cuda_launch.gemv(dev)
 
 
 def _gemv_op(shape: Shape, dtype: str) -> Op:
@@ -182,8 +182,6 @@ def _gemv_op(shape: Shape, dtype: str) -> Op:
 def _gemm_inputs(shape: Shape, dtype: str, rng: np.random.Generator) -> Inputs:
     m, n, k = shape["m"], shape["n"], shape["k"]
     tile, reg = int(shape.get("tile", GEMM_TILE)), int(shape.get("reg", GEMM_REG))
-    from decodex.validation.kernels.cuda import check_gemm_tile
-
     check_gemm_tile(tile, reg)
     return {"a": _uniform(rng, (m, k), np.float32), "b": _uniform(rng, (k, n), _dtype(dtype)),
             "tile": np.array(tile, dtype=np.int64), "reg": np.array(reg, dtype=np.int64)}
@@ -203,11 +201,11 @@ def _gemm_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _gemm_cuda(dev: Mapping[str, Any]) -> Any:
-    from decodex.validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda_launch
 
     tile = int(scalar(dev["tile"])) if "tile" in dev else GEMM_TILE
     reg = int(scalar(dev["reg"])) if "reg" in dev else GEMM_REG
-    return kcuda.gemm(dev, tile, reg)
+    return cuda_launch.gemm(dev, tile, reg)
 
 
 def _gemm_op(shape: Shape, dtype: str) -> Op:
@@ -241,8 +239,6 @@ def _attention_dims(shape: Shape) -> tuple[int, int, int, int]:
 
 def _attention_inputs(shape: Shape, dtype: str, rng: np.random.Generator) -> Inputs:
     batch, q_heads, kv_heads, head_dim = _attention_dims(shape)
-    from decodex.validation.kernels.cuda import check_attention_shape
-
     check_attention_shape(q_heads // kv_heads, head_dim)
     lens = context_lens(shape)
     max_ctx = int(lens.max()) + 1
@@ -288,10 +284,10 @@ def _attention_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _attention_cuda(dev: Mapping[str, Any]) -> Any:
-    from decodex.validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda_launch
 
     splits = int(scalar(dev["splits"])) if "splits" in dev else 0
-    return kcuda.attention(dev, splits)
+    return cuda_launch.attention(dev, splits)
 
 
 def _attention_op(shape: Shape, dtype: str) -> Op:
@@ -327,9 +323,9 @@ def _rmsnorm_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _rmsnorm_cuda(dev: Mapping[str, Any]) -> Any:
-    from decodex.validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda_launch
 
-    return kcuda.rmsnorm(dev, float(scalar(dev["eps"])))
+    return cuda_launch.rmsnorm(dev, float(scalar(dev["eps"])))
 
 
 def _rmsnorm_op(shape: Shape, dtype: str) -> Op:
@@ -359,9 +355,9 @@ def _softmax_cpu(inputs: Inputs) -> np.ndarray:
 
 
 def _softmax_cuda(dev: Mapping[str, Any]) -> Any:
-    from decodex.validation.kernels import cuda as kcuda
+    from decodex.validation.kernels import cuda_launch
 
-    return kcuda.softmax(dev)
+    return cuda_launch.softmax(dev)
 
 
 def _softmax_op(shape: Shape, dtype: str) -> Op:

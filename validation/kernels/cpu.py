@@ -47,6 +47,34 @@ def _f32_overload(x, lut):  # type: ignore[no-untyped-def]  # numba reads the ba
 
 
 @njit(fastmath=False, inline="always")
+def _widen(src: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] =`` the float32 values of the 1-D ``src`` (fp16 bits looked up in ``lut``, or floats)."""
+    for e in range(out.shape[0]):
+        out[e] = _f32(src[e], lut)
+
+
+@njit(fastmath=False, inline="always")
+def _dot_lanes(a: np.ndarray, i: int, b: np.ndarray | None, lut: np.ndarray | None) -> float:
+    """Row ``i`` of the 2-D ``a`` (floats, or fp16 bits widened through ``lut``; ``lut`` may be None
+    for floats) dotted with the 1-D float32 ``b``, or with itself when ``b`` is None (sum of
+    squares): a float32 sum kept in ``LANES`` independent partial sums, added in order at the end."""
+    n = a.shape[1]
+    main = n - n % LANES
+    part = np.zeros(LANES, dtype=np.float32)
+    for j in range(0, main, LANES):
+        for u in range(LANES):
+            v = _f32(a[i, j + u], lut)
+            part[u] += v * (v if b is None else b[j + u])
+    acc = np.float32(0.0)
+    for u in range(LANES):
+        acc += part[u]
+    for j in range(main, n):
+        v = _f32(a[i, j], lut)
+        acc += v * (v if b is None else b[j])
+    return acc
+
+
+@njit(fastmath=False, inline="always")
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """float32 dot product of two 1-D float32 arrays with eight scalar partial sums (registers)."""
     n = a.shape[0]
@@ -73,19 +101,8 @@ def gemv_cpu(w: np.ndarray, x: np.ndarray, y: np.ndarray, lut: np.ndarray) -> No
 
     Rows in parallel; each row a dot product with ``LANES`` float32 partial sums.
     """
-    n, k = w.shape
-    k_main = k - k % LANES
-    for i in prange(n):
-        part = np.zeros(LANES, dtype=np.float32)
-        for j in range(0, k_main, LANES):
-            for u in range(LANES):
-                part[u] += _f32(w[i, j + u], lut) * x[j + u]
-        acc = np.float32(0.0)
-        for u in range(LANES):
-            acc += part[u]
-        for j in range(k_main, k):
-            acc += _f32(w[i, j], lut) * x[j]
-        y[i] = acc
+    for i in prange(w.shape[0]):
+        y[i] = _dot_lanes(w, i, x, lut)
 
 
 @njit(parallel=True, fastmath=False, cache=False)
@@ -155,9 +172,7 @@ def attention_cpu(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, k_new
         scores = np.empty((group, length), dtype=np.float32)
         krow = np.empty(d, dtype=np.float32)
         for t in range(length):
-            kt = k_cache[b, t, h]
-            for e in range(d):
-                krow[e] = _f32(kt[e], lut)
+            _widen(k_cache[b, t, h], lut, krow)
             for g in range(group):
                 scores[g, t] = _dot(qs[g], krow)
         inv = np.empty(group, dtype=np.float32)
@@ -174,9 +189,7 @@ def attention_cpu(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, k_new
         acc = np.zeros((group, d), dtype=np.float32)
         vrow = np.empty(d, dtype=np.float32)
         for t in range(length):
-            vt = v_cache[b, t, h]
-            for e in range(d):
-                vrow[e] = _f32(vt[e], lut)
+            _widen(v_cache[b, t, h], lut, vrow)
             for g in range(group):
                 p = scores[g, t]
                 for e in range(d):
@@ -190,18 +203,8 @@ def attention_cpu(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, k_new
 def rmsnorm_cpu(x: np.ndarray, gamma: np.ndarray, eps: float, y: np.ndarray) -> None:
     """y = x / sqrt(mean(x^2) + eps) * gamma over each row: ``x``, ``y`` (rows, dim) float32, ``gamma`` (dim,)."""
     rows, dim = x.shape
-    main = dim - dim % LANES
     for i in prange(rows):
-        part = np.zeros(LANES, dtype=np.float32)
-        for j in range(0, main, LANES):
-            for u in range(LANES):
-                v = x[i, j + u]
-                part[u] += v * v
-        ss = np.float32(0.0)
-        for u in range(LANES):
-            ss += part[u]
-        for j in range(main, dim):
-            ss += x[i, j] * x[i, j]
+        ss = _dot_lanes(x, i, None, None)
         r = np.float32(1.0) / np.float32(math.sqrt(ss / np.float32(dim) + np.float32(eps)))
         for j in range(dim):
             y[i, j] = x[i, j] * r * gamma[j]

@@ -43,102 +43,58 @@ def case(kernel: str, dtype: str, cold: bool = True, **dims: int) -> Case:
     return Case(kernel, tuple(sorted(dims.items())), dtype, cold)
 
 
-def _attn(dtype: str, batch: int, q_heads: int, kv_heads: int, head_dim: int, ctx: int, ctx_min: int | None = None,
-          **extra: int) -> Case:
-    dims = {"batch": batch, "q_heads": q_heads, "kv_heads": kv_heads, "head_dim": head_dim, "ctx": ctx, **extra}
-    if ctx_min is not None:
-        dims["ctx_min"] = ctx_min
-    return case("attention", dtype, **dims)
+def _cases(kernel: str, dtype: str, keys: str, *rows: tuple[int, ...], cold: bool = True) -> tuple[Case, ...]:
+    """One :class:`Case` per row: ``keys`` names the dimensions (space-separated), each row gives
+    their values in that order; a row may leave out trailing (optional) dimensions."""
+    names = keys.split()
+    if any(len(row) > len(names) for row in rows):
+        raise ValueError(f"{kernel}: a row has more values than the keys {names}")
+    return tuple(case(kernel, dtype, cold, **dict(zip(names, row, strict=False))) for row in rows)
+
+
+_ATTENTION = "batch q_heads kv_heads head_dim ctx ctx_min"  # ctx_min optional: all requests at ctx without it
 
 
 CPU_CASES: tuple[Case, ...] = (
     # GEMV, memory-bound
-    case("gemv", "fp32", n=4096, k=8192),
-    case("gemv", "fp32", n=8192, k=8192),
-    case("gemv", "fp32", n=2048, k=65536),
-    case("gemv", "fp32", n=16384, k=16384),
-    case("gemv", "fp16", n=4096, k=8192),
-    case("gemv", "fp16", n=8192, k=8192),
-    case("gemv", "fp16", n=4096, k=32768),
-    case("gemv", "fp16", n=16384, k=16384),
+    *_cases("gemv", "fp32", "n k", (4096, 8192), (8192, 8192), (2048, 65536), (16384, 16384)),
+    *_cases("gemv", "fp16", "n k", (4096, 8192), (8192, 8192), (4096, 32768), (16384, 16384)),
     # GEMM, compute-bound
-    case("gemm", "fp32", m=512, n=512, k=512),
-    case("gemm", "fp32", m=1024, n=1024, k=1024),
-    case("gemm", "fp32", m=1024, n=2048, k=1024),
-    case("gemm", "fp32", m=64, n=4096, k=4096),
-    case("gemm", "fp16", m=512, n=512, k=512),
-    case("gemm", "fp16", m=1024, n=1024, k=1024),
+    *_cases("gemm", "fp32", "m n k", (512, 512, 512), (1024, 1024, 1024), (1024, 2048, 1024), (64, 4096, 4096)),
+    *_cases("gemm", "fp16", "m n k", (512, 512, 512), (1024, 1024, 1024)),
     # decode attention
-    _attn("fp32", 8, 32, 8, 128, 2048),
-    _attn("fp16", 16, 32, 8, 128, 4096, 512),
-    _attn("fp32", 1, 32, 32, 128, 8192),
-    _attn("fp16", 4, 16, 1, 128, 16384),
-    _attn("fp16", 64, 32, 8, 64, 1024, 128),
+    *_cases("attention", "fp32", _ATTENTION, (8, 32, 8, 128, 2048), (1, 32, 32, 128, 8192)),
+    *_cases("attention", "fp16", _ATTENTION, (16, 32, 8, 128, 4096, 512), (4, 16, 1, 128, 16384),
+            (64, 32, 8, 64, 1024, 128)),
     # RMSNorm and softmax
-    case("rmsnorm", "fp32", rows=4096, dim=4096),
-    case("rmsnorm", "fp32", rows=16384, dim=8192),
-    case("rmsnorm", "fp32", rows=2048, dim=32768),
-    case("softmax", "fp32", rows=2048, cols=4096),
-    case("softmax", "fp32", rows=256, cols=32000),
-    case("softmax", "fp32", rows=16384, cols=1024),
+    *_cases("rmsnorm", "fp32", "rows dim", (4096, 4096), (16384, 8192), (2048, 32768)),
+    *_cases("softmax", "fp32", "rows cols", (2048, 4096), (256, 32000), (16384, 1024)),
 )
 
 GPU_CASES: tuple[Case, ...] = (
     # GEMV: L2-resident (hot and cold), then far beyond the 50 MB L2
-    case("gemv", "fp16", cold=False, n=1024, k=2048),
-    case("gemv", "fp16", cold=False, n=2048, k=2048),
+    *_cases("gemv", "fp16", "n k", (1024, 2048), (2048, 2048), cold=False),
     case("gemv", "fp16", n=2048, k=2048),
     case("gemv", "fp16", cold=False, n=4096, k=4096),
-    case("gemv", "fp16", n=4096, k=4096),
-    case("gemv", "fp16", n=8192, k=8192),
-    case("gemv", "fp16", n=8192, k=28672),
-    case("gemv", "fp16", n=16384, k=16384),
-    case("gemv", "fp16", n=32768, k=32768),
-    case("gemv", "fp16", n=8192, k=262144),
-    case("gemv", "fp32", n=4096, k=4096),
-    case("gemv", "fp32", n=8192, k=8192),
-    case("gemv", "fp32", n=16384, k=32768),
+    *_cases("gemv", "fp16", "n k", (4096, 4096), (8192, 8192), (8192, 28672), (16384, 16384), (32768, 32768),
+            (8192, 262144)),
+    *_cases("gemv", "fp32", "n k", (4096, 4096), (8192, 8192), (16384, 32768)),
     # SIMT GEMM, 64^3 .. 8192^3, and tile variants
-    case("gemm", "fp32", m=64, n=64, k=64),
-    case("gemm", "fp32", m=128, n=128, k=128),
-    case("gemm", "fp32", m=256, n=256, k=256),
-    case("gemm", "fp32", m=512, n=512, k=512),
-    case("gemm", "fp32", m=1024, n=1024, k=1024),
-    case("gemm", "fp32", m=2048, n=2048, k=2048),
-    case("gemm", "fp32", m=4096, n=4096, k=4096),
-    case("gemm", "fp32", m=8192, n=8192, k=8192),
-    case("gemm", "fp16", m=1024, n=1024, k=1024),
-    case("gemm", "fp16", m=4096, n=4096, k=4096),
-    case("gemm", "fp32", m=2048, n=2048, k=2048, tile=16, reg=4),
-    case("gemm", "fp32", m=2048, n=2048, k=2048, tile=32, reg=2),
-    case("gemm", "fp32", m=2048, n=2048, k=2048, tile=8, reg=8),
+    *_cases("gemm", "fp32", "m n k", *((size, size, size) for size in (64, 128, 256, 512, 1024, 2048, 4096, 8192))),
+    *_cases("gemm", "fp16", "m n k", (1024, 1024, 1024), (4096, 4096, 4096)),
+    *_cases("gemm", "fp32", "m n k tile reg", (2048, 2048, 2048, 16, 4), (2048, 2048, 2048, 32, 2),
+            (2048, 2048, 2048, 8, 8)),
     case("gemm", "fp32", m=64, n=8192, k=8192),
     # decode attention: batch 1-256, context 128-32k, GQA / MHA / MQA, uniform and mixed lengths
-    _attn("fp16", 1, 32, 8, 128, 128),
-    _attn("fp16", 1, 32, 8, 128, 32768),
-    _attn("fp32", 1, 32, 8, 128, 32768),
-    _attn("fp16", 8, 32, 8, 128, 4096),
-    _attn("fp16", 8, 28, 4, 128, 4096),
-    _attn("fp16", 16, 64, 8, 128, 8192),
-    _attn("fp16", 32, 32, 8, 128, 8192, 1024),
-    _attn("fp32", 32, 32, 8, 128, 2048),
-    _attn("fp16", 64, 32, 8, 128, 2048),
-    _attn("fp16", 64, 16, 1, 128, 4096, 256),
-    _attn("fp16", 128, 32, 32, 128, 1024),
-    _attn("fp16", 256, 32, 8, 128, 1024),
-    _attn("fp16", 256, 32, 8, 128, 4096, 128),
+    *_cases("attention", "fp16", _ATTENTION, (1, 32, 8, 128, 128), (1, 32, 8, 128, 32768), (8, 32, 8, 128, 4096),
+            (8, 28, 4, 128, 4096), (16, 64, 8, 128, 8192), (32, 32, 8, 128, 8192, 1024), (64, 32, 8, 128, 2048),
+            (64, 16, 1, 128, 4096, 256), (128, 32, 32, 128, 1024), (256, 32, 8, 128, 1024),
+            (256, 32, 8, 128, 4096, 128)),
+    *_cases("attention", "fp32", _ATTENTION, (1, 32, 8, 128, 32768), (32, 32, 8, 128, 2048)),
     # RMSNorm
-    case("rmsnorm", "fp32", rows=1, dim=4096),
-    case("rmsnorm", "fp32", rows=64, dim=8192),
-    case("rmsnorm", "fp32", rows=16384, dim=1024),
-    case("rmsnorm", "fp32", rows=4096, dim=8192),
-    case("rmsnorm", "fp32", rows=32768, dim=8192),
+    *_cases("rmsnorm", "fp32", "rows dim", (1, 4096), (64, 8192), (16384, 1024), (4096, 8192), (32768, 8192)),
     # softmax
-    case("softmax", "fp32", rows=64, cols=32000),
-    case("softmax", "fp32", rows=4096, cols=4096),
-    case("softmax", "fp32", rows=32768, cols=1024),
-    case("softmax", "fp32", rows=1024, cols=131072),
-    case("softmax", "fp32", rows=256, cols=152064),
+    *_cases("softmax", "fp32", "rows cols", (64, 32000), (4096, 4096), (32768, 1024), (1024, 131072), (256, 152064)),
 )
 
 SIM_CASES: tuple[Case, ...] = (
@@ -149,10 +105,10 @@ SIM_CASES: tuple[Case, ...] = (
     case("gemm", "fp32", m=33, n=17, k=20, tile=4, reg=2),
     case("gemm", "fp16", m=20, n=24, k=9, tile=8, reg=1),
     case("gemm", "fp32", m=9, n=19, k=40, tile=4, reg=4),
-    _attn("fp16", 3, 4, 2, 32, 40, 3),
-    _attn("fp32", 2, 2, 1, 64, 70, 33, splits=2),
-    _attn("fp16", 1, 2, 1, 128, 9),
-    _attn("fp32", 2, 4, 4, 32, 5, 0, splits=3),
+    case("attention", "fp16", batch=3, q_heads=4, kv_heads=2, head_dim=32, ctx=40, ctx_min=3),
+    case("attention", "fp32", batch=2, q_heads=2, kv_heads=1, head_dim=64, ctx=70, ctx_min=33, splits=2),
+    case("attention", "fp16", batch=1, q_heads=2, kv_heads=1, head_dim=128, ctx=9),
+    case("attention", "fp32", batch=2, q_heads=4, kv_heads=4, head_dim=32, ctx=5, ctx_min=0, splits=3),
     case("rmsnorm", "fp32", rows=5, dim=64),
     case("rmsnorm", "fp32", rows=2, dim=2100),
     case("softmax", "fp32", rows=4, cols=50),

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from decodex.validation.kernels.cuda_import import numba_cuda
+
 L2_BYTES = 50e6
 """L2 capacity assumed by the rotation rule, B (H100 SXM / H200: 50 MB)."""
 
@@ -78,7 +80,7 @@ def rotation_copies(working_set: float, cold: bool = True, l2_bytes: float = L2_
 
 
 def _device_copy(dev: Mapping[str, Any]) -> dict[str, Any]:
-    from numba import cuda
+    cuda = numba_cuda()
 
     out: dict[str, Any] = {}
     for key, v in dev.items():
@@ -109,7 +111,7 @@ def time_cuda(kernel_spec: Any, device_inputs: Mapping[str, Any], repeats: int =
     """GPU seconds per launch of ``kernel_spec.run_cuda`` on ``device_inputs`` (from ``to_device``),
     measured with CUDA events around each launch; inputs rotated over copies by the module's L2
     rule. Under the simulator events carry no time (samples are negative)."""
-    from numba import cuda
+    cuda = numba_cuda()
 
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
@@ -133,7 +135,7 @@ def device_copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 10) -> float:
     """Device-to-device copy bandwidth, B/s counting bytes read + written (2 * nbytes per copy):
     ``copy_to_device`` between two ``nbytes`` device buffers, median of ``repeats`` event-timed
     copies after a warm-up. NaN when events carry no time (the simulator)."""
-    from numba import cuda
+    cuda = numba_cuda()
 
     src = cuda.device_array(int(nbytes), dtype=np.uint8)
     dst = cuda.device_array(int(nbytes), dtype=np.uint8)
