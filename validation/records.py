@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from decodex.core.errors import DecodexError
+
 RECORDS_DIR = Path(__file__).resolve().parent / "records"
 CASE_COLUMNS = ("kernel", "op_kind", "shape", "dtype", "flops", "bytes", "measured_s", "predicted_s", "error")
 
@@ -46,11 +48,21 @@ def error_summary(frame: pd.DataFrame, by: tuple[str, str] = ("device", "op_kind
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a temporary file; a folder that cannot be written (an
+    installed package in a read-only site-packages) raises RecordWriteError, one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise RecordWriteError(f"cannot write the record {path}: {err.strerror or err}; "
+                               "run with --no-write, or from a writable install or checkout") from None
+
+
+class RecordWriteError(DecodexError):
+    """A record could not be written (the records folder is not writable)."""
 
 
 def write_record(device: str, machine: Mapping[str, Any], cases: pd.DataFrame, *, kind: str,

@@ -90,3 +90,15 @@ def test_the_simulator_reads_no_records_the_facade_attaches_them() -> None:
     scale = sim.step_time_s / sim.analytical_step_time_s
     assert sim.band_low_s == pytest.approx(banded.band_low_s * scale, rel=1e-12)
     assert sim.band_high_s == pytest.approx(banded.band_high_s * scale, rel=1e-12)
+
+
+def test_an_unwritable_records_folder_is_one_line_error(tmp_path: Path) -> None:
+    from decodex.core.errors import DecodexError
+    from decodex.validation.records import CASE_COLUMNS
+
+    blocker = tmp_path / "records"
+    blocker.write_text("a file where a folder should be")
+    cases = pd.DataFrame([dict.fromkeys(CASE_COLUMNS, 1.0)])
+    with pytest.raises(DecodexError, match="cannot write the record") as info:
+        write_record("dev", {}, cases, kind="cpu", root=blocker)
+    assert "\n" not in str(info.value)
