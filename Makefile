@@ -51,7 +51,7 @@ bench: $(APP_STAMP)
 
 wheel: $(DEV_STAMP)
 	rm -rf dist
-	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist . --quiet
+	$(PY) -m pip wheel --no-deps --disable-pip-version-check --quiet -w dist .
 
 smoke: wheel
 	.ci/package-smoke dist
