@@ -8,6 +8,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import decodex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +108,35 @@ def test_no_source_cites_a_path_on_a_machine() -> None:
     out = subprocess.run(["git", "grep", "-nE", pattern, "--", ".", ":!tests/test_packaging.py",
                           ":!tests/validation/test_external.py"], cwd=ROOT, capture_output=True, text=True)
     assert out.stdout == ""
+
+
+def _imports(folder: str) -> dict[str, set[str]]:
+    """Module path -> the decodex modules it imports (import statements only, lazy ones included)."""
+    import ast
+
+    out: dict[str, set[str]] = {}
+    for path in (ROOT / folder).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        out[str(path.relative_to(ROOT))] = {n for n in names if n.startswith("decodex")}
+    return out
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), [
+    ("core", ("decodex.workloads", "decodex.hw_models", "decodex.mappers", "decodex.sim", "decodex.validation")),
+    ("workloads", ("decodex.hw_models", "decodex.mappers", "decodex.sim", "decodex.validation")),
+    ("hw_models", ("decodex.mappers", "decodex.sim", "decodex.validation", "decodex.workloads.errors",
+                   "decodex.workloads.precision")),
+    ("mappers", ("decodex.sim", "decodex.validation")),
+    ("sim", ("decodex.validation",)),
+])
+def test_each_package_knows_only_what_is_upstream(folder: str, forbidden: tuple[str, ...]) -> None:
+    """The flow of DESIGN.md: a record never feeds a prediction (sim does not import
+    validation); errors and DType come from core, not from workloads, for hw_models."""
+    bad = {module: sorted(n for n in names if n.startswith(forbidden))
+           for module, names in _imports(folder).items() if any(n.startswith(forbidden) for n in names)}
+    assert not bad
