@@ -15,6 +15,7 @@ from decodex.app.cli_args import (
     add_deployment_options,
     add_model_system_options,
     context_lengths,
+    output_file,
     positive_int,
     print_json,
     routing_from_args,
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_estimate)
     p = sub.add_parser("simulate", help="discrete-event simulation of one decode step")
     _add_step_options(p)
-    p.add_argument("--trace", default=None, help="write a Chrome trace-event JSON file (Perfetto)")
+    p.add_argument("--trace", type=output_file, default=None, help="write a Chrome trace-event JSON file (Perfetto)")
     p.add_argument("--no-fold", action="store_true", help="simulate every repetition of repeated layers")
     p.set_defaults(func=cmd_simulate)
     add_serve_parser(sub)

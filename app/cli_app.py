@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from decodex.app.cli_args import positive_int
+from decodex.app.cli_args import port_number
+from decodex.core.errors import ArgumentError
 
 DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "main.py"
 DEFAULT_PORT = 8501
@@ -42,9 +44,25 @@ def run_server(command: list[str]) -> int:
         return process.wait()
 
 
+def check_address(address: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot bind (unknown name, not local) or a
+    port already in use, before the server starts."""
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise ArgumentError(f"--address {address!r}: not an address or host name here ({err})") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(sockaddr)
+        except OSError as err:
+            raise ArgumentError(f"cannot serve on {address}:{port}: {err.strerror or err}") from None
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     """Run the dashboard until it is stopped (Ctrl-C, SIGTERM); returns Streamlit's exit status
     where the server runs as a child (non-POSIX systems)."""
+    check_address(args.address, args.port)
     command = streamlit_command(args.port, args.address)
     host = "localhost" if args.address in ("127.0.0.1", "localhost") else args.address
     print(f"Decodex dashboard: open http://{host}:{args.port} in a browser (Ctrl-C stops it)", flush=True)
@@ -54,7 +72,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 def add_app_parser(sub: Any) -> None:
     """Register ``decodex app``."""
     p = sub.add_parser("app", help="start the dashboard (a Streamlit server; open the URL it prints)")
-    p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--address", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 serves the network)")
     p.set_defaults(func=cmd_app)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from decodex.app.cli_args import output_folder, positive_float
+
 STUDY_BATCHES = (32, 64, 128, 256, 512)  # requests per decode batch of the interleaving/row-buffer studies
 
 
@@ -98,24 +100,28 @@ def _write(out: Path, outputs: dict[str, Any]) -> None:
         print(f"wrote {out / name}.csv, {out / name}.html", file=sys.stderr)
 
 
+def _add_out(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--out", type=output_folder, default=default, help=f"output folder (default: {default})")
+
+
 def add_study_parsers(sub: Any) -> None:
     """Add ``study neupims``, ``study duplex``, ``study flightllm`` and ``study afd`` to the ``decodex`` sub-commands
     (``sub``: argparse sub-parsers)."""
     p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
     which = p.add_subparsers(dest="study", required=True)
     neupims = which.add_parser("neupims", help="NeuPIMs: sub-batch interleaving, row buffers, PIM/NPU design sweep")
-    neupims.add_argument("--out", default="study-neupims", help="output folder (default: study-neupims)")
+    _add_out(neupims, "study-neupims")
     neupims.add_argument("--model", default="gpt3-7b", help="model (default gpt3-7b)")
     neupims.set_defaults(func=cmd_study_neupims)
     duplex = which.add_parser("duplex", help="Duplex: the Op/B window where each PIM kind beats the xPU")
-    duplex.add_argument("--out", default="study-duplex", help="output folder (default: study-duplex)")
+    _add_out(duplex, "study-duplex")
     duplex.set_defaults(func=cmd_study_duplex)
     flight = which.add_parser("flightllm", help="FlightLLM: FPGA vs GPU by sparsity, bits and DSPs; prefill vs decode; "
                                                 "instruction storage")
-    flight.add_argument("--out", default="study-flightllm", help="output folder (default: study-flightllm)")
+    _add_out(flight, "study-flightllm")
     flight.set_defaults(func=cmd_study_flightllm)
     afd = which.add_parser("afd", help="AFD: best layout vs colocated by context and NIC bandwidth; H800/H20 mix per $")
-    afd.add_argument("--out", default="study-afd", help="output folder (default: study-afd)")
+    _add_out(afd, "study-afd")
     afd.add_argument("--model", default="step3", help="model (default step3)")
-    afd.add_argument("--tpot-ms", type=float, default=50.0, help="TPOT target in ms (default 50)")
+    afd.add_argument("--tpot-ms", type=positive_float, default=50.0, help="TPOT target in ms (default 50)")
     afd.set_defaults(func=cmd_study_afd)

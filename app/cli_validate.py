@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from decodex.app.cli_args import print_json
+from decodex.app.cli_args import output_file, print_json
 from decodex.app.formatting import table
 
 SUMMARY_JSON_HELP = "{device: {op_kind: {mape, max_error, n}}}"
@@ -125,7 +125,7 @@ def add_validation_parsers(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="measure a machine's spec with microbenchmarks")
     what = p.add_subparsers(dest="what", required=True)
     host = what.add_parser("host", help="this CPU: BLAS peak, copy bandwidth, kernel overhead")
-    host.add_argument("--out", default=None, help="write the device TOML here (default: print it)")
+    host.add_argument("--out", type=output_file, default=None, help="write the device TOML here (default: print it)")
     host.add_argument("--quick", action="store_true", help="smaller, faster microbenchmarks")
     host.set_defaults(func=cmd_calibrate_host)
     p = sub.add_parser("validate", help="compare predictions with measurements")

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from decodex.core import input_files
 from decodex.core.dtypes import DType
 from decodex.core.errors import SpecError
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing file or bad syntax raises SpecError naming the file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise SpecError(str(path), "", "file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(str(path), "", f"not valid TOML: {err}") from None
+    """Parse a TOML file through the one input reader (:mod:`decodex.core.input_files`): a
+    missing, oversized, non-UTF-8, badly nested or invalid file raises SpecError naming it."""
+    return input_files.read_toml(path)
 
 
 class TableReader:

@@ -126,10 +126,7 @@ def make_batch(batch: Batch | int, context: int | np.ndarray | None = None, rout
         if context is not None:
             raise ArgumentError("context: give it inside the Batch, not beside it")
         return batch if routing is None else dataclasses.replace(batch, routing=routing)
-    ctx = DEFAULT_CONTEXT if context is None else context
-    if np.any(np.asarray(ctx) < 0):
-        raise ArgumentError(f"context: must be >= 0, got {ctx}")
-    return Batch.decode(batch, ctx, routing)
+    return Batch.decode(batch, DEFAULT_CONTEXT if context is None else context, routing)
 
 
 def plan_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int,

@@ -98,6 +98,33 @@ def _routed_counts(routing: Routing, tokens: int, num_experts: int, top_k: int, 
     return counts
 
 
+MAX_BATCH_REQUESTS = 2**20  # requests in one step: far above any batch a device holds (checked before allocating)
+MAX_TOKENS_PER_REQUEST = 2**30  # context or query tokens of one request: above every model's window; sums fit int64
+
+
+def token_counts(values: object, name: str, lo: int, hi: int = MAX_TOKENS_PER_REQUEST) -> np.ndarray:
+    """``values`` (a number or a sequence) as a flat int64 array of whole numbers in [lo, hi];
+    ArgumentError naming ``name`` otherwise (a fraction such as 1.7 is refused, not truncated)."""
+    array = np.asarray(values)
+    if array.dtype == object:  # integers beyond int64, or mixed types
+        try:
+            array = array.astype(float)
+        except (TypeError, ValueError):
+            raise ArgumentError(f"batch: {name} must be whole numbers of tokens") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ArgumentError(f"batch: {name} must be whole numbers of tokens, got {array.dtype} values")
+    flat = array.reshape(-1)
+    if np.issubdtype(flat.dtype, np.floating):
+        bad = ~np.isfinite(flat) | (flat != np.round(flat))
+        if bad.any():
+            raise ArgumentError(f"batch: {name} must be whole numbers of tokens, got {float(flat[bad][0]):g}")
+    if flat.size and (flat.min() < lo or flat.max() > hi):
+        value = flat.min() if flat.min() < lo else flat.max()
+        raise ArgumentError(f"batch: {name} {value:g} outside [{lo}, {hi}]" if isinstance(value, float)
+                            else f"batch: {name} {value} outside [{lo}, {hi}]")
+    return flat.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Batch:
     """The requests of one iteration.
@@ -114,17 +141,15 @@ class Batch:
     routing: Routing = field(default_factory=Routing)
 
     def __post_init__(self) -> None:
-        ctx = np.asarray(self.context_lens, dtype=np.int64).reshape(-1)
-        query = np.asarray(self.query_lens, dtype=np.int64).reshape(-1)
+        ctx = token_counts(self.context_lens, "context lengths", 0)
+        query = token_counts(self.query_lens, "query lengths (tokens each request processes)", 1)
         emits = np.asarray(self.emits_token, dtype=bool).reshape(-1)
         if ctx.size == 0:
             raise ArgumentError("batch: at least one request is needed")
+        if ctx.size > MAX_BATCH_REQUESTS:
+            raise ArgumentError(f"batch: {ctx.size} requests in one step, more than {MAX_BATCH_REQUESTS}")
         if not (ctx.shape == query.shape == emits.shape):
             raise ArgumentError("batch: context_lens, query_lens and emits_token must have equal lengths")
-        if (ctx < 0).any():
-            raise ArgumentError("batch: context lengths must be >= 0")
-        if (query < 1).any():
-            raise ArgumentError("batch: each request processes at least 1 token (query_lens >= 1)")
         for name, value in (("context_lens", ctx), ("query_lens", query), ("emits_token", emits)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
@@ -134,7 +159,12 @@ class Batch:
         """A decode-only batch: ``batch_size`` requests, each with ``context_len`` cached tokens."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise ArgumentError(f"batch: batch size must be a positive integer, got {batch_size!r}")
-        ctx = np.broadcast_to(np.asarray(context_len, dtype=np.int64), (batch_size,)).copy()
+        if batch_size > MAX_BATCH_REQUESTS:  # before any array of that size is allocated
+            raise ArgumentError(f"batch: batch size {batch_size} is more than {MAX_BATCH_REQUESTS} requests")
+        ctx = token_counts(context_len, "context lengths", 0)
+        if ctx.size not in (1, batch_size):
+            raise ArgumentError(f"batch: {ctx.size} context lengths for a batch of {batch_size}")
+        ctx = np.broadcast_to(ctx, (batch_size,)).copy()
         return cls(ctx, np.ones(batch_size, np.int64), np.ones(batch_size, bool), routing or Routing())
 
     @classmethod
@@ -147,10 +177,10 @@ class Batch:
         ``prefill_context_lens``: prompt tokens already prefilled before this chunk (default 0);
         ``prefill_completes``: whether each chunk ends its prompt (default True).
         """
-        dec = np.asarray(decode_context_lens, dtype=np.int64).reshape(-1)
-        chunks = np.asarray(prefill_chunks, dtype=np.int64).reshape(-1)
+        dec = token_counts(decode_context_lens, "decode context lengths", 0)
+        chunks = token_counts(prefill_chunks, "prefill chunks", 1)
         pre_ctx = (np.zeros_like(chunks) if prefill_context_lens is None
-                   else np.asarray(prefill_context_lens, dtype=np.int64).reshape(-1))
+                   else token_counts(prefill_context_lens, "prefill context lengths", 0))
         completes = (np.ones(chunks.size, bool) if prefill_completes is None
                      else np.asarray(prefill_completes, dtype=bool).reshape(-1))
         return cls(np.concatenate([dec, pre_ctx]), np.concatenate([np.ones(dec.size, np.int64), chunks]),

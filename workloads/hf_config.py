@@ -8,12 +8,12 @@ The ``model_type`` field picks the family parser (:mod:`workloads.hf_families`);
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from decodex.core.errors import SpecError
+from decodex.core.input_files import check_structure, read_json
 from decodex.workloads.config_fields import ConfigFields
 from decodex.workloads.hf_families import parser_for, supported_model_types
 from decodex.workloads.model_config import ModelConfig
@@ -23,6 +23,7 @@ def model_from_dict(data: Mapping[str, Any], name: str = "model", source: str = 
     """Build a ModelConfig from a config.json mapping; raises SpecError on a bad field."""
     if not isinstance(data, Mapping):
         raise SpecError(source, "", "a model config must be a JSON object")
+    check_structure(data, source)
     f = ConfigFields(data, source)
     model_type = f.str("model_type", "")
     if not model_type:
@@ -37,10 +38,4 @@ def model_from_dict(data: Mapping[str, Any], name: str = "model", source: str = 
 def load_model_config(path: str | Path, name: str | None = None) -> ModelConfig:
     """Read a Hugging Face ``config.json`` file into a ModelConfig."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(str(path), "", "file not found") from None
-    except json.JSONDecodeError as err:
-        raise SpecError(str(path), "", f"not valid JSON ({err.msg} at line {err.lineno})") from None
-    return model_from_dict(data, name or path.stem, str(path))
+    return model_from_dict(read_json(path), name or path.stem, str(path))
