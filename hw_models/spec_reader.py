@@ -18,6 +18,34 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return input_files.read_toml(path)
 
 
+# The physical range of a spec number, by the unit its field name ends in (SI units): a field
+# without explicit bounds gets these, so that 1e-300 B/s or a 10**20 W device is an error naming
+# the field, not a NaN downstream. Ranges are generous (beyond any device built or planned):
+# bandwidths 1 kB/s .. 100 PB/s (a wafer-scale SRAM is ~21 PB/s), capacities up to 10 PB,
+# clocks 1 kHz .. 1 THz, powers up to 1 MW, energies up to 1 mJ per operation or byte, times up
+# to an hour, prices up to $100k per hour or $1G per unit; peak rates 1 kFLOP/s .. 10 EFLOP/s.
+PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
+    "_bytes_per_s": (1e3, 1e17),
+    "_bytes": (0.0, 1e16),
+    "_hz": (1e3, 1e12),
+    "_w": (0.0, 1e6),
+    "_j": (0.0, 1e-3),
+    "_s": (0.0, 3600.0),
+    "usd_per_hour": (0.0, 1e5),
+    "_usd": (0.0, 1e9),
+    "peak_flops": (1e3, 1e19),
+}
+
+
+def physical_range(key: str) -> tuple[float, float]:
+    """The (lo, hi) range of a spec number named ``key`` from its unit suffix
+    (:data:`PHYSICAL_RANGES`); (-inf, inf) when the name carries no unit."""
+    for suffix in sorted(PHYSICAL_RANGES, key=len, reverse=True):
+        if key.endswith(suffix):
+            return PHYSICAL_RANGES[suffix]
+    return (-math.inf, math.inf)
+
+
 class TableReader:
     """A view of one TOML table, at dotted ``path`` inside the file ``source``."""
 
@@ -53,12 +81,17 @@ class TableReader:
         return self.sub(key) if key in self.data else None
 
     def number(self, key: str, *, lo: float = 0.0, hi: float = math.inf, lo_open: bool = False,
-               default: float | None = None) -> float:
-        """A finite number in [lo, hi] (or (lo, hi] with ``lo_open``)."""
+               default: float | None = None, unit_key: str | None = None) -> float:
+        """A finite number in [lo, hi] (or (lo, hi] with ``lo_open``), within the physical range of
+        its unit (:func:`physical_range` of ``unit_key``, default ``key``): a default range is narrowed."""
         if key not in self.data:
             if default is None:
                 raise self.error(key, "required field is missing")
             return default
+        unit_lo, unit_hi = physical_range(unit_key or key)
+        if unit_lo > lo:
+            lo, lo_open = unit_lo, False
+        hi = min(hi, unit_hi)
         value = self.data[key]
         interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -67,9 +100,9 @@ class TableReader:
             raise self.error(key, f"{value!r} outside the allowed range {interval}")
         return float(value)
 
-    def positive(self, key: str, *, default: float | None = None) -> float:
-        """A finite number > 0."""
-        return self.number(key, lo=0.0, lo_open=True, default=default)
+    def positive(self, key: str, *, default: float | None = None, unit_key: str | None = None) -> float:
+        """A finite number > 0 (and within its unit's physical range)."""
+        return self.number(key, lo=0.0, lo_open=True, default=default, unit_key=unit_key)
 
     def integer(self, key: str, *, lo: int = 0, hi: int = 2**62, default: int | None = None) -> int:
         """An integer in [lo, hi]."""
@@ -135,7 +168,7 @@ def read_dtype_table(table: TableReader, key: str, *, positive: bool) -> dict[DT
             dtype = DType(name)
         except ValueError:
             raise sub.error(name, f"unknown dtype; allowed: {', '.join(d.value for d in DType)}") from None
-        out[dtype] = sub.positive(name) if positive else sub.number(name)
+        out[dtype] = sub.positive(name, unit_key=key) if positive else sub.number(name, unit_key=key)
     if not out:
         raise table.error(key, "needs at least one dtype")
     return out
