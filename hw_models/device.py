@@ -19,6 +19,7 @@ from decodex.hw_models.units import UnitModel, read_unit
 
 DEVICE_KINDS = ("gpu", "cpu", "npu", "pim", "fpga")
 DEFAULT_MAPPER_BY_KIND = {"gpu": "gpu", "cpu": "gpu"}
+MAX_EXTENDS_DEPTH = 16  # device files extending each other in a chain (the catalog uses 2)
 CATALOG_DEVICES_DIR = Path(__file__).resolve().parent / "catalog" / "devices"  # the catalog devices `extends` may name
 
 
@@ -108,7 +109,7 @@ def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
             raise unit_table.error(f"{key}.memory", f"memory {unit.memory!r} has no bandwidth_bytes_per_s")
     link_table = root.optional_sub("links")
     links = {} if link_table is None else {k: LinkSpec.read(k, link_table.sub(k)) for k in link_table}
-    return DeviceSpec(
+    spec = DeviceSpec(
         name=name,
         kind=kind,
         description=dev.string("description", default=""),
@@ -121,6 +122,8 @@ def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
         default_mapper=dev.string("default_mapper", default=DEFAULT_MAPPER_BY_KIND.get(kind, kind)),
         source=source,
     )
+    root.check_unknown()
+    return spec
 
 
 def merge_tables(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,6 +159,8 @@ def read_device_toml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
         raise SpecError(str(path), "device.extends", f"{ref!r}: no file {base_path} and no catalog device {ref!r}")
     if base_path.resolve() in (*_chain, path):
         raise SpecError(str(path), "device.extends", f"{ref!r} extends itself (cycle)")
+    if len(_chain) >= MAX_EXTENDS_DEPTH:
+        raise SpecError(str(path), "device.extends", f"more than {MAX_EXTENDS_DEPTH} files extend each other")
     base = read_device_toml(base_path, (*_chain, path))
     merged = merge_tables(base, data)
     merged["device"] = {k: v for k, v in merged["device"].items() if k != "extends"}

@@ -51,7 +51,7 @@ class EfficiencyCurve:
         """Read ``key`` as a number, a ``{value = x}`` table or a ``{sizes, values}`` curve."""
         if not table.has(key):
             raise table.error(key, "required field is missing (a number in (0, 1] or a {sizes, values} curve)")
-        raw = table.data[key]
+        raw = table.data[key]  # has() made it known
         if not isinstance(raw, dict):
             return cls.constant(table.number(key, lo=0.0, hi=1.0, lo_open=True))
         sub = table.sub(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,8 +47,16 @@ def physical_range(key: str) -> tuple[float, float]:
     return (-math.inf, math.inf)
 
 
+# keys a spec table may carry for the reader's sake only (documentation, provenance)
+ANNOTATION_KEYS = frozenset({"source", "sources", "note", "notes", "comment"})
+
+
 class TableReader:
-    """A view of one TOML table, at dotted ``path`` inside the file ``source``."""
+    """A view of one TOML table, at dotted ``path`` inside the file ``source``.
+
+    The reader remembers every key it was asked about (read, tested with :meth:`has`, or marked
+    with :meth:`mark`) and its sub-tables, so that :meth:`check_unknown` can refuse a key nobody
+    reads (a misspelled optional field would otherwise be silently ignored)."""
 
     def __init__(self, data: Mapping[str, Any], source: str, path: str = "") -> None:
         if not isinstance(data, Mapping):
@@ -55,6 +64,26 @@ class TableReader:
         self.data = data
         self.source = source
         self.path = path
+        self.known: set[str] = set()
+        self.children: list[TableReader] = []
+
+    def mark(self, *keys: str) -> None:
+        """Record ``keys`` as fields this table knows (read through :attr:`data` directly)."""
+        self.known.update(keys)
+
+    def check_unknown(self) -> None:
+        """Raise SpecError for the first key of this table or its sub-tables that no reader asked
+        about, with the closest known names ("did you mean"); annotation keys
+        (:data:`ANNOTATION_KEYS`, or starting with ``_``) are allowed."""
+        for key in self.data:
+            if key in self.known or key in ANNOTATION_KEYS or str(key).startswith("_"):
+                continue
+            close = difflib.get_close_matches(str(key), sorted(self.known), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+                f"; known here: {', '.join(sorted(self.known))}" if self.known else "")
+            raise self.error(str(key), f"unknown field{hint}")
+        for child in self.children:
+            child.check_unknown()
 
     def field(self, key: str) -> str:
         """Dotted path of a key in this table."""
@@ -65,16 +94,23 @@ class TableReader:
         return SpecError(self.source, self.field(key), message)
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` is present (asking makes it a known field of this table)."""
+        self.known.add(key)
         return key in self.data
 
     def __iter__(self) -> Iterator[str]:
+        """The keys of a free-form table (all of them become known)."""
+        self.known.update(self.data)
         return iter(self.data)
 
     def sub(self, key: str) -> TableReader:
         """The sub-table ``key`` (required)."""
+        self.known.add(key)
         if key not in self.data:
             raise self.error(key, "required table is missing")
-        return TableReader(self.data[key], self.source, self.field(key))
+        child = TableReader(self.data[key], self.source, self.field(key))
+        self.children.append(child)
+        return child
 
     def optional_sub(self, key: str) -> TableReader | None:
         """The sub-table ``key``, or None when absent."""
@@ -84,6 +120,7 @@ class TableReader:
                default: float | None = None, unit_key: str | None = None) -> float:
         """A finite number in [lo, hi] (or (lo, hi] with ``lo_open``), within the physical range of
         its unit (:func:`physical_range` of ``unit_key``, default ``key``): a default range is narrowed."""
+        self.known.add(key)
         if key not in self.data:
             if default is None:
                 raise self.error(key, "required field is missing")
@@ -106,6 +143,7 @@ class TableReader:
 
     def integer(self, key: str, *, lo: int = 0, hi: int = 2**62, default: int | None = None) -> int:
         """An integer in [lo, hi]."""
+        self.known.add(key)
         if key not in self.data:
             if default is None:
                 raise self.error(key, "required field is missing")
@@ -117,6 +155,7 @@ class TableReader:
 
     def string(self, key: str, *, choices: tuple[str, ...] | None = None, default: str | None = None) -> str:
         """A string, optionally one of ``choices``."""
+        self.known.add(key)
         if key not in self.data:
             if default is None:
                 raise self.error(key, "required field is missing")
@@ -130,6 +169,7 @@ class TableReader:
 
     def boolean(self, key: str, *, default: bool | None = None) -> bool:
         """A true/false value."""
+        self.known.add(key)
         if key not in self.data:
             if default is None:
                 raise self.error(key, "required field is missing")
@@ -141,6 +181,7 @@ class TableReader:
 
     def string_list(self, key: str, *, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         """A list of strings."""
+        self.known.add(key)
         if key not in self.data:
             return default
         value = self.data[key]
@@ -150,6 +191,7 @@ class TableReader:
 
     def number_list(self, key: str) -> tuple[float, ...]:
         """A non-empty list of finite numbers."""
+        self.known.add(key)
         value = self.data.get(key)
         if (not isinstance(value, list) or not value
                 or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

@@ -128,6 +128,7 @@ def system_from_dict(data: Mapping[str, Any], source: str = "<dict>", base: Path
     sysd = root.sub("system")
     base = base or Path(".")
     groups = []
+    sysd.mark("devices", "mapper_options", "scalable")
     raw_groups = sysd.data.get("devices")
     if not isinstance(raw_groups, list) or not raw_groups:
         raise sysd.error("devices", "needs at least one [[system.devices]] entry")
@@ -139,6 +140,7 @@ def system_from_dict(data: Mapping[str, Any], source: str = "<dict>", base: Path
         if per_instance and count % per_instance:
             raise entry.error("instance_devices", f"{per_instance} does not divide count = {count}")
         groups.append(DeviceGroup(device, count, entry.string("role", choices=ROLES, default=""), per_instance))
+        entry.check_unknown()
     inter_table = sysd.optional_sub("interconnect")
     interconnect = Interconnect()
     if inter_table is not None:
@@ -155,7 +157,7 @@ def system_from_dict(data: Mapping[str, Any], source: str = "<dict>", base: Path
     options = sysd.data.get("mapper_options", {})
     if not isinstance(options, dict):
         raise sysd.error("mapper_options", "must be a table")
-    return SystemSpec(
+    spec = SystemSpec(
         name=sysd.string("name"),
         description=sysd.string("description", default=""),
         default_mapper=sysd.string("default_mapper"),
@@ -165,6 +167,8 @@ def system_from_dict(data: Mapping[str, Any], source: str = "<dict>", base: Path
         scalable=_scalable(sysd, sum(g.count for g in groups)),
         source=source,
     )
+    root.check_unknown()
+    return spec
 
 
 def _scalable(table: TableReader, count: int) -> bool:
