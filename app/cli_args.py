@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,40 @@ from decodex.workloads.batch import Routing
 from decodex.workloads.precision import PRECISION_PRESETS
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse type factory: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} outside [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+positive_int = bounded_int(1, 2**63 - 1)  # argparse type: an integer >= 1
+
+
+def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
+    """argparse type factory: a finite number in [lo, hi]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{value:g} outside [{lo:g}, {hi:g}]")
+        return value
+
+    return parse
+
+
+SEED = bounded_int(0, 2**63 - 1)  # numpy.random.default_rng takes non-negative seeds
 
 
 def port_number(text: str) -> int:
@@ -98,8 +124,9 @@ def add_deployment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ep", type=positive_int, default=1, help="expert-parallel degree (divides tp)")
     p.add_argument("--routing", choices=("uniform", "zipf"), default="uniform",
                    help="how MoE tokens pick experts: uniform, or Zipf-skewed popularity (default uniform)")
-    p.add_argument("--skew", type=float, default=1.0, help="Zipf exponent of --routing zipf (0..10, default 1.0)")
-    p.add_argument("--routing-seed", type=int, default=0, help="seed of the routing draws (default 0)")
+    p.add_argument("--skew", type=bounded_float(0.0, 10.0), default=1.0,
+                   help="Zipf exponent of --routing zipf (0..10, default 1.0)")
+    p.add_argument("--routing-seed", type=SEED, default=0, help="seed of the routing draws (default 0)")
 
 
 def routing_from_args(args: argparse.Namespace) -> Routing:

@@ -24,13 +24,13 @@ def _save(figure: Any, path: Path) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run a sweep into ``--out`` (resumable) and print what it found."""
+    """Run a sweep into ``--out`` (resumable; ``--fresh`` starts over) and print what it found."""
     from decodex.explore.runner import run_sweep
     from decodex.explore.sweep_space import load_space
 
     inputs = load_space(args.space).parameters
     frame = run_sweep(args.space, mode=args.mode, out=args.out, workers=args.workers, scheduler=args.scheduler,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, fresh=args.fresh)
     feasible = frame[frame["feasible"]] if "feasible" in frame else frame.iloc[0:0]
     print(f"{len(frame)} points, {len(feasible)} feasible; parts and summary.json in {args.out}")
     if not feasible.empty and "tokens_per_s" in feasible:
@@ -186,13 +186,16 @@ def add_explore_parsers(sub: Any) -> None:
     """Add ``sweep``, ``pareto``, ``sensitivity`` and ``optimize`` to the ``decodex`` sub-commands."""
     p = sub.add_parser("sweep", help="run a declared design space (TOML) into a resumable folder of Parquet parts")
     p.add_argument("space", help="sweep TOML file (examples/sweeps/)")
-    p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
+    p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume; a folder "
+                                                "holding another space, mode or Decodex version is refused)")
     p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None,
                    help="override the space's mode")
     p.add_argument("--workers", type=positive_int, default=1, help="local worker processes (default 1)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (default: "
                                                      "$DASK_SCHEDULER_ADDRESS, else local)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--fresh", action="store_true", help="remove the sweep files already in --out (parts, "
+                                                        "sweep.json, space.json, summary.json) and start over")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("pareto", help="Pareto front of a sweep folder over chosen objectives")
     p.add_argument("dir", help="sweep output folder")

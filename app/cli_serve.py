@@ -10,10 +10,12 @@ import argparse
 from typing import Any
 
 from decodex.app.cli_args import (
+    SEED,
     add_deployment_options,
     add_model_system_options,
+    bounded_float,
+    bounded_int,
     fraction,
-    positive_float,
     positive_int,
     print_json,
     routing_from_args,
@@ -24,15 +26,19 @@ from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
 from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
 from decodex.workloads.parallelism import Parallelism
 
+MAX_REQUESTS = 10_000_000  # requests in one run (about 10 minutes of simulation; the limit keeps a typo bounded)
+RATE_RANGE = (1e-6, 1e9)  # requests/s: one request per ~12 days .. far beyond any cluster
+SLO_SECONDS = bounded_float(1e-9, 3600.0)  # an SLO between a nanosecond and an hour
+
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``add_subparsers``) and return it."""
     p = subparsers.add_parser("serve", help="simulate serving a stream of requests (TTFT, TPOT, throughput)")
     add_model_system_options(p)
-    p.add_argument("--requests", type=positive_int, default=None,
+    p.add_argument("--requests", type=bounded_int(1, MAX_REQUESTS), default=None,
                    help="requests to simulate (default 1000; all rows of a --trace)")
-    p.add_argument("--rate", type=positive_float, default=None,
-                   help="arrival rate, requests/s (required unless --trace)")
+    p.add_argument("--rate", type=bounded_float(*RATE_RANGE), default=None,
+                   help=f"arrival rate, requests/s, {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} (required unless --trace)")
     p.add_argument("--arrival", choices=("poisson", "fixed"), default="poisson",
                    help="arrival process: poisson or evenly spaced (default poisson)")
     p.add_argument("--dataset", choices=PRESET_NAMES, default="sharegpt",
@@ -51,11 +57,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--block-size", type=positive_int, default=16, help="KV block size, tokens (default 16)")
     p.add_argument("--memory-utilization", type=fraction, default=0.9,
                    help="fraction of device memory for weights, workspace and KV cache (default 0.9)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the workload draws (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the workload draws (default 0)")
     add_deployment_options(p)
-    p.add_argument("--slo-ttft", type=positive_float, default=DEFAULT_SLO_TTFT_S,
+    p.add_argument("--slo-ttft", type=SLO_SECONDS, default=DEFAULT_SLO_TTFT_S,
                    help=f"TTFT SLO for goodput, s (default {DEFAULT_SLO_TTFT_S:g})")
-    p.add_argument("--slo-tpot", type=positive_float, default=DEFAULT_SLO_TPOT_S,
+    p.add_argument("--slo-tpot", type=SLO_SECONDS, default=DEFAULT_SLO_TPOT_S,
                    help=f"TPOT SLO for goodput, s (default {DEFAULT_SLO_TPOT_S:g})")
     p.add_argument("--json", action="store_true", help="one JSON object: the summary of the run")
     p.set_defaults(func=cmd_serve)

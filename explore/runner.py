@@ -1,9 +1,15 @@
 """Run a sweep: its points in chunks, locally (processes) or on a Dask cluster, written as they finish.
 
-``run_sweep(space, mode=..., out=DIR, workers=N, scheduler=ADDRESS)``:
+``run_sweep(space, mode=..., out=DIR, workers=N, scheduler=ADDRESS, fresh=False)``:
 
 - the space (:mod:`explore.sweep_space`) gives the points; with ``out`` the points already in
-  ``DIR`` are skipped (:mod:`explore.sweep_store`), so an interrupted sweep resumes;
+  ``DIR`` are skipped (:mod:`explore.sweep_store`), so an interrupted sweep resumes. ``DIR``
+  keeps the sweep's identity (space content, mode, Decodex version) in ``DIR/sweep.json``: a run
+  of another identity is refused (:class:`explore.sweep_store.SweepDirError`) unless ``fresh``,
+  which removes the sweep's old files first;
+- points are evaluated without the constraints, and the constraints are applied to the rows
+  afterwards (:func:`explore.sweep_store.apply_constraints`; on reading ``DIR``), so a rerun with
+  other constraints reuses every row and still reports the right feasible count;
 - points are dealt into chunks; in ``estimate`` mode the points that differ only in batch and
   context stay together so the vectorized path prices them at once (:mod:`explore.points`);
 - chunks run in this process (``workers = 1``), in ``workers`` processes, or, with a
@@ -27,7 +33,7 @@ import pandas as pd
 from decodex.core.errors import ArgumentError
 from decodex.explore.points import evaluate_points, group_key
 from decodex.explore.sweep_space import MODES, SweepSpace, load_space, point_id
-from decodex.explore.sweep_store import SweepStore
+from decodex.explore.sweep_store import SweepStore, apply_constraints, sweep_identity
 
 CHUNK_SIZE = {"estimate": 2048, "simulate": 16, "serve": 2}  # points per chunk by mode
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -78,27 +84,27 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _local(chunks: Sequence[Chunk], mode: str, space: SweepSpace, workers: int,
-           vectorize: bool) -> Iterator[list[dict[str, Any]]]:
+def _local(chunks: Sequence[Chunk], mode: str, workers: int, vectorize: bool) -> Iterator[list[dict[str, Any]]]:
+    """Raw rows (no constraints applied) of each chunk, in this process or in ``workers`` processes."""
     if workers <= 1:
         for chunk in chunks:
-            yield run_chunk(chunk, mode, space.constraints, vectorize)
+            yield run_chunk(chunk, mode, (), vectorize)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_chunk, chunk, mode, space.constraints, vectorize) for chunk in chunks]
+        futures = [pool.submit(run_chunk, chunk, mode, (), vectorize) for chunk in chunks]
         for future in as_completed(futures):
             yield future.result()
 
 
-def _dask(chunks: Sequence[Chunk], mode: str, space: SweepSpace, scheduler: str,
-          vectorize: bool) -> Iterator[list[dict[str, Any]]]:
+def _dask(chunks: Sequence[Chunk], mode: str, scheduler: str, vectorize: bool) -> Iterator[list[dict[str, Any]]]:
+    """Raw rows (no constraints applied) of each chunk, on the Dask cluster at ``scheduler``."""
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError:
         raise ArgumentError("scheduler: Dask is not installed (pip install 'decodex[cluster]')") from None
     with Client(scheduler) as client:
-        futures = [client.submit(run_chunk, chunk, mode, space.constraints, vectorize, pure=False) for chunk in chunks]
+        futures = [client.submit(run_chunk, chunk, mode, (), vectorize, pure=False) for chunk in chunks]
         for future in dask_completed(futures):
             yield future.result()
 
@@ -106,11 +112,13 @@ def _dask(chunks: Sequence[Chunk], mode: str, space: SweepSpace, scheduler: str,
 def run_sweep(space: str | Path | Mapping[str, Any] | SweepSpace, *, mode: str | None = None,
               out: str | Path | None = None, workers: int = 1, scheduler: str | None = None,
               progress: bool = False, chunk_size: int | None = None, vectorize: bool = True,
-              on_part: Callable[[int], None] | None = None) -> pd.DataFrame:
+              on_part: Callable[[int], None] | None = None, fresh: bool = False) -> pd.DataFrame:
     """Run every point of ``space`` and return one row per point (module docstring).
 
     ``mode``: ``estimate``, ``simulate`` or ``serve`` (default: the space's). ``out``: directory
-    for the Parquet parts and summary (resumable). ``workers``: local processes. ``scheduler``:
+    for the Parquet parts and summary (resumable; a directory holding another sweep raises
+    :class:`explore.sweep_store.SweepDirError`). ``fresh``: with ``out``, remove the files of the
+    sweep already there and start over. ``workers``: local processes. ``scheduler``:
     a Dask scheduler address (default ``$DASK_SCHEDULER_ADDRESS`` when set and ``workers`` is 1).
     ``chunk_size``: points per chunk (default by mode). ``vectorize``: use the vectorized
     estimate path where it applies. ``on_part``: called with the number of parts written so far
@@ -126,6 +134,8 @@ def run_sweep(space: str | Path | Mapping[str, Any] | SweepSpace, *, mode: str |
     points = spec.points()
     ids = [point_id(p) for p in points]
     store = SweepStore(out) if out is not None else None
+    if store is not None:
+        store.prepare(sweep_identity(spec, mode), spec.constraints, fresh=fresh, name=spec.name)
     done = store.finished_ids() if store is not None else set()
     pending = [p for p, pid in zip(points, ids, strict=True) if pid not in done]
     started = time.time()
@@ -136,8 +146,8 @@ def run_sweep(space: str | Path | Mapping[str, Any] | SweepSpace, *, mode: str |
         store.write_json("space.json", spec.to_dict())
         store.write_json("summary.json", {**summary, "finished": len(points) - len(pending), "complete": False})
     chunks = _chunks(pending, mode, chunk_size or CHUNK_SIZE[mode])
-    results = (_dask(chunks, mode, spec, scheduler, vectorize) if scheduler
-               else _local(chunks, mode, spec, workers, vectorize))
+    results = (_dask(chunks, mode, scheduler, vectorize) if scheduler
+               else _local(chunks, mode, workers, vectorize))
     rows: list[dict[str, Any]] = []
     bar = _Progress(len(points), len(points) - len(pending), progress)
     parts = 0
@@ -153,7 +163,7 @@ def run_sweep(space: str | Path | Mapping[str, Any] | SweepSpace, *, mode: str |
                 on_part(parts)
     finally:
         bar.close()
-    frame = store.read(ids) if store is not None else _ordered(rows, ids)
+    frame = store.read(ids) if store is not None else apply_constraints(_ordered(rows, ids), spec.constraints)
     if store is not None:
         feasible = int(frame["feasible"].sum()) if "feasible" in frame else 0
         store.write_json("summary.json", {

@@ -77,8 +77,8 @@ def _resolve(table: Any, parts: list[str], where: str, key: str) -> tuple[Any, s
     raise SpecError(where, key, "empty field path")
 
 
-def _set(table: dict[str, Any], path: str, value: Any, where: str, key: str,
-         parts_of: Callable[[str], list[str]] = lambda bare: bare.split(".")) -> None:
+def set_field(table: dict[str, Any], path: str, value: Any, where: str, key: str,
+              parts_of: Callable[[str], list[str]] = lambda bare: bare.split(".")) -> None:
     """Set (or, with the ``@scale`` suffix, multiply) the field ``path`` of ``table``; ``parts_of``
     turns the bare path into table keys."""
     scale = path.endswith(SCALE_SUFFIX)
@@ -124,7 +124,7 @@ def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> Syste
         if "system" not in data:
             raise SpecError(str(source), system_keys[0][0], "a device file has no system table to override")
         for key, value in system_keys:
-            _set(data, key, value, str(source), key)
+            set_field(data, key, value, str(source), key)
         spec = system_from_dict(data, f"{source} [sweep overrides]", base=source.parent)
     if not device_keys:
         return spec
@@ -144,7 +144,7 @@ def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> Syste
             raise SpecError(source, picked[0][0], "device overrides need a device read from a file")
         data = copy.deepcopy(read_device_toml(source))
         for key, path, value in picked:
-            _set(data, path, value, source, key, functools.partial(_device_parts, table=data))
+            set_field(data, path, value, source, key, functools.partial(_device_parts, table=data))
         note = ", ".join(f"{k}={v}" for k, _, v in picked)
         device = device_from_dict(data, f"{source} [sweep: {note}]")
         groups.append(dataclasses.replace(group, device=device))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -48,3 +50,13 @@ def ideal_system(**changes: Any) -> SystemSpec:
 @pytest.fixture
 def ideal() -> SystemSpec:
     return ideal_system()
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Streamlit's AppTest runs a page as ``__main__`` and leaves it there; a process spawned
+    afterwards (a Dask worker) would then re-run that page on start-up. Put the real one back."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main

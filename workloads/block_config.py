@@ -1,9 +1,75 @@
 """Shapes of a decoder layer's parts: an attention block, a dense FFN and a MoE layer, each with
-its parameter count (parameters, i.e. weights and biases, for a model of hidden size ``hidden``)."""
+its parameter count (parameters, i.e. weights and biases, for a model of hidden size ``hidden``).
+
+Also the element-wise activations an FFN may use: the Hugging Face ``ACT2FN`` names
+(``transformers/activations.py``), each with its FLOPs per element. Whether an FFN is gated is a
+property of the model family (its modelling code), never of the activation's name.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# FLOPs per element of each activation (canonical names; conventions, see docs/workloads.md).
+# One FLOP per arithmetic operation and one per transcendental (exp, log, tanh, erf, sqrt).
+ACTIVATION_FLOPS_PER_ELEMENT: dict[str, float] = {
+    "linear": 0.0,  # identity
+    "relu": 1.0,  # max(x, 0)
+    "relu2": 2.0,  # max(x, 0), square
+    "relu6": 2.0,  # max(x, 0), min(., 6)
+    "leaky_relu": 2.0,  # slope * x, max
+    "prelu": 2.0,  # learned slope * x, max
+    "hardswish": 5.0,  # x * min(max(x + 3, 0), 6) / 6: add, max, min, multiply, scale
+    "tanh": 1.0,  # one transcendental
+    "sigmoid": 4.0,  # 1 / (1 + exp(-x)): negate, exp, add, divide
+    "silu": 4.0,  # x / (1 + exp(-x)): negate, exp, add, divide
+    "quick_gelu": 4.0,  # x / (1 + exp(-1.702 x)): scale, exp, add, divide
+    "sqrtsoftplus": 4.0,  # sqrt(log(1 + exp(x))): exp, add, log, sqrt
+    "mish": 5.0,  # x * tanh(log(1 + exp(x))): exp, add, log, tanh, multiply
+    "laplace": 5.0,  # (1 + erf((x - mu) / (sigma * sqrt 2))) / 2: subtract, scale, erf, add, halve
+    "xielu": 7.0,  # compare/select + the negative branch: min, expm1, subtract, scale, beta * x, add
+    "gelu": 8.0,  # every GELU form counts 8 (the project's convention, exact erf or tanh approximation)
+    "gelu_new": 8.0,
+    "gelu_pytorch_tanh": 8.0,
+    "gelu_fast": 8.0,
+    "gelu_accurate": 8.0,
+    "gelu_10": 10.0,  # GELU clipped to [-10, 10]: + max, min
+}
+
+# Hugging Face names that are the same function as a canonical one.
+ACTIVATION_ALIASES: dict[str, str] = {
+    "swish": "silu",
+    "gelu_python": "gelu",
+    "gelu_python_tanh": "gelu_pytorch_tanh",
+}
+
+# Names of a gated pair (activation(gate) * up), accepted only for an FFN that is gated.
+GATED_ACTIVATION_ALIASES: dict[str, str] = {"swiglu": "silu", "geglu": "gelu"}
+
+
+def known_activations(gated: bool) -> list[str]:
+    """The activation names accepted for an FFN that is (or is not) gated, sorted."""
+    names = set(ACTIVATION_FLOPS_PER_ELEMENT) | set(ACTIVATION_ALIASES)
+    if gated:
+        names |= set(GATED_ACTIVATION_ALIASES)
+    return sorted(names)
+
+
+def canonical_activation(name: str, gated: bool) -> str:
+    """The canonical name of activation ``name`` (``swish`` -> ``silu``; ``swiglu`` -> ``silu`` and
+    ``geglu`` -> ``gelu`` in a gated FFN). Raises ValueError, listing the known names, for an
+    unknown name or a gated-pair name on an FFN that is not gated."""
+    if name in ACTIVATION_FLOPS_PER_ELEMENT:
+        return name
+    if name in ACTIVATION_ALIASES:
+        return ACTIVATION_ALIASES[name]
+    if name in GATED_ACTIVATION_ALIASES:
+        if gated:
+            return GATED_ACTIVATION_ALIASES[name]
+        raise ValueError(f"{name!r} names a gated FFN (activation(gate) * up), but this FFN is not gated "
+                         f"(two matrices); known: {', '.join(known_activations(False))}")
+    raise ValueError(f"unknown activation {name!r}; known (Hugging Face ACT2FN names): "
+                     f"{', '.join(known_activations(gated))}")
 
 
 @dataclass(frozen=True)
@@ -79,12 +145,24 @@ class AttentionConfig:
 
 @dataclass(frozen=True)
 class FFNConfig:
-    """A dense feed-forward block: ``gated`` (SwiGLU/GeGLU, three matrices) or plain (two)."""
+    """A dense feed-forward block: ``gated`` (gate, up and down projections, three matrices:
+    SwiGLU, GeGLU ...) or plain (up and down, two). ``activation`` is an activation name (see
+    :func:`canonical_activation`); it is stored in canonical form and only sets the element-wise
+    FLOPs, never the number of matrices."""
 
     intermediate_size: int
     gated: bool
     activation: str
     bias: bool = False
+
+    def __post_init__(self) -> None:
+        """Normalise ``activation`` (raises ValueError for an unknown name)."""
+        object.__setattr__(self, "activation", canonical_activation(self.activation, self.gated))
+
+    @property
+    def activation_flops_per_element(self) -> float:
+        """FLOPs per element of the activation (without the gate multiply)."""
+        return ACTIVATION_FLOPS_PER_ELEMENT[self.activation]
 
     @property
     def num_matrices(self) -> int:

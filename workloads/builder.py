@@ -14,6 +14,7 @@ import numpy as np
 
 from decodex.core.errors import ArgumentError, InfeasibleError
 from decodex.workloads.batch import Batch
+from decodex.workloads.block_config import ACTIVATION_FLOPS_PER_ELEMENT, FFNConfig
 from decodex.workloads.graph import Graph, LayerTemplate
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.ops import AttentionOp, CollectiveOp, ElementwiseOp, EmbeddingOp, MatmulOp, MoEExpertsOp, Op
@@ -26,9 +27,8 @@ LAYERNORM_FLOPS_PER_ELEMENT = 7.0  # accumulate, subtract mean, square, accumula
 RESIDUAL_ADD_FLOPS_PER_ELEMENT = 1.0
 ROPE_FLOPS_PER_ELEMENT = 3.0  # x1*cos - x2*sin: two multiplies and an add per output element
 ROUTER_FLOPS_PER_LOGIT = 5.0  # softmax (max, subtract, exp, sum, divide) before top-k selection
-ACTIVATION_FLOPS_PER_ELEMENT = {"relu": 1.0, "silu": 4.0, "gelu": 8.0, "gelu_new": 8.0,
-                                "gelu_pytorch_tanh": 8.0, "swiglu": 4.0, "geglu": 8.0}
-DEFAULT_ACTIVATION_FLOPS = 8.0
+# Activations: ACTIVATION_FLOPS_PER_ELEMENT (workloads/block_config.py), keyed by the canonical names
+# an FFNConfig stores; an unknown name is rejected when the model is read, never defaulted here.
 GATE_MULTIPLY_FLOPS_PER_ELEMENT = 1.0
 
 
@@ -103,12 +103,13 @@ class _Builder:
                            qk_dim=qk_dim, v_dim=v_dim, kv_elements_per_token=kv_elements,
                            kv_dtype=self.prec.kv_cache, kv_replicated=kv_replicated)
 
-    def activation(self, name: str, width: int, gated: bool, act: str, rows: int | None = None) -> ElementwiseOp:
-        fpe = ACTIVATION_FLOPS_PER_ELEMENT.get(act, DEFAULT_ACTIVATION_FLOPS)
-        if gated:
+    def activation(self, name: str, width: int, ffn: FFNConfig, rows: int | None = None) -> ElementwiseOp:
+        """The FFN's activation on ``rows`` x ``width`` elements (times the up half when gated)."""
+        fpe = ACTIVATION_FLOPS_PER_ELEMENT[ffn.activation]
+        if ffn.gated:
             fpe += GATE_MULTIPLY_FLOPS_PER_ELEMENT
         rows = self.tokens if rows is None else rows
-        return self.elementwise(name, rows * width, fpe, reads=2 if gated else 1, writes=1)
+        return self.elementwise(name, rows * width, fpe, reads=2 if ffn.gated else 1, writes=1)
 
     # --- blocks -----------------------------------------------------------------------------
     def attention_block(self) -> list[Op]:
@@ -212,7 +213,7 @@ class _Builder:
             ops.append(self.linear("gate_up_proj", 2 * f, self.d, m=rows, bias=ffn.bias, replicated=dp))
         else:
             ops.append(self.linear("up_proj", f, self.d, m=rows, bias=ffn.bias, replicated=dp))
-        ops.append(self.activation("act", f, ffn.gated, ffn.activation, rows=rows))
+        ops.append(self.activation("act", f, ffn, rows=rows))
         ops.append(self.linear("down_proj", self.d, f, m=rows, bias=ffn.bias, replicated=dp))
         return ops if dp else ops + self.all_reduce("ffn_all_reduce", self.d)
 
@@ -232,8 +233,9 @@ class _Builder:
         if moe.shared is not None:
             f_shared = (moe.shared.intermediate_size if dp
                         else _shard(moe.shared.intermediate_size, self.tp, "shared-expert intermediate size"))
-            ops += [self.linear("shared_gate_up_proj", 2 * f_shared, d, m=rows, replicated=dp),
-                    self.activation("shared_act", f_shared, True, moe.shared.activation, rows=rows),
+            up = "shared_gate_up_proj" if moe.shared.gated else "shared_up_proj"
+            ops += [self.linear(up, (2 if moe.shared.gated else 1) * f_shared, d, m=rows, replicated=dp),
+                    self.activation("shared_act", f_shared, moe.shared, rows=rows),
                     self.linear("shared_down_proj", d, f_shared, m=rows, replicated=dp)]
         local = _shard(moe.num_experts, par.ep, "experts (over ep ranks)")
         f_expert = _shard(moe.expert.intermediate_size, par.expert_tp, "expert intermediate size (over tp/ep)")

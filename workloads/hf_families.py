@@ -6,6 +6,12 @@ optional fields take Hugging Face's defaults (``num_key_value_heads`` = heads, `
 hidden / heads); a missing required field or a value out of range raises
 :class:`~core.errors.SpecError` naming file, field and range. Sizes are in elements (hidden,
 intermediate and head widths), counts in layers, heads, experts and positions (tokens).
+
+Whether an FFN is gated (gate, up, down: 3 matrices) or plain (up, down: 2) is a property of the
+family, fixed by its modelling code (see each parser); the activation field (``hidden_act``, or
+``activation_function`` for OPT and GPT-2) only names the element-wise activation, must be a
+Hugging Face ``ACT2FN`` name (:func:`~workloads.block_config.known_activations`), and is stored
+normalised (``swish`` -> ``silu``).
 """
 
 from __future__ import annotations
@@ -14,13 +20,21 @@ from collections.abc import Callable
 from typing import Any
 
 from decodex.core.errors import SpecError
-from decodex.workloads.block_config import AttentionConfig, FFNConfig, MoEConfig
+from decodex.workloads.block_config import AttentionConfig, FFNConfig, MoEConfig, canonical_activation
 from decodex.workloads.config_fields import ConfigFields
 from decodex.workloads.model_config import ModelConfig
 
 FamilyParser = Callable[[ConfigFields, str], ModelConfig]  # (fields, model name) -> shape
 
-_GATED_ACTS = {"silu", "swiglu", "geglu"}
+
+def _activation(f: ConfigFields, key: str, default: str, gated: bool) -> str:
+    """The canonical activation named by field ``key`` (``default`` when absent) for an FFN that
+    is (or is not) gated; SpecError naming file and field, and listing the known names, otherwise."""
+    name = f.str(key, default)
+    try:
+        return canonical_activation(name, gated)
+    except ValueError as err:
+        raise SpecError(f.source, key, str(err)) from None
 
 
 def _standard_attention(f: ConfigFields, hidden: int, heads_key: str = "num_attention_heads",
@@ -52,7 +66,10 @@ def _common(f: ConfigFields, name: str) -> dict[str, Any]:
 
 
 def _parse_llama_like(f: ConfigFields, name: str) -> ModelConfig:
-    """llama, mistral, qwen2, qwen3: GQA attention, gated FFN, RMSNorm, RoPE."""
+    """llama, mistral, qwen2, qwen3: GQA attention, gated FFN, RMSNorm, RoPE.
+
+    The FFN is always gated: LlamaMLP, MistralMLP, Qwen2MLP and Qwen3MLP are
+    ``down_proj(act(gate_proj(x)) * up_proj(x))`` whatever ``hidden_act`` names."""
     c = _common(f, name)
     model_type = c["model_type"]
     bias = f.bool("attention_bias", model_type == "qwen2")
@@ -61,8 +78,8 @@ def _parse_llama_like(f: ConfigFields, name: str) -> ModelConfig:
         attn = AttentionConfig(**{**attn.__dict__, "out_bias": False})
     if model_type == "qwen3":
         attn = AttentionConfig(**{**attn.__dict__, "qk_norm": True})
-    act = f.str("hidden_act", "silu")
-    ffn = FFNConfig(f.int("intermediate_size", hi=10**7), gated=act in _GATED_ACTS, activation=act,
+    act = _activation(f, "hidden_act", "silu", gated=True)
+    ffn = FFNConfig(f.int("intermediate_size", hi=10**7), gated=True, activation=act,
                     bias=f.bool("mlp_bias", False))
     return ModelConfig(**c, attention=attn, ffn=ffn, moe=None,
                        layer_kinds=_layers(c["num_layers"], lambda i: False),
@@ -70,10 +87,11 @@ def _parse_llama_like(f: ConfigFields, name: str) -> ModelConfig:
 
 
 def _parse_mixtral(f: ConfigFields, name: str) -> ModelConfig:
-    """mixtral: GQA attention, every layer a top-k MoE of gated experts."""
+    """mixtral: GQA attention, every layer a top-k MoE of gated experts (MixtralBlockSparseTop2MLP:
+    ``w2(act(w1(x)) * w3(x))``)."""
     c = _common(f, name)
     attn = _standard_attention(f, c["hidden_size"])
-    act = f.str("hidden_act", "silu")
+    act = _activation(f, "hidden_act", "silu", gated=True)
     experts = f.int("num_local_experts", hi=100_000)
     expert = FFNConfig(f.int("intermediate_size", hi=10**7), gated=True, activation=act)
     moe = MoEConfig(experts, f.int("num_experts_per_tok", hi=experts), expert)
@@ -83,12 +101,15 @@ def _parse_mixtral(f: ConfigFields, name: str) -> ModelConfig:
 
 
 def _parse_qwen3_moe(f: ConfigFields, name: str) -> ModelConfig:
-    """qwen3_moe / qwen2_moe: GQA, MoE every ``decoder_sparse_step`` layers except ``mlp_only_layers``."""
+    """qwen3_moe / qwen2_moe: GQA, MoE every ``decoder_sparse_step`` layers except ``mlp_only_layers``.
+
+    Experts, the shared expert and dense layers are all gated (Qwen2MoeMLP / Qwen3MoeMLP:
+    gate_proj, up_proj, down_proj)."""
     c = _common(f, name)
     attn = _standard_attention(f, c["hidden_size"], bias=c["model_type"] == "qwen2_moe")
     if c["model_type"] == "qwen3_moe":
         attn = AttentionConfig(**{**attn.__dict__, "qk_norm": True})
-    act = f.str("hidden_act", "silu")
+    act = _activation(f, "hidden_act", "silu", gated=True)
     experts = f.int("num_experts", hi=100_000)
     expert = FFNConfig(f.int("moe_intermediate_size", hi=10**7), gated=True, activation=act)
     shared = None
@@ -108,7 +129,10 @@ def _parse_qwen3_moe(f: ConfigFields, name: str) -> ModelConfig:
 
 
 def _parse_deepseek_v3(f: ConfigFields, name: str) -> ModelConfig:
-    """deepseek_v3 (and v2): MLA attention; MoE after ``first_k_dense_replace`` dense layers."""
+    """deepseek_v3 (and v2): MLA attention; MoE after ``first_k_dense_replace`` dense layers.
+
+    Dense FFN, routed and shared experts are all gated (DeepseekV3MLP / DeepseekV2MLP: gate_proj,
+    up_proj, down_proj)."""
     c = _common(f, name)
     heads = f.int("num_attention_heads", hi=4096)
     nope = f.int("qk_nope_head_dim", hi=4096)
@@ -117,7 +141,7 @@ def _parse_deepseek_v3(f: ConfigFields, name: str) -> ModelConfig:
     attn = AttentionConfig("mla", heads, 1, nope + rope, f.int("v_head_dim", hi=4096),
                            q_lora_rank=q_rank, kv_lora_rank=f.int("kv_lora_rank", hi=10**6),
                            qk_nope_head_dim=nope, qk_rope_head_dim=rope)
-    act = f.str("hidden_act", "silu")
+    act = _activation(f, "hidden_act", "silu", gated=True)
     experts = f.int("n_routed_experts", hi=100_000)
     expert_ffn = FFNConfig(f.int("moe_intermediate_size", hi=10**7), gated=True, activation=act)
     n_shared = f.int("n_shared_experts", default=0, lo=0, hi=1024)
@@ -132,12 +156,14 @@ def _parse_deepseek_v3(f: ConfigFields, name: str) -> ModelConfig:
 
 
 def _parse_opt(f: ConfigFields, name: str) -> ModelConfig:
-    """opt: MHA with biases, ReLU FFN (``ffn_dim``), LayerNorm, learned positions."""
+    """opt: MHA with biases, ReLU FFN (``ffn_dim``), LayerNorm, learned positions.
+
+    The FFN is never gated: OPTDecoderLayer is ``fc2(act(fc1(x)))`` (2 matrices)."""
     c = _common(f, name)
     c["max_position_embeddings"] = f.int("max_position_embeddings", default=2048, hi=10**8)
     bias = f.bool("enable_bias", True)
     attn = _standard_attention(f, c["hidden_size"], bias=bias)
-    act = f.str("activation_function", "relu")
+    act = _activation(f, "activation_function", "relu", gated=False)
     ffn = FFNConfig(f.int("ffn_dim", hi=10**7), gated=False, activation=act, bias=bias)
     proj = f.int("word_embed_proj_dim", default=c["hidden_size"], hi=10**6)
     return ModelConfig(**c, attention=attn, ffn=ffn, moe=None,
@@ -147,7 +173,9 @@ def _parse_opt(f: ConfigFields, name: str) -> ModelConfig:
 
 
 def _parse_gpt2(f: ConfigFields, name: str) -> ModelConfig:
-    """gpt2 (and GPT-3 shapes written in its format): MHA with biases, GELU FFN, LayerNorm."""
+    """gpt2 (and GPT-3 shapes written in its format): MHA with biases, GELU FFN, LayerNorm.
+
+    The FFN is never gated: GPT2MLP is ``c_proj(act(c_fc(x)))`` (2 matrices)."""
     hidden = f.int("n_embd", hi=10**6)
     layers = f.int("n_layer", hi=10**4)
     heads = f.int("n_head", hi=4096)
@@ -156,7 +184,8 @@ def _parse_gpt2(f: ConfigFields, name: str) -> ModelConfig:
     attn = AttentionConfig("standard", heads, heads, hidden // heads, hidden // heads,
                            qkv_bias=True, out_bias=True)
     inner = f.int("n_inner", default=4 * hidden, hi=10**7)
-    ffn = FFNConfig(inner, gated=False, activation=f.str("activation_function", "gelu_new"), bias=True)
+    act = _activation(f, "activation_function", "gelu_new", gated=False)
+    ffn = FFNConfig(inner, gated=False, activation=act, bias=True)
     return ModelConfig(name=name, model_type="gpt2", hidden_size=hidden, num_layers=layers,
                        vocab_size=f.int("vocab_size", hi=10**8),
                        max_position_embeddings=f.int("n_positions", default=1024, hi=10**8),
@@ -167,29 +196,36 @@ def _parse_gpt2(f: ConfigFields, name: str) -> ModelConfig:
 
 def _parse_glam(f: ConfigFields, name: str) -> ModelConfig:
     """glam (Decodex's own HF-style config; GLaM has no HF release): MHA, MoE every
-    ``moe_layer_frequency`` layers from ``moe_layer_offset``, relative position bias."""
+    ``moe_layer_frequency`` layers from ``moe_layer_offset``, relative position bias.
+
+    GLaM's gating is architectural and explicit, not inferred from ``hidden_act``: the dense FFNs
+    are gated GELU (GLaM paper Sec. 3; ``mlp_gated``, default true) and the experts plain 2-matrix
+    FFNs (praxis: no wi_0/wi_1 in the MoE layers; ``expert_mlp_gated``, default false)."""
     c = _common(f, name)
     attn = _standard_attention(f, c["hidden_size"], bias=f.bool("attention_bias", False))
-    act = f.str("hidden_act", "gelu")
+    dense_gated = f.bool("mlp_gated", True)
+    expert_gated = f.bool("expert_mlp_gated", False)
     experts = f.int("num_local_experts", hi=100_000)
     width = f.int("intermediate_size", hi=10**7)
-    expert = FFNConfig(f.int("moe_intermediate_size", default=width, hi=10**7),
-                       gated=f.bool("expert_mlp_gated", False), activation=act)
+    expert = FFNConfig(f.int("moe_intermediate_size", default=width, hi=10**7), gated=expert_gated,
+                       activation=_activation(f, "hidden_act", "gelu", gated=expert_gated))
     moe = MoEConfig(experts, f.int("num_experts_per_tok", hi=experts), expert)
     freq = f.int("moe_layer_frequency", default=2, hi=c["num_layers"])
     offset = f.int("moe_layer_offset", default=0, lo=0, hi=freq - 1)
-    ffn = FFNConfig(width, gated=f.bool("mlp_gated", True), activation=act)
+    ffn = FFNConfig(width, gated=dense_gated, activation=_activation(f, "hidden_act", "gelu", gated=dense_gated))
     return ModelConfig(**c, attention=attn, ffn=ffn, moe=moe,
                        layer_kinds=_layers(c["num_layers"], lambda i: i % freq == offset),
                        positional="relative", tie_word_embeddings=f.bool("tie_word_embeddings", True))
 
 
 def _parse_grok1(f: ConfigFields, name: str) -> ModelConfig:
-    """grok-1 (hpcai-tech's Grok1Config): GQA, every layer a top-2 MoE of gated GELU experts."""
+    """grok-1 (hpcai-tech's Grok1Config): GQA, every layer a top-2 MoE of gated GELU experts
+    (xai-org/grok-1 model.py: ``linear_1(gelu(linear(x)) * linear_v(x))``, 3 matrices)."""
     c = _common(f, name)
     attn = _standard_attention(f, c["hidden_size"])
     experts = f.int("num_experts", hi=100_000)
-    expert = FFNConfig(f.int("intermediate_size", hi=10**7), gated=True, activation=f.str("hidden_act", "gelu"))
+    act = _activation(f, "hidden_act", "gelu", gated=True)
+    expert = FFNConfig(f.int("intermediate_size", hi=10**7), gated=True, activation=act)
     moe = MoEConfig(experts, f.int("num_experts_per_tok", hi=experts), expert)
     return ModelConfig(**c, attention=attn, ffn=None, moe=moe,
                        layer_kinds=_layers(c["num_layers"], lambda i: True),
@@ -198,14 +234,17 @@ def _parse_grok1(f: ConfigFields, name: str) -> ModelConfig:
 
 def _parse_step3(f: ConfigFields, name: str) -> ModelConfig:
     """step3_text: MFA attention (query rank ``share_q_dim``, ``num_attention_groups`` K/V heads
-    of ``head_dim``), MoE in ``moe_layers_enum`` layers with one shared expert (``share_expert_dim``)."""
+    of ``head_dim``), MoE in ``moe_layers_enum`` layers with one shared expert (``share_expert_dim``).
+
+    Dense FFN, experts and shared expert are all gated (vLLM step3_text.py Step3TextMLP:
+    gate_up_proj, down_proj with SiluAndMul; FusedMoE experts)."""
     hidden = f.int("hidden_size", hi=10**6)
     layers = f.int("num_hidden_layers", hi=10**4)
     heads = f.int("num_attention_heads", hi=4096)
     groups = f.int("num_attention_groups", default=1, hi=heads)
     head_dim = f.int("head_dim", default=hidden // heads, hi=65536)
     attn = AttentionConfig("mfa", heads, groups, head_dim, head_dim, q_lora_rank=f.int("share_q_dim", hi=10**6))
-    act = f.str("hidden_act", "silu")
+    act = _activation(f, "hidden_act", "silu", gated=True)
     experts = f.int("moe_num_experts", hi=100_000)
     expert = FFNConfig(f.int("moe_intermediate_size", hi=10**7), gated=True, activation=act)
     shared = None

@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from decodex.app.dashboard.untrusted import check_space
 from decodex.app.dashboard.uploads import UploadError, parse_toml_upload
 from decodex.core.errors import DecodexError
 from decodex.explore.runner import CHUNK_SIZE
 from decodex.explore.sweep_space import POINT_KEYS, PREFIXES, SweepSpace, load_space, point_id, space_from_dict
 from decodex.explore.sweep_store import PARTS, SweepStore
-from decodex.hw_models.system import list_devices, list_systems
-from decodex.workloads.catalog import list_models
 
 DEFAULT_EXAMPLE = "h100-batch-context"
 MAX_POINTS: dict[str, int] = {"estimate": 2000, "simulate": 100, "serve": 32}
@@ -96,32 +95,17 @@ def check_point_count(space: SweepSpace, limits: Mapping[str, int] = MAX_POINTS)
     return count
 
 
-def check_catalog_names(space: SweepSpace) -> None:
-    """Raise SweepInputError unless every ``model`` is a catalog model and every ``system`` a catalog
-    system or device: a space from the dashboard may not name files on the server."""
-    allowed = {"model": list_models(), "system": sorted({*list_systems(), *list_devices()})}
-    for key, names in allowed.items():
-        values: list[tuple[str, Any]] = []
-        if key in space.fixed:
-            values.append((f"sweep.fixed.{key}", space.fixed[key]))
-        for axis in space.axes:
-            if axis.name == key:
-                values.extend((f"sweep.axes.{key}[{i}]", v) for i, v in enumerate(axis.values or ()))
-        for where, value in values:
-            if value not in names:
-                raise SweepInputError(f"{space.source}: {where} = {value!r} is not a catalog {key} "
-                                      f"(one of {', '.join(names)})")
-
-
 def parse_space_bytes(data: bytes, filename: str = "space.toml") -> SweepSpace:
     """A SweepSpace from the bytes of a space TOML file, read as data only (``tomllib``); at most
-    :data:`~app.dashboard.uploads.MAX_UPLOAD_BYTES` bytes, UTF-8, models and systems from the
-    catalog. Raises UploadError (size, encoding, TOML syntax), SweepInputError (names) or SpecError (a field)."""
+    :data:`~app.dashboard.uploads.MAX_UPLOAD_BYTES` bytes, UTF-8, naming catalog entries only, never a
+    file on the server (:func:`~app.dashboard.untrusted.check_space`: models, systems, datasets,
+    device names reached through ``spec.system.*`` overrides). Raises UploadError (size, encoding, TOML
+    syntax), UntrustedInputError (a value that is not a catalog name) or SpecError (a field)."""
     parsed = parse_toml_upload(data, filename)
     if "sweep" not in parsed:
         raise SweepInputError(f"{filename}: expected a [sweep] table (with [sweep.fixed] and [sweep.axes])")
     space = space_from_dict(parsed, filename)
-    check_catalog_names(space)
+    check_space(space, parsed)
     return space
 
 

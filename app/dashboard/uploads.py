@@ -1,8 +1,11 @@
 """Uploaded specs, parsed as data only: a Hugging Face ``config.json`` (JSON) or a hardware
 TOML file (a ``[device]`` or a ``[system]`` file). No pickle, no code: the bytes are decoded as
 UTF-8 and read by ``json`` / ``tomllib`` and then by the same validating readers as the catalog.
-Uploads larger than :data:`MAX_UPLOAD_BYTES` are refused. Every problem is an
-:class:`UploadError` whose message names the file and, where known, the field."""
+Uploads larger than :data:`MAX_UPLOAD_BYTES` are refused. A file reference inside an upload
+(``device.extends``, ``system.devices[].device``) and a page's model or system without an upload
+must be catalog names (:mod:`app.dashboard.untrusted`): an upload never makes the server open a
+file it names. Every problem is an :class:`UploadError` (or an ``UntrustedInputError``) whose
+message names the file and, where known, the field."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from decodex.app.dashboard.untrusted import check_name, check_spec_tables
 from decodex.core.errors import DecodexError
 from decodex.hw_models.device import device_from_dict, merge_tables, read_device_toml
-from decodex.hw_models.system import DEVICES_DIR, SystemSpec, list_devices, load_system, system_from_dict
+from decodex.hw_models.system import DEVICES_DIR, SystemSpec, load_system, system_from_dict
 from decodex.workloads.catalog import load_model
 from decodex.workloads.hf_config import model_from_dict
 from decodex.workloads.model_config import ModelConfig
@@ -65,14 +69,12 @@ def parse_model_upload(data: bytes, filename: str = "config.json") -> ModelConfi
 
 
 def _device_with_catalog_base(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Resolve ``device.extends`` against the catalog devices only (an upload has no folder)."""
+    """Resolve ``device.extends`` (checked by :func:`~app.dashboard.untrusted.check_spec_tables`
+    to name a catalog device) against the catalog devices only (an upload has no folder)."""
     device = data.get("device")
     if not isinstance(device, Mapping) or "extends" not in device:
         return data
-    ref = device["extends"]
-    if not isinstance(ref, str) or ref not in list_devices():
-        raise UploadError(f"{source}: device.extends = {ref!r} must name a catalog device "
-                          f"({', '.join(list_devices())})")
+    ref = check_name(device["extends"], "device", f"{source}: device.extends")
     merged = merge_tables(read_device_toml(DEVICES_DIR / f"{ref}.toml"), data)
     merged["device"] = {k: v for k, v in merged["device"].items() if k != "extends"}
     return merged
@@ -80,17 +82,12 @@ def _device_with_catalog_base(data: dict[str, Any], source: str) -> dict[str, An
 
 def parse_system_upload(data: bytes, filename: str = "system.toml") -> SystemSpec:
     """A SystemSpec from the bytes of a device or system TOML file. A device file may extend a
-    catalog device; a system file's devices must be catalog devices. Raises UploadError or
-    SpecError naming the file and field."""
+    catalog device; a system file's devices must be catalog devices (both checked before any file
+    is read). Raises UploadError, UntrustedInputError or SpecError naming the file and field."""
     source = f"upload:{filename}"
     parsed = parse_toml_upload(data, filename)
+    check_spec_tables(parsed, source)  # extends and devices[].device name catalog devices, before any read
     if "system" in parsed:
-        groups = parsed["system"].get("devices", []) if isinstance(parsed["system"], Mapping) else []
-        for index, group in enumerate(groups if isinstance(groups, list) else []):
-            ref = group.get("device") if isinstance(group, Mapping) else None
-            if ref not in list_devices():
-                raise UploadError(f"{source}: system.devices[{index}].device = {ref!r} must name a catalog "
-                                  f"device ({', '.join(list_devices())}); upload a device file for a new one")
         return system_from_dict(parsed, source, base=DEVICES_DIR)
     if "device" in parsed:
         merged = _device_with_catalog_base(parsed, source)
@@ -101,15 +98,17 @@ def parse_system_upload(data: bytes, filename: str = "system.toml") -> SystemSpe
 
 def resolve_model(name: str, text: str | None) -> ModelConfig:
     """The model a page runs: ``text`` (an uploaded config.json named ``name``) parsed as data,
-    or the catalog model ``name`` when there is no upload."""
+    or the catalog model ``name`` when there is no upload (anything else, a path included, is
+    refused by :func:`~app.dashboard.untrusted.check_name` before it is opened)."""
     if text is not None:
         return parse_model_upload(text.encode(), name)
-    return load_model(name)
+    return load_model(check_name(name, "model", "model"))
 
 
 def resolve_system(name: str, text: str | None) -> SystemSpec:
     """The system a page runs: ``text`` (an uploaded device or system TOML named ``name``) parsed
-    as data, or the catalog system ``name`` when there is no upload."""
+    as data, or the catalog system or device ``name`` when there is no upload (anything else, a
+    path included, is refused by :func:`~app.dashboard.untrusted.check_name` before it is opened)."""
     if text is not None:
         return parse_system_upload(text.encode(), name)
-    return load_system(name)
+    return load_system(check_name(name, "system", "system"))

@@ -8,9 +8,20 @@ bucket(sum of prefill contexts))``
 
 Buckets are geometric with a relative width ``bucket_width`` (default 1 %): a sum ``x`` falls in
 bucket ``round(ln x / ln(1 + w))`` and the bucket stands for ``round((1 + w) ** index)`` tokens,
-so the represented sum is within ``w / 2`` of the true one. The representative batch gives the
-decodes equal contexts that add up to the bucket's sum, and splits the prefill tokens and the
-prefill contexts evenly over the prefill requests.
+so the represented sum is within ``w / 2`` of the true one (a factor ``(1 + w) ** ±0.5``, plus
+half a token of rounding). The representative batch gives the decodes equal contexts that add
+up to the bucket's sum, and splits the prefill tokens and the prefill contexts evenly over the
+prefill requests.
+
+The model's context window (``ModelConfig.context_window``, ``W`` tokens) is respected: a bucket
+may stand for a sum above the true one, so the represented sum is clamped to the most the real
+requests of the key can hold -- ``decodes * (W - 1)`` for the decodes (each decode reaches
+position context + 1 <= W) and ``prefills * W - prefill tokens`` for the prefill contexts (each
+chunk reaches context + chunk <= W). The true sum is within those caps, so the clamp only moves
+the represented sum toward it and the ``w / 2`` bound holds. The even splits pair the chunks'
+extra tokens with the contexts' shorter shares, so every representative request's position is
+``ceil(represented total / requests)`` at most, inside the window whenever the sums are. A cache
+never turns a valid iteration into one ``estimate`` refuses.
 
 The approximation: in the step model the matmuls depend only on token counts (kept exactly in
 the key) and decode attention is linear in the summed context (so equal contexts with the same
@@ -60,6 +71,7 @@ class StepTimes:
         self.bucket_width = float(bucket_width)
         self.routing = routing or Routing()
         self._log_step = math.log1p(bucket_width) if bucket_width > 0 else 0.0
+        self._window = model.context_window
         self._cache: dict[StepKey, tuple[float, float]] = {}
         self.hits = 0
         self.misses = 0
@@ -95,13 +107,25 @@ class StepTimes:
         self._cache[key] = value
         return value
 
+    def represented(self, key: StepKey) -> tuple[int, int]:
+        """``(decode context sum, prefill context sum)`` in tokens that a key's batch is priced with:
+        the buckets' sums, clamped so no request passes the model's context window (module doc)."""
+        decodes, prefills, prefill_tokens, decode_bucket, prefill_bucket = key
+        decode_sum = self.bucket_tokens(decode_bucket) if decodes else 0
+        prefill_sum = self.bucket_tokens(prefill_bucket) if prefills else 0
+        if self._window is not None:
+            decode_sum = min(decode_sum, decodes * (self._window - 1))
+            prefill_sum = min(prefill_sum, max(0, prefills * self._window - prefill_tokens))
+        return decode_sum, prefill_sum
+
     def batch_for(self, key: StepKey) -> Batch:
         """The representative Batch of a key (module doc)."""
-        decodes, prefills, prefill_tokens, decode_bucket, prefill_bucket = key
-        decode_ctx = _split(self.bucket_tokens(decode_bucket), decodes) if decodes else []
+        decodes, prefills, prefill_tokens = key[:3]
+        decode_sum, prefill_sum = self.represented(key)
+        decode_ctx = _split(decode_sum, decodes) if decodes else []
         if prefills:
             chunks = _split(prefill_tokens, prefills)
-            prefill_ctx = _split(self.bucket_tokens(prefill_bucket), prefills)
+            prefill_ctx = _split(prefill_sum, prefills)[::-1]  # longer contexts with shorter chunks
         else:
             chunks, prefill_ctx = [], []
         return Batch.mixed(decode_ctx, chunks, prefill_ctx, routing=self.routing)

@@ -100,7 +100,7 @@ def test_vectorized_rows_equal_point_by_point_rows() -> None:
     assert (fast["reason"] == slow["reason"]).all() and set(fast.columns) == set(slow.columns)
 
 
-def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path: Path, chunk_sizes: list[int]) -> None:
     whole = run_sweep(SPACE, out=tmp_path / "whole", chunk_size=3, vectorize=False)
 
     def stop_after_two(parts: int) -> None:
@@ -112,7 +112,9 @@ def test_interrupted_sweep_resumes_without_loss_or_duplicates(tmp_path: Path) ->
     store = SweepStore(tmp_path / "cut")
     assert len(store.finished_ids()) == 6
     assert not json.loads((tmp_path / "cut" / "summary.json").read_text())["complete"]
+    chunk_sizes.clear()
     resumed = run_sweep(SPACE, out=tmp_path / "cut", chunk_size=3, vectorize=False)
+    assert sum(chunk_sizes) == 16 - 6  # only the missing points ran
     assert len(resumed) == 16 and resumed["point_id"].is_unique
     pd.testing.assert_frame_equal(resumed[["point_id", *METRICS, "reason"]], whole[["point_id", *METRICS, "reason"]])
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
