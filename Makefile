@@ -40,9 +40,12 @@ demo: $(APP_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
+# the suite runs on up to TEST_WORKERS processes (pytest-xdist; 2 on CI's 2 cores); tests that share
+# a cache (the reproduction runs) stay in one worker (xdist_group)
+TEST_WORKERS ?= 4
 test: $(DEV_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses $(TEST_WORKERS) --dist loadgroup
 
 bench: $(APP_STAMP)
 	$(PY) benchmarks/estimate.py

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from decodex.core.errors import ArgumentError
 from decodex.workloads.batch import Routing
 from decodex.workloads.precision import PRECISION_PRESETS
 
@@ -98,14 +99,26 @@ def fraction(text: str) -> float:
     return value
 
 
+def byte_size(text: str) -> float:
+    """argparse type of ``--max-memory``: bytes with an optional unit (8G, 512M, 1.5GiB)."""
+    from decodex.core.run_limits import parse_bytes
+
+    try:
+        return parse_bytes(text, "")
+    except ArgumentError as err:
+        raise argparse.ArgumentTypeError(str(err).strip()) from None
+
+
 def context_lengths(text: str) -> int | list[int]:
-    """argparse type: one context length (tokens) or a comma-separated list, each >= 0."""
+    """argparse type: one context length (tokens cached before the decode step) or a comma-separated
+    list, each >= 1 (a decode follows a prompt of at least one token)."""
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer or a comma-separated list") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: context lengths must be >= 0")
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: context lengths must be >= 1 (tokens cached before the decode "
+                                         "step; a decode follows a prompt of at least one token)")
     return values[0] if len(values) == 1 else values
 
 

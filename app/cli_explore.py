@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from decodex.app.cli_args import positive_int
+from decodex.app.cli_args import bounded_float, bounded_int, byte_size, output_folder, positive_int
 from decodex.app.formatting import table
 
 
@@ -23,14 +27,58 @@ def _save(figure: Any, path: Path) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+EXIT_INCOMPLETE = 3  # `decodex sweep` stopped by --time-limit before the end: rerun the same command to resume
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While running, SIGTERM raises :class:`explore.runner.Terminated` (the interrupt's path: the
+    worker processes are terminated, the parts kept); a second SIGTERM during that cleanup is
+    ignored. The previous handler is restored after (only in the main thread)."""
+    from decodex.explore.runner import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run a sweep into ``--out`` (resumable; ``--fresh`` starts over) and print what it found."""
-    from decodex.explore.runner import run_sweep
+    """Run a sweep into ``--out`` (resumable; ``--fresh`` starts over) and print what it found.
+    Exit status: 0 complete, 3 stopped by ``--time-limit`` (rerun to resume), 2 an error (one
+    line), 130 interrupted, 143 terminated (the parts written are kept either way)."""
+    from decodex.explore.runner import Terminated, run_sweep
     from decodex.explore.sweep_space import load_space
+    from decodex.explore.sweep_store import RETRY_REASON, SweepPartWarning
 
     inputs = load_space(args.space).parameters
-    frame = run_sweep(args.space, mode=args.mode, out=args.out, workers=args.workers, scheduler=args.scheduler,
-                      progress=not args.no_progress, fresh=args.fresh)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SweepPartWarning)
+        try:
+            with _sigterm_as_interrupt():
+                frame = run_sweep(args.space, mode=args.mode, out=args.out, workers=args.workers,
+                                  scheduler=args.scheduler, progress=not args.no_progress, fresh=args.fresh,
+                                  time_limit_s=args.time_limit, max_memory_bytes=args.max_memory)
+        except KeyboardInterrupt as err:
+            signal_name = "terminated" if isinstance(err, Terminated) else "interrupted"
+            print(f"decodex: {signal_name}; the parts written so far are kept in {args.out}: rerun the same command "
+                  "to resume", file=sys.stderr)
+            return EXIT_TERMINATED if isinstance(err, Terminated) else 130
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, SweepPartWarning):
+                    print(f"decodex: warning: {warning.message}", file=sys.stderr)
+    state = frame.attrs.get("sweep", {})
     feasible = frame[frame["feasible"]] if "feasible" in frame else frame.iloc[0:0]
     print(f"{len(frame)} points, {len(feasible)} feasible; parts and summary.json in {args.out}")
     if not feasible.empty and "tokens_per_s" in feasible:
@@ -42,6 +90,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not infeasible.empty:
         reasons = infeasible["reason"].str.split(":").str[0].value_counts()
         print("infeasible: " + ", ".join(f"{n} x {r}" for r, n in reasons.items()))
+        retry = int(infeasible["reason"].str.startswith(RETRY_REASON).sum())
+        if retry:
+            print(f"decodex: note: {retry} points failed in a worker (see their reason); rerun the same command "
+                  "to retry them", file=sys.stderr)
+    if state.get("stopped"):
+        print(f"decodex: stopped: {state['stopped']} with {state['left']} of {state['points']} points left; "
+              "rerun the same command to resume", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0
 
 
@@ -186,16 +242,24 @@ def add_explore_parsers(sub: Any) -> None:
     """Add ``sweep``, ``pareto``, ``sensitivity`` and ``optimize`` to the ``decodex`` sub-commands."""
     p = sub.add_parser("sweep", help="run a declared design space (TOML) into a resumable folder of Parquet parts")
     p.add_argument("space", help="sweep TOML file (examples/sweeps/)")
-    p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume; a folder "
-                                                "holding another space, mode or Decodex version is refused)")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="output folder (rerun with the same folder to resume; a folder holding another space, mode "
+                        "or Decodex version is refused, and so is one another run is writing)")
     p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None,
                    help="override the space's mode")
-    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--workers", type=bounded_int(1, 1024), default=1, help="local worker processes (1-1024, default 1)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (default: "
                                                      "$DASK_SCHEDULER_ADDRESS, else local)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", "--quiet", "-q", dest="no_progress", action="store_true",
+                   help="no progress bar on stderr")
     p.add_argument("--fresh", action="store_true", help="remove the sweep files already in --out (parts, "
                                                         "sweep.json, space.json, summary.json) and start over")
+    p.add_argument("--time-limit", type=bounded_float(0.0, 1e9), default=None, metavar="SECONDS",
+                   help="start no new chunk after SECONDS; the chunks running finish and are written, and the "
+                        "command exits with status 3 (rerun it to resume)")
+    p.add_argument("--max-memory", type=byte_size, default=None, metavar="BYTES",
+                   help="refuse a sweep estimated to need more memory than BYTES (e.g. 8G, 512M, 1.5GiB; "
+                        "default: half the physical memory)")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("pareto", help="Pareto front of a sweep folder over chosen objectives")
     p.add_argument("dir", help="sweep output folder")

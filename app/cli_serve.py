@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from decodex.app.cli_args import (
@@ -15,6 +16,7 @@ from decodex.app.cli_args import (
     add_model_system_options,
     bounded_float,
     bounded_int,
+    byte_size,
     fraction,
     positive_int,
     print_json,
@@ -64,6 +66,13 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--slo-tpot", type=SLO_SECONDS, default=DEFAULT_SLO_TPOT_S,
                    help=f"TPOT SLO for goodput, s (default {DEFAULT_SLO_TPOT_S:g})")
     p.add_argument("--json", action="store_true", help="one JSON object: the summary of the run")
+    p.add_argument("--time-limit", type=bounded_float(0.0, 1e9), default=None, metavar="SECONDS",
+                   help="stop with an error after SECONDS of wall time (default: none)")
+    p.add_argument("--max-memory", type=byte_size, default=None, metavar="BYTES",
+                   help="refuse or stop a run needing more memory than BYTES (e.g. 8G, 512M; default: half the "
+                        "physical memory)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress line on stderr (shown by default when stderr is a terminal)")
     p.set_defaults(func=cmd_serve)
     return p
 
@@ -108,7 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    chunk=args.chunk, max_batch=args.max_batch, block_size=args.block_size,
                    memory_utilization=args.memory_utilization, precision=args.precision,
                    parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
-                   slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args))
+                   slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
+                   time_limit_s=args.time_limit, max_memory_bytes=args.max_memory,
+                   progress=not args.quiet and sys.stderr.isatty())
     summary = result.summary()
     if args.json:
 

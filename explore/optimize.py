@@ -11,7 +11,7 @@ infeasible designs the one with no larger violation of every constraint wins.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,10 +20,16 @@ import pandas as pd
 from scipy.optimize import NonlinearConstraint, differential_evolution
 
 from decodex.core.errors import InfeasibleError
+from decodex.explore.pareto import ExploreArgumentError, did_you_mean
+from decodex.workloads.batch import MAX_SEED, is_number, is_whole
 
 DesignEvaluate = Callable[[Mapping[str, float]], Mapping[str, float]]
 
 OPERATORS = ("<=", ">=")
+MAX_ITERATIONS = 1000  # differential-evolution generations (maxiter)
+MAX_POPSIZE = 1000  # population per variable (popsize)
+MAX_EVALUATIONS = 200_000  # (maxiter + 1) x popsize x variables: the most designs a run may evaluate
+MAX_VARIABLES = 100  # design variables of one search
 _FAILED = 1e100  # violation reported to the solver for a design that could not be evaluated
 _DIGITS = 12  # significant digits of a continuous variable in the evaluation cache key
 
@@ -40,10 +46,13 @@ class Constraint:
     bound: float
 
     def __post_init__(self) -> None:
-        if self.op not in OPERATORS:
-            raise ValueError(f"constraint on {self.metric!r} has op {self.op!r}; allowed: {list(OPERATORS)}")
-        if not math.isfinite(self.bound):
-            raise ValueError(f"constraint on {self.metric!r} needs a finite bound, got {self.bound}")
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ExploreArgumentError(f"constraint metric must be a metric or variable name, got {self.metric!r:.80}")
+        if not isinstance(self.op, str) or self.op not in OPERATORS:
+            raise ExploreArgumentError(f"constraint on {self.metric!r} has op {self.op!r}; allowed: {list(OPERATORS)}")
+        if not is_number(self.bound):
+            raise ExploreArgumentError(f"constraint on {self.metric!r} needs a finite bound, got {self.bound!r:.80}")
+        object.__setattr__(self, "bound", float(self.bound))
 
     def violation(self, value: float) -> float:
         """How far ``value`` breaks the constraint, relative to |bound| (absolute when bound is 0).
@@ -82,7 +91,8 @@ class DesignOptimum:
 
 def optimize_design(evaluate: DesignEvaluate, variables: Mapping[str, tuple[float, float]], objective: str, *,
                     minimize: bool = True, constraints: Sequence[Constraint] = (), integers: Sequence[str] = (),
-                    seed: int = 0, maxiter: int = 50, popsize: int = 10, tol: float = 0.01) -> DesignOptimum:
+                    seed: int = 0, maxiter: int = 50, popsize: int = 10, tol: float = 0.01,
+                    metrics: Collection[str] | None = None) -> DesignOptimum:
     """Minimize (or maximize) ``objective`` over the box ``variables`` subject to ``constraints``.
 
     ``variables`` maps a name to ``(low, high)`` in its own unit; names in ``integers`` take
@@ -93,9 +103,18 @@ def optimize_design(evaluate: DesignEvaluate, variables: Mapping[str, tuple[floa
     each distinct design (continuous values rounded to 12 significant digits) is evaluated once.
     At most about ``(maxiter + 1) * popsize * len(variables)`` evaluations. Deterministic for a
     given ``seed`` when ``evaluate`` is.
+
+    ``metrics``: the names ``evaluate`` returns, when known beforehand (e.g. a sweep's metric
+    columns): ``objective`` and each constraint's metric are then checked against them and the
+    variables before any evaluation; otherwise against the first evaluated design's metrics.
+    Ranges: ``maxiter`` [0, MAX_ITERATIONS], ``popsize`` [1, MAX_POPSIZE], at most
+    MAX_EVALUATIONS evaluations in all, ``tol`` [0, 1], ``seed`` [0, 2**63 - 1]. Every bad
+    argument is an :class:`~explore.pareto.ExploreArgumentError` (an ArgumentError and a
+    ValueError) naming it and what is allowed.
     """
-    names = list(variables)
-    _check(names, variables, integers, maxiter, popsize)
+    names = _check(evaluate, variables, objective, minimize, constraints, integers, seed, maxiter, popsize, tol)
+    if metrics is not None:
+        _check_names(objective, constraints, names, metrics)
     integer = np.array([name in integers for name in names])
     cache: dict[tuple[float, ...], _Record] = {}
     records: list[_Record] = []
@@ -140,21 +159,70 @@ class _Record:
     error: str | None
 
 
-def _check(names: list[str], variables: Mapping[str, tuple[float, float]], integers: Sequence[str],
-           maxiter: int, popsize: int) -> None:
-    """Reject empty or reversed bounds, unknown integer names and non-positive budgets."""
+def _check(evaluate: object, variables: object, objective: object, minimize: object, constraints: object,
+           integers: object, seed: object, maxiter: object, popsize: object, tol: object) -> list[str]:
+    """The variables' names, once every argument is known good: bounds finite with low < high,
+    integer names among the variables, budgets whole numbers within their bounded ranges.
+    ExploreArgumentError naming the first bad argument otherwise."""
+    if not callable(evaluate):
+        raise ExploreArgumentError(f"evaluate: must be a function of a design, got {type(evaluate).__name__}")
+    if not isinstance(variables, Mapping):
+        raise ExploreArgumentError(f"variables: must be a mapping name -> (low, high), got {type(variables).__name__}")
+    names = list(variables)
     if not names:
-        raise ValueError("variables is empty: give at least one name -> (low, high)")
-    for name, (low, high) in variables.items():
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"bounds of {name!r} must be finite with low < high, got ({low}, {high})")
+        raise ExploreArgumentError("variables is empty: give at least one name -> (low, high)")
+    if len(names) > MAX_VARIABLES:
+        raise ExploreArgumentError(f"variables: {len(names)} variables, more than {MAX_VARIABLES}")
+    if not isinstance(integers, Collection) or isinstance(integers, str):
+        raise ExploreArgumentError(f"integers: must be a list of variable names, got {integers!r:.80}")
+    for name, pair in variables.items():
+        if not isinstance(name, str) or not name:
+            raise ExploreArgumentError(f"variables: names must be non-empty strings, got {name!r:.80}")
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ExploreArgumentError(f"bounds of {name!r} must be a pair (low, high), got {pair!r:.80}")
+        low, high = pair
+        if not (is_number(low) and is_number(high)) or not low < high:
+            raise ExploreArgumentError(f"bounds of {name!r} must be finite with low < high, got ({low!r}, {high!r})")
         if name in integers and math.ceil(low) > math.floor(high):
-            raise ValueError(f"integer variable {name!r} has no integer in ({low}, {high})")
+            raise ExploreArgumentError(f"integer variable {name!r} has no integer in ({low}, {high})")
     for name in integers:
         if name not in variables:
-            raise ValueError(f"integer variable {name!r} is not a variable; variables: {names}")
-    if maxiter < 0 or popsize < 1:
-        raise ValueError(f"maxiter must be >= 0 and popsize >= 1, got {maxiter} and {popsize}")
+            raise ExploreArgumentError(f"integer variable {name!r} is not a variable{did_you_mean(name, names)}; "
+                                       f"variables: {names}")
+    if not isinstance(objective, str) or not objective:
+        raise ExploreArgumentError(f"objective: must be a metric or variable name, got {objective!r:.80}")
+    if not isinstance(minimize, bool):
+        raise ExploreArgumentError(f"minimize: must be True or False, got {minimize!r:.80}")
+    if isinstance(constraints, str) or not isinstance(constraints, Collection) or not all(
+            isinstance(c, Constraint) for c in constraints):
+        raise ExploreArgumentError(f"constraints: must be a list of Constraint, got {constraints!r:.80}")
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:  # type: ignore[operator]
+        raise ExploreArgumentError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r:.80}")
+    if not is_whole(maxiter) or not 0 <= maxiter <= MAX_ITERATIONS:  # type: ignore[operator]
+        raise ExploreArgumentError(f"maxiter must be an integer in [0, {MAX_ITERATIONS}] (generations), "
+                                   f"got {maxiter!r:.80}")
+    if not is_whole(popsize) or not 1 <= popsize <= MAX_POPSIZE:  # type: ignore[operator]
+        raise ExploreArgumentError(f"popsize must be an integer in [1, {MAX_POPSIZE}] (designs per variable), "
+                                   f"got {popsize!r:.80}")
+    evaluations = (maxiter + 1) * popsize * len(names)  # type: ignore[operator]
+    if evaluations > MAX_EVALUATIONS:
+        raise ExploreArgumentError(f"maxiter, popsize: (maxiter + 1) x popsize x {len(names)} variables = "
+                                   f"{evaluations} evaluations, more than {MAX_EVALUATIONS}; lower maxiter or popsize")
+    if not is_number(tol) or not 0 <= tol <= 1:  # type: ignore[operator]
+        raise ExploreArgumentError(f"tol must be a number in [0, 1] (relative convergence tolerance), got {tol!r:.80}")
+    return names
+
+
+def _check_names(objective: str, constraints: Sequence[Constraint], variables: Sequence[str],
+                 metrics: Collection[str]) -> None:
+    """Refuse an objective or constraint metric that is neither a variable nor one of ``metrics``."""
+    if isinstance(metrics, str) or not isinstance(metrics, Collection):
+        raise ExploreArgumentError(f"metrics: must be a list of metric names, got {metrics!r:.80}")
+    for what, name in [("objective", objective), *(("constraint metric", c.metric) for c in constraints)]:
+        if name not in variables and name not in metrics:
+            raise ExploreArgumentError(f"{what} {name!r} is neither a variable nor a metric"
+                                       f"{did_you_mean(name, [*variables, *metrics])}; "
+                                       f"variables: {list(variables)}, metrics: {sorted(metrics)}")
 
 
 def _round(value: float, is_int: bool) -> float:
@@ -165,14 +233,19 @@ def _round(value: float, is_int: bool) -> float:
 
 
 def _lookup(name: str, design: Mapping[str, float], metrics: Mapping[str, Any], what: str) -> float:
-    """The value of a variable or metric as a float; ValueError when it is neither."""
+    """The value of a variable or metric as a float (NaN for None or a non-number);
+    ExploreArgumentError (naming the closest known name) when it is neither."""
     if name in design:
         return float(design[name])
     if name not in metrics:
-        raise ValueError(f"{what} {name!r} is neither a variable nor a metric; "
-                         f"variables: {list(design)}, metrics: {list(metrics)}")
+        raise ExploreArgumentError(f"{what} {name!r} is neither a variable nor a metric"
+                                   f"{did_you_mean(name, [*design, *metrics])}; "
+                                   f"variables: {list(design)}, metrics: {list(metrics)}")
     value = metrics[name]
-    return math.nan if value is None else float(value)
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _evaluate(evaluate: DesignEvaluate, design: dict[str, float], objective: str,

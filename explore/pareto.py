@@ -6,15 +6,31 @@ Values are unit-free here: each objective column keeps whatever unit its name ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from decodex.core.errors import ArgumentError
 
 DIRECTIONS = ("max", "min")
 _BLOCK = 512  # rows per block in the k >= 3 path
 _PIVOTS = 32  # good rows that first knock out what they dominate (k >= 3)
 _CELLS = 1 << 21  # row pairs compared at once, bounding temporary memory
+
+
+class ExploreArgumentError(ArgumentError, ValueError):
+    """A bad argument to an exploration function (``pareto_front``, ``optimize_design``,
+    ``one_at_a_time``, ``sobol_indices``): an :class:`~decodex.core.errors.ArgumentError`, one
+    line naming the argument and what is allowed, that is also the ValueError these functions
+    raised before (callers catching ValueError keep working)."""
+
+
+def did_you_mean(name: object, known: Iterable[object]) -> str:
+    """``"; did you mean 'x'?"`` for the known name closest to ``name`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
@@ -26,13 +42,17 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     Units are whatever the columns hold (they are compared per column only).
     Cost: O(n log n) for k <= 2, about O(n * front size) comparisons for k >= 3.
     """
-    array = np.asarray(values, dtype=float)
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ExploreArgumentError(f"values must be a 2-D (n, k) array of numbers: {error}") from None
     if array.ndim != 2:
-        raise ValueError(f"values must be a 2-D (n, k) array, got shape {array.shape}")
+        raise ExploreArgumentError(f"values must be a 2-D (n, k) array, got shape {array.shape}")
     n, k = array.shape
-    directions = np.asarray(maximize, dtype=bool)
-    if directions.shape != (k,):
-        raise ValueError(f"maximize must hold one flag per column ({k}), got {len(directions)}")
+    directions = np.asarray(maximize)
+    if directions.ndim != 1 or directions.shape != (k,) or (directions.size and directions.dtype != bool):
+        raise ExploreArgumentError(f"maximize must hold one flag per column ({k}), each True or False, "
+                                   f"got {maximize!r:.80}")
     mask = np.zeros(n, dtype=bool)
     valid = ~np.isnan(array).any(axis=1)
     if k == 0 or not valid.any():
@@ -111,15 +131,23 @@ def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataF
     Rows whose ``feasible`` column (when there is one) is False, and rows with NaN in an objective,
     are left out. The front keeps the original index and all columns, sorted ascending by the first
     objective (ties: the next objectives). Units are those of the columns.
-    Raises ValueError naming a missing column or a bad direction and what is allowed.
+    Raises :class:`ExploreArgumentError` (an ArgumentError and a ValueError) naming a missing
+    column (with the closest known one) or a bad direction and what is allowed.
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise ExploreArgumentError(f"frame: must be a pandas DataFrame, got {type(frame).__name__}")
+    if not isinstance(objectives, Mapping):
+        raise ExploreArgumentError(f"objectives: must be a mapping column -> 'max' or 'min', got "
+                                   f"{type(objectives).__name__} {objectives!r:.80}")
     if not objectives:
-        raise ValueError("objectives is empty: give at least one column -> 'max' or 'min'")
+        raise ExploreArgumentError("objectives is empty: give at least one column -> 'max' or 'min'")
     for column, direction in objectives.items():
         if column not in frame.columns:
-            raise ValueError(f"objective column {column!r} is not in the frame; columns: {list(frame.columns)}")
-        if direction not in DIRECTIONS:
-            raise ValueError(f"objective {column!r} has direction {direction!r}; allowed: {list(DIRECTIONS)}")
+            raise ExploreArgumentError(f"objective column {column!r} is not in the frame"
+                                       f"{did_you_mean(column, frame.columns)}; columns: {list(frame.columns)}")
+        if not isinstance(direction, str) or direction not in DIRECTIONS:
+            raise ExploreArgumentError(f"objective {column!r} has direction {direction!r}; "
+                                       f"allowed: {list(DIRECTIONS)}")
     columns = list(objectives)
     candidates = frame
     if "feasible" in frame.columns:
@@ -127,6 +155,6 @@ def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataF
     try:
         values = candidates[columns].to_numpy(dtype=float)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"objective columns {columns} must be numeric: {error}") from error
+        raise ExploreArgumentError(f"objective columns {columns} must be numeric: {error}") from None
     mask = pareto_mask(values, [objectives[column] == "max" for column in columns])
     return candidates[mask].sort_values(columns, kind="stable")

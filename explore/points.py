@@ -17,7 +17,11 @@ A point is a mapping of the parameters of :mod:`explore.sweep_space` (model, sys
 differ only in batch and context at once with the vectorized path
 (:func:`sim.vector_estimate.estimate_grid`) where the model and system allow it (same numbers,
 tested). A point that cannot run (does not fit, bad value, unsupported) is a row with
-``feasible = False`` and its ``reason``; so is one that breaks a constraint.
+``feasible = False`` and its ``reason``; so is one that breaks a constraint. Evaluating a point
+never raises an ``Exception``: any error (a Decodex error, but also ZeroDivisionError,
+OverflowError, RecursionError, MemoryError, an error of the event engine...) becomes the row's
+reason ``"TypeName: message"`` (:func:`failure_reason`), so one bad point never aborts a sweep.
+An interrupt (KeyboardInterrupt, SystemExit) still propagates.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from decodex.core.errors import DecodexError
 from decodex.explore.optimize import Constraint
 from decodex.explore.spec_overrides import system_with
 from decodex.explore.sweep_space import constraint_reason, point_id
@@ -38,6 +41,7 @@ from decodex.sim.pricing import usd_per_million_tokens
 from decodex.workloads.batch import Routing
 from decodex.workloads.parallelism import Parallelism
 
+REASON_CHARS = 1000  # longest reason kept from an error's message (one line)
 GRID_KEYS = ("batch", "context")  # what the vectorized path varies within one group
 SERVE_KEYS = ("dataset", "rate", "requests", "input_len", "output_len", "scheduler", "max_batch", "chunk",
               "slo_ttft_s", "slo_tpot_s", "seed")
@@ -149,23 +153,33 @@ def _finish(point: Mapping[str, Any], metrics: dict[str, Any], constraints: Sequ
     return {"point_id": point_id(point), **point, **metrics, "feasible": not reason, "reason": reason}
 
 
+def failure_reason(err: BaseException) -> str:
+    """The reason recorded for a point that raised ``err``: ``"TypeName: message"`` on one line
+    (at most REASON_CHARS characters of the message; a KeyError names the missing parameter)."""
+    name = type(err).__name__
+    text = f"missing parameter {err}" if isinstance(err, KeyError) else str(err)
+    text = " ".join(text.split())
+    if len(text) > REASON_CHARS:
+        text = text[:REASON_CHARS - 3] + "..."
+    return f"{name}: {text}" if text else name
+
+
 def evaluate_point(point: Mapping[str, Any], mode: str = "estimate",
                    constraints: Sequence[Constraint] = ()) -> dict[str, Any]:
     """One row: the point's inputs, ``point_id``, its metrics, ``feasible`` and ``reason`` (module
-    docstring); never raises for a point that cannot run."""
+    docstring). Never raises an ``Exception`` for a point: one that cannot run is a row with
+    ``feasible = False`` and the reason ``"TypeName: message"``."""
     try:
         metrics = _serve_row(point) if mode == "serve" else _step_row(point, mode)
-    except (DecodexError, KeyError, ValueError, TypeError) as err:
-        name = type(err).__name__
-        text = f"missing parameter {err}" if isinstance(err, KeyError) else str(err)
-        return {"point_id": point_id(point), **point, "feasible": False, "reason": f"{name}: {text}"}
-    return _finish(point, metrics, constraints)
+        return _finish(point, metrics, constraints)
+    except Exception as err:  # any error of one point is that point's row, never the sweep's end
+        return {"point_id": point_id(point), **point, "feasible": False, "reason": failure_reason(err)}
 
 
 def _grid_rows(points: Sequence[Mapping[str, Any]], constraints: Sequence[Constraint]) -> list[dict[str, Any]] | None:
     """Rows of points that share everything but batch and context, from the vectorized path
-    (None when it does not apply)."""
-    from decodex.sim.vector_estimate import NotVectorizable, estimate_grid
+    (None when it does not apply or fails in any way: the points are then evaluated one by one)."""
+    from decodex.sim.vector_estimate import estimate_grid
 
     first = points[0]
     if any(k.startswith("mapper.") or k in ("mapper", "routing", "skew") for k in first):
@@ -176,15 +190,15 @@ def _grid_rows(points: Sequence[Mapping[str, Any]], constraints: Sequence[Constr
         frame = estimate_grid(first["model"], system, np.array([int(p.get("batch", 1)) for p in points]),
                               np.array([int(p.get("context", 1024)) for p in points]),
                               precision=common["precision"], parallelism=common.get("parallelism"))
-    except (NotVectorizable, DecodexError, KeyError, ValueError):
+        rows = []
+        for point, rec in zip(points, frame.to_dict("records"), strict=True):
+            share = {k[len("util."):]: v for k, v in rec.items() if k.startswith("util.")}
+            metrics = _step_metrics(system, int(rec["devices"]), rec["step_time_s"], rec["tokens_per_s"],
+                                    rec["energy_per_token_j"], rec["memory_required_bytes"],
+                                    rec["memory_capacity_bytes"], bool(rec["fits"]), rec["reason"], share)
+            rows.append(_finish(point, metrics, constraints))
+    except Exception:  # NotVectorizable, a bad value, or any other error: fall back point by point
         return None
-    rows = []
-    for point, rec in zip(points, frame.to_dict("records"), strict=True):
-        share = {k[len("util."):]: v for k, v in rec.items() if k.startswith("util.")}
-        metrics = _step_metrics(system, int(rec["devices"]), rec["step_time_s"], rec["tokens_per_s"],
-                                rec["energy_per_token_j"], rec["memory_required_bytes"], rec["memory_capacity_bytes"],
-                                bool(rec["fits"]), rec["reason"], share)
-        rows.append(_finish(point, metrics, constraints))
     return rows
 
 

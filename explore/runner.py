@@ -8,7 +8,7 @@
   of another identity is refused (:class:`explore.sweep_store.SweepDirError`) unless ``fresh``,
   which removes the sweep's old files first;
 - points are evaluated without the constraints, and the constraints are applied to the rows
-  afterwards (:func:`explore.sweep_store.apply_constraints`; on reading ``DIR``), so a rerun with
+  afterwards (:func:`explore.sweep_identity.apply_constraints`; on reading ``DIR``), so a rerun with
   other constraints reuses every row and still reports the right feasible count;
 - points are dealt into chunks; in ``estimate`` mode the points that differ only in batch and
   context stay together so the vectorized path prices them at once (:mod:`explore.points`);
@@ -16,29 +16,47 @@
   ``scheduler`` address (or ``DASK_SCHEDULER_ADDRESS``), on a Dask distributed cluster;
 - each finished chunk is written as one Parquet part at once; ``summary.json`` says how far the
   sweep got. The result is one DataFrame row per point of the space, in the space's order.
+
+Faults (docs/explore.md, "Faults, locks and limits"): a point that raises is a row with its
+reason (:func:`explore.points.evaluate_point`); a worker process that dies loses only its chunk,
+which is rerun once alone in a fresh pool and otherwise written as rows whose reason starts with
+:data:`explore.sweep_store.RETRY_REASON` (retried by the next run); a run holds ``DIR/.lock``; an
+interrupt (KeyboardInterrupt, or :class:`Terminated` from SIGTERM) terminates the worker
+processes and keeps the parts written; ``time_limit_s`` stops submitting chunks after that many
+seconds; ``max_memory_bytes`` refuses a sweep whose estimated memory
+(:func:`explore.sweep_memory.estimate_memory_bytes`) is above it. The returned frame's ``attrs["sweep"]`` says whether
+the sweep is complete, why it stopped and the part files skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from decodex.core.errors import ArgumentError
-from decodex.explore.points import evaluate_points, group_key
-from decodex.explore.sweep_space import MODES, SweepSpace, load_space, point_id
-from decodex.explore.sweep_store import SweepStore, apply_constraints, sweep_identity
+from decodex.core.run_limits import default_memory_limit, parse_bytes, si_bytes
+from decodex.explore.chunk_runs import Chunk, Deadline, dask_rows, local_rows
+from decodex.explore.dask_scheduler import connect_scheduler
+from decodex.explore.points import group_key
+from decodex.explore.sweep_identity import apply_constraints, identity_difference, sweep_identity
+from decodex.explore.sweep_memory import CHUNK_SIZE, estimate_memory_bytes, point_count
+from decodex.explore.sweep_space import MODES, SweepSpace, check_constraints, load_space, point_id
+from decodex.explore.sweep_store import SweepDirReadOnlyError, SweepStore
 
-CHUNK_SIZE = {"estimate": 2048, "simulate": 16, "serve": 2}  # points per chunk by mode
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
-Chunk = list[dict[str, Any]]
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the sweep command's signal handler: it takes the interrupt's path (worker
+    processes terminated, parts written so far kept)."""
 
 
 def _chunks(points: Sequence[Mapping[str, Any]], mode: str, size: int) -> list[Chunk]:
@@ -49,11 +67,6 @@ def _chunks(points: Sequence[Mapping[str, Any]], mode: str, size: int) -> list[C
     else:
         order = list(range(len(points)))
     return [[dict(points[i]) for i in order[start:start + size]] for start in range(0, len(order), size)]
-
-
-def run_chunk(chunk: Chunk, mode: str, constraints: Sequence[Any], vectorize: bool = True) -> list[dict[str, Any]]:
-    """Rows of one chunk (what a worker runs)."""
-    return evaluate_points(chunk, mode, constraints, vectorize)
 
 
 class _Progress:
@@ -84,92 +97,145 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _local(chunks: Sequence[Chunk], mode: str, workers: int, vectorize: bool) -> Iterator[list[dict[str, Any]]]:
-    """Raw rows (no constraints applied) of each chunk, in this process or in ``workers`` processes."""
-    if workers <= 1:
-        for chunk in chunks:
-            yield run_chunk(chunk, mode, (), vectorize)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_chunk, chunk, mode, (), vectorize) for chunk in chunks]
-        for future in as_completed(futures):
-            yield future.result()
-
-
-def _dask(chunks: Sequence[Chunk], mode: str, scheduler: str, vectorize: bool) -> Iterator[list[dict[str, Any]]]:
-    """Raw rows (no constraints applied) of each chunk, on the Dask cluster at ``scheduler``."""
-    try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-    except ImportError:
-        raise ArgumentError("scheduler: Dask is not installed (pip install 'decodex[cluster]')") from None
-    with Client(scheduler) as client:
-        futures = [client.submit(run_chunk, chunk, mode, (), vectorize, pure=False) for chunk in chunks]
-        for future in dask_completed(futures):
-            yield future.result()
+def _check_arguments(out: str | Path | None, workers: int, time_limit_s: float | None,
+                     chunk_size: int | None) -> None:
+    if out is not None and not str(out).strip():
+        raise ArgumentError("--out (out): an empty path; give a folder name (or out=None to keep the rows in memory)")
+    if not 1 <= workers <= 1024:
+        raise ArgumentError(f"--workers (workers): {workers} outside [1, 1024]")
+    if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s >= 0):
+        raise ArgumentError(f"--time-limit (time_limit_s): {time_limit_s} outside [0, inf) seconds")
+    if chunk_size is not None and not 1 <= chunk_size <= 10_000_000:
+        raise ArgumentError(f"chunk_size: {chunk_size} outside [1, 10000000]")
 
 
 def run_sweep(space: str | Path | Mapping[str, Any] | SweepSpace, *, mode: str | None = None,
               out: str | Path | None = None, workers: int = 1, scheduler: str | None = None,
               progress: bool = False, chunk_size: int | None = None, vectorize: bool = True,
-              on_part: Callable[[int], None] | None = None, fresh: bool = False) -> pd.DataFrame:
+              on_part: Callable[[int], None] | None = None, fresh: bool = False,
+              time_limit_s: float | None = None, max_memory_bytes: float | str | None = None) -> pd.DataFrame:
     """Run every point of ``space`` and return one row per point (module docstring).
 
     ``mode``: ``estimate``, ``simulate`` or ``serve`` (default: the space's). ``out``: directory
-    for the Parquet parts and summary (resumable; a directory holding another sweep raises
-    :class:`explore.sweep_store.SweepDirError`). ``fresh``: with ``out``, remove the files of the
-    sweep already there and start over. ``workers``: local processes. ``scheduler``:
-    a Dask scheduler address (default ``$DASK_SCHEDULER_ADDRESS`` when set and ``workers`` is 1).
-    ``chunk_size``: points per chunk (default by mode). ``vectorize``: use the vectorized
-    estimate path where it applies. ``on_part``: called with the number of parts written so far
-    after each one (e.g. a progress display).
+    for the Parquet parts and summary (resumable; a directory holding another sweep, or locked by
+    another run, raises :class:`explore.sweep_store.SweepDirError`; a read-only one holding this
+    whole sweep is only read). ``fresh``: with ``out``, remove the files of the sweep already
+    there and start over. ``workers``: local processes. ``scheduler``: a Dask scheduler address
+    (default ``$DASK_SCHEDULER_ADDRESS`` when set and ``workers`` is 1). ``chunk_size``: points
+    per chunk (default by mode). ``vectorize``: use the vectorized estimate path where it
+    applies. ``on_part``: called with the number of parts written so far after each one (e.g. a
+    progress display). ``time_limit_s``: seconds after which no new chunk starts (the chunks
+    running finish and are written; the rows so far are returned). ``max_memory_bytes``: refuse
+    (ArgumentError) a sweep whose :func:`estimate_memory_bytes` is above it (bytes, or text such
+    as ``8G``; default half the physical memory). The frame's ``attrs["sweep"]`` holds
+    ``points``, ``finished``, ``complete``, ``left`` (points not run), ``stopped`` (why it
+    stopped early, '' when it did not) and ``problems`` (part files skipped, one line each).
     """
     spec = load_space(space)
     mode = mode or spec.mode
     if mode not in MODES:
-        raise ArgumentError(f"mode: {mode!r} not one of {', '.join(MODES)}")
-    if not 1 <= workers <= 1024:
-        raise ArgumentError(f"workers: {workers} outside [1, 1024]")
-    scheduler = scheduler or (os.environ.get(SCHEDULER_ENV) if workers == 1 else None)
-    points = spec.points()
-    ids = [point_id(p) for p in points]
-    store = SweepStore(out) if out is not None else None
-    if store is not None:
-        store.prepare(sweep_identity(spec, mode), spec.constraints, fresh=fresh, name=spec.name)
-    done = store.finished_ids() if store is not None else set()
-    pending = [p for p, pid in zip(points, ids, strict=True) if pid not in done]
-    started = time.time()
-    summary: dict[str, Any] = {"name": spec.name, "description": spec.description, "mode": mode,
-                               "sampling": spec.sampling, "points": len(points), "started_unix_s": started,
-                               "workers": workers, "scheduler": scheduler or "local"}
-    if store is not None:
-        store.write_json("space.json", spec.to_dict())
-        store.write_json("summary.json", {**summary, "finished": len(points) - len(pending), "complete": False})
-    chunks = _chunks(pending, mode, chunk_size or CHUNK_SIZE[mode])
-    results = (_dask(chunks, mode, scheduler, vectorize) if scheduler
-               else _local(chunks, mode, workers, vectorize))
-    rows: list[dict[str, Any]] = []
-    bar = _Progress(len(points), len(points) - len(pending), progress)
-    parts = 0
-    try:
-        for chunk_rows in results:
+        raise ArgumentError(f"--mode (mode): {mode!r} not one of {', '.join(MODES)}")
+    check_constraints(spec, mode)
+    _check_arguments(out, workers, time_limit_s, chunk_size)
+    flag = "--scheduler"
+    if not scheduler and workers == 1 and os.environ.get(SCHEDULER_ENV):
+        scheduler, flag = os.environ[SCHEDULER_ENV], f"--scheduler (${SCHEDULER_ENV})"
+    limit = default_memory_limit() if max_memory_bytes is None else parse_bytes(max_memory_bytes)
+    need = estimate_memory_bytes(spec, mode, 1 if scheduler else workers, chunk_size)
+    if need > limit:
+        raise ArgumentError(
+            f"--max-memory (max_memory_bytes): this sweep needs about {si_bytes(need)} ({point_count(spec):,} "
+            f"{mode} points{'' if scheduler else f', {workers} worker(s)'}), above the limit of {si_bytes(limit)}; "
+            "raise --max-memory, use fewer --workers or split the space")
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(connect_scheduler(scheduler, flag)) if scheduler else None
+        points = spec.points()
+        ids = [point_id(p) for p in points]
+        store = SweepStore(out) if out is not None else None
+        if store is not None:
+            held = stack.enter_context(contextlib.ExitStack())
+            try:
+                held.enter_context(store.lock())
+                store.prepare(sweep_identity(spec, mode), spec.constraints, fresh=fresh, name=spec.name)
+            except SweepDirReadOnlyError as err:  # the lock file or the manifest cannot be written
+                held.close()
+                return _read_only_rows(store, spec, mode, ids, fresh, err)
+        done = store.finished_ids(ids) if store is not None else set()
+        pending = [p for p, pid in zip(points, ids, strict=True) if pid not in done]
+        started = time.time()
+        summary: dict[str, Any] = {"name": spec.name, "description": spec.description, "mode": mode,
+                                   "sampling": spec.sampling, "points": len(points), "started_unix_s": started,
+                                   "workers": workers, "scheduler": scheduler or "local"}
+        if store is not None:
+            store.write_json("space.json", spec.to_dict())
+            store.write_json("summary.json", {**summary, "finished": len(points) - len(pending), "complete": False})
+        chunks = _chunks(pending, mode, chunk_size or CHUNK_SIZE[mode])
+        deadline = Deadline(time_limit_s)
+        results = (dask_rows(chunks, mode, client, vectorize, deadline) if client is not None
+                   else local_rows(chunks, mode, workers, vectorize, deadline))
+        rows: list[dict[str, Any]] = []
+        bar = _Progress(len(points), len(points) - len(pending), progress)
+        parts = produced = 0
+        try:
+            for chunk_rows in results:
+                if store is not None:
+                    store.write_part(chunk_rows)
+                else:
+                    rows.extend(chunk_rows)
+                parts += 1
+                produced += len(chunk_rows)
+                bar.update(len(chunk_rows))
+                if on_part is not None:
+                    on_part(parts)
+        except BaseException as err:
             if store is not None:
-                store.write_part(chunk_rows)
-            else:
-                rows.extend(chunk_rows)
-            parts += 1
-            bar.update(len(chunk_rows))
-            if on_part is not None:
-                on_part(parts)
-    finally:
-        bar.close()
-    frame = store.read(ids) if store is not None else apply_constraints(_ordered(rows, ids), spec.constraints)
-    if store is not None:
-        feasible = int(frame["feasible"].sum()) if "feasible" in frame else 0
-        store.write_json("summary.json", {
-            **summary, "finished": len(frame), "complete": len(frame) == len(points), "feasible": feasible,
-            "infeasible": len(frame) - feasible, "elapsed_s": time.time() - started,
-            "parts": len(store.part_files()), "columns": list(frame.columns)})
+                with contextlib.suppress(Exception):
+                    store.write_json("summary.json", {
+                        **summary, "finished": len(points) - len(pending) + produced, "complete": False,
+                        "stopped": f"interrupted ({type(err).__name__})", "elapsed_s": time.time() - started})
+            raise
+        finally:
+            results.close()  # a pool left early terminates its processes
+            bar.close()
+        left = len(pending) - produced
+        stopped = f"time limit of {time_limit_s:g} s reached" if left > 0 else ""
+        frame = store.read(ids) if store is not None else apply_constraints(_ordered(rows, ids), spec.constraints)
+        if store is not None:
+            feasible = int(frame["feasible"].sum()) if "feasible" in frame else 0
+            store.write_json("summary.json", {
+                **summary, "finished": len(frame), "complete": len(frame) == len(points) and not stopped,
+                "feasible": feasible, "infeasible": len(frame) - feasible, "elapsed_s": time.time() - started,
+                "parts": len(store.part_files()), "columns": list(frame.columns),
+                **({"stopped": stopped, "left": left} if stopped else {})})
+        frame.attrs["sweep"] = {"points": len(points), "finished": len(frame),
+                                "complete": len(frame) == len(points) and not stopped, "left": left,
+                                "stopped": stopped, "problems": list(store.problems) if store is not None else []}
+        return frame
+
+
+def _read_only_rows(store: SweepStore, spec: SweepSpace, mode: str, ids: Sequence[str], fresh: bool,
+                    error: SweepDirReadOnlyError) -> pd.DataFrame:
+    """The rows of a directory that cannot be written, when it holds this whole sweep (same
+    identity, every point finished); otherwise ``error`` saying how much it holds."""
+    def refused(what: str) -> SweepDirReadOnlyError:
+        return SweepDirReadOnlyError(f"{store.directory} cannot be written ({error.reason or error}) and {what}: "
+                                     "make it writable or use another --out", error.reason)
+
+    if fresh:
+        raise refused("--fresh (fresh=True) would remove its files")
+    try:
+        held = store.manifest()
+    except (OSError, ValueError):
+        held = {}
+    identity = held.get("identity") if isinstance(held, dict) else None
+    same = isinstance(identity, dict) and not identity_difference(identity, sweep_identity(spec, mode))
+    finished = store.finished_ids(ids) if same else set()
+    if not same or len(finished) < len(set(ids)):
+        raise refused(f"holds {len(finished)} of the {len(set(ids))} points of this sweep" if same
+                      else "does not hold this sweep (another space, mode or version, or none)")
+    frame = store.read(ids, constraints=spec.constraints)
+    frame.attrs["sweep"] = {"points": len(ids), "finished": len(frame), "complete": len(frame) == len(ids),
+                            "left": 0, "stopped": "", "problems": list(store.problems)}
     return frame
 
 

@@ -15,9 +15,18 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
+from decodex.explore.pareto import ExploreArgumentError, did_you_mean
+from decodex.workloads.batch import MAX_SEED, is_number, is_whole
+
 Evaluate = Callable[[pd.DataFrame], np.ndarray]
 
 _BOOTSTRAP_CELLS = 1 << 22  # resampled values held at once per variable
+MIN_STEPS = 2  # one-at-a-time values per variable: a swing needs two (the range's ends)
+MAX_STEPS = 1000  # one-at-a-time values per variable (each is one evaluation)
+MAX_VARIABLES = 100  # variables one analysis varies
+MIN_SAMPLES = 2  # Sobol base samples: the estimators need a variance
+MAX_SAMPLES = 2**16  # Sobol base samples (n (k + 2) evaluations)
+MAX_BOOTSTRAP = 10_000  # bootstrap resamples of the Sobol confidence interval
 
 
 @dataclass(frozen=True)
@@ -43,19 +52,26 @@ def one_at_a_time(evaluate: Evaluate, base: Mapping[str, float], ranges: Mapping
     ``ranges`` maps a variable to ``(low, high)`` in its own unit. The metric is in whatever unit
     ``evaluate`` returns. ``swing`` = max - min of the metric over the sweep (NaN ignored; NaN when
     every value is NaN); ``relative_swing`` = swing / |metric at base| (NaN when that is 0 or NaN).
+    ``steps``: a whole number in [MIN_STEPS, MAX_STEPS]. Every bad argument is an
+    :class:`~explore.pareto.ExploreArgumentError` (an ArgumentError and a ValueError) naming it.
     """
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
-    if not ranges:
-        raise ValueError("ranges is empty: give at least one variable -> (low, high)")
-    for name, (low, high) in ranges.items():
+    _check_callable(evaluate)
+    if not is_whole(steps) or not MIN_STEPS <= steps <= MAX_STEPS:
+        raise ExploreArgumentError(f"steps must be an integer in [{MIN_STEPS}, {MAX_STEPS}] (values per variable; "
+                                   f"a swing needs both ends of the range), got {steps!r:.80}")
+    if not isinstance(base, Mapping):
+        raise ExploreArgumentError(f"base: must be a mapping variable -> value, got {type(base).__name__}")
+    for name, value in base.items():
+        if not is_number(value):
+            raise ExploreArgumentError(f"base value of {name!r} must be a finite number, got {value!r:.80}")
+    _check_bounds("ranges", ranges, strict=False)
+    for name in ranges:
         if name not in base:
-            raise ValueError(f"variable {name!r} has a range but no base value; base has {list(base)}")
-        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-            raise ValueError(f"range of {name!r} must be finite with low <= high, got ({low}, {high})")
+            raise ExploreArgumentError(f"variable {name!r} has a range but no base value"
+                                       f"{did_you_mean(name, base)}; base has {list(base)}")
     for reserved in ("varied", "metric"):
         if reserved in base:
-            raise ValueError(f"variable name {reserved!r} is reserved for the points frame")
+            raise ExploreArgumentError(f"variable name {reserved!r} is reserved for the points frame")
     names = list(base)
     base_row = {name: float(value) for name, value in base.items()}
     rows: list[dict[str, float]] = [dict(base_row)]
@@ -97,19 +113,21 @@ def sobol_indices(evaluate: Evaluate, bounds: Mapping[str, tuple[float, float]],
     variance; ``bounds`` are in each variable's own unit. The confidence interval
     (``S1_low``..``ST_high``) is a seeded percentile bootstrap over the base samples.
     Columns: variable, S1, S1_low, S1_high, ST, ST_low, ST_high, samples, dropped; rows in the
-    order of ``bounds``. Deterministic for a given ``seed``.
+    order of ``bounds``. Deterministic for a given ``seed``. Ranges: ``n`` [MIN_SAMPLES,
+    MAX_SAMPLES], ``n_bootstrap`` [1, MAX_BOOTSTRAP], ``confidence`` (0, 1), ``seed``
+    [0, 2**63 - 1]; every bad argument is an :class:`~explore.pareto.ExploreArgumentError`.
     """
-    if n < 2:
-        raise ValueError(f"n must be >= 2, got {n}")
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if not bounds:
-        raise ValueError("bounds is empty: give at least one variable -> (low, high)")
-    for name, (low, high) in bounds.items():
-        if not (np.isfinite(low) and np.isfinite(high) and low < high):
-            raise ValueError(f"bounds of {name!r} must be finite with low < high, got ({low}, {high})")
+    _check_callable(evaluate)
+    if not is_whole(n) or not MIN_SAMPLES <= n <= MAX_SAMPLES:
+        raise ExploreArgumentError(f"n must be an integer in [{MIN_SAMPLES}, {MAX_SAMPLES}] (Sobol base samples), "
+                                   f"got {n!r:.80}")
+    if not is_whole(n_bootstrap) or not 1 <= n_bootstrap <= MAX_BOOTSTRAP:
+        raise ExploreArgumentError(f"n_bootstrap must be an integer in [1, {MAX_BOOTSTRAP}], got {n_bootstrap!r:.80}")
+    if not is_number(confidence) or not 0 < confidence < 1:
+        raise ExploreArgumentError(f"confidence must be in (0, 1), got {confidence!r:.80}")
+    if not is_whole(seed) or not 0 <= seed <= MAX_SEED:
+        raise ExploreArgumentError(f"seed must be an integer in [0, {MAX_SEED}], got {seed!r:.80}")
+    _check_bounds("bounds", bounds, strict=True)
     names = list(bounds)
     k = len(names)
     low = np.array([bounds[name][0] for name in names], dtype=float)
@@ -146,11 +164,40 @@ def sobol_indices(evaluate: Evaluate, bounds: Mapping[str, tuple[float, float]],
     return pd.DataFrame.from_records(records)
 
 
+def _check_callable(evaluate: object) -> None:
+    if not callable(evaluate):
+        raise ExploreArgumentError(f"evaluate: must be a function of a DataFrame of points, got "
+                                   f"{type(evaluate).__name__}")
+
+
+def _check_bounds(what: str, bounds: object, strict: bool) -> None:
+    """``bounds`` maps at most MAX_VARIABLES names to (low, high), finite, low < high (``strict``)
+    or low <= high; ExploreArgumentError naming ``what`` and the variable otherwise."""
+    if not isinstance(bounds, Mapping):
+        raise ExploreArgumentError(f"{what}: must be a mapping variable -> (low, high), got {type(bounds).__name__}")
+    if not bounds:
+        raise ExploreArgumentError(f"{what} is empty: give at least one variable -> (low, high)")
+    if len(bounds) > MAX_VARIABLES:
+        raise ExploreArgumentError(f"{what}: {len(bounds)} variables, more than {MAX_VARIABLES}")
+    order = "low < high" if strict else "low <= high"
+    for name, pair in bounds.items():
+        label = "bounds" if strict else "range"
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ExploreArgumentError(f"{label} of {name!r} must be a pair (low, high), got {pair!r:.80}")
+        low, high = pair
+        if not (is_number(low) and is_number(high)) or not (low < high if strict else low <= high):
+            raise ExploreArgumentError(f"{label} of {name!r} must be finite with {order}, got ({low!r}, {high!r})")
+
+
 def _call(evaluate: Evaluate, design: pd.DataFrame) -> np.ndarray:
     """Call ``evaluate`` on every point and check it returns one float per row."""
-    metric = np.asarray(evaluate(design), dtype=float).reshape(-1)
+    values = evaluate(design)
+    try:
+        metric = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise ExploreArgumentError(f"evaluate must return one number per point: {error}") from None
     if metric.shape != (len(design),):
-        raise ValueError(f"evaluate returned {metric.size} values for {len(design)} points")
+        raise ExploreArgumentError(f"evaluate returned {metric.size} values for {len(design)} points")
     return metric
 
 

@@ -33,6 +33,7 @@ space always gives the same points.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
@@ -68,6 +69,17 @@ POINT_KEYS = {
 }
 PREFIXES = ("mapper.", "spec.")
 OPS = ("<=", ">=")
+# what a point's row holds besides its inputs, by mode (explore/points.py writes them; a test checks
+# that every metric written is declared here); ``util.UNIT`` columns come on top in estimate and simulate
+STEP_METRICS = ("step_time_s", "tpot_s", "tokens_per_s", "devices", "tokens_per_s_per_device", "energy_per_token_j",
+                "memory_required_bytes", "memory_capacity_bytes", "fits", "usd_per_hour", "usd_per_mtok", "price_usd")
+METRICS = {
+    "estimate": STEP_METRICS, "simulate": STEP_METRICS,
+    "serve": ("tokens_per_s", "devices", "tokens_per_s_per_device", "goodput_requests_per_s", "slo_attainment",
+              "ttft_p50_s", "ttft_p99_s", "tpot_s", "tpot_p99_s", "energy_per_token_j", "fits", "usd_per_hour",
+              "usd_per_mtok", "price_usd"),
+}
+ROW_COLUMNS = ("point_id", "feasible", "reason")
 
 
 def check_key(key: str, source: str, where: str) -> None:
@@ -210,19 +222,50 @@ def space_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> SweepSpa
         raise sweep.error("constraints", "must be an array of tables [[sweep.constraints]]")
     for index, entry in enumerate(raw):
         table = TableReader(entry, source, sweep.field(f"constraints[{index}]"))
-        constraints.append(Constraint(table.string("metric"), table.string("op", choices=OPS),  # type: ignore[arg-type]
+        metric = table.string("metric")
+        _check_metric(metric, mode, [*fixed, *(a.name for a in axes)], table)
+        constraints.append(Constraint(metric, table.string("op", choices=OPS),  # type: ignore[arg-type]
                                       table.number("bound", lo=-math.inf)))
+        table.check_unknown()
     if "model" not in fixed and "model" not in {a.name for a in axes}:
         raise sweep.error("fixed", "needs a model (fixed or as an axis)")
     if "system" not in fixed and "system" not in {a.name for a in axes}:
         raise sweep.error("fixed", "needs a system (fixed or as an axis)")
-    return SweepSpace(
+    space = SweepSpace(
         name=sweep.string("name", default=Path(source).stem if source != "<dict>" else "sweep"),
         mode=mode, sampling=sampling,
         samples=sweep.integer("samples", lo=1, hi=10_000_000, default=16),
         seed=sweep.integer("seed", lo=0, hi=2**63 - 1, default=0),
         fixed=fixed, axes=tuple(axes), constraints=tuple(constraints),
         description=sweep.string("description", default=""), source=source)
+    sweep.mark("constraints")
+    for table in (fixed_table, axes_table):  # their keys were checked as parameters above
+        if table is not None:
+            table.mark(*table.data)
+    root.check_unknown()  # a misspelled key (`sampleing`) is an error with "did you mean"
+    return space
+
+
+def _check_metric(metric: str, mode: str, inputs: Sequence[str], table: TableReader) -> None:
+    """SpecError (with the closest names) unless ``metric`` is a metric of ``mode``, a
+    ``util.UNIT`` column (estimate, simulate), a row column or one of the space's ``inputs``."""
+    known = [*METRICS[mode], *ROW_COLUMNS, *inputs]
+    if metric in known or (mode != "serve" and metric.startswith("util.") and len(metric) > len("util.")):
+        return
+    close = difflib.get_close_matches(metric, known, n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise table.error("metric", f"{metric!r} is not a column of a sweep in {mode} mode; {hint}metrics: "
+                                f"{', '.join(METRICS[mode])}" + ("" if mode == "serve" else ", util.UNIT") +
+                                "; or an input of the space")
+
+
+def check_constraints(space: SweepSpace, mode: str) -> None:
+    """SpecError unless every constraint of ``space`` names a column a sweep of it in ``mode``
+    writes (for a run whose mode overrides the space's)."""
+    inputs = [*space.fixed, *(a.name for a in space.axes)]
+    for index, constraint in enumerate(space.constraints):
+        table = TableReader({"metric": constraint.metric}, space.source, f"sweep.constraints[{index}]")
+        _check_metric(constraint.metric, mode, inputs, table)
 
 
 def load_space(space: str | Path | Mapping[str, Any] | SweepSpace) -> SweepSpace:

@@ -216,10 +216,18 @@ def _load_system_file(path: str, mtime_ns: int) -> SystemSpec:
 
 def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:
     """A SystemSpec from a catalog name, a system TOML file or a device TOML file (cached per
-    file and modification time)."""
+    file and modification time); ArgumentError for anything else (another type, an empty or
+    unknown name)."""
     if isinstance(name_or_path, SystemSpec):
         return name_or_path
+    if not isinstance(name_or_path, str | Path):
+        raise ArgumentError(f"system: must be a catalog name ({', '.join(list_systems())}), a path to a system "
+                            f"or device TOML file or a SystemSpec, got {type(name_or_path).__name__} "
+                            f"{name_or_path!r:.80}")
     text = str(name_or_path)
+    if not text.strip() or "\0" in text:
+        raise ArgumentError(f"system: {text!r} is not a system name; catalog: {', '.join(list_systems())} "
+                            "(or a path to a system or device TOML file)")
     candidate = SYSTEMS_DIR / f"{text}.toml"
     if candidate.is_file():
         path = candidate

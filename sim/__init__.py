@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +22,26 @@ def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options
     """Run a design space (TOML file, dict or ``explore.sweep_space.SweepSpace``) in ``mode``
     (``estimate``, ``simulate`` or ``serve``; default: the space's): one row per point with its inputs, metrics and,
     for points that cannot run, the reason. ``options``: those of :func:`explore.runner.run_sweep`
-    (``out``, ``workers``, ``scheduler``, ...)."""
-    from decodex.explore.runner import run_sweep
+    (``out``, ``workers``, ``scheduler``, ...). ArgumentError for a ``space`` of another type, an
+    unknown ``mode`` or an unknown option."""
+    from collections.abc import Mapping
 
+    from decodex.core.errors import ArgumentError
+    from decodex.explore.runner import run_sweep
+    from decodex.explore.sweep_space import MODES, SweepSpace
+
+    if not isinstance(space, str | Path | Mapping | SweepSpace):
+        raise ArgumentError(f"space: must be a sweep TOML path, a dict or a SweepSpace, got {type(space).__name__}")
+    if isinstance(space, str) and not space.strip():
+        raise ArgumentError("space: an empty path; give a sweep TOML file, a dict or a SweepSpace")
+    if mode is not None and (not isinstance(mode, str) or mode not in MODES):
+        raise ArgumentError(f"mode: {mode!r:.80} not one of {', '.join(MODES)} (or None: the space's)")
+    known = [name for name in inspect.signature(run_sweep).parameters if name not in ("space", "mode")]
+    for key in options:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ArgumentError(f"{key}: not an option of sweep; {hint}options: {', '.join(known)}")
     return run_sweep(space, mode=mode, **options)
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec, load_system
-from decodex.mappers.base import Placement, Plan, get_mapper
+from decodex.mappers.base import MAPPERS, Placement, Plan, get_mapper
 from decodex.sim.costing import placement_cost
 from decodex.sim.memory import fit_reason, memory_use
 from decodex.sim.results import OpRecord, StepResult
-from decodex.workloads.batch import Batch, Routing
+from decodex.workloads.batch import MIN_DECODE_CONTEXT, Batch, Routing, is_number, is_whole, token_counts
 from decodex.workloads.builder import build_step_graph
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
@@ -22,6 +24,7 @@ from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import Precision
 
 DEFAULT_CONTEXT = 1024
+MAX_MAPPER_COUNT = 65536  # a count a mapper option holds (microbatches, rounds, ffn_devices ...)
 
 
 def _ceilings(placement: Placement) -> dict[str, float]:
@@ -120,13 +123,64 @@ def evaluate(plan: Plan) -> StepResult:
 
 
 def make_batch(batch: Batch | int, context: int | np.ndarray | None = None, routing: Routing | None = None) -> Batch:
-    """A Batch from a Batch, or from a batch size and a context length (default 1024 tokens);
+    """A Batch from a Batch, or from a batch size (a whole number of requests in
+    [1, MAX_BATCH_REQUESTS]) and a context length (tokens already cached per request: a whole
+    number or one per request, each in [MIN_DECODE_CONTEXT = 1, MAX_TOKENS_PER_REQUEST]: a decode
+    follows a prompt of at least one token; default 1024 tokens);
     ``routing`` (MoE expert choice) replaces the batch's when given."""
+    if routing is not None and not isinstance(routing, Routing):
+        raise ArgumentError(f"routing: must be a Routing or None, got {type(routing).__name__} {routing!r:.80}")
     if isinstance(batch, Batch):
         if context is not None:
             raise ArgumentError("context: give it inside the Batch, not beside it")
         return batch if routing is None else dataclasses.replace(batch, routing=routing)
-    return Batch.decode(batch, DEFAULT_CONTEXT if context is None else context, routing)
+    context = DEFAULT_CONTEXT if context is None else token_counts(context, "context lengths", MIN_DECODE_CONTEXT)
+    return Batch.decode(batch, context, routing)
+
+
+def check_mapper_options(mapper: str, options: Mapping[str, object]) -> None:
+    """Refuse a caller's mapper option that the mapper ``mapper`` does not have, or whose value
+    has the wrong type: counts (``microbatches``, ``rounds`` ...) are integers in
+    [1, MAX_MAPPER_COUNT], flags booleans, names strings, other numbers finite. ArgumentError
+    names the option and what is allowed; the mapper checks the finer ranges itself."""
+    cls = MAPPERS.get(mapper)
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return  # an unknown mapper is refused by get_mapper, naming the registered ones
+    known = {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name != "name"}
+    for key, value in options.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ArgumentError(f"{key}: not an option of the {mapper!r} mapper; {hint}"
+                                f"options: {', '.join(sorted(known)) or 'none'}")
+        kind = known[key]
+        if value is None and "None" in kind:
+            continue
+        if kind.startswith("int"):
+            if not is_whole(value) or not 1 <= value <= MAX_MAPPER_COUNT:  # type: ignore[operator]
+                raise ArgumentError(f"{key}: {value!r} must be an integer in [1, {MAX_MAPPER_COUNT}]")
+        elif kind.startswith("float"):
+            if not is_number(value):
+                raise ArgumentError(f"{key}: {value!r} must be a finite number")
+        elif kind.startswith("bool"):
+            if not isinstance(value, bool):
+                raise ArgumentError(f"{key}: {value!r} must be True or False")
+        elif kind.startswith("str") and not isinstance(value, str):
+            raise ArgumentError(f"{key}: {value!r} must be a string")
+
+
+def _omitted(omit: object) -> tuple[OpKind, ...]:
+    """``omit`` as op kinds: a sequence of OpKind or their names; ArgumentError listing the kinds."""
+    allowed = ", ".join(kind.value for kind in OpKind)
+    if isinstance(omit, str) or not isinstance(omit, tuple | list | set | frozenset):
+        raise ArgumentError(f"omit: must be a tuple of op kinds ({allowed}), got {omit!r:.80}")
+    kinds = []
+    for kind in omit:
+        try:
+            kinds.append(OpKind(kind))
+        except ValueError:
+            raise ArgumentError(f"omit: {kind!r:.80} is not an op kind; allowed: {allowed}") from None
+    return tuple(kinds)
 
 
 def plan_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int,
@@ -135,13 +189,24 @@ def plan_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, 
               omit: tuple[OpKind, ...] = (), routing: Routing | None = None, **mapper_options: object) -> Plan:
     """Build the graph and map it: the shared front half of ``estimate`` and ``simulate``.
     ``omit``: op kinds left out of the graph (:meth:`workloads.graph.Graph.without`, a what-if).
-    ``routing``: how MoE tokens pick experts (default: the batch's, uniform)."""
+    ``routing``: how MoE tokens pick experts (default: the batch's, uniform).
+    Every bad argument is an ArgumentError naming it (:func:`make_batch` for ``batch`` and
+    ``context``, :func:`check_mapper_options` for the mapper options)."""
+    if parallelism is not None and not isinstance(parallelism, Parallelism):
+        raise ArgumentError(f"parallelism: must be a Parallelism or None, got {type(parallelism).__name__} "
+                            f"{parallelism!r:.80}")
+    if mapper is not None and (not isinstance(mapper, str) or not mapper):
+        raise ArgumentError(f"mapper: {mapper!r:.80} is not a mapper name; registered: {', '.join(sorted(MAPPERS))}")
+    kinds = _omitted(omit)
     model_cfg = load_model(model)
     system_spec = load_system(system)
-    graph = build_step_graph(model_cfg, make_batch(batch, context, routing), Precision.parse(precision),
-                             parallelism or Parallelism()).without(omit)
+    step_batch = make_batch(batch, context, routing)
+    prec = Precision.parse(precision)
+    name = mapper or system_spec.default_mapper
+    check_mapper_options(name, mapper_options)
+    graph = build_step_graph(model_cfg, step_batch, prec, parallelism or Parallelism()).without(kinds)
     options = {**system_spec.mapper_options, **mapper_options}
-    return get_mapper(mapper or system_spec.default_mapper, **options).map(graph, system_spec)
+    return get_mapper(name, **options).map(graph, system_spec)
 
 
 def estimate(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: Batch | int, *,

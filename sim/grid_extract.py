@@ -29,6 +29,7 @@ from decodex.sim.estimate import evaluate, plan_step
 from decodex.sim.grid_pricing import price
 from decodex.sim.grid_terms import GridForm, LinkTerms, UnitTerms, poly
 from decodex.sim.memory import memory_use
+from decodex.workloads.batch import Batch
 from decodex.workloads.graph import Graph
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.ops import CollectiveOp, MatmulOp, Op
@@ -127,7 +128,8 @@ def _op_row(op: Op, unit: RooflineUnit | None) -> list[float]:
 
 def _sample(model: ModelConfig, system: SystemSpec, precision: Precision, par: Parallelism,
             batch: int, context: int) -> _Sample:
-    plan = plan_step(model, system, batch, context=context, precision=precision, parallelism=par)
+    # a Batch, not (batch, context): the fit samples context 0, below what a user may ask for
+    plan = plan_step(model, system, Batch.decode(batch, context), precision=precision, parallelism=par)
     if plan.mapper != "gpu":
         raise NotVectorizable(f"estimate_grid: system {system.name!r} is mapped by {plan.mapper!r}, not 'gpu'")
     signature: list[object] = [plan.devices_used]

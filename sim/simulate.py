@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec
 from decodex.mappers.base import Plan
 from decodex.sim.engine import FOLD_REPEATS, TimelineEvent, run_schedule
@@ -91,6 +92,8 @@ def simulate(model: str | Path | ModelConfig, system: str | Path | SystemSpec, b
              routing: Routing | None = None, **mapper_options: object) -> SimResult:
     """Discrete-event simulation of one step (same arguments as ``estimate``; ``fold=False``
     simulates every repetition of every block). Times in s, energy in J."""
+    if not isinstance(fold, bool):
+        raise ArgumentError(f"fold: must be True or False, got {fold!r:.80}")
     plan = plan_step(model, system, batch, context=context, precision=precision, mapper=mapper,
                      parallelism=parallelism, routing=routing, **mapper_options)
     return simulate_plan(plan, fold=fold)

@@ -31,6 +31,7 @@ from decodex.sim.grid_extract import NotVectorizable, cache_key, check_scope, gr
 from decodex.sim.grid_pricing import price
 from decodex.sim.grid_terms import GridForm
 from decodex.sim.memory import MemoryUse, fit_reason
+from decodex.workloads.batch import MIN_DECODE_CONTEXT
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.parallelism import Parallelism
@@ -59,9 +60,10 @@ def _check_points(form: GridForm, batch: np.ndarray, context: np.ndarray) -> Non
     if bad.size:
         raise ArgumentError(f"batch: batch size must be a positive integer, got {int(batch[bad[0]])} "
                             f"(point {int(bad[0])})")
-    bad = np.flatnonzero(context < 0)
+    bad = np.flatnonzero(context < MIN_DECODE_CONTEXT)
     if bad.size:
-        raise ArgumentError(f"context: must be >= 0, got {int(context[bad[0]])} (point {int(bad[0])})")
+        raise ArgumentError(f"context: must be >= {MIN_DECODE_CONTEXT} (a decode follows a prompt of at least "
+                            f"one token), got {int(context[bad[0]])} (point {int(bad[0])})")
     bad = np.flatnonzero(context > form.max_context)
     if bad.size:
         model = form.model
@@ -89,7 +91,7 @@ def estimate_grid(model: str | Path | ModelConfig, system: str | Path | SystemSp
     (the replica's) and ``util.UNIT``: each unit's (or link's) busy share of the step.
 
     Raises :class:`NotVectorizable` outside the supported scope (module docstring) and
-    ArgumentError for a point ``estimate`` would refuse (batch < 1, context < 0 or beyond the
+    ArgumentError for a point ``estimate`` would refuse (batch < 1, context < 1 or beyond the
     model's window, fewer requests than pipeline micro-batches).
     """
     batch = _as_sizes(batches, "batches")

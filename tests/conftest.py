@@ -60,3 +60,9 @@ def _keep_main_module() -> Iterator[None]:
     yield
     if main is not None:
         sys.modules["__main__"] = main
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the long grouped tests (``xdist_group``: the reproduction runs) first, so that under
+    pytest-xdist their worker starts on them at once while the others share the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable: order kept otherwise

@@ -14,7 +14,7 @@ from decodex.workloads.parallelism import Parallelism
 def layer_ops_time(config: Mapping[str, Any]) -> float:
     """Seconds one decoder layer spends in the named ops (``ops``, each counted ``weights[op]``
     times, default 1) of a decode step: ``model``, ``system``, ``batch``, ``context``, ``tp``."""
-    result = estimate(config["model"], config["system"], int(config["batch"]), context=int(config.get("context", 0)),
+    result = estimate(config["model"], config["system"], int(config["batch"]), context=int(config.get("context", 1)),
                       precision=str(config.get("precision", "bf16")),
                       parallelism=Parallelism(tp=int(config.get("tp", 1))))
     weights = dict(config.get("weights", {}))

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from decodex.core.errors import ArgumentError
+
+ROUTING_KINDS = ("uniform", "zipf")
+MAX_SKEW = 10.0  # Zipf exponent: at 10 one expert already takes all but ~1e-3 of the picks
+MAX_SEED = 2**63 - 1  # seeds of numpy.random.default_rng: non-negative, int64 as the CLI's --seed
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number (int or float, numpy's too; not a bool)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range is finite but useless here
+        return False
+
+
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is an integer (Python or numpy; not a bool)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -25,10 +45,14 @@ class Routing:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("uniform", "zipf"):
-            raise ArgumentError(f"routing.kind: {self.kind!r} not one of uniform, zipf")
-        if not (0.0 <= self.skew <= 10.0):
-            raise ArgumentError(f"routing.skew: {self.skew} outside [0, 10]")
+        if not isinstance(self.kind, str) or self.kind not in ROUTING_KINDS:
+            raise ArgumentError(f"routing.kind: {self.kind!r} not one of {', '.join(ROUTING_KINDS)}")
+        if not is_number(self.skew) or not 0.0 <= float(self.skew) <= MAX_SKEW:  # type: ignore[arg-type]
+            raise ArgumentError(f"routing.skew: {self.skew!r} must be a number in [0, {MAX_SKEW:g}] (Zipf exponent)")
+        if not is_whole(self.seed) or not 0 <= self.seed <= MAX_SEED:  # type: ignore[operator]
+            raise ArgumentError(f"routing.seed: {self.seed!r} must be an integer in [0, {MAX_SEED}]")
+        object.__setattr__(self, "skew", float(self.skew))
+        object.__setattr__(self, "seed", int(self.seed))
 
     def tokens_per_expert(self, tokens: int, num_experts: int, top_k: int, draws: int = 1) -> np.ndarray:
         """Tokens routed to each expert, shape ``(draws, num_experts)``; each row sums to tokens × top_k.
@@ -100,6 +124,7 @@ def _routed_counts(routing: Routing, tokens: int, num_experts: int, top_k: int, 
 
 MAX_BATCH_REQUESTS = 2**20  # requests in one step: far above any batch a device holds (checked before allocating)
 MAX_TOKENS_PER_REQUEST = 2**30  # context or query tokens of one request: above every model's window; sums fit int64
+MIN_DECODE_CONTEXT = 1  # tokens cached before a decode step a user asks for: it follows a prompt of >= 1 token
 
 
 def token_counts(values: object, name: str, lo: int, hi: int = MAX_TOKENS_PER_REQUEST) -> np.ndarray:
@@ -125,6 +150,31 @@ def token_counts(values: object, name: str, lo: int, hi: int = MAX_TOKENS_PER_RE
     return flat.astype(np.int64)
 
 
+def token_flags(values: object, name: str) -> np.ndarray:
+    """``values`` (a bool or a sequence of them; 0 and 1 also do) as a flat bool array;
+    ArgumentError naming ``name`` otherwise."""
+    array = np.asarray(values)
+    if array.dtype != bool:
+        numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+        if not numeric or not np.isin(array, (0, 1)).all():
+            raise ArgumentError(f"batch: {name} must be true/false flags (or 0/1), got {array.dtype} values")
+    return array.astype(bool).reshape(-1)
+
+
+def batch_count(value: object) -> int:
+    """A batch size: a whole number of requests in [1, MAX_BATCH_REQUESTS] (an integral float
+    such as 8.0 is taken, 8.5 and bools are not); ArgumentError naming ``batch`` otherwise."""
+    if isinstance(value, float | np.floating) and not isinstance(value, bool) and math.isfinite(value) \
+            and float(value).is_integer():
+        value = int(value)
+    if not is_whole(value) or value < 1:  # type: ignore[operator]
+        raise ArgumentError(f"batch: batch size must be a positive integer (whole number of requests in "
+                            f"[1, {MAX_BATCH_REQUESTS}]), got {value!r}")
+    if value > MAX_BATCH_REQUESTS:  # type: ignore[operator]  # before any array of that size is allocated
+        raise ArgumentError(f"batch: batch size {value} is more than {MAX_BATCH_REQUESTS} requests")
+    return int(value)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
 class Batch:
     """The requests of one iteration.
@@ -143,7 +193,9 @@ class Batch:
     def __post_init__(self) -> None:
         ctx = token_counts(self.context_lens, "context lengths", 0)
         query = token_counts(self.query_lens, "query lengths (tokens each request processes)", 1)
-        emits = np.asarray(self.emits_token, dtype=bool).reshape(-1)
+        emits = token_flags(self.emits_token, "emits_token")
+        if not isinstance(self.routing, Routing):
+            raise ArgumentError(f"batch.routing: must be a Routing, got {type(self.routing).__name__}")
         if ctx.size == 0:
             raise ArgumentError("batch: at least one request is needed")
         if ctx.size > MAX_BATCH_REQUESTS:
@@ -156,16 +208,16 @@ class Batch:
 
     @classmethod
     def decode(cls, batch_size: int, context_len: int | np.ndarray, routing: Routing | None = None) -> Batch:
-        """A decode-only batch: ``batch_size`` requests, each with ``context_len`` cached tokens."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise ArgumentError(f"batch: batch size must be a positive integer, got {batch_size!r}")
-        if batch_size > MAX_BATCH_REQUESTS:  # before any array of that size is allocated
-            raise ArgumentError(f"batch: batch size {batch_size} is more than {MAX_BATCH_REQUESTS} requests")
+        """A decode-only batch: ``batch_size`` requests (a whole number in [1, MAX_BATCH_REQUESTS]),
+        each with ``context_len`` cached tokens (one whole number, or one per request, each in
+        [0, MAX_TOKENS_PER_REQUEST])."""
+        batch_size = batch_count(batch_size)  # checked before any array of that size is allocated
         ctx = token_counts(context_len, "context lengths", 0)
         if ctx.size not in (1, batch_size):
             raise ArgumentError(f"batch: {ctx.size} context lengths for a batch of {batch_size}")
         ctx = np.broadcast_to(ctx, (batch_size,)).copy()
-        return cls(ctx, np.ones(batch_size, np.int64), np.ones(batch_size, bool), routing or Routing())
+        return cls(ctx, np.ones(batch_size, np.int64), np.ones(batch_size, bool),
+                   Routing() if routing is None else routing)
 
     @classmethod
     def mixed(cls, decode_context_lens: np.ndarray | list[int], prefill_chunks: np.ndarray | list[int],
@@ -182,9 +234,10 @@ class Batch:
         pre_ctx = (np.zeros_like(chunks) if prefill_context_lens is None
                    else token_counts(prefill_context_lens, "prefill context lengths", 0))
         completes = (np.ones(chunks.size, bool) if prefill_completes is None
-                     else np.asarray(prefill_completes, dtype=bool).reshape(-1))
+                     else token_flags(prefill_completes, "prefill_completes"))
         return cls(np.concatenate([dec, pre_ctx]), np.concatenate([np.ones(dec.size, np.int64), chunks]),
-                   np.concatenate([np.ones(dec.size, bool), completes]), routing or Routing())
+                   np.concatenate([np.ones(dec.size, bool), completes]),
+                   Routing() if routing is None else routing)
 
     @property
     def num_requests(self) -> int:

@@ -24,10 +24,17 @@ def _load_cached(path: str, name: str, mtime_ns: int) -> ModelConfig:
 
 
 def load_model(name_or_path: str | Path | ModelConfig) -> ModelConfig:
-    """A ModelConfig from a catalog name (``llama3-70b``) or a path to a config.json file."""
+    """A ModelConfig from a catalog name (``llama3-70b``) or a path to a config.json file;
+    ArgumentError for anything else (another type, an empty or unknown name)."""
     if isinstance(name_or_path, ModelConfig):
         return name_or_path
+    if not isinstance(name_or_path, str | Path):
+        raise ArgumentError(f"model: must be a catalog name ({', '.join(list_models())}), a path to a "
+                            f"config.json or a ModelConfig, got {type(name_or_path).__name__} {name_or_path!r:.80}")
     text = str(name_or_path)
+    if not text.strip() or "\0" in text:
+        raise ArgumentError(f"model: {text!r} is not a model name; catalog: {', '.join(list_models())} "
+                            "(or a path to a config.json)")
     candidate = CATALOG_DIR / f"{text}.json"
     if candidate.is_file():
         return _load_cached(str(candidate), text, candidate.stat().st_mtime_ns)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from decodex.core.errors import ArgumentError
+from decodex.workloads.batch import is_whole
+
+MAX_DEGREE = 4096  # devices along one parallel dimension
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,12 @@ class Parallelism:
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "ep"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-                raise ArgumentError(f"parallelism.{name}: {value!r} outside [1, 4096]")
+            if not is_whole(value) or not 1 <= value <= MAX_DEGREE:
+                raise ArgumentError(f"parallelism.{name}: {value!r} must be an integer in [1, {MAX_DEGREE}]")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.dp_tokens, bool | np.bool_):
+            raise ArgumentError(f"parallelism.dp_tokens: {self.dp_tokens!r} must be True or False")
+        object.__setattr__(self, "dp_tokens", bool(self.dp_tokens))
         if self.dp_tokens and self.ep != self.tp:
             raise ArgumentError(f"parallelism.dp_tokens: needs ep == tp (got ep={self.ep}, tp={self.tp})")
         if self.tp % self.ep:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from decodex.core.dtypes import DType
 from decodex.core.errors import ArgumentError
+from decodex.workloads.batch import is_number, is_whole
+
+MAX_SPARSITY_M = 256  # the M of N:M sparsity: weights per group
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,12 @@ class Sparsity:
     m: int
 
     def __post_init__(self) -> None:
-        if not (1 <= self.m <= 256):
-            raise ArgumentError(f"sparsity: m={self.m} outside [1, 256]")
-        if not (0 <= self.n <= self.m):
-            raise ArgumentError(f"sparsity: n={self.n} outside [0, m={self.m}]")
+        if not is_whole(self.m) or not 1 <= self.m <= MAX_SPARSITY_M:
+            raise ArgumentError(f"sparsity: m={self.m!r} must be an integer in [1, {MAX_SPARSITY_M}]")
+        if not is_whole(self.n) or not 0 <= self.n <= self.m:
+            raise ArgumentError(f"sparsity: n={self.n!r} must be an integer in [0, m={self.m}]")
+        object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "m", int(self.m))
 
     @property
     def density(self) -> float:
@@ -48,6 +53,8 @@ class Sparsity:
     @classmethod
     def parse(cls, text: str) -> Sparsity:
         """Parse ``"N:M"``."""
+        if not isinstance(text, str):
+            raise ArgumentError(f"sparsity: {text!r} is not of the form N:M (e.g. 2:4)")
         try:
             n_text, m_text = text.split(":")
             return cls(int(n_text), int(m_text))
@@ -72,8 +79,19 @@ class Precision:
     weight_bits: float | None = None
 
     def __post_init__(self) -> None:
-        if self.weight_bits is not None and not 1.0 <= self.weight_bits <= 32.0:
-            raise ArgumentError(f"precision.wbits: {self.weight_bits!r} outside [1, 32] bits per weight")
+        for name, label in (("weights", "w"), ("activations", "a"), ("kv_cache", "kv")):
+            value = getattr(self, name)
+            if isinstance(value, str) and not isinstance(value, DType):
+                object.__setattr__(self, name, DType.parse(value, f"precision.{label}"))
+            elif not isinstance(value, DType):
+                allowed = ", ".join(d.value for d in DType)
+                raise ArgumentError(f"precision.{label}: {value!r} is not a format; allowed: {allowed}")
+        if self.sparsity is not None and not isinstance(self.sparsity, Sparsity):
+            raise ArgumentError(f"precision.sparsity: must be a Sparsity (N:M) or None, got {self.sparsity!r}")
+        if self.weight_bits is not None:
+            if not is_number(self.weight_bits) or not 1.0 <= self.weight_bits <= 32.0:
+                raise ArgumentError(f"precision.wbits: {self.weight_bits!r} outside [1, 32] bits per weight")
+            object.__setattr__(self, "weight_bits", float(self.weight_bits))
 
     @property
     def compute(self) -> DType:
@@ -120,6 +138,9 @@ class Precision:
         ``w=int4,a=bf16,kv=fp8[,sparsity=2:4][,wbits=4.1]``."""
         if isinstance(text, Precision):
             return text
+        if not isinstance(text, str):
+            raise ArgumentError(f"precision: must be a preset name ({', '.join(PRECISION_PRESETS)}), "
+                                f"w=..,a=..,kv=.. text or a Precision, got {type(text).__name__} {text!r}")
         key = text.strip().lower()
         if key in PRECISION_PRESETS:
             return PRECISION_PRESETS[key]

@@ -14,6 +14,16 @@ from typing import Any
 import streamlit as st
 
 from decodex.api import estimate, simulate
+from decodex.app.dashboard.guard import report
+from decodex.app.dashboard.limits import (
+    MAX_BATCH,
+    MAX_CONTEXT,
+    MAX_EP,
+    MAX_PP,
+    MAX_TP,
+    check_simulate_size,
+    check_step_size,
+)
 from decodex.app.dashboard.uploads import UploadError, resolve_model, resolve_system, upload_text
 from decodex.core.errors import DecodexError
 from decodex.hw_models.system import SystemSpec, list_systems
@@ -28,8 +38,6 @@ from decodex.workloads.precision import PRECISION_PRESETS
 DEFAULT_MODEL = "llama3-70b"
 DEFAULT_SYSTEM = "h100-sxm"
 SYSTEM_DEFAULT_MAPPER = "(system default)"
-MAX_BATCH = 4096
-MAX_CONTEXT = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -74,16 +82,28 @@ class DesignPoint:
         par = f"tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "") + (f" ep{self.ep}" if self.ep > 1 else "")
         return f"{self.model} on {self.system} ({self.precision}, {par}), batch {self.batch} x {self.context} tokens"
 
+    def check_size(self, *, simulated: bool = False) -> None:
+        """Raise ArgumentError naming the field and range unless the point is within the
+        dashboard's bounds (:mod:`app.dashboard.limits`: batch requests, context tokens, batch x
+        context tokens, tp / pp / ep; with ``simulated``, pipeline stages x micro-batches)."""
+        check_step_size(self.batch, self.context, self.tp, self.pp, self.ep)
+        if simulated:
+            check_simulate_size(self.batch, self.pp)
+
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def cached_estimate(point: DesignPoint) -> StepResult:
-    """``sim.estimate`` of ``point`` (cached per design point; times in s, energy in J)."""
+    """``sim.estimate`` of ``point`` (cached per design point; times in s, energy in J); bounded
+    first (:meth:`DesignPoint.check_size`)."""
+    point.check_size()
     return estimate(point.model_config(), point.system_spec(), point.batch, **point.step_kwargs())
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_simulate(point: DesignPoint) -> SimResult:
-    """``sim.simulate`` of ``point`` through the discrete-event engine (cached per design point)."""
+    """``sim.simulate`` of ``point`` through the discrete-event engine (cached per design point;
+    times in s); bounded first (:meth:`DesignPoint.check_size`)."""
+    point.check_size(simulated=True)
     return simulate(point.model_config(), point.system_spec(), point.batch, **point.step_kwargs())
 
 
@@ -95,7 +115,7 @@ def _upload(label: str, types: list[str], key: str, help_text: str) -> tuple[str
     try:
         return uploaded.name, upload_text(uploaded.getvalue(), uploaded.name)
     except UploadError as err:
-        st.error(str(err))
+        report(err)
         return None
 
 
@@ -125,15 +145,16 @@ def check_uploads(model: str, model_text: str | None, system: str, system_text: 
         resolve_model(model, model_text)
         resolve_system(system, system_text)
     except DecodexError as err:
-        st.error(f"Cannot use the uploaded file: {err}")
+        report(err, "Cannot use the uploaded file: ")
         return False
     return True
 
 
 def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
-                        allow_upload: bool = True) -> DesignPoint | None:
+                        allow_upload: bool = True, simulated: bool = False) -> DesignPoint | None:
     """Sidebar widgets for a design point; returns it, or None (with a message shown) when an
-    upload cannot be used. ``key`` prefixes the widget keys so that pages keep their own."""
+    upload cannot be used or the point is beyond the dashboard's bounds (``simulated``: those of
+    a discrete-event run too). ``key`` prefixes the widget keys so that pages keep their own."""
     d = default or DesignPoint()
     bar = st.sidebar
     bar.header("Design point")
@@ -154,15 +175,20 @@ def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
                               index=presets.index(d.precision) if d.precision in presets else 0,
                               key=f"{key}.precision")
     batch = int(bar.number_input("Batch (requests)", 1, MAX_BATCH, d.batch, key=f"{key}.batch"))
-    context = int(bar.number_input("Context (cached tokens per request)", 0, MAX_CONTEXT, d.context, step=256,
+    context = int(bar.number_input("Context (cached tokens per request)", 1, MAX_CONTEXT, d.context, step=256,
                                    key=f"{key}.context"))
     cols = bar.columns(3)
-    tp = int(cols[0].number_input("TP", 1, 1024, d.tp, key=f"{key}.tp"))
-    pp = int(cols[1].number_input("PP", 1, 256, d.pp, key=f"{key}.pp"))
-    ep = int(cols[2].number_input("EP", 1, 1024, d.ep, key=f"{key}.ep"))
+    tp = int(cols[0].number_input("TP", 1, MAX_TP, d.tp, key=f"{key}.tp"))
+    pp = int(cols[1].number_input("PP", 1, MAX_PP, d.pp, key=f"{key}.pp"))
+    ep = int(cols[2].number_input("EP", 1, MAX_EP, d.ep, key=f"{key}.ep"))
     point = dataclasses.replace(d, model=model, system=system, precision=precision, batch=batch, context=context,
                                 tp=tp, pp=pp, ep=ep, mapper=None if mapper == SYSTEM_DEFAULT_MAPPER else mapper,
                                 model_text=model_text, system_text=system_text)
+    try:
+        point.check_size(simulated=simulated)
+    except DecodexError as err:
+        report(err)
+        return None
     return point if check_uploads(model, model_text, system, system_text) else None
 
 
@@ -172,5 +198,5 @@ def run_or_report(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except DecodexError as err:
-        st.error(str(err))
+        report(err)
         return None

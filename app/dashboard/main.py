@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from decodex.app.dashboard.guard import page_errors
+
 VIEWS = Path(__file__).resolve().parent / "views"
 
 PAGES = [
@@ -19,4 +21,5 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="Decodex", page_icon=":material/memory:", layout="wide")
-st.navigation(PAGES).run()
+with page_errors():  # each view has its own; this one holds errors of the frame itself
+    st.navigation(PAGES).run()

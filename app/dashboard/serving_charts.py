@@ -15,15 +15,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from decodex.app.dashboard.limits import MAX_BATCH, MAX_SERVE_REQUESTS, check_parallel, check_serve_size, check_whole
 from decodex.app.dashboard.uploads import resolve_model, resolve_system
-from decodex.core.errors import ArgumentError
 from decodex.sim.serving import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, ServingResult, Workload, serve
 from decodex.sim.serving.metrics import percentiles
 from decodex.workloads.parallelism import Parallelism
 
 TEMPLATE = "plotly_white"
-MAX_REQUESTS = 5000
-"""Most requests one run of the page may draw (a run of 5,000 takes a few seconds)."""
+MAX_REQUESTS = MAX_SERVE_REQUESTS
+"""Most requests one run of the page may draw (:data:`app.dashboard.limits.MAX_SERVE_REQUESTS`)."""
 SWEEP_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
 """Multiples of the chosen arrival rate that the rate sweep runs."""
 SLO_LINE_REACH = 2.0
@@ -70,11 +70,19 @@ class ServingPoint:
         """The same point at another arrival rate (requests/s)."""
         return dataclasses.replace(self, rate=float(rate))
 
+    def check_size(self) -> None:
+        """Raise ArgumentError naming the field and range unless the run is within the dashboard's
+        bounds (:mod:`app.dashboard.limits`): requests, mean prompt and output tokens, the
+        iterations they need, max batch (requests) and tp / pp / ep."""
+        check_serve_size(self.requests, self.dataset, self.input_len, self.output_len, self.scheduler, self.chunk)
+        check_whole(self.max_batch, "max_batch", 1, MAX_BATCH)
+        check_parallel(self.tp, self.pp, self.ep)
+
     def run(self) -> ServingResult:
-        """``sim.serving.serve`` of this point (times in s, energy in J); DecodexError for an input
-        that cannot run (an infeasible parallelism, a KV cache too small, ...)."""
-        if not 1 <= self.requests <= MAX_REQUESTS:
-            raise ArgumentError(f"requests: {self.requests} must be in [1, {MAX_REQUESTS}]")
+        """``sim.serving.serve`` of this point (times in s, energy in J), bounded first
+        (:meth:`check_size`); DecodexError for an input that cannot run (an infeasible
+        parallelism, a KV cache too small, a run too big for the dashboard, ...)."""
+        self.check_size()
         model = resolve_model(self.model, self.model_text)
         system = resolve_system(self.system, self.system_text)
         return serve(model, system, self.workload(), requests=self.requests, scheduler=self.scheduler,

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from decodex.app.dashboard.untrusted import check_space
+from decodex.app.dashboard.limits import check_space_sizes
+from decodex.app.dashboard.untrusted import check_space, check_sweep_dir
 from decodex.app.dashboard.uploads import UploadError, parse_toml_upload
 from decodex.core.errors import DecodexError
-from decodex.explore.runner import CHUNK_SIZE
+from decodex.explore.sweep_memory import CHUNK_SIZE
 from decodex.explore.sweep_space import POINT_KEYS, PREFIXES, SweepSpace, load_space, point_id, space_from_dict
 from decodex.explore.sweep_store import PARTS, SweepStore
 
@@ -99,13 +100,16 @@ def parse_space_bytes(data: bytes, filename: str = "space.toml") -> SweepSpace:
     """A SweepSpace from the bytes of a space TOML file, read as data only (``tomllib``); at most
     :data:`~app.dashboard.uploads.MAX_UPLOAD_BYTES` bytes, UTF-8, naming catalog entries only, never a
     file on the server (:func:`~app.dashboard.untrusted.check_space`: models, systems, datasets,
-    device names reached through ``spec.system.*`` overrides). Raises UploadError (size, encoding, TOML
-    syntax), UntrustedInputError (a value that is not a catalog name) or SpecError (a field)."""
+    device names reached through ``spec.system.*`` overrides), each point within the dashboard's size
+    bounds (:func:`~app.dashboard.limits.check_space_sizes`). Raises UploadError (size, encoding, TOML
+    syntax, nesting), UntrustedInputError (a value that is not a catalog name), SpecError (a field) or
+    ArgumentError (a point too big to run here)."""
     parsed = parse_toml_upload(data, filename)
-    if "sweep" not in parsed:
+    if not isinstance(parsed.get("sweep"), Mapping):
         raise SweepInputError(f"{filename}: expected a [sweep] table (with [sweep.fixed] and [sweep.axes])")
     space = space_from_dict(parsed, filename)
-    check_space(space, parsed)
+    check_space(space)
+    check_space_sizes(space)
     return space
 
 
@@ -224,9 +228,10 @@ def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def sweep_dir_fingerprint(directory: str) -> tuple[tuple[str, int, int], ...]:
+def sweep_dir_fingerprint(directory: str | Path) -> tuple[tuple[str, int, int], ...]:
     """(name, size in B, mtime in ns) of a sweep directory's parts and JSON files: a cache key that
-    changes when the sweep writes more; () when the directory cannot be listed."""
+    changes when the sweep writes more; () when the directory cannot be listed. The page passes a
+    directory already checked by :func:`open_sweep_dir_path`."""
     root = Path(directory).expanduser()
     try:
         paths = [*sorted((root / PARTS).glob("part-*.parquet")), root / "summary.json", root / "space.json"]
@@ -235,36 +240,54 @@ def sweep_dir_fingerprint(directory: str) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
+MAX_JSON_BYTES = 16 * 1024 * 1024
+"""Largest ``space.json`` / ``summary.json`` of a sweep directory read, bytes (they hold a few kB)."""
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; {} when absent or not a JSON object."""
+    """A JSON object from ``path``; {} when absent, larger than :data:`MAX_JSON_BYTES`, nested
+    too deep or not a JSON object."""
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            return {}
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def read_sweep_dir(directory: str) -> SweepData:
+def open_sweep_dir_path(text: str) -> tuple[Path, str]:
+    """(directory, as shown) of the sweep directory typed on the page: under the sweeps root, ``..``
+    and symlinks resolved (:func:`~app.dashboard.untrusted.check_sweep_dir`); UntrustedInputError
+    otherwise, before anything outside the root is touched."""
+    return check_sweep_dir(text)
+
+
+def read_sweep_dir(directory: str | Path, shown: str | None = None) -> SweepData:
     """The rows of a directory written by ``decodex sweep --out DIR`` (``DIR/parts/*.parquet``), in
     the space's point order where ``DIR/space.json`` declares a space of at most :data:`ORDER_LIMIT`
-    points. Raises SweepInputError saying what is missing or unreadable; creates nothing."""
-    text = directory.strip()
+    points. ``shown``: how messages and the label name the directory (default: as given; the page
+    passes the path relative to the sweeps root of a directory checked by
+    :func:`open_sweep_dir_path`). Raises SweepInputError saying what is missing or unreadable;
+    creates nothing."""
+    text = str(directory).strip()
     if not text:
         raise SweepInputError("give the path of a directory written by `decodex sweep SPACE.toml --out DIR`")
+    name_shown = text if shown is None else shown
     root = Path(text).expanduser()
     if not root.exists():
-        raise SweepInputError(f"{text}: no such directory")
+        raise SweepInputError(f"{name_shown}: no such directory")
     if not root.is_dir():
-        raise SweepInputError(f"{text}: not a directory (give the DIR of `decodex sweep --out DIR`)")
+        raise SweepInputError(f"{name_shown}: not a directory (give the DIR of `decodex sweep --out DIR`)")
     if not (root / PARTS).is_dir() or not any((root / PARTS).glob("part-*.parquet")):
-        raise SweepInputError(f"{text}: no {PARTS}/part-*.parquet files; not a directory written by "
+        raise SweepInputError(f"{name_shown}: no {PARTS}/part-*.parquet files; not a directory written by "
                               "`decodex sweep --out DIR`, or the sweep has not finished a part yet")
     space_data = _read_json(root / "space.json")
     space: SweepSpace | None = None
     if space_data:
         try:
             space = load_space(space_data)
-        except DecodexError:
+        except (DecodexError, ValueError, TypeError, AttributeError):
             space = None
     try:
         store = SweepStore(root)  # the parts folder exists: nothing is created
@@ -275,11 +298,13 @@ def read_sweep_dir(directory: str) -> SweepData:
         if ids is not None and frame.empty:  # rows of another space: show them all, as written
             frame = store.read()
     except (OSError, ValueError, pa.ArrowException) as err:
-        raise SweepInputError(f"{text}: cannot read the Parquet parts ({err})") from None
+        reason = " ".join(str(err).replace(str(root), name_shown).split())
+        raise SweepInputError(f"{name_shown}: cannot read the Parquet parts ({type(err).__name__}: {reason})") \
+            from None
     if frame.empty:
-        raise SweepInputError(f"{text}: the Parquet parts hold no rows")
+        raise SweepInputError(f"{name_shown}: the Parquet parts hold no rows")
     summary = _read_json(root / "summary.json")
     name = str(summary.get("name") or (space.name if space is not None else root.name))
     parameters = tuple(parameter_columns(frame, space.parameters if space is not None else None))
-    return SweepData(frame=frame, parameters=parameters, label=f"{name}: {len(frame):,} rows from {root}",
+    return SweepData(frame=frame, parameters=parameters, label=f"{name}: {len(frame):,} rows from {name_shown}",
                      name=name, summary=summary)

@@ -22,15 +22,23 @@ allowed names, raised before any file named by the input is opened, probed or re
   a new device is uploaded as a device file).
 - :func:`check_name`: a page's model or system when nothing was uploaded (the widgets offer
   catalog names only; this holds whatever the browser sends).
+- :func:`check_sweep_dir`: the Sweep explorer's "Open a sweep directory" path, which must lie
+  under the sweeps root (:func:`sweeps_root`: ``$DECODEX_SWEEPS_ROOT``, default the directory the
+  server was started in). ``..`` is resolved before anything is touched and symlinks after, and
+  a path outside gets the same one-line refusal whether or not it exists; nothing outside the
+  root is opened, listed or probed (except the target of a symlink placed inside the root).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from decodex.app.cli_app import SWEEPS_ROOT_ENV  # set by `decodex app --sweeps-root`
 from decodex.core.errors import DecodexError, SpecError
 from decodex.explore.spec_overrides import set_field as apply_override  # the sweep's own field resolution
 from decodex.explore.sweep_space import SweepSpace
@@ -41,10 +49,13 @@ from decodex.workloads.catalog import list_models
 
 NAMED_KEYS = {"model": "model", "system": "system", "dataset": "dataset"}
 """Point parameters whose value the simulator resolves by name, or else as a path: key -> kind of catalog name."""
-SWEEP_KEYS = ("name", "description", "mode", "sampling", "samples", "seed", "fixed", "axes", "constraints")
 """The keys of a ``[sweep]`` table that the space reader reads (:func:`explore.sweep_space.space_from_dict`)."""
 MAX_SHOWN = 80
 """Most characters of a refused value repeated in a message."""
+"""Environment variable naming the directory under which the Sweep explorer opens sweep
+directories (default: the server's working directory; ``decodex app`` should set it)."""
+MAX_PATH_CHARS = 4096
+"""Longest sweep directory path taken, characters."""
 _PART = re.compile(r"[.:]")
 _INDEX = re.compile(r"\[\d+\]$")
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
@@ -172,16 +183,11 @@ def _check_override(space: SweepSpace, key: str, systems: Sequence[str]) -> None
                 check_name(value, "device", f"{space.source}: {where} (a device of {system})")
 
 
-def check_space(space: SweepSpace, data: Mapping[str, Any] | None = None) -> None:
+def check_space(space: SweepSpace) -> None:
     """Raise UntrustedInputError unless every value of ``space`` that could name a file names a
-    catalog entry (module docstring); ``data``: the parsed TOML the space was read from, whose
-    ``[sweep]`` keys are checked too. Nothing the space names is opened, and the sweep's own
-    reader accepts the same space unchanged."""
-    if data is not None and isinstance(data.get("sweep"), Mapping):
-        unknown = sorted(set(data["sweep"]) - set(SWEEP_KEYS))
-        if unknown:
-            raise UntrustedInputError(f"{space.source}: sweep.{unknown[0]} is not taken here (the dashboard runs a "
-                                      f"space in memory and opens no path; keys: {', '.join(SWEEP_KEYS)})")
+    catalog entry (module docstring; unknown ``[sweep]`` keys are refused by the space's reader
+    itself). Nothing the space names is opened, and the sweep's own reader accepts the same space
+    unchanged."""
     names: dict[str, list[str]] = {}
     for key, kind in NAMED_KEYS.items():
         values = _values(space, key)
@@ -192,3 +198,53 @@ def check_space(space: SweepSpace, data: Mapping[str, Any] | None = None) -> Non
     for key in space.parameters:
         if key.startswith("spec."):
             _check_override(space, key, names["system"])
+
+
+def _root_forms(root: str | Path | None) -> tuple[str, str]:
+    """(as given, made absolute; with symlinks resolved) of the sweeps root ``root`` (None:
+    ``$DECODEX_SWEEPS_ROOT`` or the working directory)."""
+    given = str(root) if root is not None else (os.environ.get(SWEEPS_ROOT_ENV, "").strip() or os.getcwd())
+    return os.path.abspath(given), os.path.realpath(given)
+
+
+def sweeps_root() -> Path:
+    """The directory under which the Sweep explorer may open sweep directories, symlinks resolved:
+    ``$DECODEX_SWEEPS_ROOT`` when set, else the server's working directory. UntrustedInputError
+    when it is not a directory (a server setting: the message does not repeat the path)."""
+    root = Path(_root_forms(None)[1])
+    if not root.is_dir():
+        raise UntrustedInputError(f"Sweep directory: the sweeps root ({SWEEPS_ROOT_ENV}) is not a directory on the "
+                                  "server; whoever started the dashboard must set it to one")
+    return root
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_sweep_dir(text: str, root: str | Path | None = None) -> tuple[Path, str]:
+    """(the directory, as shown) for a sweep directory typed on the page: ``text`` relative to the
+    sweeps root (``root``, default :func:`sweeps_root`) or absolute under it. ``..`` is resolved
+    lexically first (nothing outside the root is touched), then symlinks; either landing outside
+    the root raises UntrustedInputError with one message that does not say whether the path
+    exists. The shown form is the path relative to the root (``.`` for the root itself)."""
+    value = text.strip()
+    hint = "the DIR of `decodex sweep SPACE.toml --out DIR`, relative to the sweeps root"
+    if not value:
+        raise UntrustedInputError(f"Sweep directory: give {hint}")
+    if len(value) > MAX_PATH_CHARS or "\x00" in value:
+        raise UntrustedInputError(f"Sweep directory: not a path (at most {MAX_PATH_CHARS:,} characters, no NUL); "
+                                  f"give {hint}")
+    if root is None:
+        sweeps_root()  # the root must be a directory
+    given_root, real_root = _root_forms(root)
+    refusal = UntrustedInputError(
+        f"Sweep directory: only directories under the sweeps root are opened here ({SWEEPS_ROOT_ENV}, by default "
+        f"the directory the dashboard was started in); give {hint}")
+    lexical = os.path.normpath(os.path.join(real_root, value))  # an absolute value replaces the root; no file touched
+    if not (_under(lexical, real_root) or _under(lexical, given_root)):
+        raise refusal
+    resolved = os.path.realpath(lexical)  # symlinks: every part up to the first link lies under the root
+    if not _under(resolved, real_root):
+        raise refusal
+    return Path(resolved), os.path.relpath(resolved, real_root)

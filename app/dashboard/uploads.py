@@ -24,6 +24,9 @@ from decodex.workloads.model_config import ModelConfig
 
 MAX_UPLOAD_BYTES = 256 * 1024
 """Largest accepted upload, bytes (a config.json or a spec TOML is a few kB)."""
+MAX_NESTING = 32
+"""Deepest nesting of tables and arrays in an upload (the catalog's files nest 4 deep); deeper
+text is refused before the readers walk it, so that no reader recurses without bound."""
 
 
 class UploadError(DecodexError):
@@ -43,14 +46,48 @@ def upload_text(data: bytes, filename: str) -> str:
         raise UploadError(f"{filename}: not a UTF-8 text file") from None
 
 
+def _first_line(err: BaseException) -> str:
+    """The first sentence of an error's message, on one line (the parser's advice is left out)."""
+    text = " ".join(str(err).split())
+    return text.split(";", 1)[0]
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep tables (dicts) and arrays (lists) nest in ``value`` (0 for a scalar), found
+    without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
+
+
+def check_nesting(value: Any, filename: str) -> None:
+    """Raise UploadError naming the file when ``value`` nests deeper than :data:`MAX_NESTING`."""
+    if nesting_depth(value) > MAX_NESTING:
+        raise UploadError(f"{filename}: tables and arrays nest more than {MAX_NESTING} levels deep")
+
+
 def parse_toml_upload(data: bytes, filename: str) -> dict[str, Any]:
-    """The tables of an uploaded TOML file (:func:`upload_text`, then ``tomllib``: data only);
-    raises UploadError naming the file."""
+    """The tables of an uploaded TOML file (:func:`upload_text`, then ``tomllib``: data only,
+    nested at most :data:`MAX_NESTING` levels); raises UploadError naming the file."""
     text = upload_text(data, filename)
     try:
-        return tomllib.loads(text)
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise UploadError(f"{filename}: not valid TOML ({err})") from None
+        raise UploadError(f"{filename}: not valid TOML ({' '.join(str(err).split())})") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise UploadError(f"{filename}: tables and arrays nest more than {MAX_NESTING} levels deep") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise UploadError(f"{filename}: not valid TOML ({_first_line(err)})") from None
+    check_nesting(parsed, filename)
+    return parsed
 
 
 def parse_model_upload(data: bytes, filename: str = "config.json") -> ModelConfig:
@@ -61,6 +98,11 @@ def parse_model_upload(data: bytes, filename: str = "config.json") -> ModelConfi
         parsed = json.loads(text)
     except json.JSONDecodeError as err:
         raise UploadError(f"{filename}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise UploadError(f"{filename}: objects and arrays nest more than {MAX_NESTING} levels deep") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise UploadError(f"{filename}: not valid JSON ({_first_line(err)})") from None
+    check_nesting(parsed, filename)
     name = filename.removesuffix(".json") or "uploaded-model"
     if name == "config":
         name = str(parsed.get("_name_or_path") or "uploaded-model").rsplit("/", 1)[-1] if isinstance(parsed, dict) \

@@ -7,6 +7,9 @@ seconds, lengths are tokens.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +19,14 @@ import numpy as np
 import pandas as pd
 
 from decodex.core.errors import ArgumentError, SpecError
+from decodex.core.input_files import MAX_TRACE_BYTES, read_text
 
 ARRIVALS = ("poisson", "fixed", "trace")
 LENGTH_KINDS = ("fixed", "uniform", "lognormal", "normal")
 TRACE_COLUMNS = ("arrival_s", "input_tokens", "output_tokens")
+_EXTRA = "\0extra"  # the column a row's fields beyond the header's land in (an error when any does)
 MAX_TOKENS = 10**8
+RATE_RANGE = (1e-6, 1e9)  # requests/s: one request per ~12 days .. far beyond any cluster (as the CLI's --rate)
 
 
 class RequestArrays(NamedTuple):
@@ -31,16 +37,23 @@ class RequestArrays(NamedTuple):
     output_tokens: np.ndarray
 
 
-def _check_int(name: str, value: object, lo: int, hi: int = MAX_TOKENS) -> int:
+def check_int(name: str, value: object, lo: int, hi: int = MAX_TOKENS) -> int:
+    """``value`` as an int when it is an integer (not a bool) in [lo, hi]; ArgumentError naming
+    ``name`` and the range otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
-        raise ArgumentError(f"{name}: {value!r} must be an integer in [{lo}, {hi}]")
+        raise ArgumentError(f"{name}: {value!r:.80} must be an integer in [{lo}, {hi}]")
     return int(value)
 
 
-def _check_float(name: str, value: object, lo: float, hi: float, lo_open: bool = False) -> float:
+def check_float(name: str, value: object, lo: float, hi: float, lo_open: bool = False) -> float:
+    """``value`` as a float when it is a finite number (not a bool) in [lo, hi] (``(lo, hi]``
+    with ``lo_open``); ArgumentError naming ``name`` and the range otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ArgumentError(f"{name}: {value!r} is not a number")
-    number = float(value)
+        raise ArgumentError(f"{name}: {value!r:.80} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     bad_lo = number <= lo if lo_open else number < lo
     if not math.isfinite(number) or bad_lo or number > hi:
         raise ArgumentError(f"{name}: {number!r} outside {'(' if lo_open else '['}{lo:g}, {hi:g}]")
@@ -68,24 +81,25 @@ class Lengths:
     max_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in LENGTH_KINDS:
+        if not isinstance(self.kind, str) or self.kind not in LENGTH_KINDS:
             raise ArgumentError(f"lengths.kind: {self.kind!r} not one of {', '.join(LENGTH_KINDS)}")
         if self.kind == "fixed":
-            if not float(self.mean).is_integer() or not 1 <= self.mean <= MAX_TOKENS:
+            mean = check_float("lengths.mean", self.mean, 1.0, MAX_TOKENS)
+            if not mean.is_integer():
                 raise ArgumentError(f"lengths.mean: {self.mean!r} must be an integer in [1, {MAX_TOKENS}]")
         elif self.kind == "uniform":
-            _check_int("lengths.low", self.low, 1)
-            _check_int("lengths.high", self.high, self.low)
+            check_int("lengths.low", self.low, 1)
+            check_int("lengths.high", self.high, self.low)
         else:
-            _check_float("lengths.mean", self.mean, 1.0, MAX_TOKENS)
-            _check_float("lengths.sigma", self.sigma, 0.0, 5.0)
+            check_float("lengths.mean", self.mean, 1.0, MAX_TOKENS)
+            check_float("lengths.sigma", self.sigma, 0.0, 5.0)
         if self.max_tokens is not None:
-            _check_int("lengths.max_tokens", self.max_tokens, 1)
+            check_int("lengths.max_tokens", self.max_tokens, 1)
 
     @classmethod
     def fixed(cls, tokens: int) -> Lengths:
         """Always ``tokens`` tokens."""
-        _check_int("lengths.tokens", tokens, 1)
+        check_int("lengths.tokens", tokens, 1)
         return cls("fixed", mean=float(tokens))
 
     @classmethod
@@ -143,8 +157,8 @@ class Workload:
 
     ``arrival``: ``"poisson"`` (exponential gaps with mean ``1/rate`` s), ``"fixed"`` (one request
     every ``1/rate`` s, the first at 0 s) or ``"trace"`` (rows of the CSV file ``trace``, columns
-    ``arrival_s``, ``input_tokens``, ``output_tokens``). ``rate``: requests per second (ignored
-    for traces). ``input_lengths``/``output_lengths``: token-count distributions.
+    ``arrival_s``, ``input_tokens``, ``output_tokens``). ``rate``: requests per second, finite, in
+    :data:`RATE_RANGE` (ignored for traces). ``input_lengths``/``output_lengths``: token-count distributions.
     """
 
     arrival: str = "poisson"
@@ -155,14 +169,17 @@ class Workload:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        if self.arrival not in ARRIVALS:
+        if not isinstance(self.arrival, str) or self.arrival not in ARRIVALS:
             raise ArgumentError(f"workload.arrival: {self.arrival!r} not one of {', '.join(ARRIVALS)}")
         if self.arrival == "trace":
-            if self.trace is None:
-                raise ArgumentError("workload.trace: a CSV file is needed when arrival='trace'")
+            if not isinstance(self.trace, str | Path) or not str(self.trace).strip():
+                raise ArgumentError(f"workload.trace: a CSV file path is needed when arrival='trace', "
+                                    f"got {self.trace!r:.80}")
             object.__setattr__(self, "trace", Path(self.trace))
         else:
-            _check_float("workload.rate (requests/s)", self.rate, 0.0, 1e9, lo_open=True)
+            check_float("workload.rate (requests/s)", self.rate, *RATE_RANGE)
+        if not isinstance(self.name, str):
+            raise ArgumentError(f"workload.name: must be a string, got {self.name!r:.80}")
         for name in ("input_lengths", "output_lengths"):
             if not isinstance(getattr(self, name), Lengths):
                 raise ArgumentError(f"workload.{name}: must be a Lengths, got {getattr(self, name)!r}")
@@ -178,15 +195,17 @@ class Workload:
         tokens (default 512 and 128). ``input_len``/``output_len`` given with a lognormal
         preset replace its means.
         """
+        if not isinstance(name, str):
+            raise ArgumentError(f"dataset: {name!r:.80} not one of {', '.join(PRESET_NAMES)}")
         if name == "fixed":
-            inputs = Lengths.fixed(512 if input_len is None else _check_int("input_len", input_len, 1))
-            outputs = Lengths.fixed(128 if output_len is None else _check_int("output_len", output_len, 1))
+            inputs = Lengths.fixed(512 if input_len is None else check_int("input_len", input_len, 1))
+            outputs = Lengths.fixed(128 if output_len is None else check_int("output_len", output_len, 1))
         elif name in PRESETS:
             mean_in, mean_out = PRESETS[name]
             if input_len is not None:
-                mean_in = _check_int("input_len", input_len, 1)
+                mean_in = check_int("input_len", input_len, 1)
             if output_len is not None:
-                mean_out = _check_int("output_len", output_len, 1)
+                mean_out = check_int("output_len", output_len, 1)
             inputs = Lengths.lognormal(mean_in, INPUT_SIGMA)
             outputs = Lengths.lognormal(mean_out, OUTPUT_SIGMA)
         else:
@@ -195,9 +214,11 @@ class Workload:
 
     @classmethod
     def from_trace(cls, path: str | Path) -> Workload:
-        """Requests read from a CSV file with columns ``arrival_s`` (s), ``input_tokens`` and
-        ``output_tokens`` (tokens); rows are sorted by arrival time."""
-        return cls(arrival="trace", trace=Path(path), name=f"trace:{Path(path).name}")
+        """Requests read from a CSV file with exactly the columns ``arrival_s`` (s),
+        ``input_tokens`` and ``output_tokens`` (tokens); rows are sorted by arrival time. The file
+        is read by :meth:`generate`."""
+        workload = cls(arrival="trace", trace=path)  # type: ignore[arg-type]  # checks the path's type
+        return dataclasses.replace(workload, name=f"trace:{Path(path).name}")
 
     def generate(self, n: int | None = None, seed: int = 0, max_total_tokens: int | None = None) -> RequestArrays:
         """``n`` requests (all rows of a trace when ``n`` is None; 1000 otherwise).
@@ -210,11 +231,11 @@ class Workload:
         if self.arrival == "trace":
             arrival, inputs, outputs = _read_trace(self.trace)  # type: ignore[arg-type]
             if n is not None:
-                _check_int("requests", n, 1, arrival.size)
+                check_int("requests", n, 1, arrival.size)
                 arrival, inputs, outputs = arrival[:n], inputs[:n], outputs[:n]
         else:
-            n = 1000 if n is None else _check_int("requests", n, 1, 10**8)
-            rng = np.random.default_rng(_check_int("seed", seed, 0, 2**63 - 1))
+            n = 1000 if n is None else check_int("requests", n, 1, 10**8)
+            rng = np.random.default_rng(check_int("seed", seed, 0, 2**63 - 1))
             if self.arrival == "poisson":
                 arrival = np.cumsum(rng.exponential(1.0 / self.rate, size=n))
             else:
@@ -222,27 +243,92 @@ class Workload:
             inputs = self.input_lengths.sample(rng, n)
             outputs = self.output_lengths.sample(rng, n)
         if max_total_tokens is not None:
-            limit = _check_int("max_total_tokens", max_total_tokens, 2)
+            limit = check_int("max_total_tokens", max_total_tokens, 2)
             inputs = np.minimum(inputs, limit - 1)
             outputs = np.minimum(outputs, limit - inputs)
         return RequestArrays(np.asarray(arrival, dtype=np.float64), inputs.astype(np.int64),
                              outputs.astype(np.int64))
 
 
-def _read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The three columns of a trace CSV file, sorted by arrival; SpecError names file and column."""
-    source = str(path)
-    if not path.is_file():
-        raise SpecError(source, "", "trace file not found")
+def _trace_header(text: str, source: str) -> tuple[int, list[str]]:
+    """The (1-based) line of a trace's header, its first non-blank line, and its column names;
+    SpecError when the header does not hold exactly :data:`TRACE_COLUMNS` (any order)."""
+    expected = ", ".join(TRACE_COLUMNS)
+    first = next(((n, line) for n, line in enumerate(io.StringIO(text), start=1) if line.strip()), None)
+    if first is None:
+        raise SpecError(source, "", f"the trace is empty; it needs a header with the columns {expected} and rows")
+    number, line = first
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise SpecError(source, "", f"not a readable CSV file ({err})") from None
-    columns = [str(c).strip() for c in frame.columns]
-    frame.columns = columns
+        names = [name.strip() for name in next(csv.reader([line]))]
+    except csv.Error as err:
+        raise SpecError(source, f"line {number} (header)", f"not a CSV header ({err})") from None
+    where = f"line {number} (header)"
+    unexpected = [name for name in names if name not in TRACE_COLUMNS]
+    if unexpected:
+        shown = ", ".join(repr(name) for name in unexpected[:5])
+        raise SpecError(source, where, f"unexpected column(s) {shown}; a trace has exactly the columns {expected}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SpecError(source, where, f"column(s) {', '.join(repeated)} appear twice; "
+                                       f"a trace has exactly the columns {expected}")
     for column in TRACE_COLUMNS:
-        if column not in columns:
-            raise SpecError(source, column, f"missing column; the columns needed are {', '.join(TRACE_COLUMNS)}")
+        if column not in names:
+            raise SpecError(source, column, f"missing column; the columns needed are {expected}")
+    return number, names
+
+
+def _line_of_row(text: str, header_line: int, row: int) -> int:
+    """The (1-based) line of data row ``row`` (0-based; blank lines hold no row, as for pandas)."""
+    seen = -1
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if number > header_line and line.strip():
+            seen += 1
+            if seen == row:
+                return number
+    return header_line + row + 1
+
+
+def _line_with_too_many_fields(text: str, header_line: int, fields: int) -> tuple[int, int] | None:
+    """The first line after the header with more than ``fields`` fields, and its field count."""
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if number > header_line and line.strip():
+            try:
+                count = len(next(csv.reader([line]), []))
+            except csv.Error:
+                continue
+            if count > fields:
+                return number, count
+    return None
+
+
+def _read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three columns of a trace CSV file, sorted by arrival.
+
+    The file is read by :func:`core.input_files.read_text` (at most :data:`MAX_TRACE_BYTES`,
+    UTF-8); its header must name exactly :data:`TRACE_COLUMNS` and no row may hold more fields
+    than the header. Every problem is a SpecError naming the file, the line (1-based, counting
+    blank lines) and the column or the columns expected.
+    """
+    source = str(path)
+    text = read_text(path, max_bytes=MAX_TRACE_BYTES, what="trace file")
+    header_line, names = _trace_header(text, source)
+    expected = ", ".join(TRACE_COLUMNS)
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=None, skiprows=header_line, names=[*names, _EXTRA],
+                            index_col=False, skip_blank_lines=True)
+    except pd.errors.ParserError as err:
+        extra = _line_with_too_many_fields(text, header_line, len(names) + 1)
+        if extra is not None:
+            raise SpecError(source, f"line {extra[0]}", f"{extra[1]} fields, the header has {len(names)}; "
+                                                         f"a trace has exactly the columns {expected}") from None
+        raise SpecError(source, "", f"not a readable CSV file ({str(err).strip()})") from None
+    except (pd.errors.EmptyDataError, ValueError) as err:
+        raise SpecError(source, "", f"not a readable CSV file ({str(err).strip()})") from None
+    extras = frame[_EXTRA].notna().to_numpy()
+    if extras.any():
+        line = _line_of_row(text, header_line, int(np.flatnonzero(extras)[0]))
+        raise SpecError(source, f"line {line}", f"more fields than the header's {len(names)}; "
+                                                 f"a trace has exactly the columns {expected}")
     if frame.empty:
         raise SpecError(source, "", "the trace has no rows")
     values = {}
@@ -257,7 +343,10 @@ def _read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             allowed = f"an integer in [1, {MAX_TOKENS}]"
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise SpecError(source, column, f"row {row + 2} holds {frame[column].iloc[row]!r}; must be {allowed}")
+            line = _line_of_row(text, header_line, row)
+            cell = frame[column].iloc[row]
+            shown = "no value (empty, missing or nan)" if pd.isna(cell) else f"{str(cell)!r:.40}"
+            raise SpecError(source, column, f"line {line} holds {shown}; must be {allowed}")
         values[column] = data
     order = np.argsort(values["arrival_s"], kind="stable")
     return (values["arrival_s"][order], values["input_tokens"][order].astype(np.int64),

@@ -6,18 +6,18 @@ from typing import Any
 
 import pytest
 
-import decodex.explore.runner as runner
+import decodex.explore.chunk_runs as chunk_runs
 
 
 @pytest.fixture
 def chunk_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of points of each chunk the runner evaluates from now on (a recording list)."""
     sizes: list[int] = []
-    evaluate = runner.run_chunk
+    evaluate = chunk_runs.run_chunk
 
     def counting(chunk: list[dict[str, Any]], *args: Any) -> list[dict[str, Any]]:
         sizes.append(len(chunk))
         return evaluate(chunk, *args)
 
-    monkeypatch.setattr(runner, "run_chunk", counting)
+    monkeypatch.setattr(chunk_runs, "run_chunk", counting)
     return sizes

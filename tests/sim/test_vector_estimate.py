@@ -19,7 +19,7 @@ from decodex.workloads.catalog import load_model
 from decodex.workloads.parallelism import Parallelism
 
 BATCHES = (1, 3, 16, 64, 100, 256)
-CONTEXTS = (0, 1, 511, 2048, 8191)
+CONTEXTS = (1, 2, 511, 2048, 8191)
 FLOAT_COLUMNS = ("step_time_s", "tokens_per_s", "energy_j", "energy_per_token_j", "weight_bytes", "kv_bytes",
                  "memory_required_bytes", "memory_capacity_bytes", "flops", "bytes")
 CASES = [  # (model, system, parallelism, precision): GQA, MHA (rotary and learned positions), tp, pp
@@ -85,7 +85,7 @@ def test_outside_the_scope_raises_not_vectorizable(model: str, system: str) -> N
 
 def test_step_time_does_not_decrease_with_batch_or_context() -> None:
     batches = np.unique(np.geomspace(1, 1024, 60).astype(int))
-    contexts = np.arange(0, 8192, 97)
+    contexts = np.arange(1, 8192, 97)
     batch, context = np.meshgrid(batches, contexts, indexing="ij")
     frame = estimate_grid("llama3-70b", "h100-sxm", batch.ravel(), context.ravel(), parallelism=Parallelism(tp=8))
     time = frame["step_time_s"].to_numpy().reshape(batch.shape)
@@ -94,7 +94,7 @@ def test_step_time_does_not_decrease_with_batch_or_context() -> None:
 
 
 def test_points_the_scalar_path_refuses_raise_argument_errors() -> None:
-    for batches, contexts in (([0], [5]), ([2], [-1]), ([2], [8192]), ([2.5], [1]), ([1, 2], [3])):
+    for batches, contexts in (([0], [5]), ([2], [-1]), ([2], [0]), ([2], [8192]), ([2.5], [1]), ([1, 2], [3])):
         with pytest.raises(ArgumentError):
             estimate_grid("llama3-8b", "h100-sxm", batches, contexts)
     with pytest.raises(ArgumentError):

@@ -62,6 +62,7 @@ def test_reproduce_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"name", "target", "simulated", "unit", "error", "tolerance", "passed"} <= set(rows[0])
 
 
+@pytest.mark.xdist_group("reproduce")  # the Duplex serving runs are cached from test_duplex_reproduction
 def test_reproduce_exit_status_says_whether_every_target_passed(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["reproduce", "all", "--json"])
     rows = json.loads(capsys.readouterr().out)

@@ -9,43 +9,45 @@ import streamlit as st
 
 from decodex.app.dashboard.charts import op_breakdown_figure, roofline_with_band
 from decodex.app.dashboard.design import cached_estimate, design_point_inputs, run_or_report
+from decodex.app.dashboard.guard import page_errors
 
-st.title("Design point")
-point = design_point_inputs("design")
-if point is None:
-    st.stop()
-st.caption(point.label())
-result = run_or_report(cached_estimate, point)
-if result is None:
-    st.stop()
+with page_errors():  # any error ends the page in one message, never a traceback
+    st.title("Design point")
+    point = design_point_inputs("design")
+    if point is None:
+        st.stop()
+    st.caption(point.label())
+    result = run_or_report(cached_estimate, point)
+    if result is None:
+        st.stop()
 
-band = ""
-if math.isfinite(result.band_low_s) and math.isfinite(result.band_high_s):
-    band = f"band {result.band_low_s * 1e3:.2f} to {result.band_high_s * 1e3:.2f} ms"
-cols = st.columns(4)
-cols[0].metric("Step time", f"{result.step_time_s * 1e3:.3f} ms", help=f"validation {band or 'band: none'} "
-               f"({result.band_source or 'no records'})")
-cols[1].metric("Output tokens/s", f"{result.tokens_per_s:,.0f}",
-               help=f"{result.tokens_per_s / result.devices:,.0f} per device on {result.devices} devices")
-cols[2].metric("Energy per token", f"{result.energy_per_token_j * 1e3:.1f} mJ")
-cols[3].metric("Memory per device", f"{result.memory_required_bytes / 1e9:.1f} GB",
-               help=f"of {result.memory_capacity_bytes / 1e9:.1f} GB; weights {result.weight_bytes / 1e9:.1f} GB, "
-                    f"KV {result.kv_bytes / 1e9:.1f} GB")
-if band:
-    st.caption(f"Validation {band} ({result.band_source}).")
-if not result.fits:
-    st.warning(f"Does not fit: {result.reason}")
-for warning in result.warnings:
-    st.info(warning)
+    band = ""
+    if math.isfinite(result.band_low_s) and math.isfinite(result.band_high_s):
+        band = f"band {result.band_low_s * 1e3:.2f} to {result.band_high_s * 1e3:.2f} ms"
+    cols = st.columns(4)
+    cols[0].metric("Step time", f"{result.step_time_s * 1e3:.3f} ms", help=f"validation {band or 'band: none'} "
+                   f"({result.band_source or 'no records'})")
+    cols[1].metric("Output tokens/s", f"{result.tokens_per_s:,.0f}",
+                   help=f"{result.tokens_per_s / result.devices:,.0f} per device on {result.devices} devices")
+    cols[2].metric("Energy per token", f"{result.energy_per_token_j * 1e3:.1f} mJ")
+    cols[3].metric("Memory per device", f"{result.memory_required_bytes / 1e9:.1f} GB",
+                   help=f"of {result.memory_capacity_bytes / 1e9:.1f} GB; weights {result.weight_bytes / 1e9:.1f} GB, "
+                        f"KV {result.kv_bytes / 1e9:.1f} GB")
+    if band:
+        st.caption(f"Validation {band} ({result.band_source}).")
+    if not result.fits:
+        st.warning(f"Does not fit: {result.reason}")
+    for warning in result.warnings:
+        st.info(warning)
 
-stack_by = st.radio("Stack the breakdown by", ["name", "unit", "bound"], horizontal=True, key="design.stack_by",
-                    format_func={"name": "op", "unit": "unit", "bound": "bound"}.get)
-left, right = st.columns(2)
-left.plotly_chart(op_breakdown_figure(result, stack_by=stack_by), key="design.breakdown")
-right.plotly_chart(roofline_with_band(result), key="design.roofline")
+    stack_by = st.radio("Stack the breakdown by", ["name", "unit", "bound"], horizontal=True, key="design.stack_by",
+                        format_func={"name": "op", "unit": "unit", "bound": "bound"}.get)
+    left, right = st.columns(2)
+    left.plotly_chart(op_breakdown_figure(result, stack_by=stack_by), key="design.breakdown")
+    right.plotly_chart(roofline_with_band(result), key="design.roofline")
 
-ops = result.ops
-st.subheader("Operators")
-st.dataframe(ops[["block", "name", "kind", "unit", "repeat", "dtype", "flops", "bytes", "arithmetic_intensity",
-                  "time_s", "total_time_s", "time_share", "bound"]], hide_index=True)
-st.download_button("Download ops (CSV)", ops.to_csv(index=False).encode(), file_name="ops.csv", mime="text/csv")
+    ops = result.ops
+    st.subheader("Operators")
+    st.dataframe(ops[["block", "name", "kind", "unit", "repeat", "dtype", "flops", "bytes", "arithmetic_intensity",
+                      "time_s", "total_time_s", "time_share", "bound"]], hide_index=True)
+    st.download_button("Download ops (CSV)", ops.to_csv(index=False).encode(), file_name="ops.csv", mime="text/csv")

@@ -9,6 +9,8 @@ import numpy as np
 import streamlit as st
 
 from decodex.app.dashboard.design import MAX_BATCH, check_uploads, run_or_report, spec_uploads
+from decodex.app.dashboard.guard import page_errors, report
+from decodex.app.dashboard.limits import MAX_SERVE_LENGTH
 from decodex.app.dashboard.serving_charts import (
     MAX_REQUESTS,
     ServingPoint,
@@ -18,6 +20,7 @@ from decodex.app.dashboard.serving_charts import (
     sweep_frame,
     sweep_rates,
 )
+from decodex.core.errors import DecodexError
 from decodex.hw_models.system import list_systems
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, ServingResult
 from decodex.workloads.catalog import list_models
@@ -58,9 +61,9 @@ def serving_inputs(d: ServingPoint) -> ServingPoint | None:
                             help="sharegpt: 80/296 prompt/output tokens on average; sharegpt-long: 1730/415; "
                                  "alpaca: 12/56 (lognormal); fixed: every request the same.")
     with bar.expander("Lengths"):
-        input_len = int(st.number_input("Prompt tokens (0: the dataset's)", 0, 1_000_000, d.input_len or 0,
+        input_len = int(st.number_input("Prompt tokens (0: the dataset's)", 0, MAX_SERVE_LENGTH, d.input_len or 0,
                                         key="serving.input_len", help="Fixed: every prompt; else the mean."))
-        output_len = int(st.number_input("Output tokens (0: the dataset's)", 0, 1_000_000, d.output_len or 0,
+        output_len = int(st.number_input("Output tokens (0: the dataset's)", 0, MAX_SERVE_LENGTH, d.output_len or 0,
                                          key="serving.output_len", help="Fixed: every output; else the mean."))
     arrival = bar.radio("Arrivals", ["poisson", "fixed"], index=_index(["poisson", "fixed"], d.arrival),
                         horizontal=True, key="serving.arrival", help="Poisson, or evenly spaced.")
@@ -83,95 +86,104 @@ def serving_inputs(d: ServingPoint) -> ServingPoint | None:
                                              key="serving.slo_ttft_ms"))
     slo_tpot_ms = float(cols[1].number_input("TPOT (ms)", 0.001, 1e7, d.slo_tpot_s * 1e3, format="%g",
                                              key="serving.slo_tpot_ms"))
+    point = ServingPoint(model=model, system=system, model_text=model_text, system_text=system_text,
+                         precision=precision, tp=tp, pp=pp, ep=ep, dataset=dataset,
+                         arrival=arrival, rate=rate, input_len=input_len or None, output_len=output_len or None,
+                         requests=requests, scheduler=scheduler, max_batch=max_batch, chunk=chunk,
+                         slo_ttft_s=slo_ttft_ms / 1e3, slo_tpot_s=slo_tpot_ms / 1e3, seed=seed)
+    try:
+        point.check_size()  # the dashboard's bounds on one run (app/dashboard/limits.py), before it runs
+    except DecodexError as err:
+        report(err)
+        return None
     if not check_uploads(model, model_text, system, system_text):
         return None
-    return ServingPoint(model=model, system=system, model_text=model_text, system_text=system_text,
-                        precision=precision, tp=tp, pp=pp, ep=ep, dataset=dataset,
-                        arrival=arrival, rate=rate, input_len=input_len or None, output_len=output_len or None,
-                        requests=requests, scheduler=scheduler, max_batch=max_batch, chunk=chunk,
-                        slo_ttft_s=slo_ttft_ms / 1e3, slo_tpot_s=slo_tpot_ms / 1e3, seed=seed)
+    return point
 
 
 def _ms(value_s: float) -> str:
     return "n/a" if not math.isfinite(value_s) else f"{value_s * 1e3:,.2f} ms"
 
 
-st.title("Serving")
-chosen = serving_inputs(DEFAULT)
-if chosen is None:
-    st.stop()
-point: ServingPoint = chosen
-st.caption(point.label())
-with st.spinner("Serving the requests..."):
-    result = run_or_report(cached_serve, point)
-if result is None:
-    st.stop()
+with page_errors():  # any error ends the page in one message, never a traceback
+    st.title("Serving")
+    chosen = serving_inputs(DEFAULT)
+    if chosen is None:
+        st.stop()
+    point: ServingPoint = chosen
+    st.caption(point.label())
+    with st.spinner("Serving the requests..."):
+        result = run_or_report(cached_serve, point)
+    if result is None:
+        st.stop()
 
-summary = result.summary()
-cols = st.columns(4)
-cols[0].metric("Throughput", f"{result.throughput_tokens_per_s:,.1f} tokens/s",
-               help="Output tokens over the makespan (first arrival to last finish).")
-cols[1].metric("Goodput", f"{result.goodput_requests_per_s:,.3f} req/s",
-               help=f"Requests within both SLOs (TTFT <= {point.slo_ttft_s * 1e3:g} ms, TPOT <= "
-                    f"{point.slo_tpot_s * 1e3:g} ms) per second of makespan.")
-cols[2].metric("Finished requests", f"{result.request_throughput_per_s:,.3f} req/s")
-cols[3].metric("SLO attainment", f"{summary['slo_attainment']:.1%}")
-lat = latency_metrics(result)
-cols = st.columns(6)
-for index, (name, key) in enumerate([("TTFT mean", "ttft_mean"), ("TTFT p50", "ttft_p50"), ("TTFT p99", "ttft_p99"),
-                                     ("TPOT mean", "tpot_mean"), ("TPOT p50", "tpot_p50"), ("TPOT p99", "tpot_p99")]):
-    cols[index].metric(name, _ms(lat[key]))
-st.caption(f"{result.num_requests:,} requests, {result.total_output_tokens:,} output tokens in "
-           f"{result.makespan_s:,.2f} s on {result.devices} device{'s' if result.devices > 1 else ''}; "
-           f"{summary['iterations']:,} iterations (mean batch {summary['mean_batch_size']:.1f}), utilisation "
-           f"{result.utilization:.1%}, {result.preemptions} preemptions, "
-           f"{result.energy_per_token_j * 1e3:,.1f} mJ per output token; KV cache {result.kv.total_blocks:,} blocks "
-           f"of {result.kv.block_size} tokens, peak {summary['peak_kv_blocks_used']:,} used.")
+    summary = result.summary()
+    cols = st.columns(4)
+    cols[0].metric("Throughput", f"{result.throughput_tokens_per_s:,.1f} tokens/s",
+                   help="Output tokens over the makespan (first arrival to last finish).")
+    cols[1].metric("Goodput", f"{result.goodput_requests_per_s:,.3f} req/s",
+                   help=f"Requests within both SLOs (TTFT <= {point.slo_ttft_s * 1e3:g} ms, TPOT <= "
+                        f"{point.slo_tpot_s * 1e3:g} ms) per second of makespan.")
+    cols[2].metric("Finished requests", f"{result.request_throughput_per_s:,.3f} req/s")
+    cols[3].metric("SLO attainment", f"{summary['slo_attainment']:.1%}")
+    lat = latency_metrics(result)
+    cols = st.columns(6)
+    shown_latencies = [("TTFT mean", "ttft_mean"), ("TTFT p50", "ttft_p50"), ("TTFT p99", "ttft_p99"),
+                       ("TPOT mean", "tpot_mean"), ("TPOT p50", "tpot_p50"), ("TPOT p99", "tpot_p99")]
+    for index, (name, key) in enumerate(shown_latencies):
+        cols[index].metric(name, _ms(lat[key]))
+    st.caption(f"{result.num_requests:,} requests, {result.total_output_tokens:,} output tokens in "
+               f"{result.makespan_s:,.2f} s on {result.devices} device{'s' if result.devices > 1 else ''}; "
+               f"{summary['iterations']:,} iterations (mean batch {summary['mean_batch_size']:.1f}), utilisation "
+               f"{result.utilization:.1%}, {result.preemptions} preemptions, "
+               f"{result.energy_per_token_j * 1e3:,.1f} mJ per output token; KV cache "
+               f"{result.kv.total_blocks:,} blocks of {result.kv.block_size} tokens, peak "
+               f"{summary['peak_kv_blocks_used']:,} used.")
 
-st.subheader("Latency distributions")
-kind = st.radio("Show", ["ecdf", "histogram"], horizontal=True, key="serving.dist",
-                format_func={"ecdf": "ECDF", "histogram": "histogram"}.get)
-left, right = st.columns(2)
-left.plotly_chart(latency_figure(result.ttft_s, point.slo_ttft_s, "TTFT", kind), key="serving.ttft")
-right.plotly_chart(latency_figure(result.tpot_s, point.slo_tpot_s, "TPOT", kind), key="serving.tpot")
-if np.isnan(result.tpot_s).all():
-    st.caption("No request has more than one output token, so none has a TPOT.")
+    st.subheader("Latency distributions")
+    kind = st.radio("Show", ["ecdf", "histogram"], horizontal=True, key="serving.dist",
+                    format_func={"ecdf": "ECDF", "histogram": "histogram"}.get)
+    left, right = st.columns(2)
+    left.plotly_chart(latency_figure(result.ttft_s, point.slo_ttft_s, "TTFT", kind), key="serving.ttft")
+    right.plotly_chart(latency_figure(result.tpot_s, point.slo_tpot_s, "TPOT", kind), key="serving.tpot")
+    if np.isnan(result.tpot_s).all():
+        st.caption("No request has more than one output token, so none has a TPOT.")
 
-st.subheader("Throughput and goodput against the arrival rate")
-rates = sweep_rates(point.rate)
-st.caption(f"Runs the same requests at {', '.join(f'{r:g}' for r in rates)} req/s (0.25x to 2x the chosen rate); "
-           "each run is cached. Throughput is over the makespan (first arrival to last finish): with few requests "
-           "the drain of the longest ones weighs on it, so it stays under the offered load even at low rates.")
-if st.button("Run the rate sweep", key="serving.sweep"):
-    progress = st.progress(0.0, text="Sweeping the arrival rate...")
-    runs: list[tuple[float, ServingResult]] = []
-    for number, rate in enumerate(rates):
-        run = run_or_report(cached_serve, point.at_rate(rate))
-        if run is None:
-            break
-        runs.append((rate, run))
-        progress.progress((number + 1) / len(rates), text=f"{rate:g} req/s done ({number + 1}/{len(rates)})")
-    progress.empty()
-    if len(runs) == len(rates):
-        st.session_state[SWEEP_STATE] = (point, sweep_frame(runs))
-stored = st.session_state.get(SWEEP_STATE)
-if stored is not None and stored[0] == point:
-    frame = stored[1]
-    st.plotly_chart(sweep_figure(frame, title=f"{point.model} on {point.system}, {point.scheduler} batching"),
-                    key="serving.sweep_chart")
-    peak = frame.loc[frame["goodput_requests_per_s"].idxmax()]
-    st.caption(f"Peak goodput {peak['goodput_requests_per_s']:,.3f} req/s at {peak['rate_per_s']:g} req/s; "
-               f"throughput at the highest rate {frame['throughput_tokens_per_s'].iloc[-1]:,.1f} tokens/s.")
-    table = frame.assign(ttft_p99_ms=frame["ttft_p99_s"] * 1e3, tpot_p99_ms=frame["tpot_p99_s"] * 1e3)
-    st.dataframe(table[["rate_per_s", "nominal_tokens_per_s", "throughput_tokens_per_s", "request_throughput_per_s",
-                        "goodput_requests_per_s", "slo_attainment", "ttft_p99_ms", "tpot_p99_ms", "utilization",
-                        "preemptions"]].round(3), hide_index=True)
-elif stored is not None:
-    st.caption("The settings changed since the last sweep; run it again.")
+    st.subheader("Throughput and goodput against the arrival rate")
+    rates = sweep_rates(point.rate)
+    st.caption(f"Runs the same requests at {', '.join(f'{r:g}' for r in rates)} req/s (0.25x to 2x the chosen rate); "
+               "each run is cached. Throughput is over the makespan (first arrival to last finish): with few requests "
+               "the drain of the longest ones weighs on it, so it stays under the offered load even at low rates.")
+    if st.button("Run the rate sweep", key="serving.sweep"):
+        progress = st.progress(0.0, text="Sweeping the arrival rate...")
+        runs: list[tuple[float, ServingResult]] = []
+        for number, rate in enumerate(rates):
+            run = run_or_report(cached_serve, point.at_rate(rate))
+            if run is None:
+                break
+            runs.append((rate, run))
+            progress.progress((number + 1) / len(rates), text=f"{rate:g} req/s done ({number + 1}/{len(rates)})")
+        progress.empty()
+        if len(runs) == len(rates):
+            st.session_state[SWEEP_STATE] = (point, sweep_frame(runs))
+    stored = st.session_state.get(SWEEP_STATE)
+    if stored is not None and stored[0] == point:
+        frame = stored[1]
+        st.plotly_chart(sweep_figure(frame, title=f"{point.model} on {point.system}, {point.scheduler} batching"),
+                        key="serving.sweep_chart")
+        peak = frame.loc[frame["goodput_requests_per_s"].idxmax()]
+        st.caption(f"Peak goodput {peak['goodput_requests_per_s']:,.3f} req/s at {peak['rate_per_s']:g} req/s; "
+                   f"throughput at the highest rate {frame['throughput_tokens_per_s'].iloc[-1]:,.1f} tokens/s.")
+        table = frame.assign(ttft_p99_ms=frame["ttft_p99_s"] * 1e3, tpot_p99_ms=frame["tpot_p99_s"] * 1e3)
+        st.dataframe(table[["rate_per_s", "nominal_tokens_per_s", "throughput_tokens_per_s", "request_throughput_per_s",
+                            "goodput_requests_per_s", "slo_attainment", "ttft_p99_ms", "tpot_p99_ms", "utilization",
+                            "preemptions"]].round(3), hide_index=True)
+    elif stored is not None:
+        st.caption("The settings changed since the last sweep; run it again.")
 
-st.subheader("Requests")
-requests_table = result.requests
-st.download_button("Download requests (CSV)", requests_table.to_csv(index=False).encode(),
-                   file_name="serving_requests.csv", mime="text/csv", key="serving.requests_csv")
-with st.expander(f"Per-request table ({len(requests_table):,} rows)"):
-    st.dataframe(requests_table, hide_index=True)
+    st.subheader("Requests")
+    requests_table = result.requests
+    st.download_button("Download requests (CSV)", requests_table.to_csv(index=False).encode(),
+                       file_name="serving_requests.csv", mime="text/csv", key="serving.requests_csv")
+    with st.expander(f"Per-request table ({len(requests_table):,} rows)"):
+        st.dataframe(requests_table, hide_index=True)

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from decodex.app.dashboard.guard import page_errors, report
 from decodex.app.dashboard.sweep_view import (
     MAX_PLOT_POINTS,
     MAX_POINTS,
@@ -28,6 +29,7 @@ from decodex.app.dashboard.sweep_view import (
     frame_to_parquet_bytes,
     infeasible_rows,
     numeric_columns,
+    open_sweep_dir_path,
     ordered_columns,
     parameter_columns,
     parse_space_bytes,
@@ -65,10 +67,11 @@ context = [1024, 4096]"""
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the sweep directory")
-def _read_dir(directory: str, fingerprint: tuple[tuple[str, int, int], ...]) -> SweepData:
-    """``read_sweep_dir``, cached per directory and the state of its files (``fingerprint``)."""
+def _read_dir(directory: str, shown: str, fingerprint: tuple[tuple[str, int, int], ...]) -> SweepData:
+    """``read_sweep_dir`` of a directory checked to lie under the sweeps root (named ``shown`` on
+    the page), cached per directory and the state of its files (``fingerprint``)."""
     del fingerprint  # part of the cache key only: a sweep that wrote more parts is read again
-    return read_sweep_dir(directory)
+    return read_sweep_dir(directory, shown)
 
 
 def _space_input() -> tuple[SweepSpace, int] | None:
@@ -101,7 +104,7 @@ def _space_input() -> tuple[SweepSpace, int] | None:
         space = parse_space_bytes(data, filename)
         count = check_point_count(space)
     except DecodexError as err:
-        st.error(f"Cannot use this space: {err}")
+        report(err, "Cannot use this space: ")
         return None
     return space, count
 
@@ -120,7 +123,7 @@ def _run(space: SweepSpace, count: int) -> SweepData | None:
         frame = run_sweep(space, chunk_size=chunk, on_part=on_part)
     except DecodexError as err:
         bar.empty()
-        st.error(f"The sweep could not run: {err}")
+        report(err, "The sweep could not run: ")
         return None
     elapsed = time.perf_counter() - started
     bar.empty()
@@ -159,22 +162,34 @@ def _run_source() -> SweepData | None:
 def _directory_source() -> SweepData | None:
     """The 'Open a sweep directory' source: a path and the rows read from it."""
     path = st.text_input("Sweep directory", key="sweep.dir", placeholder="runs/h100",
-                         help="The DIR of `decodex sweep SPACE.toml --out DIR`, on the machine running the "
-                              "dashboard; its parts/*.parquet are read (the directory is not changed).").strip()
+                         help="The DIR of `decodex sweep SPACE.toml --out DIR`, relative to the sweeps root on the "
+                              "machine running the dashboard (DECODEX_SWEEPS_ROOT, by default the directory it was "
+                              "started in); its parts/*.parquet are read (the directory is not changed).").strip()
     if not path:
-        st.info("Give the path of a directory written by `decodex sweep SPACE.toml --out DIR`.")
+        st.info("Give the path of a directory written by `decodex sweep SPACE.toml --out DIR`, relative to the "
+                "sweeps root.")
         return None
     try:
-        data = _read_dir(path, sweep_dir_fingerprint(path))
+        directory, shown = open_sweep_dir_path(path)  # under the sweeps root, before anything is touched
     except DecodexError as err:
-        st.error(f"Cannot open the sweep directory: {err}")
+        report(err)  # names the field itself
+        return None
+    try:
+        data = _read_dir(str(directory), shown, sweep_dir_fingerprint(directory))
+    except DecodexError as err:
+        report(err, "Cannot open the sweep directory: ")
         return None
     summary = data.summary
     if summary and summary.get("complete") is False:
-        st.warning(f"Incomplete sweep: {summary.get('finished', len(data.frame)):,} of "
-                   f"{summary.get('points', '?'):,} points written (still running, or interrupted; rerun "
-                   "`decodex sweep` into the same directory to finish it).")
+        finished, points = summary.get("finished", len(data.frame)), summary.get("points", "?")
+        st.warning(f"Incomplete sweep: {_count(finished)} of {_count(points)} points written (still running, or "
+                   "interrupted; rerun `decodex sweep` into the same directory to finish it).")
     return data
+
+
+def _count(value: object) -> str:
+    """A count from a sweep's summary.json as shown: with thousands separators when it is a number."""
+    return f"{value:,}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def _direction(container: DeltaGenerator, column: str) -> str:
@@ -245,7 +260,7 @@ def _explore(data: SweepData) -> None:
             figure = pareto_figure(shown, x, y, objectives, color=None if color == NO_COLOR else color,
                                    hover=params, log_x=log_x, log_y=log_y)
         except ValueError as err:
-            st.error(f"Cannot draw the front: {err}")
+            report(err, "Cannot draw the front: ")
             front = None
         else:
             st.plotly_chart(figure, key="sweep.chart")
@@ -282,11 +297,12 @@ def _explore(data: SweepData) -> None:
                                on_click="ignore")
 
 
-st.title("Sweep explorer")
-st.caption("Design-space sweeps (docs/explore.md): one row per design point with its metrics, or the reason it "
-           "cannot run. Pick two metrics and whether each is better low or high to see the Pareto front.")
-source = st.radio("Source", [RUN, OPEN], horizontal=True, key="sweep.source")
-sweep = _run_source() if source == RUN else _directory_source()
-if sweep is None:
-    st.stop()
-_explore(sweep)
+with page_errors():  # any error ends the page in one message, never a traceback
+    st.title("Sweep explorer")
+    st.caption("Design-space sweeps (docs/explore.md): one row per design point with its metrics, or the reason it "
+               "cannot run. Pick two metrics and whether each is better low or high to see the Pareto front.")
+    source = st.radio("Source", [RUN, OPEN], horizontal=True, key="sweep.source")
+    sweep = _run_source() if source == RUN else _directory_source()
+    if sweep is None:
+        st.stop()
+    _explore(sweep)

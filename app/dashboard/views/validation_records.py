@@ -18,6 +18,7 @@ from decodex.app.dashboard.compare import (
     summary_frame,
     with_relative_error,
 )
+from decodex.app.dashboard.guard import page_errors
 from decodex.validation.bands import HIGH_Q, LOW_Q, band_table
 from decodex.validation.records import RECORDS_DIR, load_records, mape
 
@@ -40,68 +41,69 @@ def _multiselect(label: str, values: pd.Series, key: str) -> list[str]:
     return st.sidebar.multiselect(label, options, default=options, key=key)
 
 
-st.title("Validation")
-st.caption("Each record is one kernel or operator timed on a real machine next to what Decodex predicts for it on "
-           "that machine's catalog spec (written only by `decodex validate …`; see docs/validation.md).")
-records = cached_records(_records_stamp())
-if records.empty:
-    st.info(f"No records under {RECORDS_DIR}; `decodex validate cpu` writes this machine's.")
-    st.stop()
+with page_errors():  # any error ends the page in one message, never a traceback
+    st.title("Validation")
+    st.caption("Each record is one kernel or operator timed on a real machine next to what Decodex predicts for it on "
+               "that machine's catalog spec (written only by `decodex validate …`; see docs/validation.md).")
+    records = cached_records(_records_stamp())
+    if records.empty:
+        st.info(f"No records under {RECORDS_DIR}; `decodex validate cpu` writes this machine's.")
+        st.stop()
 
-st.sidebar.header("Filters")
-devices = _multiselect("Device", records["device"], "validation.device")
-kinds = _multiselect("Op kind", records["op_kind"], "validation.op_kind")
-runs = _multiselect("Run", records["run_id"], "validation.run")
-frame = filter_records(records, devices, kinds, runs)
-if frame.empty:
-    st.info("No record matches the filters.")
-    st.stop()
+    st.sidebar.header("Filters")
+    devices = _multiselect("Device", records["device"], "validation.device")
+    kinds = _multiselect("Op kind", records["op_kind"], "validation.op_kind")
+    runs = _multiselect("Run", records["run_id"], "validation.run")
+    frame = filter_records(records, devices, kinds, runs)
+    if frame.empty:
+        st.info("No record matches the filters.")
+        st.stop()
 
-cols = st.columns(4)
-cols[0].metric("Cases", f"{len(frame):,}")
-cols[1].metric("MAPE", f"{100 * mape(frame['measured_s'].to_numpy(), frame['predicted_s'].to_numpy()):.1f} %",
-               help="mean |predicted / measured − 1| over the filtered cases")
-cols[2].metric("Devices", f"{frame['device'].nunique()}")
-cols[3].metric("Runs", f"{frame['run_id'].nunique()}")
+    cols = st.columns(4)
+    cols[0].metric("Cases", f"{len(frame):,}")
+    cols[1].metric("MAPE", f"{100 * mape(frame['measured_s'].to_numpy(), frame['predicted_s'].to_numpy()):.1f} %",
+                   help="mean |predicted / measured − 1| over the filtered cases")
+    cols[2].metric("Devices", f"{frame['device'].nunique()}")
+    cols[3].metric("Runs", f"{frame['run_id'].nunique()}")
 
-facet = st.checkbox("One panel per device", value=True, key="validation.facet")
-st.plotly_chart(predicted_vs_measured_figure(frame, facet_by_device=facet), key="validation.scatter")
-st.caption("Log-log; on the dashed line the prediction equals the measurement, above it the prediction is slower "
-           "than the machine.")
+    facet = st.checkbox("One panel per device", value=True, key="validation.facet")
+    st.plotly_chart(predicted_vs_measured_figure(frame, facet_by_device=facet), key="validation.scatter")
+    st.caption("Log-log; on the dashed line the prediction equals the measurement, above it the prediction is slower "
+               "than the machine.")
 
-st.subheader("Error per device and op kind")
-st.dataframe(summary_display(summary_frame(frame)), hide_index=True, key="validation.summary", column_config={
-    "MAPE (%)": st.column_config.NumberColumn(format="%.1f"),
-    "max error (%)": st.column_config.NumberColumn(format="%.1f"),
-    "bias, median (%)": st.column_config.NumberColumn(format="%.1f"),
-})
-st.caption("MAPE: mean |predicted / measured − 1|; max error: the largest |predicted / measured − 1|; bias: the "
-           "median signed error (negative: the prediction is faster than the measurement).")
+    st.subheader("Error per device and op kind")
+    st.dataframe(summary_display(summary_frame(frame)), hide_index=True, key="validation.summary", column_config={
+        "MAPE (%)": st.column_config.NumberColumn(format="%.1f"),
+        "max error (%)": st.column_config.NumberColumn(format="%.1f"),
+        "bias, median (%)": st.column_config.NumberColumn(format="%.1f"),
+    })
+    st.caption("MAPE: mean |predicted / measured − 1|; max error: the largest |predicted / measured − 1|; bias: the "
+               "median signed error (negative: the prediction is faster than the measurement).")
 
-st.plotly_chart(error_histogram_figure(frame), key="validation.histogram")
+    st.plotly_chart(error_histogram_figure(frame), key="validation.histogram")
 
-st.subheader("Error band of the estimates")
-st.caption(
-    f"Every `estimate` and `simulate` carries a band from these records (validation/bands.py). For each device and "
-    f"op kind, e₅ and e₉₅ are the {100 * LOW_Q:.0f}th and {100 * HIGH_Q:.0f}th percentiles of the signed errors "
-    "e = predicted / measured − 1; an op predicted at t was then measured within [t / (1 + e₉₅), t / (1 + e₅)] "
-    "in 90 % of the validated cases, and a step's band adds its ops' bands (errors taken to go the same way: a "
-    "conservative band). A device without records borrows those of its kind (GPU, CPU) and says so; an op kind "
-    "without records, or a dtype or size outside the validated range, adds a warning. The table below is the band "
-    "of all committed records (the filters above select the devices only); op kinds are named as estimates name "
-    "them (gemm → matmul, NCCL operators → collective).")
-bands = band_frame(band_table(), devices)
-st.dataframe(bands.rename(columns={"op_kind": "op kind", "e_low": "e₅", "e_high": "e₉₅",
-                                   "low_factor": "band low (× t)", "high_factor": "band high (× t)"}),
-             hide_index=True, key="validation.bands", column_config={
-                 "e₅": st.column_config.NumberColumn(format="%+.3f"),
-                 "e₉₅": st.column_config.NumberColumn(format="%+.3f"),
-                 "band low (× t)": st.column_config.NumberColumn(format="%.3f"),
-                 "band high (× t)": st.column_config.NumberColumn(format="%.3f"),
-                 "mape": st.column_config.NumberColumn("MAPE", format="%.3f"),
-             })
+    st.subheader("Error band of the estimates")
+    st.caption(
+        f"Every `estimate` and `simulate` carries a band from these records (validation/bands.py). For each device and "
+        f"op kind, e₅ and e₉₅ are the {100 * LOW_Q:.0f}th and {100 * HIGH_Q:.0f}th percentiles of the signed errors "
+        "e = predicted / measured − 1; an op predicted at t was then measured within [t / (1 + e₉₅), t / (1 + e₅)] "
+        "in 90 % of the validated cases, and a step's band adds its ops' bands (errors taken to go the same way: a "
+        "conservative band). A device without records borrows those of its kind (GPU, CPU) and says so; an op kind "
+        "without records, or a dtype or size outside the validated range, adds a warning. The table below is the band "
+        "of all committed records (the filters above select the devices only); op kinds are named as estimates name "
+        "them (gemm → matmul, NCCL operators → collective).")
+    bands = band_frame(band_table(), devices)
+    st.dataframe(bands.rename(columns={"op_kind": "op kind", "e_low": "e₅", "e_high": "e₉₅",
+                                       "low_factor": "band low (× t)", "high_factor": "band high (× t)"}),
+                 hide_index=True, key="validation.bands", column_config={
+                     "e₅": st.column_config.NumberColumn(format="%+.3f"),
+                     "e₉₅": st.column_config.NumberColumn(format="%+.3f"),
+                     "band low (× t)": st.column_config.NumberColumn(format="%.3f"),
+                     "band high (× t)": st.column_config.NumberColumn(format="%.3f"),
+                     "mape": st.column_config.NumberColumn("MAPE", format="%.3f"),
+                 })
 
-shown = with_relative_error(frame)
-st.download_button("Download the filtered cases (CSV)", shown.to_csv(index=False).encode(),
-                   file_name="validation-records.csv", mime="text/csv", key="validation.download")
-st.dataframe(shown, hide_index=True, key="validation.cases", height=300)
+    shown = with_relative_error(frame)
+    st.download_button("Download the filtered cases (CSV)", shown.to_csv(index=False).encode(),
+                       file_name="validation-records.csv", mime="text/csv", key="validation.download")
+    st.dataframe(shown, hide_index=True, key="validation.cases", height=300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from decodex.app.cli import build_parser
 from decodex.app.cli_app import DASHBOARD, streamlit_command
 from decodex.app.dashboard.charts import band_factors, op_breakdown, op_breakdown_figure, roofline_with_band
 from decodex.app.dashboard.uploads import MAX_UPLOAD_BYTES, UploadError, parse_model_upload, parse_system_upload
-from decodex.core.errors import DecodexError, SpecError
+from decodex.core.errors import ArgumentError, DecodexError, SpecError
 from decodex.hw_models.system import DEVICES_DIR, load_system
 from decodex.workloads.catalog import CATALOG_DIR, load_model
 from decodex.workloads.parallelism import Parallelism
@@ -166,3 +167,23 @@ def test_app_command_binds_localhost_by_default() -> None:
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.port") + 1] == "8600"
     assert str(DASHBOARD) in command and DASHBOARD.is_file()
+
+
+def test_app_command_hides_tracebacks_and_sets_the_sweeps_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from decodex.app import cli_app
+
+    command = streamlit_command(8600, "127.0.0.1")
+    assert command[command.index("--client.showErrorDetails") + 1] == "none"
+    monkeypatch.setenv(cli_app.SWEEPS_ROOT_ENV, "restored after the test")
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli_app, "run_server", lambda cmd: started.append(cmd) or 0)
+    monkeypatch.setattr(cli_app, "check_address", lambda address, port: None)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    args = build_parser().parse_args(["app", "--sweeps-root", str(link)])
+    assert cli_app.cmd_app(args) == 0 and started
+    assert os.environ[cli_app.SWEEPS_ROOT_ENV] == str(tmp_path.resolve())
+    for bad in (str(tmp_path / "missing"), str(link / "x.txt"), ""):
+        (tmp_path / "x.txt").write_text("a file")
+        with pytest.raises(ArgumentError, match="--sweeps-root"):
+            cli_app.cmd_app(build_parser().parse_args(["app", "--sweeps-root", bad]))

@@ -138,7 +138,8 @@ def test_changing_objective_or_y_axis_changes_the_front() -> None:
     assert third != first
 
 
-def test_open_sweep_directory_shows_the_same_rows(tmp_path: Path) -> None:
+def test_open_sweep_directory_shows_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DECODEX_SWEEPS_ROOT", str(tmp_path))
     out = tmp_path / "tiny"
     written = run_sweep(TINY, out=out, chunk_size=4)
     assert len(list((out / "parts").glob("*.parquet"))) > 1
@@ -156,7 +157,8 @@ def test_open_sweep_directory_shows_the_same_rows(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path_kind", ["missing", "empty", "file"])
-def test_bad_sweep_directory_is_a_message(tmp_path: Path, path_kind: str) -> None:
+def test_bad_sweep_directory_is_a_message(tmp_path: Path, path_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DECODEX_SWEEPS_ROOT", str(tmp_path))
     target = tmp_path / "nothing-here"
     if path_kind == "empty":
         target.mkdir()

@@ -30,6 +30,7 @@ from decodex.app.dashboard.untrusted import (
     check_name,
     check_space,
     check_spec_tables,
+    check_sweep_dir,
     names_device_file,
 )
 from decodex.app.dashboard.uploads import parse_system_upload, resolve_model, resolve_system
@@ -195,12 +196,12 @@ def test_serve_mode_trace_paths_are_refused(trace_file: Path, tmp_path: Path,
     _refused(_space(f'{fixed}\ntrace = "{trace_file}"', head=serve), tmp_path, monkeypatch,
              "sweep.fixed.trace", "unknown parameter")
     _refused(_space(fixed, head=f'{serve}\ntrace = "{trace_file}"'), tmp_path, monkeypatch,
-             "sweep.trace is not taken here")
+             "sweep.trace: unknown field")
 
 
 def test_out_folder_in_a_space_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _space('model = "llama3-8b"\nsystem = "h100-sxm"', head=f'out = "{tmp_path / "runs"}"')
-    _refused(data, tmp_path, monkeypatch, "sweep.out is not taken here")
+    _refused(data, tmp_path, monkeypatch, "sweep.out: unknown field")
     assert not (tmp_path / "runs").exists()
 
 
@@ -327,3 +328,24 @@ def test_the_cli_still_takes_paths(device_file: Path, tmp_path: Path, monkeypatc
     assert row["feasible"], row["reason"]
     with pytest.raises(UntrustedInputError):
         check_space(space)  # which the dashboard refuses
+
+
+# --- sweep directories ----------------------------------------------------------------------------
+
+def test_a_sweep_directory_outside_the_root_is_not_probed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Sweep explorer's directory is refused before anything outside the sweeps root is
+    opened, listed or stat'ed, with the same message whether it exists or not."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "runs").mkdir(parents=True)
+    (outside / "sweep" / "parts").mkdir(parents=True)
+    monkeypatch.setenv("DECODEX_SWEEPS_ROOT", str(root))
+    messages = set()
+    with accesses(outside, monkeypatch) as seen:
+        for text in (str(outside / "sweep"), str(outside / "missing"), "../outside/sweep", "../outside/missing",
+                     "runs/../../outside/sweep", f"{root}/../outside/sweep"):
+            with pytest.raises(UntrustedInputError) as info:
+                check_sweep_dir(text)
+            messages.add(str(info.value))
+    assert seen == [], f"the server touched {seen}"
+    assert len(messages) == 1 and str(tmp_path) not in messages.pop()
+    assert check_sweep_dir("runs") == ((root / "runs").resolve(), "runs")
