@@ -40,12 +40,11 @@ demo: $(APP_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
-# the suite runs on up to TEST_WORKERS processes (pytest-xdist; 2 on CI's 2 cores); tests that share
-# a cache (the reproduction runs) stay in one worker (xdist_group)
+# the suite runs on up to TEST_WORKERS processes (pytest-xdist; 2 on CI's 2 cores)
 TEST_WORKERS ?= 4
 test: $(DEV_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n auto --maxprocesses $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n auto --maxprocesses $(TEST_WORKERS)
 
 bench: $(APP_STAMP)
 	$(PY) benchmarks/estimate.py

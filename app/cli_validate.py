@@ -91,6 +91,28 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
     return _report(summary, args.json, write_external_records(frame) if args.write else ())
 
 
+def cmd_validate_published(args: argparse.Namespace) -> int:
+    """Compare predictions with the published GPU measurements shipped with Decodex."""
+    from decodex.validation.published_gpu import fit_decode_attention, load_attention_rows, validate_published
+
+    if args.fit:
+        rows = load_attention_rows()
+        fitted = fit_decode_attention(rows[rows["split"] == "fit"])
+        print("a100-80g [units.tensor.decode_attention] fitted on the fit rows (odd batch): "
+              + ", ".join(f"{k} = {v:.4g}" for k, v in fitted.items()), file=sys.stderr)
+    _, summary = validate_published()
+    if args.json:
+        print_json(summary)
+        return 0
+    attention = summary["attention"]
+    rows = [[group, key, f"{s['mape']:.1%}", f"{s['median_error']:+.1%}", f"{s['max_abs_error']:.0%}", s["n"]]
+            for group in ("all", "by_split", "by_band", "by_model")
+            for key, s in ({"": attention["all"]} if group == "all" else attention[group]).items()]
+    print("A100 decode attention (Vidur profiles; error = predicted / measured - 1; fit rows: odd batch)")
+    print(table(["group", "", "MAPE", "median error", "max |error|", "n"], rows))
+    return 0
+
+
 def cmd_validate_cpu(args: argparse.Namespace) -> int:
     from decodex.hw_models.device import device_from_dict, read_device_toml
     from decodex.validation.kernel_validation import validate_cpu
@@ -138,6 +160,13 @@ def add_validation_parsers(sub: Any) -> None:
     ext.add_argument("--write", action="store_true", help="write the comparison as records (validation/records/)")
     ext.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
     ext.set_defaults(func=cmd_validate_external)
+    published = which.add_parser("published", help="GPU predictions against published measurements (decode "
+                                                   "attention kernels on A100)")
+    published.add_argument("--fit", action="store_true", help="first refit the A100 decode-attention kernel fields on "
+                                                              "the fit rows and print them (the device file is not "
+                                                              "changed)")
+    published.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
+    published.set_defaults(func=cmd_validate_published)
     cpu = which.add_parser("cpu", help="time the Numba CPU kernels here and compare with the host spec")
     cpu.add_argument("--spec", default=None, help="host device TOML (default: calibrate this host now)")
     cpu.add_argument("--quick", action="store_true", help="quick calibration")

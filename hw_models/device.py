@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,7 @@ def device_from_dict(data: Mapping[str, object], source: str = "<dict>",
     for key, unit in units.items():
         if memories[unit.memory].bandwidth_bytes_per_s <= 0:
             raise unit_table.error(f"{key}.memory", f"memory {unit.memory!r} has no bandwidth_bytes_per_s")
+        memories[unit.memory] = _budget_covers_kernel(memories[unit.memory], unit)
     link_table = root.optional_sub("links")
     links = {} if link_table is None else {k: LinkSpec.read(k, link_table.sub(k)) for k in link_table}
     spec = DeviceSpec(
@@ -172,3 +174,17 @@ def load_device(path: str | Path) -> DeviceSpec:
     ``device.name`` must equal the file stem."""
     path = Path(path)
     return device_from_dict(read_device_toml(path), str(path), expected_name=path.stem)
+
+
+def _budget_covers_kernel(memory: MemorySpec, unit: object) -> MemorySpec:
+    """``memory`` with its shared bandwidth budget raised, when not given in the file, to what a
+    decode-attention kernel of ``unit`` is known to pull from it (``memory_efficiency x``
+    bandwidth, hw_models/decode_attention.py): the budget concurrent transfers share is the most
+    its units achieve, so that a kernel alone is never slowed by its own memory channel."""
+    kernel = getattr(unit, "decode_attention", None)
+    if kernel is None or memory.shared_budget_bytes_per_s is not None:
+        return memory
+    streaming = kernel.memory_efficiency * memory.bandwidth_bytes_per_s
+    if streaming <= memory.shared_bandwidth_bytes_per_s:
+        return memory
+    return dataclasses.replace(memory, shared_budget_bytes_per_s=streaming)

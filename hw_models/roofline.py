@@ -13,10 +13,15 @@ Two optional refinements (absent = the plain roofline above), fitted on measured
   and to a multiple of ``tile_m`` above; FLOP counts and energy stay those of the op.
 - ``overlap_exponent`` n: compute and memory overlap imperfectly near the ridge point;
   ``max(c, m)`` becomes ``(c^n + m^n)^(1/n)`` (n = 1 adds them, large n tends to the max).
+
+And ``[units.NAME.decode_attention]``: the decode requests of an attention op are priced as the
+GPU kernel runs them, in thread blocks and SM waves (:mod:`hw_models.decode_attention`); its
+prefill chunks stay on the roofline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,11 +29,12 @@ import numpy as np
 
 from decodex.core.dtypes import DType
 from decodex.hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
+from decodex.hw_models.decode_attention import DecodeAttentionKernel, read_decode_attention
 from decodex.hw_models.efficiency import EfficiencyCurve
 from decodex.hw_models.memory import MemorySpec
 from decodex.hw_models.spec_reader import TableReader, read_dtype_table
 from decodex.hw_models.units import register_unit_model
-from decodex.workloads.ops import MatmulOp, MoEExpertsOp, Op
+from decodex.workloads.ops import AttentionOp, MatmulOp, MoEExpertsOp, Op
 
 MIN_TILE_ROWS = 16  # smallest M of a tensor-core MMA (mma.m16n8k16, PTX ISA) used for short matmuls
 
@@ -65,6 +71,7 @@ class RooflineUnit:
     sparsity_patterns: tuple[str, ...] = ()
     tile_m: int = 0
     overlap_exponent: float = 0.0
+    decode_attention: DecodeAttentionKernel | None = None
 
     def tiled_flops(self, op: Op, flops: float) -> float:
         """FLOP the unit spends on ``op`` once its rows are padded to whole tiles (see module docstring)."""
@@ -93,6 +100,8 @@ class RooflineUnit:
         memory = memories[self.memory]
         if isinstance(op, MoEExpertsOp):
             return self._experts_cost(op, memory)
+        if isinstance(op, AttentionOp) and self.decode_attention is not None and bool((op.query_lens == 1).any()):
+            return self._decode_attention_cost(op, memories)
         flops = self.executed_flops(op)
         compute_s = 0.0
         if flops > 0:
@@ -104,6 +113,35 @@ class RooflineUnit:
         energy = flops * self.energy_per_flop_j.get(op.dtype, 0.0) + nbytes * memory.energy_per_byte_j
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+
+    def _decode_attention_cost(self, op: AttentionOp, memories: Mapping[str, MemorySpec]) -> OpCost:
+        """The decode requests of ``op`` as the kernel runs them (:mod:`hw_models.decode_attention`),
+        plus its prefill chunks on the roofline; energy as the roofline counts it."""
+        kernel = self.decode_attention
+        assert kernel is not None
+        memory = memories[self.memory]
+        decode = op.query_lens == 1
+        requests = int(decode.sum())
+        prefill = None
+        if not decode.all():  # the prefill chunks of a mixed batch, on the roofline
+            rest = dataclasses.replace(op, context_lens=op.context_lens[~decode], query_lens=op.query_lens[~decode])
+            prefill = dataclasses.replace(self, decode_attention=None).op_cost(rest, memories)
+            decode_op = dataclasses.replace(op, context_lens=op.context_lens[decode], query_lens=op.query_lens[decode])
+        else:
+            decode_op = op
+        heads = requests * op.kv_heads
+        head_bytes = decode_op.bytes / heads  # K and V read and the new token's written, query and output
+        block_flops = decode_op.flops / heads
+        peak = self.peak_flops(op.dtype)
+        time_s = kernel.time_s(requests, op.kv_heads, head_bytes, block_flops, memory.bandwidth_bytes_per_s, peak)
+        compute_s = decode_op.flops / peak
+        memory_s = decode_op.bytes / (kernel.memory_efficiency * memory.bandwidth_bytes_per_s)
+        if prefill is not None:
+            time_s, compute_s, memory_s = time_s + prefill.time_s, compute_s + prefill.compute_s, \
+                memory_s + prefill.memory_s
+        overhead_s = max(0.0, time_s - max(compute_s, memory_s))
+        energy = op.flops * self.energy_per_flop_j.get(op.dtype, 0.0) + op.bytes * memory.energy_per_byte_j
+        return OpCost(time_s, compute_s, memory_s, overhead_s, roofline_bound(compute_s, memory_s, overhead_s), energy)
 
     def experts_times(self, op: MoEExpertsOp, memory: MemorySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (draw, rank) arrays of the grouped expert GEMM: time, compute and memory (s), each
@@ -179,4 +217,5 @@ def read_roofline_unit(name: str, table: TableReader, memories: tuple[str, ...])
         sparsity_patterns=patterns,
         tile_m=tile_m,
         overlap_exponent=exponent,
+        decode_attention=read_decode_attention(table),
     )

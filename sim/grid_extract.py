@@ -180,7 +180,8 @@ def _close(got: np.ndarray, want: np.ndarray, rtol: float, floor: float = 1.0) -
 
 def check_scope(model: ModelConfig, system: SystemSpec) -> None:
     """Raise :class:`NotVectorizable` for a model with MoE layers or a system not run by the
-    ``gpu`` mapper on roofline units only (checked before anything is built)."""
+    ``gpu`` mapper on plain roofline units only (no decode-attention kernel model; checked before
+    anything is built)."""
     if model.moe is not None or "moe" in model.layer_kinds:
         raise NotVectorizable(f"estimate_grid: {model.name} has MoE layers (routing draws are not polynomial)")
     if system.default_mapper != "gpu":
@@ -191,6 +192,9 @@ def check_scope(model: ModelConfig, system: SystemSpec) -> None:
             if type(unit) is not RooflineUnit:
                 raise NotVectorizable(f"estimate_grid: unit {name!r} of {group.device.name!r} is a "
                                       f"{type(unit).__name__}, not a roofline unit")
+            if unit.decode_attention is not None:  # waves and splits are steps, not a polynomial
+                raise NotVectorizable(f"estimate_grid: unit {name!r} of {group.device.name!r} prices decode "
+                                      "attention by kernel waves")
 
 
 @lru_cache(maxsize=64)

@@ -63,6 +63,6 @@ def _keep_main_module() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the long grouped tests (``xdist_group``: the reproduction runs) first, so that under
-    pytest-xdist their worker starts on them at once while the others share the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable: order kept otherwise
+    """Start the tests marked ``long`` (minutes each) first: under pytest-xdist a worker takes one
+    at once instead of the whole run waiting on it at the end. The order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

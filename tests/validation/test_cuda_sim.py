@@ -33,6 +33,7 @@ def test_simulator_is_available_and_nvidia():
     assert out.stdout.split() == ["True", "NVIDIA"]
 
 
+@pytest.mark.long  # ~40-60 s in the CUDA simulator
 def test_every_cuda_kernel_matches_reference_on_simulator():
     result = _run()
     assert result.returncode == 0, result.stdout + result.stderr

@@ -37,7 +37,7 @@ def test_energy_target_uses_an_absolute_tolerance() -> None:
     assert target.absolute and target.unit == "%" and target.tolerance == 10.0
 
 
-@pytest.mark.xdist_group("reproduce")  # shares the serving runs (runners_duplex.served cache) with `reproduce all`
+@pytest.mark.long  # ~3 minutes: 90 serving runs of the Duplex and H100 systems
 def test_decodex_reproduce_duplex_passes() -> None:
     results = {r.name: r for r in reproduce("duplex")}
     assert set(results) == {"duplex-throughput-mean", "duplex-throughput-best", "duplex-energy"}
