@@ -6,6 +6,11 @@ e5)] for 90 % of the validated cases; a step's band adds its ops' bands (errors 
 the same way: a conservative band). A device without records of its own borrows those of the
 devices of its kind (flagged); an op kind without records, a dtype or a size outside what was
 validated adds a warning.
+
+An op kind without records is never given a zero-width band: it takes the widest band of the
+kinds that are validated there (the lowest 5 % and the highest 95 % error quantile among them),
+and with no records at all :data:`UNVALIDATED_ERROR` (measured within a factor 2 of the
+prediction either way); the warning says which.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ KIND_ALIASES = {"gemm": "matmul", "all_reduce": "collective", "send_recv": "coll
 # an op kind priced like another when it has no records of its own
 FALLBACK_KIND = {"moe_experts": "matmul"}
 LOW_Q, HIGH_Q = 0.05, 0.95
+# (e_low, e_high) of an op with no records anywhere: an assumption, not a measurement: a roofline
+# model unchecked on a device is taken to be within a factor 2 either way (measured in [t/2, 2t]);
+# for comparison, the A100 decode-attention roofline before its kernel model erred by -72 %..+28 %
+# (docs/validation-published.md)
+UNVALIDATED_ERROR = (-0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -111,13 +121,19 @@ class BandTable:
                             else f"no validation records for {device} or any {device_kind}")
         low = high = covered = total = 0.0
         unvalidated: dict[str, float] = {}
+        if bands:  # an unvalidated kind is no better than the worst validated one
+            wide_low = min(b.e_low for b in bands.values())
+            wide_high = max(b.e_high for b in bands.values())
+            wide_why = "band: the widest of the validated kinds"
+        else:
+            (wide_low, wide_high), wide_why = UNVALIDATED_ERROR, "band: a factor 2 either way, nothing validated"
         for op in ops:
             total += op.time_s
             kind = op.kind if op.kind in bands else FALLBACK_KIND.get(op.kind, op.kind)
             band = bands.get(kind)
             if band is None:
-                low += op.time_s
-                high += op.time_s
+                low += op.time_s / (1.0 + wide_high)
+                high += op.time_s / (1.0 + wide_low)
                 unvalidated[op.kind] = unvalidated.get(op.kind, 0.0) + op.time_s
                 continue
             covered += op.time_s
@@ -133,7 +149,7 @@ class BandTable:
                                 f"{band.bytes_range[0]:.3g}-{band.bytes_range[1]:.3g} B")
         for kind, seconds in unvalidated.items():
             share = seconds / total if total > 0 else 0.0
-            warnings.append(f"{kind} unvalidated on {device} ({100 * share:.0f}% of the step time)")
+            warnings.append(f"{kind} unvalidated on {device} ({100 * share:.0f}% of the step time; {wide_why})")
         return ErrorBand(low, high, covered / total if total > 0 else 0.0, source,
                          tuple(dict.fromkeys(warnings)))
 
