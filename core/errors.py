@@ -6,6 +6,9 @@ message names the file, the field and the allowed range, so that the CLI can pri
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class DecodexError(Exception):
     """Base class for errors caused by input: spec files, model configs, arguments."""
@@ -32,3 +35,10 @@ class ArgumentError(DecodexError):
 
 class InfeasibleError(DecodexError):
     """A design point cannot run (e.g. a parallel split that does not divide the model)."""
+
+
+def did_you_mean(name: object, known: Iterable[object], n: int = 1) -> str:
+    """``"did you mean 'a'?"`` (``'a' or 'b'`` for up to ``n`` names) for the known names closest
+    to ``name`` (difflib, cutoff 0.6), else ``""``: the hint of every "unknown name" message."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=n, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -6,13 +6,13 @@ Values are unit-free here: each objective column keeps whatever unit its name ca
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from decodex.core.errors import ArgumentError
+from decodex.core.errors import did_you_mean as core_did_you_mean
 
 DIRECTIONS = ("max", "min")
 _BLOCK = 512  # rows per block in the k >= 3 path
@@ -29,8 +29,8 @@ class ExploreArgumentError(ArgumentError, ValueError):
 
 def did_you_mean(name: object, known: Iterable[object]) -> str:
     """``"; did you mean 'x'?"`` for the known name closest to ``name`` (difflib), else ``""``."""
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = core_did_you_mean(name, known)
+    return f"; {close}" if close else ""
 
 
 def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:

@@ -31,7 +31,6 @@ the sweep is complete, why it stopped and the part files skipped.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -42,12 +41,12 @@ from typing import Any
 import pandas as pd
 
 from decodex.core.errors import ArgumentError
-from decodex.core.run_limits import default_memory_limit, parse_bytes, si_bytes
+from decodex.core.run_limits import check_time_limit, default_memory_limit, parse_bytes, si_bytes
 from decodex.explore.chunk_runs import Chunk, Deadline, dask_rows, local_rows
 from decodex.explore.dask_scheduler import connect_scheduler
 from decodex.explore.points import group_key
 from decodex.explore.sweep_identity import apply_constraints, identity_difference, sweep_identity
-from decodex.explore.sweep_memory import CHUNK_SIZE, estimate_memory_bytes, point_count
+from decodex.explore.sweep_memory import CHUNK_SIZE, estimate_memory_bytes
 from decodex.explore.sweep_space import MODES, SweepSpace, check_constraints, load_space, point_id
 from decodex.explore.sweep_store import SweepDirReadOnlyError, SweepStore
 
@@ -103,8 +102,7 @@ def _check_arguments(out: str | Path | None, workers: int, time_limit_s: float |
         raise ArgumentError("--out (out): an empty path; give a folder name (or out=None to keep the rows in memory)")
     if not 1 <= workers <= 1024:
         raise ArgumentError(f"--workers (workers): {workers} outside [1, 1024]")
-    if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s >= 0):
-        raise ArgumentError(f"--time-limit (time_limit_s): {time_limit_s} outside [0, inf) seconds")
+    check_time_limit(time_limit_s, "--time-limit (time_limit_s)")
     if chunk_size is not None and not 1 <= chunk_size <= 10_000_000:
         raise ArgumentError(f"chunk_size: {chunk_size} outside [1, 10000000]")
 
@@ -144,7 +142,7 @@ def run_sweep(space: str | Path | Mapping[str, Any] | SweepSpace, *, mode: str |
     need = estimate_memory_bytes(spec, mode, 1 if scheduler else workers, chunk_size)
     if need > limit:
         raise ArgumentError(
-            f"--max-memory (max_memory_bytes): this sweep needs about {si_bytes(need)} ({point_count(spec):,} "
+            f"--max-memory (max_memory_bytes): this sweep needs about {si_bytes(need)} ({spec.count_points():,} "
             f"{mode} points{'' if scheduler else f', {workers} worker(s)'}), above the limit of {si_bytes(limit)}; "
             "raise --max-memory, use fewer --workers or split the space")
     with contextlib.ExitStack() as stack:

@@ -37,15 +37,6 @@ REQUEST_BYTES = 20_000
 SERVE_DEFAULT_REQUESTS = 200  # evaluate_point's default ``requests``
 WORKER_BYTES = 160_000_000
 
-def point_count(space: SweepSpace) -> int:
-    """How many points ``space.points()`` gives, without making them."""
-    if not space.axes:
-        return 1
-    if space.sampling != "grid":
-        return space.samples
-    return math.prod(len(a.values or ()) for a in space.axes)
-
-
 def _largest_requests(space: SweepSpace) -> float:
     """The largest ``requests`` of the space's points (serve; the default when not set)."""
     values: list[Any] = [space.fixed["requests"]] if "requests" in space.fixed else []
@@ -65,7 +56,7 @@ def estimate_memory_bytes(space: str | Path | Mapping[str, Any] | SweepSpace, mo
     measured are in this module's source."""
     spec = load_space(space)
     mode = mode or spec.mode
-    points = point_count(spec)
+    points = spec.count_points()
     size = min(chunk_size or CHUNK_SIZE[mode], max(points, 1))
     running = min(max(workers, 1), max(1, math.ceil(points / size)))
     chunk = size * ROW_BYTES[mode] + CHUNK_BYTES[mode]

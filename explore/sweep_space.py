@@ -33,7 +33,6 @@ space always gives the same points.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
-from decodex.core.errors import SpecError
+from decodex.core.errors import SpecError, did_you_mean
 from decodex.explore.optimize import Constraint
 from decodex.hw_models.spec_reader import TableReader, read_toml
 
@@ -140,6 +139,15 @@ class SweepSpace:
     def parameters(self) -> list[str]:
         """The input columns of the sweep's rows: the fixed settings, then the axes."""
         return [*self.fixed, *(a.name for a in self.axes)]
+
+    def count_points(self) -> int:
+        """How many points :meth:`points` gives (a grid's product of list lengths, else
+        ``samples``), without listing them."""
+        if not self.axes:
+            return 1
+        if self.sampling == "grid":
+            return math.prod(len(axis.values or ()) for axis in self.axes)
+        return self.samples
 
     def points(self) -> list[dict[str, Any]]:
         """Every point of the space, in a fixed order: fixed settings plus one value per axis."""
@@ -252,8 +260,8 @@ def _check_metric(metric: str, mode: str, inputs: Sequence[str], table: TableRea
     known = [*METRICS[mode], *ROW_COLUMNS, *inputs]
     if metric in known or (mode != "serve" and metric.startswith("util.") and len(metric) > len("util.")):
         return
-    close = difflib.get_close_matches(metric, known, n=2, cutoff=0.6)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    close = did_you_mean(metric, known, n=2)
+    hint = f"{close} " if close else ""
     raise table.error("metric", f"{metric!r} is not a column of a sweep in {mode} mode; {hint}metrics: "
                                 f"{', '.join(METRICS[mode])}" + ("" if mode == "serve" else ", util.UNIT") +
                                 "; or an input of the space")

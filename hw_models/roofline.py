@@ -101,7 +101,11 @@ class RooflineUnit:
         if isinstance(op, MoEExpertsOp):
             return self._experts_cost(op, memory)
         if isinstance(op, AttentionOp) and self.decode_attention is not None and bool((op.query_lens == 1).any()):
-            return self._decode_attention_cost(op, memories)
+            return self._decode_attention_cost(op, memory)
+        return self._roofline_cost(op, memory)
+
+    def _roofline_cost(self, op: Op, memory: MemorySpec) -> OpCost:
+        """``op`` on the roofline of the module docstring (tiles, overlap, overhead)."""
         flops = self.executed_flops(op)
         compute_s = 0.0
         if flops > 0:
@@ -114,18 +118,17 @@ class RooflineUnit:
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
 
-    def _decode_attention_cost(self, op: AttentionOp, memories: Mapping[str, MemorySpec]) -> OpCost:
+    def _decode_attention_cost(self, op: AttentionOp, memory: MemorySpec) -> OpCost:
         """The decode requests of ``op`` as the kernel runs them (:mod:`hw_models.decode_attention`),
         plus its prefill chunks on the roofline; energy as the roofline counts it."""
         kernel = self.decode_attention
         assert kernel is not None
-        memory = memories[self.memory]
         decode = op.query_lens == 1
         requests = int(decode.sum())
         prefill = None
         if not decode.all():  # the prefill chunks of a mixed batch, on the roofline
             rest = dataclasses.replace(op, context_lens=op.context_lens[~decode], query_lens=op.query_lens[~decode])
-            prefill = dataclasses.replace(self, decode_attention=None).op_cost(rest, memories)
+            prefill = self._roofline_cost(rest, memory)
             decode_op = dataclasses.replace(op, context_lens=op.context_lens[decode], query_lens=op.query_lens[decode])
         else:
             decode_op = op

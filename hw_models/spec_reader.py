@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 from decodex.core import input_files
 from decodex.core.dtypes import DType
-from decodex.core.errors import SpecError
+from decodex.core.errors import SpecError, did_you_mean
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -78,9 +77,8 @@ class TableReader:
         for key in self.data:
             if key in self.known or key in ANNOTATION_KEYS or str(key).startswith("_"):
                 continue
-            close = difflib.get_close_matches(str(key), sorted(self.known), n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-                f"; known here: {', '.join(sorted(self.known))}" if self.known else "")
+            close = did_you_mean(key, sorted(self.known), n=3)
+            hint = f"; {close}" if close else (f"; known here: {', '.join(sorted(self.known))}" if self.known else "")
             raise self.error(str(key), f"unknown field{hint}")
         for child in self.children:
             child.check_unknown()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options
     unknown ``mode`` or an unknown option."""
     from collections.abc import Mapping
 
-    from decodex.core.errors import ArgumentError
+    from decodex.core.errors import ArgumentError, did_you_mean
     from decodex.explore.runner import run_sweep
     from decodex.explore.sweep_space import MODES, SweepSpace
 
@@ -39,9 +38,9 @@ def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options
     known = [name for name in inspect.signature(run_sweep).parameters if name not in ("space", "mode")]
     for key in options:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ArgumentError(f"{key}: not an option of sweep; {hint}options: {', '.join(known)}")
+            close = did_you_mean(key, known)
+            raise ArgumentError(f"{key}: not an option of sweep; {close + ' ' if close else ''}options: "
+                                f"{', '.join(known)}")
     return run_sweep(space, mode=mode, **options)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from decodex.core.errors import ArgumentError
+from decodex.core.errors import ArgumentError, did_you_mean
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.mappers.base import MAPPERS, Placement, Plan, get_mapper
 from decodex.sim.costing import placement_cost
@@ -149,8 +148,8 @@ def check_mapper_options(mapper: str, options: Mapping[str, object]) -> None:
     known = {f.name: str(f.type) for f in dataclasses.fields(cls) if f.name != "name"}
     for key, value in options.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            close = did_you_mean(key, known)
+            hint = f"{close} " if close else ""
             raise ArgumentError(f"{key}: not an option of the {mapper!r} mapper; {hint}"
                                 f"options: {', '.join(sorted(known)) or 'none'}")
         kind = known[key]

@@ -76,12 +76,8 @@ def default_example(names: Sequence[str]) -> int:
 
 
 def count_points(space: SweepSpace) -> int:
-    """Points the space declares (a grid's product of list lengths, else ``samples``), without listing them."""
-    if not space.axes:
-        return 1
-    if space.sampling == "grid":
-        return math.prod(len(axis.values or ()) for axis in space.axes)
-    return space.samples
+    """Points the space declares, without listing them (:meth:`SweepSpace.count_points`)."""
+    return space.count_points()
 
 
 def check_point_count(space: SweepSpace, limits: Mapping[str, int] = MAX_POINTS) -> int:
