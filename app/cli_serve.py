@@ -26,6 +26,7 @@ from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
 from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
+from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
 from decodex.workloads.parallelism import Parallelism
 
 MAX_REQUESTS = 10_000_000  # requests in one run (about 10 minutes of simulation; the limit keeps a typo bounded)
@@ -41,8 +42,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="requests to simulate (default 1000; all rows of a --trace)")
     p.add_argument("--rate", type=bounded_float(*RATE_RANGE), default=None,
                    help=f"arrival rate, requests/s, {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} (required unless --trace)")
-    p.add_argument("--arrival", choices=("poisson", "fixed"), default="poisson",
-                   help="arrival process: poisson or evenly spaced (default poisson)")
+    p.add_argument("--arrival", choices=("poisson", "fixed", "all-at-once"), default="poisson",
+                   help="arrival process: poisson, evenly spaced, or every request at 0 s (max-throughput "
+                        "benchmarking; no --rate needed) (default poisson)")
     p.add_argument("--dataset", choices=PRESET_NAMES, default="sharegpt",
                    help="length distribution: sharegpt (80/296 tokens), sharegpt-long (1730/415), alpaca (12/56), "
                         "fixed (--input-len/--output-len) (default sharegpt)")
@@ -52,13 +54,21 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="output tokens (fixed), or the mean output length of a lognormal dataset")
     p.add_argument("--trace", default=None,
                    help="CSV file with columns arrival_s,input_tokens,output_tokens (replaces --rate/--dataset)")
-    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="continuous",
-                   help="batching policy (default continuous)")
-    p.add_argument("--chunk", type=positive_int, default=512, help="token budget per iteration of chunked (512)")
-    p.add_argument("--max-batch", type=positive_int, default=256, help="most running requests (default 256)")
-    p.add_argument("--block-size", type=positive_int, default=16, help="KV block size, tokens (default 16)")
-    p.add_argument("--memory-utilization", type=fraction, default=0.9,
-                   help="fraction of device memory for weights, workspace and KV cache (default 0.9)")
+    p.add_argument("--software", default=DEFAULT_SOFTWARE,
+                   help=f"serving software: {', '.join(list_software())} or a TOML file (default {DEFAULT_SOFTWARE}); "
+                        "its host time per iteration, admission and KV sizing apply, and it gives the defaults of "
+                        "the next five options")
+    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default=None,
+                   help="batching policy (default: the software's; vllm: continuous)")
+    p.add_argument("--chunk", type=positive_int, default=None,
+                   help="token budget per iteration of chunked/inflight (default: the software's; vllm 512)")
+    p.add_argument("--max-batch", type=positive_int, default=None,
+                   help="most running requests (default: the software's; vllm 256)")
+    p.add_argument("--block-size", type=positive_int, default=None,
+                   help="KV block size, tokens (default: the software's; vllm 16)")
+    p.add_argument("--memory-utilization", type=fraction, default=None,
+                   help="fraction of device memory for weights, workspace and KV cache, or of what weights leave "
+                        "for the KV cache (the software's basis; default: the software's; vllm 0.9 of all)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the workload draws (default 0)")
     add_deployment_options(p)
     p.add_argument("--slo-ttft", type=SLO_SECONDS, default=DEFAULT_SLO_TTFT_S,
@@ -80,9 +90,10 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _workload(args: argparse.Namespace) -> Workload:
     if args.trace is not None:
         return Workload.from_trace(args.trace)
-    if args.rate is None:
-        raise ArgumentError("--rate: required (requests/s, > 0) unless --trace is given")
-    return Workload.preset(args.dataset, args.rate, arrival=args.arrival, input_len=args.input_len,
+    if args.rate is None and args.arrival != "all-at-once":
+        raise ArgumentError("--rate: required (requests/s, > 0) unless --trace or --arrival all-at-once is given")
+    rate = 1.0 if args.rate is None else args.rate  # all-at-once ignores the rate
+    return Workload.preset(args.dataset, rate, arrival=args.arrival, input_len=args.input_len,
                            output_len=args.output_len)
 
 
@@ -90,7 +101,8 @@ def serve_report(summary: dict[str, Any]) -> str:
     """The readable report of ``decodex serve`` from ``ServingResult.summary()``."""
     head = (f"{summary['model']} on {summary['system']} ({summary['devices']} device"
             f"{'s' if summary['devices'] > 1 else ''}, {summary['parallelism']}), {summary['precision']}, "
-            f"scheduler {summary['scheduler']}, {summary['requests']} requests")
+            f"software {summary.get('software', '')}, scheduler {summary['scheduler']}, "
+            f"{summary['requests']} requests")
     latency = table(["latency", "p50", "p90", "p99", "mean"], [
         [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
         for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"))])
@@ -115,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run ``serve`` with the parsed arguments and print the report (or ``--json``); returns 0."""
     result = serve(args.model, args.system, _workload(args), requests=args.requests, scheduler=args.scheduler,
                    chunk=args.chunk, max_batch=args.max_batch, block_size=args.block_size,
-                   memory_utilization=args.memory_utilization, precision=args.precision,
+                   memory_utilization=args.memory_utilization, software=args.software, precision=args.precision,
                    parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
                    slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
                    time_limit_s=args.time_limit, max_memory_bytes=args.max_memory,

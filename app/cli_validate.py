@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,25 +91,58 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
     return _report(summary, args.json, write_external_records(frame) if args.write else ())
 
 
+def _published_rows(title: str, summary: Mapping[str, Any], groups: Sequence[str]) -> str:
+    rows = [[group, key, f"{s['mape']:.1%}", f"{s['median_error']:+.1%}", f"{s['max_abs_error']:.0%}", s["n"]]
+            for group in ("all", *groups)
+            for key, s in ({"": summary["all"]} if group == "all" else summary[group]).items()]
+    return title + "\n" + table(["group", "", "MAPE", "median error", "max |error|", "n"], rows)
+
+
 def cmd_validate_published(args: argparse.Namespace) -> int:
     """Compare predictions with the published GPU measurements shipped with Decodex."""
-    from decodex.validation.published_gpu import fit_decode_attention, load_attention_rows, validate_published
+    from decodex.validation.published_gpu import (
+        PUBLISHED_GROUPS,
+        fit_decode_attention,
+        load_attention_rows,
+        validate_published,
+    )
 
+    groups = tuple(args.only.split(",")) if args.only else PUBLISHED_GROUPS
     if args.fit:
+        from decodex.validation.published_decode import fit_decode_fields, load_gpt_fast_rows
+
         rows = load_attention_rows()
         fitted = fit_decode_attention(rows[rows["split"] == "fit"])
         print("a100-80g [units.tensor.decode_attention] fitted on the fit rows (odd batch): "
               + ", ".join(f"{k} = {v:.4g}" for k, v in fitted.items()), file=sys.stderr)
-    _, summary = validate_published()
+        factors = fit_decode_fields(load_gpt_fast_rows())
+        print("a100-80g [units.tensor.weight_only_efficiency] fitted on the gpt-fast Llama-2-7B rows: "
+              + ", ".join(f"{k} = {v:.4g}" for k, v in factors.items()), file=sys.stderr)
+    quiet = args.json or args.quiet
+    tables, summary = validate_published(groups=groups, progress=None if quiet else (
+        lambda group: print(f"validate published: {group} ...", file=sys.stderr)))
+    if args.fit and "serving" in groups:
+        from decodex.validation.published_serving import fit_host_overhead
+
+        host = fit_host_overhead(tables["serving"])
+        print("trtllm iteration_host_overhead_s / request_host_overhead_s fitted on the fit rows: "
+              + ", ".join(f"{k} = {v:.4g}" for k, v in host.items()), file=sys.stderr)
     if args.json:
         print_json(summary)
         return 0
-    attention = summary["attention"]
-    rows = [[group, key, f"{s['mape']:.1%}", f"{s['median_error']:+.1%}", f"{s['max_abs_error']:.0%}", s["n"]]
-            for group in ("all", "by_split", "by_band", "by_model")
-            for key, s in ({"": attention["all"]} if group == "all" else attention[group]).items()]
-    print("A100 decode attention (Vidur profiles; error = predicted / measured - 1; fit rows: odd batch)")
-    print(table(["group", "", "MAPE", "median error", "max |error|", "n"], rows))
+    blocks = []
+    if "attention" in summary:
+        blocks.append(_published_rows("A100 decode attention (Vidur profiles; error = predicted / measured - 1; fit "
+                                      "rows: odd batch)", summary["attention"], ("by_split", "by_band", "by_model")))
+    if "decode" in summary:
+        blocks.append(_published_rows("Batch-1 decode tokens/s (gpt-fast, A100; fit rows: Llama-2-7B int8/int4)",
+                                      summary["decode"], ("by_split", "by_gpus", "by_precision", "by_allreduce")))
+    if "serving" in summary:
+        blocks.append(_published_rows("Serving throughput (TensorRT-LLM 0.17 table; fit rows: alternate length pairs)",
+                                      summary["serving"], ("by_split", "by_gpu", "by_model", "by_memory_tight")))
+        for row in summary["serving"]["not_run"]:
+            blocks.append(f"not run: {row}")
+    print("\n\n".join(blocks))
     return 0
 
 
@@ -160,11 +193,15 @@ def add_validation_parsers(sub: Any) -> None:
     ext.add_argument("--write", action="store_true", help="write the comparison as records (validation/records/)")
     ext.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
     ext.set_defaults(func=cmd_validate_external)
-    published = which.add_parser("published", help="GPU predictions against published measurements (decode "
-                                                   "attention kernels on A100)")
-    published.add_argument("--fit", action="store_true", help="first refit the A100 decode-attention kernel fields on "
-                                                              "the fit rows and print them (the device file is not "
-                                                              "changed)")
+    published = which.add_parser("published", help="GPU predictions against published measurements (A100 decode "
+                                                   "attention kernels, gpt-fast batch-1 decode, TensorRT-LLM "
+                                                   "serving throughput)")
+    published.add_argument("--fit", action="store_true", help="also refit, on the fit rows only, the A100 decode-"
+                                                              "attention kernel and weight-only fields and the "
+                                                              "trtllm host times, and print them (no file is changed)")
+    published.add_argument("--only", default=None, help="comma-separated groups: attention, decode, serving "
+                                                        "(default: all; serving runs for minutes)")
+    published.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     published.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
     published.set_defaults(func=cmd_validate_published)
     cpu = which.add_parser("cpu", help="time the Numba CPU kernels here and compare with the host spec")

@@ -44,7 +44,7 @@ from decodex.workloads.parallelism import Parallelism
 REASON_CHARS = 1000  # longest reason kept from an error's message (one line)
 GRID_KEYS = ("batch", "context")  # what the vectorized path varies within one group
 SERVE_KEYS = ("dataset", "rate", "requests", "input_len", "output_len", "scheduler", "max_batch", "chunk",
-              "slo_ttft_s", "slo_tpot_s", "seed")
+              "slo_ttft_s", "slo_tpot_s", "seed", "software")
 
 
 def _system(point: Mapping[str, Any]) -> SystemSpec:
@@ -130,8 +130,8 @@ def _serve_row(point: Mapping[str, Any]) -> dict[str, Any]:
     system = _system(point)
     workload = Workload.preset(str(point.get("dataset", "sharegpt")), float(point.get("rate", 1.0)),
                                input_len=point.get("input_len"), output_len=point.get("output_len"))
-    settings = {k: point[k] for k in ("scheduler", "max_batch", "chunk", "slo_ttft_s", "slo_tpot_s", "seed")
-                if k in point}
+    settings = {k: point[k] for k in ("scheduler", "max_batch", "chunk", "slo_ttft_s", "slo_tpot_s", "seed",
+                                      "software") if k in point}
     common = _common(point)
     result = serve(point["model"], system, workload, requests=int(point.get("requests", 200)), **common, **settings)
     s = result.summary()

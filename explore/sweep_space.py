@@ -62,7 +62,8 @@ POINT_KEYS = {
     "routing": "MoE routing: uniform or zipf", "skew": "zipf exponent", "routing_seed": "routing seed",
     "dataset": "serve: workload preset (sharegpt, alpaca, fixed ...)", "rate": "serve: requests/s",
     "requests": "serve: requests drawn", "input_len": "serve: mean prompt tokens",
-    "output_len": "serve: mean output tokens", "scheduler": "serve: static, continuous or chunked",
+    "output_len": "serve: mean output tokens", "scheduler": "serve: static, continuous, inflight or chunked",
+    "software": "serve: serving software (vllm, trtllm, ideal): host time, admission, KV sizing",
     "max_batch": "serve: most running requests", "chunk": "serve: chunked token budget",
     "slo_ttft_s": "serve: TTFT SLO (s)", "slo_tpot_s": "serve: TPOT SLO (s)", "seed": "serve: workload seed",
 }

@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from decodex.hw_models.spec_reader import TableReader
 
 
@@ -75,6 +77,33 @@ class DecodeAttentionKernel:
             return self.block_overhead_s + max(per_block, together)
 
         return self.floor_s + full * wave(capacity) + (wave(rest) if rest else 0.0)
+
+    def time_many(self, requests: np.ndarray, kv_heads: int, head_bytes: np.ndarray, block_flops: np.ndarray,
+                  bandwidth_bytes_per_s: float, peak_flops: float) -> np.ndarray:
+        """Vectorized :meth:`time_s` over arrays of ``requests``, ``head_bytes`` and
+        ``block_flops`` (one kernel per element; same units)."""
+        heads = np.asarray(requests, dtype=np.float64) * kv_heads
+        safe = np.maximum(heads, 1.0)
+        split = np.where(heads >= self.split_below * self.sm_count, 1.0,
+                         np.maximum(1.0, np.floor(self.sm_count / safe)))
+        blocks = heads * split
+        block_bytes = head_bytes / split
+        flops = block_flops / split
+        per_block = block_bytes / (self.block_bandwidth_share * bandwidth_bytes_per_s / self.sm_count)
+        if peak_flops > 0:
+            per_block = np.maximum(per_block, flops / (peak_flops / self.sm_count))
+        capacity = self.sm_count * self.blocks_per_sm
+        full = np.floor(blocks / capacity)
+        rest = blocks - full * capacity
+
+        def wave(k: np.ndarray | float) -> np.ndarray:
+            together = k * block_bytes / (self.memory_efficiency * bandwidth_bytes_per_s)
+            if peak_flops > 0:
+                together = np.maximum(together, k * flops / peak_flops)
+            return self.block_overhead_s + np.maximum(per_block, together)
+
+        time = self.floor_s + full * wave(float(capacity)) + np.where(rest > 0, wave(rest), 0.0)
+        return np.where(heads > 0, time, 0.0)
 
 
 def read_decode_attention(table: TableReader) -> DecodeAttentionKernel | None:

@@ -77,8 +77,9 @@ class DeviceSpec:
 
     @property
     def capacity_bytes(self) -> float:
-        """Capacity of the main memory, bytes."""
-        return self.main_memory.capacity_bytes
+        """Bytes of the main memory a model's weights, KV cache and activations can use: the
+        driver-exposed capacity minus the runtime's reservation (:attr:`MemorySpec.available_bytes`)."""
+        return self.main_memory.available_bytes
 
 
 def device_from_dict(data: Mapping[str, object], source: str = "<dict>",

@@ -32,7 +32,7 @@ from decodex.sim.memory import memory_use
 from decodex.workloads.batch import Batch
 from decodex.workloads.graph import Graph
 from decodex.workloads.model_config import ModelConfig
-from decodex.workloads.ops import CollectiveOp, MatmulOp, Op
+from decodex.workloads.ops import AttentionOp, CollectiveOp, MatmulOp, Op
 from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import Precision
 
@@ -180,8 +180,7 @@ def _close(got: np.ndarray, want: np.ndarray, rtol: float, floor: float = 1.0) -
 
 def check_scope(model: ModelConfig, system: SystemSpec) -> None:
     """Raise :class:`NotVectorizable` for a model with MoE layers or a system not run by the
-    ``gpu`` mapper on plain roofline units only (no decode-attention kernel model; checked before
-    anything is built)."""
+    ``gpu`` mapper on plain roofline units only (checked before anything is built)."""
     if model.moe is not None or "moe" in model.layer_kinds:
         raise NotVectorizable(f"estimate_grid: {model.name} has MoE layers (routing draws are not polynomial)")
     if system.default_mapper != "gpu":
@@ -192,9 +191,6 @@ def check_scope(model: ModelConfig, system: SystemSpec) -> None:
             if type(unit) is not RooflineUnit:
                 raise NotVectorizable(f"estimate_grid: unit {name!r} of {group.device.name!r} is a "
                                       f"{type(unit).__name__}, not a roofline unit")
-            if unit.decode_attention is not None:  # waves and splits are steps, not a polynomial
-                raise NotVectorizable(f"estimate_grid: unit {name!r} of {group.device.name!r} prices decode "
-                                      "attention by kernel waves")
 
 
 @lru_cache(maxsize=64)
@@ -250,7 +246,9 @@ def grid_form(model_key: object, system_key: object, precision: Precision, par: 
             overlap_exponent=unit.overlap_exponent, overhead_s=unit.op_overhead_s,
             energy_per_flop_j=unit.energy_per_flop_j.get(op.dtype, 0.0),
             memory=placement.device.memories[unit.memory],
-            dense_equal=bool(np.array_equal(coef[:, 0], coef[:, 1]))))
+            dense_equal=bool(np.array_equal(coef[:, 0], coef[:, 1])), bandwidth_factor=unit.weight_only_factor(op),
+            kernel=unit.decode_attention if isinstance(op, AttentionOp) else None,
+            kv_heads=op.kv_heads if isinstance(op, AttentionOp) else 0))
     form = GridForm(model=model, terms=tuple(terms), stage_weights=mem_coef[:, :pp], stage_kv=mem_coef[:, pp:2 * pp],
                     activations=mem_coef[:, 2 * pp:], capacity_bytes=device.capacity_bytes,
                     device_name=device.name, power=device.power, devices_used=plan.devices_used,

@@ -3,7 +3,7 @@
 Follows :func:`sim.estimate.evaluate` op by op with numpy over all points: a roofline unit's time
 is ``overlap(compute, memory, exponent) + op_overhead_s`` with matmul rows padded to whole tiles
 (``tile_m``), its efficiency curve at the padded FLOP and its memory's efficiency curve at the
-op's bytes; a collective takes the ring formulas of :mod:`hw_models.collectives`; times add up
+op's bytes; a collective takes the cheapest algorithm of :mod:`hw_models.collectives`; times add up
 with each template's ``repeat``; energy is the dynamic energy of every op on its devices plus the
 running power floor, capped at the power limit (:meth:`hw_models.device.PowerSpec.step_energy`);
 memory use is :func:`sim.memory.memory_use`'s, on the most loaded pipeline stage.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decodex.hw_models.collectives import collective_cost
+from decodex.hw_models.collectives import collective_cost_many
 from decodex.hw_models.memory import MemorySpec
 from decodex.hw_models.roofline import MIN_TILE_ROWS
 from decodex.sim.grid_terms import GridForm, LinkTerms, UnitTerms, poly
@@ -63,8 +63,14 @@ def _unit_cost(term: UnitTerms, batch: np.ndarray, context: np.ndarray,
     else:
         compute = np.zeros_like(executed)
     nbytes = poly(term.nbytes, batch, context, both)
-    time = _overlap(compute, _transfer_time(term.memory, nbytes), term.overlap_exponent) + term.overhead_s
     flops = executed if term.dense_equal else poly(term.flops, batch, context, both)
+    if term.kernel is not None:  # decode attention by kernel waves (RooflineUnit._decode_attention_cost)
+        heads = batch * term.kv_heads
+        time = term.kernel.time_many(batch, term.kv_heads, nbytes / heads, flops / heads,
+                                     term.memory.bandwidth_bytes_per_s, term.peak_flops)
+    else:
+        memory = _transfer_time(term.memory, nbytes) / term.bandwidth_factor
+        time = _overlap(compute, memory, term.overlap_exponent) + term.overhead_s
     energy = flops * term.energy_per_flop_j + nbytes * term.memory.energy_per_byte_j
     return time, energy, flops, nbytes
 
@@ -80,12 +86,7 @@ def _link_cost(term: LinkTerms, batch: np.ndarray, context: np.ndarray,
         zero = np.zeros(batch.size)
         return zero, zero, flops, nbytes
     payload = poly(term.payload, batch, context, both)
-    # the formula's constants from the scalar function itself (per unit payload): the sent-bytes
-    # factor, and the fixed part (hops x latency + the collective overhead)
-    fixed = collective_cost(term.collective, 0.0, p, term.link).time_s
-    factor = collective_cost(term.collective, 1.0, p, term.link).sent_bytes
-    sent = factor * payload
-    time = sent / term.link.effective_bandwidth + fixed
+    time, sent = collective_cost_many(term.collective, payload, p, term.link)
     return time, sent * term.link.energy_per_byte_j, flops, nbytes
 
 

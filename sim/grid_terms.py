@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from decodex.hw_models.decode_attention import DecodeAttentionKernel
 from decodex.hw_models.device import PowerSpec
 from decodex.hw_models.efficiency import EfficiencyCurve
 from decodex.hw_models.memory import LinkSpec, MemorySpec
@@ -38,6 +39,9 @@ class UnitTerms:
     energy_per_flop_j: float
     memory: MemorySpec
     dense_equal: bool  # executed and counted FLOP are the same polynomial
+    bandwidth_factor: float = 1.0  # weight-only dequantization (RooflineUnit.weight_only_factor)
+    kernel: DecodeAttentionKernel | None = None  # decode attention priced by kernel waves (hw_models.decode_attention)
+    kv_heads: int = 0  # the attention op's KV heads on one device (with ``kernel``)
 
 
 @dataclass(frozen=True, eq=False)

@@ -55,4 +55,4 @@ def fit_reason(use: MemoryUse, capacity_bytes: float, device: str) -> str:
         return ""
     return (f"needs {use.total_bytes / GB:.1f} GB per device (weights {use.weight_bytes / GB:.1f}, "
             f"KV cache {use.kv_bytes / GB:.1f}, workspace {use.workspace_bytes / GB:.1f}); "
-            f"{device} has {capacity_bytes / GB:.1f} GB")
+            f"{device} has {capacity_bytes / GB:.1f} GB for them (after the driver's and runtime's reservations)")

@@ -8,6 +8,9 @@ The measurements are copies of public data, with their provenance, in
   batch 1-~300). Each row is compared with the ``attention`` operator of ``estimate`` for the same
   model, batch, context and tensor-parallel degree on ``a100-80g`` in fp16 (the kernel's own
   time: the operator's ``time_s`` for one layer).
+- ``batch1_decode.csv`` (batch-1 decode, :mod:`validation.published_decode`) and
+  ``trtllm_perf_overview_v0.17.csv`` (serving throughput, :mod:`validation.published_serving`);
+  :func:`validate_published` runs all three.
 
 Rows are split once, by a rule fixed before any fit: ``fit`` when the batch is odd, ``check`` when
 it is even, so both halves span every model, parallel degree and context. A mechanism's data
@@ -19,7 +22,6 @@ follow the bytes the operator moves on one device (KV cache read plus activation
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +105,35 @@ def attention_summary(compared: pd.DataFrame) -> dict[str, Any]:
     return summary
 
 
-def validate_published(data_dir: Path = DATA_DIR) -> tuple[pd.DataFrame, Mapping[str, Any]]:
-    """Every published comparison: the compared attention rows and their summary."""
-    compared = predict_attention(load_attention_rows(data_dir))
-    return compared, {"attention": attention_summary(compared)}
+PUBLISHED_GROUPS = ("attention", "decode", "serving")
+
+
+def validate_published(data_dir: Path = DATA_DIR, groups: tuple[str, ...] = PUBLISHED_GROUPS,
+                       progress: Any = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The published comparisons of ``groups``: ``attention`` (A100 decode-attention kernels,
+    Vidur), ``decode`` (batch-1 decode, gpt-fast on A100; :mod:`validation.published_decode`),
+    ``serving`` (TensorRT-LLM 0.17 throughput table; :mod:`validation.published_serving`, minutes).
+    Returns the compared rows and the summary per group. ``progress``: called with each group's
+    name before it runs."""
+    from decodex.validation.published_decode import validate_gpt_fast
+    from decodex.validation.published_serving import validate_trtllm
+
+    unknown = [g for g in groups if g not in PUBLISHED_GROUPS]
+    if unknown:
+        raise ArgumentError(f"groups: {unknown} not among {', '.join(PUBLISHED_GROUPS)}")
+    tables: dict[str, pd.DataFrame] = {}
+    summary: dict[str, Any] = {}
+    for group in groups:
+        if progress is not None:
+            progress(group)
+        if group == "attention":
+            tables[group] = predict_attention(load_attention_rows(data_dir))
+            summary[group] = attention_summary(tables[group])
+        elif group == "decode":
+            tables[group], summary[group] = validate_gpt_fast(data_dir)
+        else:
+            tables[group], summary[group] = validate_trtllm(data_dir)
+    return tables, summary
 
 
 def _catalog_device(name: str) -> DeviceSpec:

@@ -6,7 +6,8 @@ A point is (model, (input, output) mean lengths, batch). Both systems serve the 
 of variation ``length_cv`` (Duplex draws lengths from a Gaussian), seeded; continuous batching
 with mixed iterations (``scheduler``, ``chunk``: prefills join the running decodes), at most
 ``batch`` requests at once, FP16, the model's ``parallelism`` on both systems (same device
-count, hence the same memory).
+count, hence the same memory); serving ``software`` ``ideal`` by default (no host time: the
+paper's simulator prices the hardware only).
 
 Steady state: throughput = output tokens of the iterations that start before the last request
 is admitted, over that window (the batch is kept full while requests wait; the drain at the
@@ -74,7 +75,8 @@ def served(model: str, system: str, point: Point, settings: tuple[tuple[str, Any
     result = serve(model, system, workload, requests=int(opts.get("requests_per_slot", 4)) * point.batch,
                    scheduler=str(opts.get("scheduler", "chunked")), chunk=int(opts.get("chunk", 8192)),
                    max_batch=point.batch, precision=PRECISION, parallelism=Parallelism(tp=tp, pp=pp, ep=ep),
-                   seed=int(opts.get("seed", 0)), bucket_width=float(opts.get("bucket_width", 0.02)))
+                   seed=int(opts.get("seed", 0)), bucket_width=float(opts.get("bucket_width", 0.02)),
+                   software=str(opts.get("software", "ideal")))
     end = float(np.max(result.scheduled_s))
     window = result.iteration_start_s < end
     if not window.any():
@@ -106,7 +108,7 @@ def points(config: Mapping[str, Any]) -> Iterator[tuple[Point, str]]:
 
 
 def _settings(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    keys = ("length_cv", "requests_per_slot", "scheduler", "chunk", "seed", "bucket_width")
+    keys = ("length_cv", "requests_per_slot", "scheduler", "chunk", "seed", "bucket_width", "software")
     return tuple((k, config[k]) for k in keys if k in config)
 
 

@@ -8,6 +8,7 @@ Element-wise FLOP counts per element are conventions listed in ``docs/workloads.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -63,6 +64,7 @@ class _Builder:
         self.sp = precision.sparsity
         self.wbits = precision.weight_bits
         self.v = precision.vector
+        self.head_w = precision.head_weights
         self.block = ""
 
     # --- op helpers -------------------------------------------------------------------------
@@ -268,7 +270,7 @@ class _Builder:
         width = m.embed_proj_dim or self.d
         rows = -(-m.vocab_size // self.tp)
         ops: list[Op] = [EmbeddingOp(name="embedding", dtype=self.v, block=self.block, devices=self.tp,
-                                     tokens=self.tokens, dim=width, rows=rows, weight_dtype=self.w)]
+                                     tokens=self.tokens, dim=width, rows=rows, weight_dtype=self.head_w)]
         ops += self.all_reduce("embedding_all_reduce", width)
         if m.embed_proj_dim:
             ops.append(self.linear("project_in", self.d, width, replicated=True))
@@ -291,7 +293,11 @@ class _Builder:
         emitting = self.batch.num_output_tokens  # logits only where a token is sampled
         if emitting == 0:
             return ops
-        ops.append(self.linear("lm_head", vocab, width, m=emitting, shared=m.tie_word_embeddings))
+        head = self.linear("lm_head", vocab, width, m=emitting, shared=m.tie_word_embeddings)
+        if self.prec.head is not None:  # kept out of the quantization: its own format, dense
+            head = dataclasses.replace(head, dtype=self.prec.head, weight_dtype=self.prec.head,
+                                       weight_sparsity=None, weight_bits=None)
+        ops.append(head)
         if self.tp > 1:
             gathered = emitting * vocab * self.tp * self.v.nbytes
             ops.append(CollectiveOp(name="logits_all_gather", dtype=self.v, block=self.block, devices=self.tp,

@@ -69,7 +69,11 @@ class Precision:
     Matmuls compute in the activation format (weights narrower than the activations are
     dequantized on the fly, W4A16 style; W8A8 computes in int8). ``weight_bits``: average stored
     bits per weight of a mixed-precision model (e.g. 4.1 for mostly 4-bit weights with some
-    8-bit layers, FlightLLM); None stores every weight in the ``weights`` format.
+    8-bit layers, FlightLLM); None stores every weight in the ``weights`` format. ``head``: the
+    format of the embedding table and the LM head when they are kept out of the quantization
+    (as NVIDIA ModelOpt's FP8/INT8/INT4 recipes do by default: ``"*lm_head*"`` in
+    ``_default_disabled_quantizer_cfg``, modelopt/torch/quantization/config.py); the LM head then
+    computes in that format. None: they are stored like every other weight.
     """
 
     weights: DType = DType.BF16
@@ -77,6 +81,7 @@ class Precision:
     kv_cache: DType = DType.BF16
     sparsity: Sparsity | None = None
     weight_bits: float | None = None
+    head: DType | None = None
 
     def __post_init__(self) -> None:
         for name, label in (("weights", "w"), ("activations", "a"), ("kv_cache", "kv")):
@@ -86,6 +91,10 @@ class Precision:
             elif not isinstance(value, DType):
                 allowed = ", ".join(d.value for d in DType)
                 raise ArgumentError(f"precision.{label}: {value!r} is not a format; allowed: {allowed}")
+        if isinstance(self.head, str) and not isinstance(self.head, DType):
+            object.__setattr__(self, "head", DType.parse(self.head, "precision.head"))
+        elif self.head is not None and not isinstance(self.head, DType):
+            raise ArgumentError(f"precision.head: {self.head!r} is not a format or None")
         if self.sparsity is not None and not isinstance(self.sparsity, Sparsity):
             raise ArgumentError(f"precision.sparsity: must be a Sparsity (N:M) or None, got {self.sparsity!r}")
         if self.weight_bits is not None:
@@ -122,7 +131,14 @@ class Precision:
             text += f",sparsity={self.sparsity.pattern}"
         if self.weight_bits is not None:
             text += f",wbits={self.weight_bits:g}"
+        if self.head is not None:
+            text += f",head={self.head}"
         return text
+
+    @property
+    def head_weights(self) -> DType:
+        """The stored format of the embedding table and LM head."""
+        return self.weights if self.head is None else self.head
 
     def weight_bytes_per_param(self) -> float:
         """Stored bytes per dense weight parameter (mixed-precision average and sparsity metadata
@@ -135,7 +151,7 @@ class Precision:
     @classmethod
     def parse(cls, text: str | Precision) -> Precision:
         """Parse a preset name (``bf16``, ``fp8``, ``w4a16`` ...) or
-        ``w=int4,a=bf16,kv=fp8[,sparsity=2:4][,wbits=4.1]``."""
+        ``w=int4,a=bf16,kv=fp8[,sparsity=2:4][,wbits=4.1][,head=bf16]``."""
         if isinstance(text, Precision):
             return text
         if not isinstance(text, str):
@@ -153,9 +169,9 @@ class Precision:
         for part in key.split(","):
             name, _, value = part.partition("=")
             fields[name.strip()] = value.strip()
-        unknown = set(fields) - {"w", "a", "kv", "sparsity", "wbits"}
+        unknown = set(fields) - {"w", "a", "kv", "sparsity", "wbits", "head"}
         if unknown:
-            raise ArgumentError(f"precision: unknown keys {sorted(unknown)}; allowed: w, a, kv, sparsity, wbits")
+            raise ArgumentError(f"precision: unknown keys {sorted(unknown)}; allowed: w, a, kv, sparsity, wbits, head")
         try:
             bits = float(fields["wbits"]) if "wbits" in fields else None
         except ValueError:
@@ -167,6 +183,7 @@ class Precision:
             kv_cache=DType.parse(fields["kv"], "precision.kv") if "kv" in fields else base.kv_cache,
             sparsity=Sparsity.parse(fields["sparsity"]) if "sparsity" in fields else None,
             weight_bits=bits,
+            head=DType.parse(fields["head"], "precision.head") if "head" in fields else None,
         )
 
 

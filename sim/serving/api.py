@@ -14,6 +14,7 @@ from decodex.sim.serving.engine import ServingEngine
 from decodex.sim.serving.kv_cache import BlockManager, kv_capacity
 from decodex.sim.serving.result import ServingResult
 from decodex.sim.serving.schedulers import SCHEDULERS, get_scheduler
+from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
 from decodex.sim.serving.state import ReplicaState
 from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.workload import MAX_TOKENS, Workload, check_float, check_int
@@ -82,9 +83,11 @@ def _check_arguments(workload: object, requests: object, scheduler: object, chun
 
 
 def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, workload: Workload, *,
-          requests: int | None = None, scheduler: str = "continuous", chunk: int = 512, max_batch: int = 256,
-          max_prefill_tokens: int | None = None, block_size: int = 16, memory_utilization: float = 0.9,
-          kv_blocks: int | None = None, precision: str | Precision = "bf16", parallelism: Parallelism | None = None,
+          requests: int | None = None, scheduler: str | None = None, chunk: int | None = None,
+          max_batch: int | None = None, max_prefill_tokens: int | None = None, block_size: int | None = None,
+          memory_utilization: float | None = None, kv_blocks: int | None = None,
+          software: str | Path | ServingSoftware = DEFAULT_SOFTWARE, precision: str | Precision = "bf16",
+          parallelism: Parallelism | None = None,
           seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
           bucket_width: float = 0.01, routing: Routing | None = None, time_limit_s: float | None = None,
           max_memory_bytes: float | str | None = None, progress: bool = False) -> ServingResult:
@@ -93,12 +96,19 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     ``model``/``system``: catalog names, file paths or loaded specs (as for ``estimate``).
     ``workload``: a :class:`Workload` (arrival process and length distributions, or a trace).
     ``requests``: how many requests to draw (default 1000; a trace's rows by default).
-    ``scheduler``: ``"static"``, ``"continuous"`` or ``"chunked"`` (see ``SCHEDULERS``).
-    ``chunk``: token budget per iteration of ``chunked`` (tokens). ``max_batch``: most requests
-    running at once. ``max_prefill_tokens``: most prompt tokens in one ``continuous`` prefill
-    iteration (default max(model context window, 2048) tokens, as vLLM). ``block_size``: KV
-    block size (tokens). ``memory_utilization``: fraction of device memory usable for weights,
-    workspace and KV cache (0..1]. ``kv_blocks``: override the KV block count (blocks).
+    ``software``: the serving engine (a catalog name such as ``"vllm"`` or ``"trtllm"``, a TOML
+    path or a :class:`ServingSoftware`): its host time per iteration is added to every
+    iteration, its admission policy (``preempt`` or ``reserve``) and KV memory basis apply, and
+    it gives the defaults of the five arguments that follow (None = the software's).
+    ``scheduler``: ``"static"``, ``"continuous"``, ``"inflight"`` or ``"chunked"`` (see
+    ``SCHEDULERS``). ``chunk``: token budget per iteration of ``chunked`` and ``inflight``
+    (tokens; the software's ``max_num_tokens``). ``max_batch``: most requests running at once.
+    ``block_size``: KV block size (tokens). ``memory_utilization``: the fraction (0..1] of the
+    device memory available to the model that weights, workspace and KV cache use (software
+    basis ``total``), or of what weights and workspace leave that the KV cache takes (``free``).
+    ``max_prefill_tokens``: most prompt tokens in one ``continuous`` prefill iteration (default
+    max(model context window, 2048) tokens, as vLLM). ``kv_blocks``: override the KV block
+    count (blocks).
     ``precision``/``parallelism``: as for ``estimate`` (KV cache in the precision's KV format).
     ``seed``: seeds the workload's draws. ``slo_ttft_s``/``slo_tpot_s``: goodput SLOs (s).
     ``bucket_width``: relative width of the step-time cache's context buckets (0 = exact).
@@ -119,6 +129,12 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     too small for the longest request; :class:`core.run_limits.LimitError` for a run refused or
     stopped by ``max_memory_bytes`` or ``time_limit_s``.
     """
+    engine_sw = load_software(software)
+    scheduler = engine_sw.scheduler if scheduler is None else scheduler
+    chunk = engine_sw.max_num_tokens if chunk is None else chunk
+    max_batch = engine_sw.max_batch if max_batch is None else max_batch
+    block_size = engine_sw.block_size if block_size is None else block_size
+    memory_utilization = engine_sw.kv_memory_fraction if memory_utilization is None else memory_utilization
     _check_arguments(workload, requests, scheduler, chunk, max_batch, max_prefill_tokens, block_size,
                      memory_utilization, kv_blocks, parallelism, seed, bucket_width, routing)
     time_limit = check_time_limit(time_limit_s)
@@ -141,8 +157,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     _check_memory(held, limit, count)
     capacity = kv_capacity(model_cfg, system_spec, precision=prec, parallelism=par, block_size=block_size,
                            memory_utilization=memory_utilization, workspace_tokens=sched.max_step_tokens,
-                           total_blocks=kv_blocks)
-    longest = int((arrivals.input_tokens + arrivals.output_tokens - 1).max())
+                           total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
+    longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if engine_sw.reserves_output else 1)).max())
     if -(-longest // capacity.block_size) > capacity.total_blocks:
         what = "kv_blocks" if kv_blocks is not None else "memory_utilization"
         raise ArgumentError(f"{what}: the KV cache holds {capacity.total_tokens} tokens "
@@ -151,17 +167,22 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     step_times = StepTimes(model_cfg, system_spec, precision=prec, parallelism=par, bucket_width=bucket_width,
                            routing=routing)
     blocks = BlockManager(capacity.total_blocks, capacity.block_size, arrivals.arrival_s.size)
-    state = ReplicaState(arrivals.input_tokens, arrivals.output_tokens, blocks)
-    engine = ServingEngine(arrivals.arrival_s, state, sched, step_times)
+    state = ReplicaState(arrivals.input_tokens, arrivals.output_tokens, blocks,
+                         reserve_output=engine_sw.reserves_output)
+    probe = estimate(model_cfg, system_spec, Batch.decode(1, 1), precision=prec, parallelism=par)
+    idle_power = system_spec.primary_device.power.idle_w * probe.devices
+    engine = ServingEngine(arrivals.arrival_s, state, sched, step_times,
+                           host_overhead_s=engine_sw.iteration_host_overhead_s,
+                           request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power)
     watch = RunWatch("serving run", "requests", count, time_limit_s=time_limit, memory_limit_bytes=limit,
                      progress=progress, advice="; lower --requests or raise the limit")
     try:
         engine.run(lambda e: watch.tick(e.finished, held + len(e.it_start) * ITERATION_BYTES))
     finally:
         watch.close()
-    probe = estimate(model_cfg, system_spec, Batch.decode(1, 1), precision=prec, parallelism=par)
     return ServingResult(
-        model=model_cfg.name, system=system_spec.name, scheduler=sched.name, parallelism=par.label,
+        model=model_cfg.name, system=system_spec.name, scheduler=sched.name, software=engine_sw.name,
+        parallelism=par.label,
         precision=prec.name, devices=probe.devices, arrival_s=arrivals.arrival_s,
         scheduled_s=engine.scheduled_s, first_token_s=engine.first_token_s, finish_s=engine.finish_s,
         input_tokens=arrivals.input_tokens,
@@ -174,7 +195,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
         iteration_output_tokens=np.asarray(engine.it_output_tokens, dtype=np.int64),
         iteration_kv_blocks=np.asarray(engine.it_kv_blocks, dtype=np.int64),
         iteration_energy_j=np.asarray(engine.it_energy), kv=capacity,
-        idle_power_w=system_spec.primary_device.power.idle_w * probe.devices,
+        idle_power_w=idle_power,
         slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, step_cache_hits=step_times.hits,
         step_cache_misses=step_times.misses,
     )

@@ -28,14 +28,22 @@ WATCH_EVENTS = 4096  # events between two calls of run()'s watch (~10 ms of simu
 class ServingEngine:
     """Runs requests (``arrival_s``, ``input_tokens``, ``output_tokens``) through one replica.
 
+    ``host_overhead_s`` + ``request_overhead_s`` x requests: the serving software's host time of an
+    iteration (s), added to its device time; the devices idle meanwhile at ``host_power_w`` (W, the replica's idle
+    power), charged to the iteration's energy.
+
     After :meth:`run`, per-request times (``scheduled_s``: start of the first iteration that
     prefilled it, ``first_token_s``, ``finish_s``, ``token_time_s`` with ``token_offsets``) and
     per-iteration lists (``it_*``) hold the record.
     """
 
     def __init__(self, arrival_s: np.ndarray, state: ReplicaState, scheduler: Scheduler,
-                 step_times: StepTimes) -> None:
+                 step_times: StepTimes, *, host_overhead_s: float = 0.0, request_overhead_s: float = 0.0,
+                 host_power_w: float = 0.0) -> None:
         self.arrival_s = arrival_s
+        self.host_overhead_s = float(host_overhead_s)
+        self.request_overhead_s = float(request_overhead_s)
+        self.host_power_w = float(host_power_w)
         self.state = state
         self.scheduler = scheduler
         self.step_times = step_times
@@ -88,9 +96,12 @@ class ServingEngine:
         request = int(payload)  # type: ignore[call-overload]
         self.state.waiting.append(request)
         events = []
+        simultaneous = False
         if request + 1 < self.arrival_s.size:
-            events.append(self._event(float(self.arrival_s[request + 1]), ARRIVAL, request + 1))
-        if not self.busy:
+            following = float(self.arrival_s[request + 1])
+            simultaneous = following <= self.now  # the scheduler sees every request of one instant
+            events.append(self._event(following, ARRIVAL, request + 1))
+        if not self.busy and not simultaneous:
             events += self._start_iteration()
         return events
 
@@ -116,6 +127,9 @@ class ServingEngine:
         prefill_context = int(it.prefill_done.sum()) if pre.size else 0
         duration, energy = self.step_times.lookup(it.decode_ids.size, it.decode_context, pre.size,
                                                   prefill_tokens, prefill_context)
+        host = self.host_overhead_s + self.request_overhead_s * (it.decode_ids.size + pre.size)
+        duration += host
+        energy += host * self.host_power_w
         self.it_start.append(self.now)
         self.it_duration.append(duration)
         self.it_decodes.append(it.decode_ids.size)

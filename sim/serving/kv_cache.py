@@ -26,7 +26,8 @@ class KVCapacity:
 
     ``kv_bytes_per_token``: KV bytes one token of one request occupies on each device (all layers
     of the most loaded pipeline stage; includes KV heads replicated under tensor parallelism).
-    ``free_bytes`` = capacity × memory_utilization − weights − workspace. ``total_blocks`` =
+    ``free_bytes`` = capacity × memory_utilization − weights − workspace (basis ``total``), or
+    (capacity − weights − workspace) × memory_utilization (basis ``free``). ``total_blocks`` =
     ``free_bytes`` // (``block_size`` × ``kv_bytes_per_token``).
     """
 
@@ -47,7 +48,7 @@ class KVCapacity:
 
 def kv_capacity(model: ModelConfig, system: SystemSpec, *, precision: Precision, parallelism: Parallelism,
                 block_size: int = 16, memory_utilization: float = 0.9, workspace_tokens: int = 2048,
-                total_blocks: int | None = None) -> KVCapacity:
+                total_blocks: int | None = None, memory_basis: str = "total") -> KVCapacity:
     """Size the KV cache of one replica from the step model.
 
     KV bytes per token per device are read from two graphs (one request with 1000 and with 2000
@@ -55,7 +56,13 @@ def kv_capacity(model: ModelConfig, system: SystemSpec, *, precision: Precision,
     heads are exact. The workspace margin is the activation working set of one step that
     processes ``workspace_tokens`` tokens (the scheduler's largest iteration). ``total_blocks``
     overrides the computed block count (a custom budget, e.g. to force preemption in tests).
+    ``memory_basis``: ``"total"`` (vLLM): weights, workspace and KV cache use ``memory_utilization``
+    of the memory available to the model (:attr:`hw_models.device.DeviceSpec.capacity_bytes`);
+    ``"free"`` (TensorRT-LLM): the KV cache takes ``memory_utilization`` of what weights and
+    workspace leave.
     """
+    if memory_basis not in ("total", "free"):
+        raise ArgumentError(f"memory_basis: {memory_basis!r:.40} not one of total, free")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= 65536:
         raise ArgumentError(f"block_size: {block_size!r} must be an integer in [1, 65536] tokens")
     if not isinstance(memory_utilization, int | float) or not 0.0 < memory_utilization <= 1.0:
@@ -72,7 +79,10 @@ def kv_capacity(model: ModelConfig, system: SystemSpec, *, precision: Precision,
     big = step(Batch.mixed([], [piece] * (tokens // piece) + ([tokens % piece] if tokens % piece else [])))
     workspace = big.memory_required_bytes - big.weight_bytes - big.kv_bytes
     capacity = short.memory_capacity_bytes
-    free = capacity * memory_utilization - short.weight_bytes - workspace
+    if memory_basis == "total":
+        free = capacity * memory_utilization - short.weight_bytes - workspace
+    else:
+        free = (capacity - short.weight_bytes - workspace) * memory_utilization
     if per_token <= 0:
         raise InfeasibleError(f"{model.name}: the step graph holds no KV cache; serving needs one")
     blocks = int(max(free, 0.0) // (block_size * per_token))
@@ -87,6 +97,8 @@ def kv_capacity(model: ModelConfig, system: SystemSpec, *, precision: Precision,
                 f"{model.name} on {system.name} ({parallelism.label}): weights {short.weight_bytes / 1e9:.1f} GB "
                 f"+ workspace {workspace / 1e9:.2f} GB per device leave no room for a KV cache in "
                 f"{capacity / 1e9:.1f} GB")
+        if memory_basis == "free":
+            needed = block_size * per_token / (capacity - short.weight_bytes - workspace)
         raise ArgumentError(f"memory_utilization: {memory_utilization} leaves no KV cache; "
                             f"needs > {needed:.3f} (allowed (0, 1])")
     return KVCapacity(block_size=block_size, kv_bytes_per_token=per_token, capacity_bytes=capacity,

@@ -26,7 +26,9 @@ class ServingResult:
     ``iteration_prefill_tokens``, ``iteration_output_tokens``, ``iteration_kv_blocks`` (blocks in
     use during the iteration), ``iteration_energy_j`` (whole replica, from the step model).
     ``idle_power_w``: power of the replica's devices while no iteration runs (W), charged between
-    iterations. ``slo_ttft_s``/``slo_tpot_s``: the goodput SLOs.
+    iterations. ``slo_ttft_s``/``slo_tpot_s``: the goodput SLOs. ``software``: the serving
+    software spec (its host time per iteration is inside ``iteration_duration_s``, its energy
+    at idle power inside ``iteration_energy_j``).
     """
 
     model: str
@@ -58,6 +60,7 @@ class ServingResult:
     slo_tpot_s: float
     step_cache_hits: int = 0
     step_cache_misses: int = 0
+    software: str = ""
 
     # per-request metrics -------------------------------------------------------------------
     @cached_property
@@ -182,7 +185,7 @@ class ServingResult:
         """The headline figures as a plain dict (JSON-ready): latency percentiles (``p50``,
         ``p90``, ``p99``, ``mean``; s), throughput (tokens/s), goodput (requests/s), counts."""
         return {
-            "model": self.model, "system": self.system, "scheduler": self.scheduler,
+            "model": self.model, "system": self.system, "scheduler": self.scheduler, "software": self.software,
             "parallelism": self.parallelism, "precision": self.precision, "devices": self.devices,
             "requests": self.num_requests, "output_tokens": self.total_output_tokens,
             "input_tokens": int(self.input_tokens.sum()),

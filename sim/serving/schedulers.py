@@ -12,6 +12,11 @@ iteration, or None when there is nothing to run. Register new ones with
   admitted (FCFS, within ``max_batch`` running requests, free KV blocks and
   ``max_prefill_tokens`` prompt tokens), the iteration prefills their whole prompts and nothing
   else (a prefill-only iteration, as vLLM v0 does); otherwise it decodes every running request.
+- ``inflight`` (TensorRT-LLM in-flight batching, chunked context off): every running decode, then
+  whole prompts of waiting requests (FCFS) while the iteration's tokens stay within ``chunk``
+  (TensorRT-LLM's ``max_num_tokens``: a decode counts one token, a prompt all of its tokens) and
+  ``max_batch`` requests run; a prompt longer than ``chunk`` runs alone in an iteration with the
+  decodes. Prefill and decode share iterations, prompts are never split.
 - ``chunked`` (Sarathi-Serve, vLLM chunked prefill): a budget of ``chunk`` tokens per iteration;
   every running decode first, then chunks of partially prefilled prompts (admission order), then
   newly admitted waiting requests (FCFS) fill the rest; a prompt may span iterations. Decodes are
@@ -93,7 +98,7 @@ class Scheduler(ABC):
             prompt = state.recompute_tokens(request)
             if token_cap is not None and tokens + prompt > token_cap and admitted:
                 break
-            if not state.kv.can_allocate(prompt):
+            if not state.can_admit(request):
                 break
             waiting.popleft()
             state.admit(request)
@@ -170,7 +175,7 @@ class ChunkedScheduler(Scheduler):
         while budget > 0 and waiting and state.running.size < self.max_batch:
             request = waiting[0]
             prompt = state.recompute_tokens(request)
-            if not state.kv.can_allocate(prompt):
+            if not state.can_admit(request):
                 break
             waiting.popleft()
             state.admit(request)
@@ -183,3 +188,30 @@ class ChunkedScheduler(Scheduler):
             return Iteration.decode_only(decodes, context) if decodes.size else None
         return Iteration(decodes, context, np.asarray(ids, dtype=np.int64), np.asarray(chunks, dtype=np.int64),
                          np.asarray(done, dtype=np.int64))
+
+
+@register_scheduler("inflight")
+class InflightScheduler(ChunkedScheduler):
+    """TensorRT-LLM in-flight batching without chunked context: decodes plus whole prompts (the
+    token budget of :class:`ChunkedScheduler`, prompts never split)."""
+
+    def next_batch(self, now: float, state: ReplicaState) -> Iteration | None:
+        """Every decode plus whole waiting prompts filling the rest of the ``chunk`` token budget."""
+        decodes, context = state.reserve_decodes(state.decoding())
+        budget = self.chunk - decodes.size
+        ids: list[int] = []
+        waiting = state.waiting
+        while waiting and state.running.size < self.max_batch:
+            request = waiting[0]
+            prompt = state.recompute_tokens(request)
+            if (ids and prompt > budget) or not state.can_admit(request):
+                break
+            waiting.popleft()
+            state.admit(request)
+            ids.append(request)
+            budget -= prompt
+        if not ids:
+            return Iteration.decode_only(decodes, context) if decodes.size else None
+        admitted = np.asarray(ids, dtype=np.int64)
+        return Iteration(decodes, context, admitted, state.prompt_tokens[admitted].copy(),
+                         np.zeros(admitted.size, np.int64))

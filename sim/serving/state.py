@@ -59,9 +59,15 @@ class ReplicaState:
     A running request with ``prefilled == prompt_tokens`` decodes; it then holds
     ``input_tokens + generated - 1`` tokens in the KV cache (the newest token is written by the
     next decode).
+
+    ``reserve_output``: admission takes the blocks of the whole request (prompt and every output
+    token) at once, so that running requests never run short and nothing is preempted
+    (TensorRT-LLM's ``GUARANTEED_NO_EVICT`` capacity policy); False takes the prompt's blocks and
+    grows them token by token, preempting when short (vLLM).
     """
 
-    def __init__(self, input_tokens: np.ndarray, output_tokens: np.ndarray, kv: BlockManager) -> None:
+    def __init__(self, input_tokens: np.ndarray, output_tokens: np.ndarray, kv: BlockManager, *,
+                 reserve_output: bool = False) -> None:
         n = input_tokens.size
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
@@ -71,6 +77,7 @@ class ReplicaState:
         self.preemptions = np.zeros(n, dtype=np.int64)
         self.alive = np.zeros(n, dtype=bool)  # admitted and not finished or preempted
         self.kv = kv
+        self.reserve_output = bool(reserve_output)
         self.waiting: deque[int] = deque()
         self.running: np.ndarray = _EMPTY
 
@@ -78,11 +85,22 @@ class ReplicaState:
         """Prompt tokens of ``request`` when admitted now: its input plus its generated tokens."""
         return int(self.input_tokens[request] + self.generated[request])
 
+    def admission_tokens(self, request: int) -> int:
+        """Tokens whose KV blocks ``request`` takes when admitted now: its prompt, or with
+        ``reserve_output`` its whole sequence (input and all output tokens)."""
+        if self.reserve_output:
+            return int(self.input_tokens[request] + self.output_tokens[request])
+        return self.recompute_tokens(request)
+
+    def can_admit(self, request: int) -> bool:
+        """Whether the free KV blocks cover :meth:`admission_tokens` of ``request`` now."""
+        return self.kv.can_allocate(self.admission_tokens(request))
+
     def admit(self, request: int) -> int:
-        """Move ``request`` (already popped from ``waiting``) to ``running`` with its prompt's
-        KV blocks; returns its prompt length in tokens."""
+        """Move ``request`` (already popped from ``waiting``) to ``running`` with its KV blocks
+        (:meth:`admission_tokens`); returns its prompt length in tokens."""
         prompt = self.recompute_tokens(request)
-        self.kv.allocate(request, prompt)
+        self.kv.allocate(request, self.admission_tokens(request))
         self.prompt_tokens[request] = prompt
         self.prefilled[request] = 0
         self.alive[request] = True

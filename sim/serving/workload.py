@@ -21,7 +21,7 @@ import pandas as pd
 from decodex.core.errors import ArgumentError, SpecError
 from decodex.core.input_files import MAX_TRACE_BYTES, read_text
 
-ARRIVALS = ("poisson", "fixed", "trace")
+ARRIVALS = ("poisson", "fixed", "trace", "all-at-once")
 LENGTH_KINDS = ("fixed", "uniform", "lognormal", "normal")
 TRACE_COLUMNS = ("arrival_s", "input_tokens", "output_tokens")
 _EXTRA = "\0extra"  # the column a row's fields beyond the header's land in (an error when any does)
@@ -156,9 +156,11 @@ class Workload:
     """A stream of requests.
 
     ``arrival``: ``"poisson"`` (exponential gaps with mean ``1/rate`` s), ``"fixed"`` (one request
-    every ``1/rate`` s, the first at 0 s) or ``"trace"`` (rows of the CSV file ``trace``, columns
-    ``arrival_s``, ``input_tokens``, ``output_tokens``). ``rate``: requests per second, finite, in
-    :data:`RATE_RANGE` (ignored for traces). ``input_lengths``/``output_lengths``: token-count distributions.
+    every ``1/rate`` s, the first at 0 s), ``"all-at-once"`` (every request at 0 s: the
+    max-throughput mode of benchmarks such as TensorRT-LLM's ``trtllm-bench``) or ``"trace"``
+    (rows of the CSV file ``trace``, columns ``arrival_s``, ``input_tokens``, ``output_tokens``).
+    ``rate``: requests per second, finite, in :data:`RATE_RANGE` (ignored for traces and
+    ``all-at-once``). ``input_lengths``/``output_lengths``: token-count distributions.
     """
 
     arrival: str = "poisson"
@@ -238,6 +240,8 @@ class Workload:
             rng = np.random.default_rng(check_int("seed", seed, 0, 2**63 - 1))
             if self.arrival == "poisson":
                 arrival = np.cumsum(rng.exponential(1.0 / self.rate, size=n))
+            elif self.arrival == "all-at-once":
+                arrival = np.zeros(n)
             else:
                 arrival = np.arange(n, dtype=np.float64) / self.rate
             inputs = self.input_lengths.sample(rng, n)

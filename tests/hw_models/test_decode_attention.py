@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from decodex.core.errors import SpecError
 from decodex.hw_models.decode_attention import DecodeAttentionKernel
-from decodex.hw_models.system import SystemSpec, system_from_dict
+from decodex.hw_models.system import SystemSpec, load_system, system_from_dict
 from decodex.sim.estimate import estimate
 from decodex.workloads.batch import Batch
 from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
 from tests.conftest import ideal_device, ideal_system
 
 KERNEL = DecodeAttentionKernel(sm_count=4, blocks_per_sm=1, split_below=0.5, floor_s=1e-6, block_overhead_s=1e-7,
@@ -114,8 +115,28 @@ def test_a_misspelled_kernel_field_is_refused() -> None:
         _system(flor_s=1e-6)
 
 
-def test_the_vectorized_path_leaves_kernel_units_to_the_scalar_one() -> None:
-    from decodex.sim.vector_estimate import NotVectorizable, estimate_grid
+def test_the_vectorized_path_prices_kernel_units_as_the_scalar_one() -> None:
+    from decodex.sim.estimate import estimate
+    from decodex.sim.vector_estimate import estimate_grid
 
-    with pytest.raises(NotVectorizable, match="kernel waves"):
-        estimate_grid("llama3-8b", "a100-80g", np.array([1, 2]), np.array([100, 200]))
+    batches = np.array([1, 2, 3, 7, 13, 27, 54, 108, 217, 300])
+    contexts = np.array([1, 32, 100, 3136, 500, 2048, 16, 4000, 4095, 64])
+    for model, tp in (("llama3-8b", 1), ("llama2-7b", 2), ("llama3-8b", 8)):
+        par = Parallelism(tp=tp)
+        frame = estimate_grid(model, "8x-a100-80g", batches, contexts, precision="fp16", parallelism=par)
+        scalar = [estimate(model, "8x-a100-80g", int(b), context=int(c), precision="fp16", parallelism=par).step_time_s
+                  for b, c in zip(batches, contexts, strict=True)]
+        np.testing.assert_allclose(frame["step_time_s"].to_numpy(), scalar, rtol=1e-12)
+
+
+def test_kernel_time_many_is_the_scalar_time() -> None:
+    kernel = load_system("a100-80g").primary_device.units["tensor"].decode_attention  # type: ignore[attr-defined]
+    rng = np.random.default_rng(3)
+    requests = rng.integers(1, 500, 500)
+    head_bytes = rng.uniform(1e3, 1e8, 500)
+    flops = head_bytes * rng.uniform(0.25, 8.0, 500)
+    for kv_heads in (1, 2, 8, 32):
+        many = kernel.time_many(requests, kv_heads, head_bytes, flops, 2.0e12, 312e12)
+        one = [kernel.time_s(int(r), kv_heads, b, f, 2.0e12, 312e12)
+               for r, b, f in zip(requests, head_bytes, flops, strict=True)]
+        np.testing.assert_allclose(many, one, rtol=1e-12)

@@ -78,7 +78,7 @@ def test_longer_context_and_bigger_batch_cost_more(ideal) -> None:  # type: igno
 def test_tensor_parallel_splits_memory_and_adds_communication() -> None:
     one = estimate("llama3-70b", "h100-sxm", 64, context=2048)
     eight = estimate("llama3-70b", "h100-sxm", 64, context=2048, parallelism=Parallelism(tp=8))
-    assert not one.fits and "needs" in one.reason and "h100-sxm has 80.0 GB" in one.reason
+    assert not one.fits and "needs" in one.reason and "h100-sxm has 84.6 GB for them" in one.reason
     assert eight.fits and eight.reason == ""
     assert eight.weight_bytes == pytest.approx(one.weight_bytes / 8, rel=0.01)
     assert eight.step_time_s < one.step_time_s

@@ -25,7 +25,8 @@ FLOAT_COLUMNS = ("step_time_s", "tokens_per_s", "energy_j", "energy_per_token_j"
 CASES = [  # (model, system, parallelism, precision): GQA, MHA (rotary and learned positions), tp, pp
     ("llama3-8b", "h100-sxm", None, "bf16"),
     ("llama3-70b", "h100-sxm", Parallelism(tp=8), "bf16"),
-    ("opt-6.7b", "h800", None, "bf16"),  # (the A100s price decode attention by kernel waves: not vectorized)
+    ("opt-6.7b", "h800", None, "bf16"),
+    ("llama3-8b", "a100-80g", Parallelism(tp=1), "fp16"),  # decode attention by kernel waves
     ("llama2-7b", "h200", Parallelism(tp=2), "fp16"),
     ("gpt3-13b", "8x-h100-sxm", Parallelism(tp=4, pp=2), "w4a16"),
     ("llama2-13b", "h200", None, "w=int4,a=bf16,kv=fp8,sparsity=2:4"),

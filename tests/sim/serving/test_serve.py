@@ -11,6 +11,7 @@ import pytest
 from decodex.core.errors import ArgumentError
 from decodex.sim.estimate import estimate
 from decodex.sim.serving import SCHEDULERS, Lengths, ServingResult, Workload, serve
+from decodex.sim.serving.software import load_software
 from decodex.workloads.batch import Batch, Routing
 from decodex.workloads.parallelism import Parallelism
 
@@ -78,7 +79,8 @@ def test_low_load_latency_is_the_step_time(scheduler: str) -> None:
     # one request every 10 s, each done in < 1 s: the replica serves one request at a time
     prompt, output = 512, 64
     workload = Workload.preset("fixed", rate=0.1, arrival="fixed", input_len=prompt, output_len=output)
-    result = serve(MODEL, SYSTEM, workload, requests=4, scheduler=scheduler, chunk=1024, bucket_width=0.0)
+    result = serve(MODEL, SYSTEM, workload, software="ideal", requests=4, scheduler=scheduler, chunk=1024,
+                   bucket_width=0.0)
     assert result.iterations["batch_size"].max() == 1
     prefill = estimate(MODEL, SYSTEM, Batch.mixed([], [prompt])).step_time_s
     np.testing.assert_allclose(result.ttft_s, prefill, rtol=1e-12)
@@ -89,9 +91,23 @@ def test_low_load_latency_is_the_step_time(scheduler: str) -> None:
     np.testing.assert_allclose(result.e2e_s, prefill + decode.sum(), rtol=1e-9)
 
 
+def test_low_load_latency_adds_the_software_host_time() -> None:
+    # the default software (vllm) adds its host time to every iteration: one request at a time,
+    # so every token is one iteration later by exactly that time
+    prompt, output = 512, 16
+    workload = Workload.preset("fixed", rate=0.1, arrival="fixed", input_len=prompt, output_len=output)
+    host = load_software("vllm").iteration_host_overhead_s
+    assert host > 0
+    result = serve(MODEL, SYSTEM, workload, requests=2, bucket_width=0.0)
+    prefill = estimate(MODEL, SYSTEM, Batch.mixed([], [prompt])).step_time_s
+    np.testing.assert_allclose(result.ttft_s, prefill + host, rtol=1e-12)
+    decode = np.array([estimate(MODEL, SYSTEM, Batch.decode(1, prompt + k)).step_time_s for k in range(output - 1)])
+    np.testing.assert_allclose(result.request_tbt_s(0), decode + host, rtol=1e-9)
+
+
 def test_low_load_tpot_with_buckets() -> None:
     workload = Workload.preset("fixed", rate=0.1, arrival="fixed", input_len=3000, output_len=100)
-    result = serve(MODEL, SYSTEM, workload, requests=2)  # 1 % context buckets
+    result = serve(MODEL, SYSTEM, workload, software="ideal", requests=2)  # 1 % context buckets
     single = estimate(MODEL, SYSTEM, Batch.decode(1, 3050)).step_time_s
     np.testing.assert_allclose(result.tpot_s, single, rtol=1e-3)
 
@@ -100,7 +116,7 @@ def test_low_load_tpot_with_buckets() -> None:
 def test_throughput_bounded_by_the_batch_limited_step_rate(scheduler: str) -> None:
     max_batch = 8
     workload = Workload.preset("fixed", rate=1000.0, input_len=32, output_len=128)
-    result = serve(MODEL, SYSTEM, workload, requests=200, scheduler=scheduler, max_batch=max_batch)
+    result = serve(MODEL, SYSTEM, workload, software="ideal", requests=200, scheduler=scheduler, max_batch=max_batch)
     bound = max_batch / estimate(MODEL, SYSTEM, Batch.decode(max_batch, 0)).step_time_s
     assert result.throughput_tokens_per_s <= bound
     assert result.throughput_tokens_per_s >= 0.8 * bound  # saturated: close to the bound

@@ -111,7 +111,8 @@ def test_reported_long_context_serving_runs_and_matches_exact_steps(monkeypatch:
     # cut to 60 requests (seed 1) that still fill the 4096-token window
     def run(width: float) -> ServingResult:
         workload = Workload.preset("sharegpt-long", rate=20)
-        return serve(MODEL, SYSTEM, workload, requests=60, scheduler="chunked", seed=1, bucket_width=width)
+        return serve(MODEL, SYSTEM, workload, requests=60, scheduler="chunked", seed=1, bucket_width=width,
+                     software="ideal")
 
     bucketed, exact = run(0.01), run(0.0)
     assert int(((bucketed.input_tokens + bucketed.output_tokens) == WINDOW).sum()) > 0
