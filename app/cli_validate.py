@@ -146,6 +146,24 @@ def cmd_validate_published(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_neupims_artifact(args: argparse.Namespace) -> int:
+    """Compare NeuPIMs' four configurations with the artifact's own per-layer cycles."""
+    from decodex.validation.neupims_artifact import artifact_summary, compare_artifact
+
+    compared = compare_artifact()
+    if args.json:
+        print_json({"rows": compared.to_dict(orient="records"), "summary": artifact_summary(compared)})
+        return 0
+    rows = [[r.config, r.batch, f"{r.artifact_cycles:,.0f}", f"{r.decodex_cycles:,.0f}", f"{r.error:+.0%}",
+             *(f"{getattr(r, key + '_error'):+.0%}" for key in ("QKVgen", "proj", "fc1", "fc2", "attention"))]
+            for r in compared.itertuples(index=False)]
+    print("GPT3-7B TP4, one decoder layer, cycles at 1 GHz (casys-kaist/NeuPIMs artifact runs; error = Decodex / "
+          "artifact - 1)")
+    print(table(["configuration", "batch", "artifact", "Decodex", "error", "QKV", "proj", "fc1", "fc2", "attention"],
+                rows))
+    return 0
+
+
 def cmd_validate_cpu(args: argparse.Namespace) -> int:
     from decodex.hw_models.device import device_from_dict, read_device_toml
     from decodex.validation.kernel_validation import validate_cpu
@@ -204,6 +222,10 @@ def add_validation_parsers(sub: Any) -> None:
     published.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     published.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
     published.set_defaults(func=cmd_validate_published)
+    neupims = which.add_parser("neupims-artifact", help="NeuPIMs' four configurations against the per-layer cycles "
+                                                        "of its own artifact (GPT3-7B TP4, batch 64/256/512)")
+    neupims.add_argument("--json", action="store_true", help="the rows and the summary as JSON")
+    neupims.set_defaults(func=cmd_validate_neupims_artifact)
     cpu = which.add_parser("cpu", help="time the Numba CPU kernels here and compare with the host spec")
     cpu.add_argument("--spec", default=None, help="host device TOML (default: calibrate this host now)")
     cpu.add_argument("--quick", action="store_true", help="quick calibration")

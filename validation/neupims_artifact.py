@@ -1,0 +1,135 @@
+"""NeuPIMs against its own artifact: per-layer cycles and op breakdowns (``decodex validate neupims-artifact``).
+
+``validation/data/neupims-artifact/runs.csv`` (README there) holds runs of the public NeuPIMs
+artifact (casys-kaist/NeuPIMs, one branch per configuration) on GPT3-7B, tensor-parallel 4, one
+decoder layer, ShareGPT decode batches of 64, 256 and 512 from the artifact's own trace generator:
+per-layer cycles at 1 GHz and the cycles of each op as the artifact reports them, for four
+configurations. Each is compared with the Decodex system that models it:
+
+============================  ===========================================================
+artifact configuration         Decodex
+============================  ===========================================================
+NeuPIMs, sub-batches on        ``neupims`` (two sub-batches, discrete-event engine)
+NeuPIMs, sub-batches off       ``neupims`` with ``sub_batches = 1``
+naive NPU+PIM                  ``npu-pim-naive``
+NPU-only                       ``npu-only``
+============================  ===========================================================
+
+One decoder layer's cycles = step(2 layers) - step(1 layer) of the model cut to those layers,
+one device, no collectives (the artifact simulates one device; ``n_tp`` only shrinks its
+shapes), every request at the trace's mean cached context, FP16, 1 GHz. Op cycles come from the
+analytical pricing of the same one-layer step (each op alone, as the artifact counts them):
+``QKVgen`` = ``qkv_proj``, ``proj`` = ``o_proj``, ``fc1``/``fc2`` = ``up_proj``/``down_proj``,
+attention = the ``attention`` op with its softmax (the artifact's PIM logit+softmax plus attend,
+or its NPU fused MHA); with sub-batch interleaving, one sub-batch's op (the artifact reports each
+sub-batch's ops apart). Error = Decodex / artifact - 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from decodex.core.errors import ArgumentError
+from decodex.sim.estimate import evaluate, plan_step
+from decodex.sim.simulate import simulate_plan
+from decodex.workloads.catalog import load_model
+from decodex.workloads.ops import OpKind
+from decodex.workloads.parallelism import Parallelism
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "neupims-artifact"
+RUNS_FILE = "runs.csv"
+MODEL = "gpt3-7b"
+TP = 4
+CLOCK_HZ = 1e9  # the artifact's NPU and memory clock (configs/systolic_ws_128x128_dev.json: 1 GHz)
+PRECISION = "fp16"
+# artifact run prefix -> (configuration label, Decodex system, mapper options, discrete-event engine)
+CONFIGS: dict[str, tuple[str, str, tuple[tuple[str, Any], ...], bool]] = {
+    "main_sbon": ("NeuPIMs, sub-batches on", "neupims", (), True),
+    "main_sboff": ("NeuPIMs, sub-batches off", "neupims", (("sub_batches", 1),), True),
+    "npupim": ("naive NPU+PIM", "npu-pim-naive", (), False),
+    "npuonly": ("NPU-only", "npu-only", (), False),
+}
+OPS = {"QKVgen": ("qkv_proj",), "proj": ("o_proj",), "fc1": ("up_proj",), "fc2": ("down_proj",),
+       "attention": ("attention", "attn_softmax")}
+OMIT = (OpKind.COLLECTIVE, OpKind.TRANSFER)
+
+
+def load_runs(data_dir: Path = DATA_DIR) -> pd.DataFrame:
+    """The artifact runs compared here: one per configuration and batch, on the trace the artifact's
+    generator made with its channel-load-balanced assignment (``clb``), with ``config`` (the prefix
+    of :data:`CONFIGS`) and ``attention_cycles`` (PIM logit+softmax + attend, or NPU fused MHA)."""
+    path = Path(data_dir) / RUNS_FILE
+    if not path.is_file():
+        raise ArgumentError(f"{path}: not found (the NeuPIMs artifact runs ship with Decodex)")
+    frame = pd.read_csv(path).rename(columns={"branch@commit": "branch_commit"})
+    frame = frame[frame["trace"].str.contains("clb") & frame["per_layer_cycles"].notna()].copy()
+    frame["config"] = frame["run"].str.replace(r"_bs\d+.*$", "", regex=True)
+    frame = frame[frame["config"].isin(list(CONFIGS))]
+    pim = frame["attn_logit_softmax_PIM"].fillna(0) + frame["attn_attend_PIM"].fillna(0)
+    frame["attention_cycles"] = np.where(frame["attn_NPU_FusedMHA"].notna(), frame["attn_NPU_FusedMHA"], pim)
+    return frame.sort_values(["config", "batch"]).reset_index(drop=True)
+
+
+def _step_s(system: str, options: tuple[tuple[str, Any], ...], engine: bool, layers: int, batch: int,
+            context: int) -> tuple[float, Any]:
+    full = load_model(MODEL)
+    model = dataclasses.replace(full, num_layers=layers, layer_kinds=full.layer_kinds[:layers])
+    plan = plan_step(model, system, batch, context=context, precision=PRECISION, parallelism=Parallelism(tp=TP),
+                     omit=OMIT, **dict(options))
+    result = simulate_plan(plan) if engine else evaluate(plan)
+    return float(result.step_time_s), plan
+
+
+def layer_cycles(config: str, batch: int, context: int) -> tuple[float, dict[str, float]]:
+    """Decodex's cycles of one decoder layer of ``config`` (a :data:`CONFIGS` key) at ``batch``
+    requests of ``context`` cached tokens, and the cycles of each op of :data:`OPS`."""
+    _, system, options, engine = CONFIGS[config]
+    one, plan = _step_s(system, options, engine, 1, batch, context)
+    two, _ = _step_s(system, options, engine, 2, batch, context)
+    ops = {key: 0.0 for key in OPS}
+    records = [r for r in evaluate(plan).records if r.block not in ("embedding", "head")]
+    for record in records:
+        for key, names in OPS.items():
+            if record.name in names:
+                ops[key] += record.time_s * CLOCK_HZ
+    # with sub-batch interleaving every op runs once per sub-batch; the artifact reports one
+    sub_batches = max(1, sum(1 for r in records if r.name == OPS["QKVgen"][0]))
+    return (two - one) * CLOCK_HZ, {key: value / sub_batches for key, value in ops.items()}
+
+
+def compare_artifact(runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (configuration, batch): artifact and Decodex cycles per layer and per op, with
+    errors (Decodex / artifact - 1)."""
+    frame = load_runs() if runs is None else runs
+    rows = []
+    for run in frame.itertuples(index=False):
+        context = round(float(run.mean_seq_len))
+        cycles, ops = layer_cycles(str(run.config), int(run.batch), context)
+        row: dict[str, Any] = {"config": CONFIGS[str(run.config)][0], "batch": int(run.batch), "context": context,
+                               "artifact_cycles": float(run.per_layer_cycles), "decodex_cycles": cycles,
+                               "error": cycles / float(run.per_layer_cycles) - 1.0,
+                               "source": f"casys-kaist/NeuPIMs {run.branch_commit}"}
+        for key in OPS:
+            measured = float(run.attention_cycles) if key == "attention" else float(getattr(run, key))
+            row[f"{key}_artifact"] = measured
+            row[f"{key}_decodex"] = ops[key]
+            row[f"{key}_error"] = ops[key] / measured - 1.0 if measured > 0 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def artifact_summary(compared: pd.DataFrame) -> Mapping[str, Any]:
+    """Per configuration: the per-layer errors by batch and the largest op error; overall MAPE."""
+    summary: dict[str, Any] = {"mape": float(np.mean(np.abs(compared["error"])))}
+    for config, group in compared.groupby("config", sort=False):
+        op_errors = group[[f"{key}_error" for key in OPS]].abs().to_numpy(dtype=float)
+        summary[str(config)] = {"layer_error_by_batch": {int(b): float(e) for b, e in
+                                                          zip(group["batch"], group["error"], strict=True)},
+                                "largest_op_error": float(np.nanmax(op_errors))}
+    return summary
