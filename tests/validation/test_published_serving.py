@@ -90,3 +90,19 @@ def test_memory_tight_rows_within_the_gpu_fidelity_band(rows: pd.DataFrame) -> N
     assert summary["not_run"] == []
     assert summary["all"]["mape"] <= 0.10
 
+
+
+def test_cli_runs_the_serving_group_and_refits_the_host_time(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import decodex.validation.published_serving as published_serving
+    from decodex.app.cli import main
+
+    every = load_trtllm_rows()
+    sample = every[(every["model"] == "llama-3.1-8b") & (every["gpu"] == "H200")
+                   & (every["isl"].isin([2048, 20000]))].copy()
+    sample["num_requests"] = 64  # a short run of each (fit and check) row
+    monkeypatch.setattr(published_serving, "load_trtllm_rows", lambda data_dir=None: sample)
+    assert main(["validate", "published", "--only", "serving", "--fit", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "TensorRT-LLM" in captured.out and "by_split" in captured.out and "check" in captured.out
+    assert "iteration_host_overhead_s" in captured.err
