@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -169,4 +171,33 @@ def test_unit_reads_its_dataflow_and_refuses_an_unknown_one(tmp_path) -> None:
     text = (DEVICES_DIR / "npu-only.toml").read_text().replace('cols = 128 ', 'dataflow = "diagonal"\ncols = 128 ', 1)
     (tmp_path / "npu-only.toml").write_text(text)
     with pytest.raises(SpecError, match="dataflow"):
+        load_device(tmp_path / "npu-only.toml")
+
+
+def test_first_pass_overlap_serializes_the_later_passes(tmp_path) -> None:
+    """The artifact's GEMMs above 128 tokens: the weight stream overlaps only the first pass."""
+    from dataclasses import replace
+
+    from decodex.hw_models.memory import MemorySpec
+
+    memory = MemorySpec("hbm", capacity_bytes=32e9, bandwidth_bytes_per_s=1.024e12)
+    overlapped = replace(SYSTOLIC, dataflow="input-stationary")
+    serial = replace(overlapped, stream_overlap="first-pass")
+    mems = {SYSTOLIC.memory: memory}
+    for m in (1, 64, 128):  # one pass: nothing changes
+        op = MatmulOp(name="qkv", dtype=DType.FP16, m=m, n=3072, k=4096, weight_dtype=DType.FP16)
+        assert serial.op_cost(op, mems).time_s == overlapped.op_cost(op, mems).time_s
+    op = MatmulOp(name="qkv", dtype=DType.FP16, m=256, n=3072, k=4096, weight_dtype=DType.FP16)
+    stream_s = op.bytes / 1.024e12
+    first, whole = 16142, 2 * 32 * 496 + 270  # one pass and two passes (test_input_stationary_cycles_by_hand)
+    expected = max(first * 1e-9, stream_s) + (whole - first) * 1e-9
+    assert serial.op_cost(op, mems).time_s == pytest.approx(expected, rel=1e-12)
+    assert serial.op_cost(op, mems).time_s > overlapped.op_cost(op, mems).time_s  # max(a, b) + c >= max(a + c, b)
+    times = [serial.op_cost(MatmulOp(name="mm", dtype=DType.FP16, m=m, n=3072, k=4096, weight_dtype=DType.FP16),
+                                mems).time_s for m in range(1, 700, 37)]
+    assert all(b >= a for a, b in itertools.pairwise(times))  # more tokens are never faster
+    text = (DEVICES_DIR / "npu-only.toml").read_text()
+    text = text.replace('cols = 128 ', 'stream_overlap = "first-pass"\ncols = 128 ', 1)
+    (tmp_path / "npu-only.toml").write_text(text)
+    with pytest.raises(SpecError, match="input-stationary"):
         load_device(tmp_path / "npu-only.toml")
