@@ -43,6 +43,18 @@ where 128 tokens take 31.2 k and the stream ~28 k):
 dense FLOP × energy_per_flop_j + bytes × the
 memory's energy per byte.
 
+``attention_issue = "head-serial"`` (default ``"batched"``, below) is how the NeuPIMs artifact's
+NPU-only branch issues attention (``FusedMHA.cc``): one in-order queue, every (request, KV head) a
+dependent chain of one q.K instruction of ``ceil(L/arrays)`` rows and ``ceil((L + rows - 1)/rows)``
+L.V instructions of ``ceil(cols/arrays)`` rows, each instruction taking ``rows + cols - 1 + size``
+cycles and starting when the previous one ends (preloads back to back):
+
+    cycles = sum over requests and KV heads of
+             (rows + cols - 1 + ceil(L/arrays)) + ceil((L + rows - 1)/rows) · (rows + cols - 1 + ceil(cols/arrays))
+
+(~1.38 k cycles per head at 350 keys on 8 arrays of 128x128, where streaming the head's K and V
+takes ~175: latency-bound). The query heads sharing a KV head ride in the same instructions.
+
 Attention on this unit (the NPU-only baseline) is a pair of per-request GEMMs per KV head:
 scores (m_i × qk_dim) @ (qk_dim × L_i) and output (m_i × L_i) @ (L_i × v_dim), with
 m_i = query tokens × query heads per KV head (queries sharing one K/V head stream through the
@@ -71,6 +83,7 @@ IntLike = int | np.ndarray
 
 DATAFLOWS = ("weight-stationary", "input-stationary")
 STREAM_OVERLAPS = ("all", "first-pass")
+ATTENTION_ISSUES = ("batched", "head-serial")
 """Systolic dataflows: weights held in the arrays (default), or the activation tile held and the
 weights streamed (the NeuPIMs artifact's MatMul mapping); module docstring."""
 
@@ -142,6 +155,7 @@ class SystolicUnit:
     op_overhead_s: float = 0.0
     dataflow: str = "weight-stationary"
     stream_overlap: str = "all"
+    attention_issue: str = "batched"
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.energy_per_flop_j
@@ -160,7 +174,10 @@ class SystolicUnit:
                            fill_drain=fill_drain, dataflow=self.dataflow)
 
     def attention_cycles(self, op: AttentionOp) -> float:
-        """Cycles of an attention op as per-request GEMMs (module docstring)."""
+        """Cycles of an attention op as per-request GEMMs, or as head-serial instruction chains
+        (``attention_issue``; module docstring)."""
+        if self.attention_issue == "head-serial":
+            return self._head_serial_cycles(op)
         q = np.asarray(op.query_lens, dtype=np.float64)
         seq = np.asarray(op.context_lens, dtype=np.float64) + q
         group = op.q_heads / op.kv_heads
@@ -169,6 +186,14 @@ class SystolicUnit:
         value = self.cycles(m, seq, op.v_dim, count=op.kv_heads, fill_drain=False)
         body = float(score.sum() + value.sum())
         return body + self.fill_drain_cycles if body > 0 else 0.0
+
+    def _head_serial_cycles(self, op: AttentionOp) -> float:
+        """Cycles of the head-serial chains of ``attention_issue = "head-serial"`` (module docstring)."""
+        keys = np.asarray(op.context_lens, dtype=np.float64) + np.asarray(op.query_lens, dtype=np.float64)
+        latency = self.rows + self.cols - 1
+        score = latency + np.ceil(keys / self.arrays)
+        value = np.ceil((keys + self.rows - 1) / self.rows) * (latency + np.ceil(self.cols / self.arrays))
+        return float(((score + value) * (keys > 0)).sum() * op.kv_heads)
 
     @property
     def fill_drain_cycles(self) -> float:
@@ -235,13 +260,15 @@ class SystolicUnit:
 def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...]) -> SystolicUnit:
     """Build a SystolicUnit from ``[units.NAME]``: ``arrays``, ``rows``, ``cols``, ``frequency_hz``,
     ``op_overhead_s``, ``dataflow`` (:data:`DATAFLOWS`, default weight-stationary),
-    ``stream_overlap`` (:data:`STREAM_OVERLAPS`, default all; first-pass needs input-stationary) and
+    ``stream_overlap`` (:data:`STREAM_OVERLAPS`, default all; first-pass needs input-stationary),
+    ``attention_issue`` (:data:`ATTENTION_ISSUES`, default batched) and
     ``[units.NAME.energy_per_flop_j]`` (its dtypes are the supported ones)."""
     dataflow = table.string("dataflow", choices=DATAFLOWS, default="weight-stationary")
     overlap = table.string("stream_overlap", choices=STREAM_OVERLAPS, default="all")
     if overlap == "first-pass" and dataflow != "input-stationary":
         raise table.error("stream_overlap", "'first-pass' needs dataflow = 'input-stationary' (passes of "
                                             "stationary activation rows)")
+    attention_issue = table.string("attention_issue", choices=ATTENTION_ISSUES, default="batched")
     return SystolicUnit(
         name=name,
         role=table.string("role", choices=("matrix", "vector"), default="matrix"),
@@ -254,4 +281,5 @@ def read_systolic_unit(name: str, table: TableReader, memories: tuple[str, ...])
         op_overhead_s=table.number("op_overhead_s", hi=1.0, default=0.0),
         dataflow=dataflow,
         stream_overlap=overlap,
+        attention_issue=attention_issue,
     )

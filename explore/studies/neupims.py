@@ -64,7 +64,10 @@ def neupims_system(*, row_buffers: str = "dual", channel_policy: str = "greedy",
             units[name] = dataclasses.replace(unit, **changes)
         elif isinstance(unit, SystolicUnit):
             shape = {"rows": int(array_size), "cols": int(array_size)} if array_size is not None else {}
-            units[name] = dataclasses.replace(unit, **shape, dataflow=dataflow or unit.dataflow)
+            flow = dataflow or unit.dataflow
+            # the first-pass stream overlap is a property of input-stationary passes only
+            overlap = unit.stream_overlap if flow == "input-stationary" else "all"
+            units[name] = dataclasses.replace(unit, **shape, dataflow=flow, stream_overlap=overlap)
     if channels is not None and not has_pim:
         scale = channels / 32  # the NPU-only device has the same HBM2: 32 channels (catalog)
     hbm = device.main_memory

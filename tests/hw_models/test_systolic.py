@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -22,7 +23,10 @@ from decodex.sim.estimate import estimate
 from decodex.workloads.ops import AttentionOp, ElementwiseOp, MatmulOp
 
 NPU = load_system("npu-only").primary_device
-SYSTOLIC = NPU.units["systolic"]
+# the weight-stationary, batched reference unit of the hand-computed cases below (the catalog NPUs
+# run the artifact's input-stationary, first-pass mapping: test_catalog_npus_run_the_artifacts_mapping)
+SYSTOLIC = dataclasses.replace(NPU.units["systolic"], dataflow="weight-stationary", stream_overlap="all",
+                               attention_issue="batched")
 FILL = 128 + 128 - 2  # rows + cols - 2
 
 
@@ -197,7 +201,26 @@ def test_first_pass_overlap_serializes_the_later_passes(tmp_path) -> None:
                                 mems).time_s for m in range(1, 700, 37)]
     assert all(b >= a for a, b in itertools.pairwise(times))  # more tokens are never faster
     text = (DEVICES_DIR / "npu-only.toml").read_text()
-    text = text.replace('cols = 128 ', 'stream_overlap = "first-pass"\ncols = 128 ', 1)
+    text = text.replace('dataflow = "input-stationary"', 'dataflow = "weight-stationary"', 1)
     (tmp_path / "npu-only.toml").write_text(text)
     with pytest.raises(SpecError, match="input-stationary"):
         load_device(tmp_path / "npu-only.toml")
+
+
+def test_catalog_npus_run_the_artifacts_mapping() -> None:
+    for name in ("neupims-npu", "neupims-npu-single-rb", "npu-only"):
+        unit = load_device(DEVICES_DIR / f"{name}.toml").units["systolic"]
+        assert (unit.dataflow, unit.stream_overlap) == ("input-stationary", "first-pass")
+        assert unit.attention_issue == ("head-serial" if name == "npu-only" else "batched")
+
+
+def test_head_serial_attention_by_hand() -> None:
+    """Per (request, KV head): (255 + ceil(L/8)) + ceil((L + 127)/128) x (255 + 16) cycles."""
+    unit = dataclasses.replace(SYSTOLIC, attention_issue="head-serial")
+    op = AttentionOp(name="attention", dtype=DType.FP16, context_lens=np.array([349, 99]), query_lens=np.array([1, 1]),
+                     q_heads=8, kv_heads=8, qk_dim=128, v_dim=128, kv_elements_per_token=2048,
+                     kv_dtype=DType.FP16)
+    per_head = [(255 + 44) + 4 * 271, (255 + 13) + 2 * 271]  # L = 350 and 100 keys
+    assert unit.attention_cycles(op) == 8 * sum(per_head)
+    # latency-bound: far above the batched GEMM pricing of the same op
+    assert unit.attention_cycles(op) > 3 * SYSTOLIC.attention_cycles(op)

@@ -98,9 +98,9 @@ def test_system_variant_changes_only_what_is_asked() -> None:
     assert (hbm.access, hbm2.access) == ("concurrent", "exclusive")
     assert wide.primary_device.units["systolic"].rows == 256
     assert wide.mapper_options["channel_policy"] == "greedy"
-    assert base.primary_device.units["systolic"].dataflow == "weight-stationary"
-    flow = neupims_system(dataflow="input-stationary")
-    assert flow.primary_device.units["systolic"].dataflow == "input-stationary"
+    assert base.primary_device.units["systolic"].dataflow == "input-stationary"  # the artifact's mapping
+    flow = neupims_system(dataflow="weight-stationary")
+    assert flow.primary_device.units["systolic"].dataflow == "weight-stationary"
     assert flow.primary_device.units["systolic"].rows == base.primary_device.units["systolic"].rows
     with pytest.raises(ValueError, match="dataflow"):
         neupims_system(dataflow="diagonal")
