@@ -9,7 +9,7 @@ configurations. Each is compared with the Decodex system that models it:
 ============================  ===========================================================
 artifact configuration         Decodex
 ============================  ===========================================================
-NeuPIMs, sub-batches on        ``neupims`` (two sub-batches, discrete-event engine)
+NeuPIMs, sub-batches on        ``neupims`` with ``sub_batches = 2`` (discrete-event engine)
 NeuPIMs, sub-batches off       ``neupims`` with ``sub_batches = 1``
 naive NPU+PIM                  ``npu-pim-naive``
 NPU-only                       ``npu-only``
@@ -38,6 +38,7 @@ import pandas as pd
 from decodex.core.errors import ArgumentError
 from decodex.sim.estimate import evaluate, plan_step
 from decodex.sim.simulate import simulate_plan
+from decodex.validation.reproduce import register_runner
 from decodex.workloads.catalog import load_model
 from decodex.workloads.ops import OpKind
 from decodex.workloads.parallelism import Parallelism
@@ -50,7 +51,7 @@ CLOCK_HZ = 1e9  # the artifact's NPU and memory clock (configs/systolic_ws_128x1
 PRECISION = "fp16"
 # artifact run prefix -> (configuration label, Decodex system, mapper options, discrete-event engine)
 CONFIGS: dict[str, tuple[str, str, tuple[tuple[str, Any], ...], bool]] = {
-    "main_sbon": ("NeuPIMs, sub-batches on", "neupims", (), True),
+    "main_sbon": ("NeuPIMs, sub-batches on", "neupims", (("sub_batches", 2),), True),
     "main_sboff": ("NeuPIMs, sub-batches off", "neupims", (("sub_batches", 1),), True),
     "npupim": ("naive NPU+PIM", "npu-pim-naive", (), False),
     "npuonly": ("NPU-only", "npu-only", (), False),
@@ -133,3 +134,13 @@ def artifact_summary(compared: pd.DataFrame) -> Mapping[str, Any]:
                                                           zip(group["batch"], group["error"], strict=True)},
                                 "largest_op_error": float(np.nanmax(op_errors))}
     return summary
+
+
+@register_runner("neupims_artifact_layer")
+def artifact_layer_cycles(config: Mapping[str, Any]) -> float:
+    """Reproduction runner: Decodex's cycles of one decoder layer for ``config`` = {``config``: a
+    :data:`CONFIGS` key, ``batch``, ``context``} (the artifact-matched targets)."""
+    key = str(config["config"])
+    if key not in CONFIGS:
+        raise ArgumentError(f"config: {key!r} not one of {', '.join(CONFIGS)}")
+    return layer_cycles(key, int(config["batch"]), int(config["context"]))[0]

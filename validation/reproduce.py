@@ -115,6 +115,7 @@ def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetRe
 
 
 def _register_builtin_runners() -> None:
+    import decodex.validation.neupims_artifact  # registers the artifact-matched NeuPIMs runner
     import decodex.validation.runners  # registers the runners
     import decodex.validation.runners_afd  # registers the attention-FFN disaggregation runners
     import decodex.validation.runners_duplex  # registers the Duplex runners

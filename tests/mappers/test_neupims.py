@@ -120,7 +120,7 @@ def test_reproduce_runner_subset() -> None:
     from decodex.validation.reproduce import load_targets
     from decodex.validation.runners_neupims import neupims_ratio
 
-    targets = {t.name: t for t in load_targets() if t.group == "neupims"}
+    targets = {t.name: t for t in load_targets() if t.group == "neupims" and t.runner == "neupims_ratio"}
     assert set(targets) == {"neupims-vs-gpu", "neupims-vs-npu", "neupims-vs-naive"}
     config = {**targets["neupims-vs-npu"].config, "models": ["gpt3-7b"], "batches": [64, 512],
               "lengths": [[80, 296]]}

@@ -44,3 +44,20 @@ def test_cli_prints_every_configuration(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["validate", "neupims-artifact", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["rows"]) == 12 and "mape" in data["summary"]
+
+
+def test_artifact_matched_targets_run_through_the_runner() -> None:
+    from decodex.core.errors import ArgumentError
+    from decodex.validation.neupims_artifact import artifact_layer_cycles
+    from decodex.validation.reproduce import load_targets, run_target
+
+    targets = [t for t in load_targets() if t.runner == "neupims_artifact_layer"]
+    assert len(targets) == 12 and {t.group for t in targets} == {"neupims"}
+    runs = load_runs().set_index(["config", "batch"])
+    for target in targets:
+        assert target.value == int(runs.loc[(target.config["config"], target.config["batch"]), "per_layer_cycles"])
+    # NPU-only matches its artifact by mechanism (head-serial attention, first-pass GEMMs)
+    npu_only = [run_target(t) for t in targets if t.config["config"] == "npuonly"]
+    assert all(r.passed for r in npu_only)
+    with pytest.raises(ArgumentError, match="config"):
+        artifact_layer_cycles({"config": "gpu", "batch": 64, "context": 300})
