@@ -79,22 +79,24 @@ def load_runs(data_dir: Path = DATA_DIR) -> pd.DataFrame:
 
 def _step_s(system: str, options: tuple[tuple[str, Any], ...], engine: bool, layers: int, batch: int,
             context: int) -> tuple[float, Any]:
+    """Step time (s) of the model cut to ``layers`` layers, and its ops priced alone (records)."""
     full = load_model(MODEL)
     model = dataclasses.replace(full, num_layers=layers, layer_kinds=full.layer_kinds[:layers])
     plan = plan_step(model, system, batch, context=context, precision=PRECISION, parallelism=Parallelism(tp=TP),
                      omit=OMIT, **dict(options))
-    result = simulate_plan(plan) if engine else evaluate(plan)
-    return float(result.step_time_s), plan
+    priced = evaluate(plan)
+    result = simulate_plan(plan) if engine else priced
+    return float(result.step_time_s), priced.records
 
 
 def layer_cycles(config: str, batch: int, context: int) -> tuple[float, dict[str, float]]:
     """Decodex's cycles of one decoder layer of ``config`` (a :data:`CONFIGS` key) at ``batch``
     requests of ``context`` cached tokens, and the cycles of each op of :data:`OPS`."""
     _, system, options, engine = CONFIGS[config]
-    one, plan = _step_s(system, options, engine, 1, batch, context)
+    one, priced = _step_s(system, options, engine, 1, batch, context)
     two, _ = _step_s(system, options, engine, 2, batch, context)
     ops = {key: 0.0 for key in OPS}
-    records = [r for r in evaluate(plan).records if r.block not in ("embedding", "head")]
+    records = [r for r in priced if r.block not in ("embedding", "head")]
     for record in records:
         for key, names in OPS.items():
             if record.name in names:

@@ -34,15 +34,14 @@ import numpy as np
 import pandas as pd
 
 from decodex.core.dtypes import DType
-from decodex.core.errors import ArgumentError
 from decodex.hw_models.device import DeviceSpec
 from decodex.hw_models.roofline import RooflineUnit
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
+from decodex.validation.published_gpu import DATA_DIR, error_stats, read_published_csv
 from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import Precision
 
-DATA_DIR = Path(__file__).resolve().parent / "data" / "published-gpu"
 GPT_FAST_FILE = "batch1_decode.csv"
 GPT_FAST_COLUMNS = ("model", "gpu", "gpus", "precision", "allreduce", "context", "tok_s", "repo", "commit", "path")
 GPT_FAST_MODELS = {"llama-2-7b": "llama2-7b", "llama-2-70b": "llama2-70b", "llama-3.1-8b": "llama3.1-8b",
@@ -64,13 +63,7 @@ FIT_MODEL = "llama-2-7b"
 def load_gpt_fast_rows(data_dir: Path = DATA_DIR) -> pd.DataFrame:
     """The gpt-fast rows with ``split`` (see the module docstring); ArgumentError naming the file
     when it is missing or malformed."""
-    path = Path(data_dir) / GPT_FAST_FILE
-    if not path.is_file():
-        raise ArgumentError(f"{path}: not found (the published GPU measurements ship with Decodex)")
-    frame = pd.read_csv(path)
-    missing = [c for c in GPT_FAST_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ArgumentError(f"{path}: columns {missing} missing")
+    frame = read_published_csv(data_dir, GPT_FAST_FILE, GPT_FAST_COLUMNS)
     fit = (frame["model"] == FIT_MODEL) & (frame["allreduce"] != "nccl")
     return frame.assign(split=np.where(fit, "fit", "check"))
 
@@ -152,14 +145,12 @@ def fit_decode_fields(rows: pd.DataFrame) -> dict[str, float]:
 def gpt_fast_summary(compared: pd.DataFrame) -> dict[str, Any]:
     """MAPE, median and largest error overall, by split, tensor-parallel degree, precision and
     all-reduce; the rows that do not fit in memory."""
-    from decodex.validation.published_serving import stats
-
     ran = compared[compared["predicted_tok_s"].notna()]
-    summary: dict[str, Any] = {"all": stats(ran["error"])}
+    summary: dict[str, Any] = {"all": error_stats(ran["error"])}
     for column in ("split", "gpus", "precision", "allreduce"):
-        summary[f"by_{column}"] = {str(k): stats(g["error"]) for k, g in ran.groupby(column, sort=False)}
-    summary["tp_2_to_8"] = stats(ran.loc[ran["gpus"] > 1, "error"])
-    summary["by_gpu"] = {str(k): stats(g["error"]) for k, g in ran.groupby("gpu", sort=False)}
+        summary[f"by_{column}"] = {str(k): error_stats(g["error"]) for k, g in ran.groupby(column, sort=False)}
+    summary["tp_2_to_8"] = error_stats(ran.loc[ran["gpus"] > 1, "error"])
+    summary["by_gpu"] = {str(k): error_stats(g["error"]) for k, g in ran.groupby("gpu", sort=False)}
     summary["not_run"] = [f"{r.model} {r.precision} x{r.gpus}: does not fit"
                           for r in compared[compared["predicted_tok_s"].isna()].itertuples(index=False)]
     return summary

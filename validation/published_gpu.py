@@ -22,6 +22,7 @@ follow the bytes the operator moves on one device (KV cache read plus activation
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,23 @@ ATTENTION_COLUMNS = ("file_key", "tp", "kv_cache_size", "batch_size", "attn_deco
                      "n_q_head", "n_kv_head", "head_dim", "backend", "repo", "commit", "path")
 
 
-def load_attention_rows(data_dir: Path = DATA_DIR) -> pd.DataFrame:
-    """The decode-attention measurements, one row per (model, tp, context, batch); the time in
-    seconds as ``measured_s``. ArgumentError naming the file when it is missing or malformed."""
-    path = Path(data_dir) / ATTENTION_FILE
+def read_published_csv(data_dir: Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The published-measurement file ``name`` under ``data_dir``; ArgumentError naming the file
+    when it is missing or lacks one of ``columns``."""
+    path = Path(data_dir) / name
     if not path.is_file():
         raise ArgumentError(f"{path}: not found (the published GPU measurements ship with Decodex)")
     frame = pd.read_csv(path)
-    missing = [c for c in ATTENTION_COLUMNS if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ArgumentError(f"{path}: columns {missing} missing")
+    return frame
+
+
+def load_attention_rows(data_dir: Path = DATA_DIR) -> pd.DataFrame:
+    """The decode-attention measurements, one row per (model, tp, context, batch); the time in
+    seconds as ``measured_s``. ArgumentError naming the file when it is missing or malformed."""
+    frame = read_published_csv(data_dir, ATTENTION_FILE, ATTENTION_COLUMNS)
     frame = frame.assign(measured_s=frame["attn_decode_median_ms"] * 1e-3)
     return frame.assign(split=np.where(frame["batch_size"] % 2 == 1, "fit", "check"))
 
@@ -90,18 +98,20 @@ def predict_attention(rows: pd.DataFrame) -> pd.DataFrame:
     return out.assign(band=bands)
 
 
-def _stats(errors: pd.Series) -> dict[str, float]:
-    values = errors.to_numpy(dtype=float)
-    return {"n": int(values.size), "mape": float(np.mean(np.abs(values))) if values.size else float("nan"),
-            "median_error": float(np.median(values)) if values.size else float("nan"),
-            "max_abs_error": float(np.max(np.abs(values))) if values.size else float("nan")}
+def error_stats(errors: Iterable[float]) -> dict[str, float]:
+    """n, MAPE, median and largest |error| of the finite ``errors`` (fractions; NaN when none)."""
+    values = np.asarray([e for e in errors if np.isfinite(e)], dtype=float)
+    if not values.size:
+        return {"n": 0, "mape": float("nan"), "median_error": float("nan"), "max_abs_error": float("nan")}
+    return {"n": int(values.size), "mape": float(np.mean(np.abs(values))),
+            "median_error": float(np.median(values)), "max_abs_error": float(np.max(np.abs(values)))}
 
 
 def attention_summary(compared: pd.DataFrame) -> dict[str, Any]:
     """MAPE, median and largest error overall, by split, by size band and by GPU (fractions)."""
-    summary: dict[str, Any] = {"all": _stats(compared["error"])}
+    summary: dict[str, Any] = {"all": error_stats(compared["error"])}
     for column in ("split", "band", "gpu", "model"):
-        summary[f"by_{column}"] = {str(k): _stats(g["error"]) for k, g in compared.groupby(column, sort=False)}
+        summary[f"by_{column}"] = {str(k): error_stats(g["error"]) for k, g in compared.groupby(column, sort=False)}
     return summary
 
 

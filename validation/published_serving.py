@@ -20,7 +20,7 @@ the ``fit`` rows only (:func:`fit_host_overhead`); the ``check`` rows say how we
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,10 @@ from decodex.core.errors import ArgumentError, DecodexError
 from decodex.sim.serving.api import serve
 from decodex.sim.serving.software import ServingSoftware, load_software
 from decodex.sim.serving.workload import Lengths, Workload
+from decodex.validation.published_gpu import DATA_DIR, error_stats, read_published_csv
 from decodex.workloads.catalog import load_model
 from decodex.workloads.parallelism import Parallelism
 
-DATA_DIR = Path(__file__).resolve().parent / "data" / "published-gpu"
 TRTLLM_FILE = "trtllm_perf_overview_v0.17.csv"
 TRTLLM_MODELS = {"llama-3.1-8b": "llama3.1-8b", "llama-3.1-70b": "llama3.1-70b", "llama-3.1-405b": "llama3.1-405b"}
 TRTLLM_SYSTEMS = {"H100": "8x-h100-sxm", "H200": "8x-h200", "A100": "8x-a100-80g"}
@@ -97,18 +97,20 @@ def trtllm_bench_limits(model: str, gpu: str, tp: int, precision: str, isl: int,
 def load_trtllm_rows(data_dir: Path = DATA_DIR) -> pd.DataFrame:
     """The TensorRT-LLM rows with ``split`` (``fit``/``check``, see the module docstring);
     ArgumentError naming the file when it is missing or malformed."""
-    path = Path(data_dir) / TRTLLM_FILE
-    if not path.is_file():
-        raise ArgumentError(f"{path}: not found (the published GPU measurements ship with Decodex)")
-    frame = pd.read_csv(path)
-    missing = [c for c in TRTLLM_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ArgumentError(f"{path}: columns {missing} missing")
+    frame = read_published_csv(data_dir, TRTLLM_FILE, TRTLLM_COLUMNS)
     pairs = sorted({(int(i), int(o)) for i, o in zip(frame["isl"], frame["osl"], strict=True)})
     fit_pairs = set(pairs[::2])
     split = ["fit" if (int(i), int(o)) in fit_pairs else "check"
              for i, o in zip(frame["isl"], frame["osl"], strict=True)]
     return frame.assign(split=split)
+
+
+def host_throughput(output_tokens: Any, device_s: Any, iterations: Any, request_iterations: Any,
+                    iteration_s: float, request_s: float) -> Any:
+    """Output tokens/s of a run whose requests all arrive at 0 s, with host time ``iteration_s``
+    per iteration and ``request_s`` per request in an iteration (s): the schedule does not depend
+    on them, so the makespan is the device time plus the host time (scalars or arrays)."""
+    return output_tokens / (device_s + iteration_s * iterations + request_s * request_iterations)
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,9 @@ class ServingRun:
 
     def throughput(self, iteration_s: float, request_s: float) -> float:
         """Output tokens/s with host time ``iteration_s`` per iteration and ``request_s`` per
-        request in an iteration (s): every request arrives at 0 s, so the schedule does not
-        depend on them and the makespan is the device time plus the host time."""
-        host = iteration_s * self.iterations + request_s * self.request_iterations
-        return self.output_tokens / (self.device_s + host)
+        request in an iteration (s): :func:`host_throughput`."""
+        return host_throughput(self.output_tokens, self.device_s, self.iterations, self.request_iterations,
+                               iteration_s, request_s)
 
 
 def run_row(row: Any, software: ServingSoftware) -> ServingRun:
@@ -174,9 +175,9 @@ def simulate_trtllm(rows: pd.DataFrame, software: str | ServingSoftware = SOFTWA
 
 
 def _throughput(frame: pd.DataFrame, iteration_s: float, request_s: float) -> np.ndarray:
-    """Output tokens/s of simulated rows with those host times (:meth:`ServingRun.throughput`)."""
-    makespan = frame["device_s"] + iteration_s * frame["iterations"] + request_s * frame["request_iterations"]
-    return (frame["output_tokens"] / makespan).to_numpy(dtype=float)
+    """Output tokens/s of simulated rows with those host times (:func:`host_throughput`)."""
+    return np.asarray(host_throughput(*(frame[c].to_numpy(dtype=float) for c in RUN_COLUMNS[:4]),
+                                      iteration_s, request_s), dtype=float)
 
 
 def predict_trtllm(simulated: pd.DataFrame, software: str | ServingSoftware = SOFTWARE) -> pd.DataFrame:
@@ -208,22 +209,13 @@ def fit_host_overhead(simulated: pd.DataFrame) -> dict[str, float]:
             "rows": len(fit), "msle": float(np.mean(solution.fun ** 2))}
 
 
-def stats(errors: Iterable[float]) -> dict[str, float]:
-    """n, MAPE, median and largest |error| of the finite ``errors`` (fractions)."""
-    values = np.asarray([e for e in errors if np.isfinite(e)], dtype=float)
-    if not values.size:
-        return {"n": 0, "mape": float("nan"), "median_error": float("nan"), "max_abs_error": float("nan")}
-    return {"n": int(values.size), "mape": float(np.mean(np.abs(values))),
-            "median_error": float(np.median(values)), "max_abs_error": float(np.max(np.abs(values)))}
-
-
 def trtllm_summary(compared: pd.DataFrame) -> dict[str, Any]:
     """MAPE, median and largest error overall, by split, GPU, model and memory-tightness; the rows
     that could not run with their reasons."""
     ran = compared[compared["reason"] == ""]
-    summary: dict[str, Any] = {"all": stats(ran["error"])}
+    summary: dict[str, Any] = {"all": error_stats(ran["error"])}
     for column in ("split", "gpu", "model", "memory_tight"):
-        summary[f"by_{column}"] = {str(k): stats(g["error"]) for k, g in ran.groupby(column, sort=False)}
+        summary[f"by_{column}"] = {str(k): error_stats(g["error"]) for k, g in ran.groupby(column, sort=False)}
     summary["host_time_fit"] = "iteration and request host times of trtllm.toml fitted on the fit rows"
     summary["not_run"] = [{"model": r.model, "gpu": r.gpu, "tp": int(r.tp), "isl": int(r.isl), "osl": int(r.osl),
                            "reason": r.reason} for r in compared[compared["reason"] != ""].itertuples(index=False)]
