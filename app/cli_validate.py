@@ -21,12 +21,13 @@ def cmd_reproduce_list(args: argparse.Namespace) -> int:
     targets = load_targets()
     if args.json:
         print_json([{"name": t.name, "group": t.group, "description": t.description, "value": t.value,
-                     "unit": t.unit, "tolerance": t.tolerance, "absolute": t.absolute, "source": t.source}
-                    for t in targets])
+                     "unit": t.unit, "tolerance": t.tolerance, "absolute": t.absolute, "kind": t.kind,
+                     "reason": t.reason, "source": t.source} for t in targets])
     else:
-        print(table(["target", "group", "paper/measured", "tolerance"],
+        print(table(["target", "group", "paper/measured", "tolerance", "kind"],
                     [[t.name, t.group, f"{t.value:.4g} {t.unit}",
-                      f"±{t.tolerance:g} {t.unit}" if t.absolute else f"±{100 * t.tolerance:.0f}%"] for t in targets]))
+                      f"±{t.tolerance:g} {t.unit}" if t.absolute else f"±{100 * t.tolerance:.0f}%", t.kind]
+                     for t in targets]))
     return 0
 
 
@@ -42,9 +43,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         rows = [[r.name, f"{r.target:.4g} {r.unit}", f"{r.simulated:.4g} {r.unit}",
                  f"{r.error:+.3g} {r.unit}" if r.absolute else f"{100 * r.error:+.1f}%",
                  f"±{r.tolerance:g} {r.unit}" if r.absolute else f"±{100 * r.tolerance:.0f}%",
-                 "pass" if r.passed else "FAIL"] for r in results]
+                 r.verdict] for r in results]
         print(table(["target", "paper/measured", "simulated", "error", "tolerance", "result"], rows))
-    return 0 if all(r.passed for r in results) else 1
+        for r in results:
+            if r.reported:
+                print(f"reported, not a target: {r.name}: {r.reason}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_calibrate_host(args: argparse.Namespace) -> int:

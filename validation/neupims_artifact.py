@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,12 @@ def _step_s(system: str, options: tuple[tuple[str, Any], ...], engine: bool, lay
 def layer_cycles(config: str, batch: int, context: int) -> tuple[float, dict[str, float]]:
     """Decodex's cycles of one decoder layer of ``config`` (a :data:`CONFIGS` key) at ``batch``
     requests of ``context`` cached tokens, and the cycles of each op of :data:`OPS`."""
+    cycles, ops = _layer_cycles(config, batch, context)
+    return cycles, dict(ops)
+
+
+@lru_cache(maxsize=64)
+def _layer_cycles(config: str, batch: int, context: int) -> tuple[float, tuple[tuple[str, float], ...]]:
     _, system, options, engine = CONFIGS[config]
     one, priced = _step_s(system, options, engine, 1, batch, context)
     two, _ = _step_s(system, options, engine, 2, batch, context)
@@ -103,7 +110,7 @@ def layer_cycles(config: str, batch: int, context: int) -> tuple[float, dict[str
                 ops[key] += record.time_s * CLOCK_HZ
     # with sub-batch interleaving every op runs once per sub-batch; the artifact reports one
     sub_batches = max(1, sum(1 for r in records if r.name == OPS["QKVgen"][0]))
-    return (two - one) * CLOCK_HZ, {key: value / sub_batches for key, value in ops.items()}
+    return (two - one) * CLOCK_HZ, tuple((key, value / sub_batches) for key, value in ops.items())
 
 
 def compare_artifact(runs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -138,11 +145,25 @@ def artifact_summary(compared: pd.DataFrame) -> Mapping[str, Any]:
     return summary
 
 
+def _config_key(config: Mapping[str, Any], field: str) -> str:
+    key = str(config[field])
+    if key not in CONFIGS:
+        raise ArgumentError(f"{field}: {key!r} not one of {', '.join(CONFIGS)}")
+    return key
+
+
 @register_runner("neupims_artifact_layer")
 def artifact_layer_cycles(config: Mapping[str, Any]) -> float:
     """Reproduction runner: Decodex's cycles of one decoder layer for ``config`` = {``config``: a
     :data:`CONFIGS` key, ``batch``, ``context``} (the artifact-matched targets)."""
-    key = str(config["config"])
-    if key not in CONFIGS:
-        raise ArgumentError(f"config: {key!r} not one of {', '.join(CONFIGS)}")
-    return layer_cycles(key, int(config["batch"]), int(config["context"]))[0]
+    return layer_cycles(_config_key(config, "config"), int(config["batch"]), int(config["context"]))[0]
+
+
+@register_runner("neupims_artifact_ratio")
+def artifact_speedup(config: Mapping[str, Any]) -> float:
+    """Reproduction runner: the speedup of ``config["system"]`` over ``config["baseline"]`` (both
+    :data:`CONFIGS` keys) on one decoder layer, = baseline cycles / system cycles, at ``batch``
+    requests of ``context`` cached tokens (the artifact's own ratios at its matched points)."""
+    batch, context = int(config["batch"]), int(config["context"])
+    system = layer_cycles(_config_key(config, "system"), batch, context)[0]
+    return layer_cycles(_config_key(config, "baseline"), batch, context)[0] / system

@@ -3,6 +3,11 @@
 Each target is a TOML file in ``validation/targets/`` (value, unit, source, tolerance, the
 configuration that produces it, and the ``runner`` that turns the configuration into a simulated
 value). Runners are registered functions; a system issue adds its own runners and targets.
+
+A target with ``kind = "reported"`` is a published figure that the simulator is not expected to
+reproduce (e.g. a paper's average whose setting the authors' own artifact does not give): it is
+run and shown beside the others with its ``reason``, its verdict is ``reported``, and it never fails
+a run. ``kind = "target"`` (the default) passes or fails by its tolerance.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 
 Runner = Callable[[Mapping[str, Any]], float]
 RUNNERS: dict[str, Runner] = {}
+TARGET_KINDS = ("target", "reported")
 
 
 def register_runner(name: str) -> Callable[[Runner], Runner]:
@@ -45,6 +51,13 @@ class Target:
     config: Mapping[str, Any]
     group: str
     absolute: bool = False
+    kind: str = "target"
+    reason: str = ""
+
+    @property
+    def reported(self) -> bool:
+        """True for a figure shown beside the targets but never failing (``kind = "reported"``)."""
+        return self.kind == "reported"
 
     @classmethod
     def load(cls, path: Path) -> Target:
@@ -56,19 +69,25 @@ class Target:
         config = table.data.get("config", {})
         if not isinstance(config, dict):
             raise table.error("config", "must be a table")
+        kind = table.string("kind", choices=TARGET_KINDS, default="target")
+        reason = table.string("reason", default="")
+        if kind == "reported" and not reason:
+            raise table.error("reason", "a reported figure needs the reason it is not a target")
         return cls(name=table.string("name"), description=table.string("description", default=""),
                    value=table.number("value", lo=-1e30, hi=1e30), unit=table.string("unit"),
                    tolerance=table.number("tolerance", lo=0.0, hi=10.0, lo_open=True),
                    source=table.string("source"), runner=runner, config=config,
                    group=table.string("group", default=path.stem.split("-")[0]),
                    absolute=table.string("tolerance_kind", choices=("relative", "absolute"),
-                                         default="relative") == "absolute")
+                                         default="relative") == "absolute",
+                   kind=kind, reason=reason)
 
 
 @dataclass(frozen=True)
 class TargetResult:
     """A target next to what the simulator gives; ``error`` = simulated / target - 1, or
-    simulated - target (in ``unit``) when ``absolute``."""
+    simulated - target (in ``unit``) when ``absolute``. ``passed`` says whether the error is within
+    the tolerance; a ``reported`` figure (``reason`` says why) is shown, never judged."""
 
     name: str
     target: float
@@ -79,12 +98,26 @@ class TargetResult:
     passed: bool
     source: str
     absolute: bool = False
+    reported: bool = False
+    reason: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``FAIL``, or ``reported`` (a figure shown, not judged)."""
+        if self.reported:
+            return "reported"
+        return "pass" if self.passed else "FAIL"
+
+    @property
+    def ok(self) -> bool:
+        """True unless this is a target that failed (reported figures never fail a run)."""
+        return self.reported or self.passed
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``decodex reproduce --json``."""
         return {"name": self.name, "target": self.target, "simulated": self.simulated, "unit": self.unit,
                 "error": self.error, "tolerance": self.tolerance, "absolute": self.absolute, "passed": self.passed,
-                "source": self.source}
+                "verdict": self.verdict, "reason": self.reason, "source": self.source}
 
 
 def load_targets(root: Path = TARGETS_DIR) -> list[Target]:
@@ -101,7 +134,8 @@ def run_target(target: Target) -> TargetResult:
     else:
         error = simulated / target.value - 1.0 if target.value else float("inf")
     return TargetResult(target.name, target.value, simulated, target.unit, error, target.tolerance,
-                        abs(error) <= target.tolerance, target.source, target.absolute)
+                        abs(error) <= target.tolerance, target.source, target.absolute, target.reported,
+                        target.reason)
 
 
 def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetResult]:

@@ -218,7 +218,8 @@ def select_targets(targets: Sequence[Target], selection: str) -> list[Target]:
 
 def target_row(target: Target, result: TargetResult | None, error: str = "") -> dict[str, Any]:
     """One row of the reproduction table: the paper value, the simulated one, the error (as a
-    fraction for relative targets, in ``unit`` for absolute ones), the tolerance and the verdict.
+    fraction for relative targets, in ``unit`` for absolute ones), the tolerance and the verdict
+    (``pass``/``FAIL``, or ``reported`` with its reason as the note).
     ``result`` None: the runner failed with ``error`` (a ``FAIL`` row that says why)."""
     row: dict[str, Any] = {"target": target.name, "group": target.group, "paper": target.value,
                            "unit": target.unit, "tolerance": target.tolerance, "absolute": target.absolute,
@@ -227,7 +228,7 @@ def target_row(target: Target, result: TargetResult | None, error: str = "") -> 
         return {**row, "simulated": math.nan, "error": math.nan, "passed": False, "result": "FAIL",
                 "note": error}
     return {**row, "simulated": result.simulated, "error": result.error, "passed": bool(result.passed),
-            "result": "pass" if result.passed else "FAIL", "note": ""}
+            "result": result.verdict, "note": result.reason}
 
 
 def _signed(value: float, absolute: bool, unit: str) -> str:
@@ -254,7 +255,9 @@ def reproduce_display(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def result_colour(value: str) -> str:
-    """CSS for a ``result`` cell: green for ``pass``, red for ``FAIL``."""
+    """CSS for a ``result`` cell: green for ``pass``, red for ``FAIL``, grey for ``reported``."""
+    if value == "reported":
+        return "background-color: #e9ecef; color: #343a40"
     if value == "pass":
         return "background-color: #d8f3dc; color: #1b4332"
     if value == "FAIL":

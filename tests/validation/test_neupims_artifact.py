@@ -61,3 +61,24 @@ def test_artifact_matched_targets_run_through_the_runner() -> None:
     assert all(r.passed for r in npu_only)
     with pytest.raises(ArgumentError, match="config"):
         artifact_layer_cycles({"config": "gpu", "batch": 64, "context": 300})
+
+
+def test_speedup_targets_are_the_artifacts_own_ratios() -> None:
+    from decodex.core.errors import ArgumentError
+    from decodex.validation.neupims_artifact import artifact_speedup, layer_cycles
+    from decodex.validation.reproduce import load_targets
+
+    targets = [t for t in load_targets() if t.runner == "neupims_artifact_ratio"]
+    assert len(targets) == 9
+    runs = load_runs().set_index(["config", "batch"])
+    for target in targets:
+        cfg = target.config
+        measured = (runs.loc[(cfg["baseline"], cfg["batch"]), "per_layer_cycles"]
+                    / runs.loc[(cfg["system"], cfg["batch"]), "per_layer_cycles"])
+        assert target.value == pytest.approx(measured, rel=1e-4)
+    # the runner's speedup is the ratio of the two layers' cycles
+    cfg = {"system": "main_sboff", "baseline": "npuonly", "batch": 64, "context": 327}
+    expected = layer_cycles("npuonly", 64, 327)[0] / layer_cycles("main_sboff", 64, 327)[0]
+    assert artifact_speedup(cfg) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ArgumentError, match="baseline"):
+        artifact_speedup({**cfg, "baseline": "gpu"})

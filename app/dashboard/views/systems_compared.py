@@ -183,10 +183,14 @@ with page_errors():  # any error ends the page in one message, never a traceback
         st.info("Press the button to run the selected targets.")
     else:
         rows = shown["rows"]
-        passed = sum(1 for r in rows if r["passed"])
+        judged = [r for r in rows if r["result"] != "reported"]
+        passed = sum(1 for r in judged if r["passed"])
         if shown["group"] != group:
             st.caption(f"Showing the last run ({shown['group']}); press the button to run {group}.")
-        st.markdown(f"**{passed} of {len(rows)}** target(s) within tolerance.")
+        reported = len(rows) - len(judged)
+        also = f"; {reported} published figure(s) reported beside them (not targets: the note says why)" \
+            if reported else ""
+        st.markdown(f"**{passed} of {len(judged)}** target(s) within tolerance{also}.")
         display = reproduce_display(rows)
         if not display["note"].astype(bool).any():
             display = display.drop(columns="note")

@@ -106,7 +106,7 @@ def test_reproduce_table_shows_pass_or_fail_per_target() -> None:
     expected = {t.name: run_target(t) for t in load_targets() if t.group == REPRODUCE_GROUP}
     assert sorted(table["target"]) == sorted(expected)
     for _, row in table.iterrows():
-        assert row["result"] == ("pass" if expected[row["target"]].passed else "FAIL")
+        assert row["result"] == expected[row["target"]].verdict
         assert row["source"] == expected[row["target"]].source
 
 
@@ -218,6 +218,19 @@ def test_target_selection_and_rows() -> None:
     assert broken["result"] == "FAIL" and not broken["passed"] and broken["note"] == "KeyError: 'x'"
     shown = reproduce_display([broken])
     assert shown.loc[0, "simulated"] == "n/a" and shown.loc[0, "error"] == "n/a"
+
+
+def test_a_reported_figure_is_a_grey_row_with_its_reason() -> None:
+    from decodex.app.dashboard.compare import result_colour
+    from decodex.validation.reproduce import TargetResult
+
+    target = load_targets()[0]
+    result = TargetResult(target.name, 3.0, 8.0, "x", 8.0 / 3.0 - 1.0, 0.2, False, "paper", reported=True,
+                          reason="the artifact has no such baseline")
+    row = target_row(target, result)
+    assert row["result"] == "reported" and row["note"] == "the artifact has no such baseline"
+    assert reproduce_display([row]).loc[0, "result"] == "reported"
+    assert "#e9ecef" in result_colour("reported") and result_colour("pass") != result_colour("reported")
 
 
 def test_reproduce_display_formats_relative_and_absolute_errors() -> None:
