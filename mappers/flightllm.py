@@ -16,6 +16,11 @@ Placement (policy; the ``fpga_dsp`` unit model prices it, hw_models/fpga.py):
   request's KV blocks; the attention op reads and multiplies that fraction of the context (the
   cache itself is stored whole).
 
+What the compiler's instruction stream adds to a step (512-column MV tiles, INT8 attention, the
+KV append's second read of the cache, attention as barrier-separated phases) is a property of the
+device's engine, set in its spec and priced by the unit model (hw_models/fpga.py); the mapper
+leaves those fields as the spec has them.
+
 Weight precision (INT8 or mixed 8/4-bit with an average bits per weight) and N:M sparsity come
 from the run's precision (``w=int4,a=int8,kv=int8,wbits=4.1,sparsity=8:16``). One stream, one task
 per op (``mappers.gpu.single_stream_schedule``): the FPGA runs its instruction stream in order.

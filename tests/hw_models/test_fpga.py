@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -67,11 +68,22 @@ def test_on_chip_activations_and_access_pattern() -> None:
     assert on.time_s < off.time_s
 
 
+def _attn(context: int, query: int = 1) -> AttentionOp:
+    return AttentionOp(name="attention", dtype=DType.BF16, context_lens=np.array([context]),
+                       query_lens=np.array([query]), q_heads=32, kv_heads=32, qk_dim=128, v_dim=128,
+                       kv_elements_per_token=8192, kv_dtype=DType.INT8)
+
+
+# the U280 engine without the compiler's instruction-stream mechanisms (every such field off or 1)
+PLAIN = dataclasses.replace(MPE, mv_tile_n=1, attention_in_kv_format=False, kv_append_reread=False,
+                            attention_phases=False)
+BW = 460e9 * 0.7 * 24 / 32  # the engine's streams: 70 % of 460 GB/s over 24 of 32 pseudo-channels
+INT8_RATE = 1024 * 3 * 225e6  # MV MACs per second, 3 SLRs
+
+
 def test_attention_runs_at_the_16_bit_rate_and_the_sfu_prices_elementwise() -> None:
-    attn = AttentionOp(name="attention", dtype=DType.BF16, context_lens=np.array([511]), query_lens=np.array([1]),
-                       q_heads=32, kv_heads=32, qk_dim=128, v_dim=128, kv_elements_per_token=8192,
-                       kv_dtype=DType.INT8)
-    assert MPE.matrix_cycles(attn) == pytest.approx(attn.flops / 2 / (1024 * 3 / 2))
+    attn = _attn(511)
+    assert PLAIN.matrix_cycles(attn) == pytest.approx(attn.flops / 2 / (1024 * 3 / 2))
     sfu = U280.units["sfu"]
     norm = ElementwiseOp(name="norm", dtype=DType.BF16, elements=4096, flops_per_element=4.0)
     assert sfu.op_cost(norm, U280.memories).compute_s == pytest.approx(4096 * 4 / (64 * 3 * 225e6))
@@ -105,3 +117,74 @@ def test_vhk158_extends_the_u280_engine() -> None:
     assert mpe.slrs == 4 and mpe.mv_macs_per_cycle_per_slr == MPE.mv_macs_per_cycle_per_slr
     assert mpe.channel_share == 1.0 and MPE.channel_share == 0.75
     assert vhk.memories["hbm"].bandwidth_bytes_per_s == 819.2e9
+    assert mpe.mv_tile_n == 512 and mpe.kv_append_reread and mpe.attention_phases  # the same compiler
+
+
+def test_decode_attention_by_mechanism_by_hand() -> None:
+    """Keys 512 (context 511): append re-reads the 511 cached tokens; scores 32 heads x 128 x 512
+    MACs; values 32 heads x 512 keys x 512 padded columns (a 128-wide head in a 512-wide MV), INT8."""
+    op = _attn(511)
+    cost = MPE.op_cost(op, U280.memories)
+    append = 511 * 8192 / BW
+    k_stream = v_stream = op.kv_bytes / 2 / BW
+    qk = 32 * 128 * 512 / INT8_RATE
+    sv = 32 * 512 * 512 / INT8_RATE
+    assert MPE.attention_macs(op) == (32 * 128 * 512, 32 * 512 * 512)
+    assert cost.time_s == pytest.approx(append + max(k_stream, qk) + max(v_stream, sv))
+    assert MPE.moved_bytes(op) == pytest.approx(op.kv_bytes + 511 * 8192)
+    # one more key crosses a 512-column tile: the scores pay a second, almost empty MV
+    assert MPE.attention_macs(_attn(512))[0] == 32 * 128 * 1024
+
+
+def test_mechanism_fields_off_reproduce_the_plain_model_exactly() -> None:
+    for op in (_attn(128), _attn(511), _attn(100, query=64), _fc(1), _fc(512, bits=4.1)):
+        plain = PLAIN.op_cost(op, U280.memories)
+        new_fields = {"mv_tile_n", "attention_in_kv_format", "kv_append_reread", "attention_phases"}
+        old = FpgaUnit(**{f.name: getattr(MPE, f.name) for f in dataclasses.fields(FpgaUnit)
+                          if f.name not in new_fields})  # the defaults are the plain model
+        assert old.op_cost(op, U280.memories) == plain
+        if isinstance(op, AttentionOp):
+            assert plain.time_s == pytest.approx(max(op.flops / 2 / (INT8_RATE / 2), op.kv_bytes / BW))
+            assert MPE.op_cost(op, U280.memories).time_s > plain.time_s  # each mechanism only adds work
+        else:
+            assert MPE.op_cost(op, U280.memories) == plain  # 4096 columns are whole MV tiles
+
+
+def test_each_attention_mechanism_by_itself() -> None:
+    op = _attn(1023)
+    base = PLAIN.op_cost(op, U280.memories)
+    reread = dataclasses.replace(PLAIN, kv_append_reread=True).op_cost(op, U280.memories)
+    assert reread.memory_s == pytest.approx(base.memory_s + 1023 * 8192 / BW)
+    int8 = dataclasses.replace(PLAIN, attention_in_kv_format=True).op_cost(op, U280.memories)
+    assert int8.compute_s == pytest.approx(base.compute_s / 2)  # INT8 packs two MACs per DSP
+    padded = dataclasses.replace(PLAIN, mv_tile_n=512).op_cost(op, U280.memories)
+    assert padded.compute_s == pytest.approx(32 * (128 * 1024 + 512 * 1024) / (INT8_RATE / 2))
+    phased = dataclasses.replace(PLAIN, attention_phases=True).op_cost(op, U280.memories)
+    k = op.kv_bytes / 2 / BW
+    assert phased.time_s == pytest.approx(2 * max(k, 32 * 128 * 1024 / (INT8_RATE / 2)))
+    assert phased.time_s >= base.time_s
+
+
+def test_mv_tiles_pad_matmul_columns_and_prefix_sums() -> None:
+    tiled = dataclasses.replace(PLAIN, mv_tile_n=512)
+    odd = MatmulOp(name="fc", dtype=DType.INT8, m=1, n=4000, k=4096, weight_dtype=DType.INT4)
+    assert tiled.matrix_cycles(odd) == pytest.approx(4096 * 4096 / (1024 * 3))  # 4000 columns cost 8 tiles
+    assert tiled.matrix_cycles(_fc(512)) == PLAIN.matrix_cycles(_fc(512))  # MM mode is not an MV
+    many = tiled.attention_macs(_attn(100, query=700))[0]
+    assert many == 32 * 128 * sum(-(-k // 512) * 512 for k in range(101, 801))
+
+
+def test_attention_grows_with_context_and_never_shrinks() -> None:
+    times = [MPE.op_cost(_attn(c), U280.memories).time_s for c in range(0, 2048, 37)]
+    assert all(b >= a for a, b in itertools.pairwise(times))
+    # beyond the kink (scores stream-bound, values MAC-bound), each token adds its two reads and its
+    # 32 x 512 value MACs
+    slope = (MPE.op_cost(_attn(500), U280.memories).time_s - MPE.op_cost(_attn(300), U280.memories).time_s) / 200
+    assert slope == pytest.approx(8192 / BW + 4096 / BW + 32 * 512 / INT8_RATE)
+
+
+def test_mv_tile_field_is_checked(tmp_path) -> None:
+    text = (DEVICES_DIR / "alveo-u280.toml").read_text().replace('name = "alveo-u280"', 'name = "bad"')
+    (tmp_path / "bad.toml").write_text(text.replace("mv_tile_n = 512 ", "mv_tile_n = 0 "))
+    with pytest.raises(SpecError, match=r"units\.mpe\.mv_tile_n"):
+        load_device(tmp_path / "bad.toml")

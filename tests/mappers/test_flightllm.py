@@ -38,6 +38,19 @@ def test_batch1_decode_step_by_hand() -> None:
     assert r.step_time_s < weights / bandwidth * 1.15
 
 
+def test_decode_step_grows_with_context_by_the_attention_mechanisms() -> None:
+    """Keys 257 .. 512 (one MV tile of scores; scores stream-bound, values MAC-bound): each cached
+    token adds, per layer, its second read by the append step and its K read (8192 + 4096 B at
+    241.5 GB/s) and 32 heads x 512 padded value columns of INT8 MACs (3 x 1024 MAC/cycle, 225 MHz)."""
+    short = estimate("llama2-7b", "alveo-u280", 1, context=256, precision=MIXED).step_time_s
+    long = estimate("llama2-7b", "alveo-u280", 1, context=511, precision=MIXED).step_time_s
+    per_token = (8192 + 4096) / (460e9 * 0.7 * 24 / 32) + 32 * 512 / (1024 * 3 * 225e6)
+    assert long - short == pytest.approx(32 * 255 * per_token)
+    times = [estimate("llama2-7b", "alveo-u280", 1, context=c, precision=MIXED).step_time_s
+             for c in (128, 512, 1024, 2047)]
+    assert all(b > a for a, b in itertools.pairwise(times))
+
+
 def test_on_chip_decode_and_sparse_chain_switches() -> None:
     kwargs = dict(context=512, precision=MIXED)
     on = estimate("llama2-7b", "alveo-u280", 1, **kwargs).step_time_s
