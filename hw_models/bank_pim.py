@@ -274,10 +274,13 @@ class BankPimUnit:
                 channel_of_request: np.ndarray | None = None) -> OpCost:
         """Cost of an attention op with requests on channels ``channel_of_request`` (default
         round-robin: request i -> channel i mod channels, unless ``op`` is a
-        :class:`ChannelAssignedAttentionOp`, whose assignment is used). Other ops are refused."""
+        :class:`ChannelAssignedAttentionOp`, whose assignment is used). Weight matmuls and MoE
+        experts are GEMVs over weights resident in the banks (:mod:`hw_models.bank_pim_gemv`);
+        other ops are refused."""
         if not isinstance(op, AttentionOp):
-            raise UnsupportedOpError(f"unit {self.name!r} (bank_pim) runs attention only, not {op.kind} "
-                                     f"op {op.name!r}")
+            from decodex.hw_models.bank_pim_gemv import gemv_op_cost  # imports this module
+
+            return gemv_op_cost(self, op, memories)
         self._check(op.dtype)
         if channel_of_request is None and isinstance(op, ChannelAssignedAttentionOp):
             channel_of_request = op.channel_of_request
@@ -290,6 +293,16 @@ class BankPimUnit:
         energy = self.energy_j(self.op_work(op))
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+
+    def grouped_gemm_times(self, flops: np.ndarray, gemms: np.ndarray, nbytes: np.ndarray, dtype: DType,
+                           memory: MemorySpec, *, shapes: tuple[tuple[int, int], ...] | None = None,
+                           weight_dtype: DType | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grouped expert GEMVs of the (K, N) matrices ``shapes`` one token passes through:
+        :func:`hw_models.bank_pim_gemv.grouped_gemm_times` (time, compute, memory arrays, s)."""
+        from decodex.hw_models.bank_pim_gemv import grouped_gemm_times  # imports this module
+
+        self._check(dtype)
+        return grouped_gemm_times(self, flops, gemms, nbytes, dtype, memory, shapes, weight_dtype)
 
 
 @register_unit_model("bank_pim")

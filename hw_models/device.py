@@ -145,8 +145,9 @@ def read_device_toml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     """A device file's tables with ``device.extends`` resolved: the named device (a file stem in
     the same folder, a path relative to it, or else a catalog device name) is read first and this
     file's tables are merged over it (:func:`merge_tables`), so a variant states only what
-    differs. Chains are allowed; a cycle or a missing base raises SpecError naming the file and
-    field."""
+    differs; a unit table that names a different ``model`` than the base's unit of that name
+    replaces it whole (none of the base unit's fields carry over). Chains are allowed; a cycle
+    or a missing base raises SpecError naming the file and field."""
     path = Path(path).resolve()
     data = read_toml(path)
     device = data.get("device")
@@ -167,6 +168,14 @@ def read_device_toml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     base = read_device_toml(base_path, (*_chain, path))
     merged = merge_tables(base, data)
     merged["device"] = {k: v for k, v in merged["device"].items() if k != "extends"}
+    # a unit whose `model` changes is replaced whole: the base unit's fields belong to another model
+    base_units, own_units = base.get("units"), data.get("units")
+    if isinstance(base_units, Mapping) and isinstance(own_units, Mapping):
+        for key, unit in own_units.items():
+            old = base_units.get(key)
+            if isinstance(unit, Mapping) and isinstance(old, Mapping) and "model" in unit \
+                    and unit["model"] != old.get("model"):
+                merged["units"][key] = dict(unit)
     return merged
 
 

@@ -1,4 +1,8 @@
-"""The near-memory processor unit ("logic_pim"): Duplex's Logic-PIM and its Bank-/BankGroup-PIM variants.
+"""The near-memory processor unit ("logic_pim"): Duplex's Logic-PIM and its BankGroup-PIM variant.
+
+(Duplex's Bank-PIM comparison point is a ``bank_pim`` unit, priced command by command:
+:mod:`hw_models.bank_pim` and :mod:`hw_models.bank_pim_gemv`; ``level = "bank"`` here remains a
+roofline what-if.)
 
 A processor built into the memory stacks of a device. Its compute is ``stacks`` ×
 ``modules_per_stack`` GEMM modules of ``macs_per_module`` multiply-accumulators at

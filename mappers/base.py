@@ -93,14 +93,16 @@ class PimUnits:
     pim: str
 
 
-def find_pim_units(device: DeviceSpec, pim_type: type, mapper: str) -> PimUnits:
-    """The device's first unit of ``pim_type`` and its first other matrix and vector units;
-    InfeasibleError naming ``mapper`` and the device's units when one is missing."""
+def find_pim_units(device: DeviceSpec, pim_type: type | tuple[type, ...], mapper: str) -> PimUnits:
+    """The device's first unit of ``pim_type`` (a type, or a tuple of types: any of them) and its
+    first other matrix and vector units; InfeasibleError naming ``mapper`` and the device's units
+    when one is missing."""
     pim = next((n for n, u in device.units.items() if isinstance(u, pim_type)), None)
     host = next((n for n, u in device.units.items() if u.role == "matrix" and n != pim), None)
     vector = next((n for n, u in device.units.items() if u.role == "vector" and n != pim), None)
     if pim is None or host is None or vector is None:
-        raise InfeasibleError(f"the {mapper} mapper needs a {pim_type.__name__}, a matrix unit and a vector unit; "
+        kinds = " or ".join(t.__name__ for t in (pim_type if isinstance(pim_type, tuple) else (pim_type,)))
+        raise InfeasibleError(f"the {mapper} mapper needs a {kinds}, a matrix unit and a vector unit; "
                               f"device {device.name!r} has {sorted(device.units)}")
     return PimUnits(host, vector, pim)
 

@@ -3,13 +3,18 @@
 Placement (policy; the unit models price it):
 
 - every matmul, attention and MoE-experts op is priced on the device's xPU matrix unit and on its
-  near-memory unit (:class:`hw_models.logic_pim.LogicPimUnit`) and placed on the faster one. Which
+  near-memory unit (:class:`hw_models.logic_pim.LogicPimUnit`, or for Duplex's Bank-PIM comparison
+  point a :class:`hw_models.bank_pim.BankPimUnit`: attention as NeuPIMs issues it, requests
+  round-robin over its channels, weight matmuls and experts as GEMVs over weights resident in the
+  banks, :mod:`hw_models.bank_pim_gemv`) and placed on the faster one. Which
   one wins follows from the op's arithmetic intensity (Op/B, FLOP per byte) against each unit's
   ridge point: decode MoE experts (Op/B ≈ tokens per expert), decode GQA attention (Op/B ≈ query
   heads per KV head) and small-batch matmuls fall below the Logic-PIM's ridge (≈ 8) and go there;
   prefill-heavy ops go to the xPU. ``selection = "opb"`` applies that rule literally instead (the
   Logic-PIM when the op's Op/B is below the ridge of its own roofline, the xPU otherwise), and
-  ``selection = "xpu"`` runs everything on the xPU (the baseline on the same device);
+  ``selection = "xpu"`` runs everything on the xPU (the baseline on the same device); a bank PIM
+  reports no memory time (its commands use only the command bus), so it has no roofline ridge and
+  ``opb`` keeps every op on the xPU there: use ``time``;
 - expert co-processing (``expert_coprocessing``): for each MoE layer's routing draw and each
   expert-parallel rank, experts are moved to the Logic-PIM fewest tokens first, as long as the
   pair's time, max(T_xPU, T_PIM), falls (the paper's greedy over its latency table; here the unit
@@ -37,6 +42,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from decodex.core.errors import ArgumentError
+from decodex.hw_models.bank_pim import BankPimUnit
+from decodex.hw_models.bank_pim_gemv import expert_shapes
 from decodex.hw_models.cost import OpCost
 from decodex.hw_models.device import DeviceSpec
 from decodex.hw_models.logic_pim import LogicPimUnit
@@ -53,8 +60,9 @@ XPU_STREAM, PIM_STREAM = 0, 1  # stream indices of the schedule
 
 
 def find_units(device: DeviceSpec) -> PimUnits:
-    """The device's logic_pim unit, its first other matrix unit (the xPU) and vector unit."""
-    return find_pim_units(device, LogicPimUnit, "duplex")
+    """The device's near-memory unit (a logic_pim unit, or a bank_pim unit: Duplex's Bank-PIM
+    comparison point), its first other matrix unit (the xPU) and vector unit."""
+    return find_pim_units(device, (LogicPimUnit, BankPimUnit), "duplex")
 
 
 def op_cost_on(device: DeviceSpec, unit: str, op: Op) -> OpCost:
@@ -122,7 +130,9 @@ def split_experts(device: DeviceSpec, units: PimUnits, op: MoEExpertsOp) -> np.n
         unit = device.units[unit_name]
         flops = part_tokens * flop_per_token * _executed_flop_factor(unit, op)
         nbytes = part_active * weight_per_expert + part_tokens * act_per_token
-        return unit.grouped_gemm_times(flops, part_active, nbytes, op.dtype, memory)[0], nbytes  # type: ignore[attr-defined]
+        # a bank PIM prices each token's GEMVs by the expert's matrix shapes (hw_models.bank_pim_gemv)
+        shaped = {"shapes": expert_shapes(op), "weight_dtype": op.weight_dtype} if isinstance(unit, BankPimUnit) else {}
+        return unit.grouped_gemm_times(flops, part_active, nbytes, op.dtype, memory, **shaped)[0], nbytes  # type: ignore[attr-defined]
 
     t_pim, b_pim = side(units.pim, moved_tokens, moved_active)
     t_xpu, b_xpu = side(units.host, total[:, :, None] - moved_tokens, moved_active[:, :, -1:] - moved_active)

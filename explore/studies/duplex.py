@@ -6,10 +6,12 @@ Op/B is ≈ m (2 FLOP per weight per token over 2 B per weight), priced on the d
 tensor unit and on its near-memory unit by the unit models (no formula of this module). Below the
 crossover Op/B the PIM is faster; above it the xPU is.
 
-Variants are built in memory from the catalog devices ``duplex`` (Logic-PIM),
-``duplex-bank-pim`` and ``duplex-bankgroup-pim`` with ``dataclasses.replace``: the Logic-PIM's
-bandwidth multiple (its TSVs; the memory's shared budget scales with it) and its MACs per GEMM
-module. Times in s.
+The catalog devices are ``duplex`` (Logic-PIM), ``duplex-bankgroup-pim`` (the Logic-PIM's
+compute and bandwidth on the DRAM die) and ``duplex-bank-pim`` (a ``bank_pim`` unit: the probe is
+priced as bank-PIM GEMVs, :mod:`hw_models.bank_pim_gemv`, one pass over the weights per token).
+Logic-PIM variants are built in memory from ``duplex`` with ``dataclasses.replace``: the
+Logic-PIM's bandwidth multiple (its TSVs; the memory's shared budget scales with it) and its MACs
+per GEMM module. Times in s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from decodex.core.dtypes import DType
+from decodex.core.errors import ArgumentError
 from decodex.hw_models.device import DeviceSpec
 from decodex.hw_models.logic_pim import LogicPimUnit
 from decodex.hw_models.system import load_system
@@ -35,14 +38,17 @@ PROBE_TOKENS = tuple(int(x) for x in np.unique(np.round(np.logspace(0, 12, 49, b
 
 def duplex_device(base: str = "duplex", *, bandwidth_multiple: float | None = None,
                   macs_per_module: int | None = None) -> DeviceSpec:
-    """The catalog device ``base`` with its near-memory unit changed in memory (``None`` keeps
-    the catalog value); the memory's shared budget scales with the bandwidth multiple."""
+    """The catalog device ``base`` with its Logic-PIM unit changed in memory (``None`` keeps
+    the catalog value); the memory's shared budget scales with the bandwidth multiple.
+    ArgumentError when ``base``'s near-memory unit is not a logic_pim unit (``duplex-bank-pim``)."""
     device = load_system(base).primary_device
     units = dict(device.units)
     memories = dict(device.memories)
     name = find_units(device).pim
     pim = units[name]
-    assert isinstance(pim, LogicPimUnit)
+    if not isinstance(pim, LogicPimUnit):
+        raise ArgumentError(f"duplex_device: {base!r} has a {type(pim).__name__}, not a Logic-PIM; its "
+                            "bandwidth multiple and MACs per module do not apply")
     changes: dict[str, float | int] = {}
     if bandwidth_multiple is not None:
         changes["bandwidth_multiple"] = float(bandwidth_multiple)
@@ -63,19 +69,20 @@ def probe_op(tokens: int, hidden: int = PROBE_HIDDEN) -> MatmulOp:
 
 def opb_curves(devices: Iterable[DeviceSpec | str] = PIM_DEVICES,
                tokens: Sequence[int] = PROBE_TOKENS) -> pd.DataFrame:
-    """One row per (device, probe): ``opb`` (FLOP/B), ``xpu_s``, ``pim_s`` and ``pim_speedup``
-    (xPU time / PIM time; > 1 where the PIM wins)."""
+    """One row per (device, probe): ``level`` (where the PIM's compute sits: ``logic_die``,
+    ``bank_group``, ``bank``), ``opb`` (FLOP/B), ``xpu_s``, ``pim_s`` and ``pim_speedup`` (xPU
+    time / PIM time; > 1 where the PIM wins). Both times are the unit models' ``op_cost``."""
     rows = []
     for item in devices:
         device = load_system(item).primary_device if isinstance(item, str) else item
         units = find_units(device)
         pim = device.units[units.pim]
-        assert isinstance(pim, LogicPimUnit)
+        level = pim.level if isinstance(pim, LogicPimUnit) else "bank"  # a bank_pim unit: compute in every bank
         for m in tokens:
             op = probe_op(m)
             xpu_s = device.units[units.host].op_cost(op, device.memories).time_s
             pim_s = pim.op_cost(op, device.memories).time_s
-            rows.append({"device": device.name, "level": pim.level, "tokens": m, "opb": op.arithmetic_intensity,
+            rows.append({"device": device.name, "level": level, "tokens": m, "opb": op.arithmetic_intensity,
                          "xpu_s": xpu_s, "pim_s": pim_s, "pim_speedup": xpu_s / pim_s})
     return pd.DataFrame(rows)
 

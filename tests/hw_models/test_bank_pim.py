@@ -148,7 +148,8 @@ def test_dual_row_buffer_pim_takes_no_shared_bandwidth() -> None:
     assert NEUPIMS.main_memory.access == "concurrent" and NAIVE.main_memory.access == "exclusive"
 
 
-def test_pim_refuses_other_ops_and_dtypes() -> None:
+def test_pim_refuses_weightless_matmuls_and_other_dtypes() -> None:
+    # a matmul without resident weights (activation x activation) has nothing in the banks to multiply
     with pytest.raises(UnsupportedOpError):
         PIM.op_cost(MatmulOp(name="mm", dtype=DType.FP16, m=1, n=8, k=8), NEUPIMS.memories)
     bf16 = AttentionOp(name="attn", dtype=DType.BF16, context_lens=np.array([8]), query_lens=np.array([1]),

@@ -8,6 +8,7 @@ import pytest
 from decodex.core.errors import ArgumentError
 from decodex.mappers.duplex import DuplexMapper, find_units, op_cost_on
 from decodex.sim.estimate import estimate, evaluate, plan_step
+from decodex.sim.results import StepResult
 from decodex.sim.simulate import simulate, simulate_plan
 from decodex.workloads.batch import Batch
 from decodex.workloads.builder import build_step_graph
@@ -127,17 +128,56 @@ def test_xpu_selection_is_the_same_device_without_pim() -> None:
             plan_step("llama3-8b", "duplex", 1).system)
 
 
-@pytest.mark.parametrize("batch", [64, 128])
-def test_bank_pim_loses_on_gqa_and_moe_and_wins_on_mha(batch: int) -> None:
-    """Duplex §7.3: Bank-PIM (Op/B 1 ridge, 16x bandwidth) beats the Logic-PIM only where the
-    ops' Op/B is ~1: OPT's plain multi-head attention, not GQA (Llama3) or MoE (Mixtral)."""
-    def speed(model: str, system: str) -> float:
-        return 1.0 / estimate(model, system, batch, context=1536, precision="fp16",
-                              parallelism=Parallelism(tp=4)).step_time_s
+def test_bank_pim_loses_on_gqa_and_moe_and_gains_with_batch_on_mha() -> None:
+    """Duplex §7.3: Bank-PIM (all-bank commands, one GEMV pass per query or token) pays off only
+    where the ops' Op/B is ~1: OPT's plain multi-head attention, not GQA (Llama3: each KV head is
+    read once per query head of its group) or MoE (Mixtral: one pass over an expert per token)."""
+    def run(model: str, system: str, batch: int) -> StepResult:
+        return estimate(model, system, batch, context=1536, precision="fp16", parallelism=Parallelism(tp=4))
 
-    for model in ("mixtral-8x7b", "llama3-70b"):
-        assert speed(model, "duplex") > speed(model, "duplex-bank-pim")
-    assert speed("opt-66b", "duplex-bank-pim") > speed("opt-66b", "duplex")
+    for batch in (64, 128):
+        for model in ("mixtral-8x7b", "llama3-70b"):
+            assert run(model, "duplex", batch).step_time_s < run(model, "duplex-bank-pim", batch).step_time_s
+        llama = run("llama3-70b", "duplex-bank-pim", batch)
+        assert all(r.unit != "pim" for r in llama.records if r.name == "attention")  # GQA 8: the xPU is faster
+    # OPT: each request's attention runs in its own (pseudo-channel, rank) (round-robin; 320 of them), so
+    # up to 320 requests the bank PIM's attention time does not grow with the batch; the Logic-PIM's does
+    attention = {}
+    for batch in (64, 128):
+        for system in ("duplex", "duplex-bank-pim"):
+            result = run("opt-66b", system, batch)
+            attention[system, batch] = next(r.time_s for r in result.records if r.name == "attention")
+            assert next(r.unit for r in result.records if r.name == "attention") == "pim"
+            attention[system, batch, "step"] = result.step_time_s
+    assert attention["duplex-bank-pim", 128] == pytest.approx(attention["duplex-bank-pim", 64])
+    assert attention["duplex", 128] == pytest.approx(2 * attention["duplex", 64], rel=0.05)
+    assert attention["duplex-bank-pim", 128, "step"] < attention["duplex", 128, "step"]  # Bank-PIM wins at 128
+
+
+def test_bank_pim_device_is_a_duplex_pim_and_co_processes_experts_by_tokens() -> None:
+    from decodex.core.errors import InfeasibleError
+    from decodex.hw_models.bank_pim import BankPimUnit
+    from decodex.hw_models.bank_pim_gemv import expert_shapes, token_seconds
+    from decodex.hw_models.system import load_system
+    from decodex.mappers.duplex import masked_experts, split_experts
+
+    device = load_system("duplex-bank-pim").primary_device
+    units = find_units(device)
+    pim = device.units[units.pim]
+    assert isinstance(pim, BankPimUnit) and (units.host, units.vector) == ("tensor", "simt")
+    with pytest.raises(InfeasibleError, match="LogicPimUnit or BankPimUnit"):
+        find_units(load_system("h100-sxm").primary_device)
+    # Mixtral, 64 decodes: experts move to the bank PIM fewest tokens first; its half costs its tokens
+    # x one token's GEMVs (no weights move); the pair is faster than either processor alone
+    op = _op("mixtral-8x7b", Batch.decode(64, 1536), MoEExpertsOp, Parallelism(tp=4))
+    mask = split_experts(device, units, op)
+    assert mask is not None and mask.any() and not mask[op.expert_tokens > 0].all()
+    moved, kept = np.where(mask, op.expert_tokens, 0), np.where(mask, 0, op.expert_tokens)
+    assert (moved.max(axis=2) <= np.where(kept > 0, kept, np.inf).min(axis=2)).all()
+    on_pim = pim.op_cost(masked_experts(op, mask, "pim"), device.memories).time_s
+    assert on_pim == pytest.approx(float(moved.sum(axis=2).max(axis=1).mean()) * token_seconds(pim, expert_shapes(op)))
+    on_xpu = op_cost_on(device, units.host, masked_experts(op, ~mask, "xpu")).time_s
+    assert max(on_pim, on_xpu) < min(op_cost_on(device, u, op).time_s for u in (units.host, units.pim))
 
 
 def test_roofline_view_shows_each_ops_opb_against_its_processors_ceiling() -> None:
