@@ -27,20 +27,30 @@ Per query token of a request with seq = context + query tokens:
   head), each with ceil(s / P_comp) COMPs (s = P_DRAM or the last chunk's remainder) and one READRES.
   With seq a multiple of P_DRAM: (E/N_head/B_ch)·(seq/P_DRAM)·N_head tiles for MHA.
 
-Timing of one tile with n COMPs and h READRESes, in tCK cycles:
+Timing of one tile with n COMPs and h READRESes, in tCK cycles (:meth:`BankPimUnit.tile_cycles`):
 
-    tile(n, h) = act_extra + max(tRCD + n·tCCD_L, tRAS) + tRP + h·readres
+    tile(n, h) = header + max(spread + tRCD + span(n, h) + tRTP, tRAS) + max(precharge_commands, tRP)
 
-(activate, COMPs every tCCD_L, the row open at least tRAS, precharge; ``act_extra`` =
-(ceil(activates_per_row_open / 4) - 1)·tFAW paces ganged activations four per tFAW window;
-``readres`` = ceil(B_ch · element bytes / io_bytes)·io_cycles reads every bank's result). A GWRITE
-costs ``gwrite_cycles`` ((tCCD_S + tCCD_L) × 32 = 96); each of the two GEMVs ends with the CL of its
-last READRES; the new token's K/V are written with ordinary ``io_bytes`` writes (io_cycles each).
+``header``: ``tile_header_cycles`` (a P_HEADER command); ``spread``: the activation commands
+(``activates_per_row_open`` over ``ranks``, each opening ``banks_per_activate`` banks, at most four
+bank activations per tFAW in a rank, the ranks one command apart); ``span``: from the first compute
+command to the issue of the last, ``separate`` (every COMP one per tCCD_L, then h READRESes of
+``readres`` = ceil(B_ch · element bytes / io_bytes)·io_cycles) or ``fused`` (one COMPS_READRES per
+result, each waiting tCCD_L · (max(n / h, ``fused_fill_comps``) + 1) for the one before); the row
+closes tRTP after the last command issues, bank by bank (``precharge_commands``) or at once, and
+the next activation waits tRP. Refresh (``trefi``, ``trfc`` per rank) stretches a stream of tiles
+by :meth:`BankPimUnit.refresh_factor`. A GWRITE costs ``gwrite_cycles`` ((tCCD_S + tCCD_L) × 32 =
+96); each of the two GEMVs ends with the CL of its last READRES; the new token's K/V are written
+with ordinary ``io_bytes`` writes (io_cycles each). docs/neupims.md checks every term against the
+NeuPIMs artifact's command trace.
 
 The batch's PIM time is its slowest channel's: requests are assigned to channels by the caller
-(:func:`assign_channels`: ``round_robin`` or ``greedy``); :meth:`BankPimUnit.op_cost` assumes
-round-robin. Dynamic energy: ``comp_energy_j`` per COMP, ``read_energy_j`` per io_bytes read or
-written (READRES, K/V writes), and a GWRITE as row_bytes / io_bytes writes.
+(:func:`hw_models.pim_channels.assign_channels`: ``round_robin`` or ``greedy``);
+:meth:`BankPimUnit.op_cost` assumes round-robin. With ``issue_instructions_per_cycle`` > 0 the host
+issues the PIM instructions at that rate, channel by channel, and a channel cannot run ahead of
+its instructions (:func:`hw_models.pim_channels.channel_finish_cycles`). Dynamic energy:
+``comp_energy_j`` per COMP, ``read_energy_j`` per io_bytes read or written (READRES, K/V writes),
+and a GWRITE as row_bytes / io_bytes writes.
 
 Sharing the memory with the NPU: PIM commands use only the command/address bus. With dual row
 buffers (the memory's ``access = "concurrent"``) the PIM time is not slowed by NPU traffic, so the
@@ -51,7 +61,6 @@ row buffer (``access = "exclusive"``) the PIM work holds the memory for its whol
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -61,48 +70,18 @@ from decodex.core.dtypes import DType
 from decodex.core.errors import ArgumentError
 from decodex.hw_models.cost import OpCost, UnsupportedOpError, roofline_bound
 from decodex.hw_models.memory import MemorySpec
+from decodex.hw_models.pim_channels import (  # noqa: F401  (re-exported: the mappers and tests use them here)
+    CHANNEL_POLICIES,
+    assign_channels,
+    channel_finish_cycles,
+    channel_loads,
+)
 from decodex.hw_models.spec_reader import TableReader
 from decodex.hw_models.units import register_unit_model
 from decodex.workloads.ops import AttentionOp, Op
 
-CHANNEL_POLICIES = ("round_robin", "greedy")
+COMP_ISSUES = ("separate", "fused")  # every COMP and READRES a command / one COMPS_READRES per result
 ACTIVATES_PER_TFAW = 4  # JEDEC four-activate window: at most 4 ACTs per tFAW
-
-
-def assign_channels(context_lens: np.ndarray, channels: int, policy: str = "round_robin") -> np.ndarray:
-    """Channel index of each request (int64 array, same length as ``context_lens``).
-
-    ``context_lens`` is any non-negative per-request load (context lengths, or
-    :meth:`BankPimUnit.request_cycles` for exact balance). ``round_robin``: request i -> i mod
-    ``channels`` (the naive NPU+PIM baseline). ``greedy`` (NeuPIMs): longest first, each to the
-    least loaded channel (LPT); if that ever leaves a larger maximum load than round-robin (LPT is
-    a heuristic: e.g. loads [5, 4, 3, 3, 3] on 2 channels), the round-robin assignment is returned,
-    so greedy is never worse than round-robin on the slowest channel.
-    """
-    loads = np.asarray(context_lens, dtype=np.float64).ravel()
-    if channels < 1:
-        raise ArgumentError(f"channels: {channels} must be >= 1")
-    if policy not in CHANNEL_POLICIES:
-        raise ArgumentError(f"channel_policy: {policy!r} not one of {', '.join(CHANNEL_POLICIES)}")
-    robin = np.arange(loads.size, dtype=np.int64) % channels
-    if policy == "round_robin" or loads.size <= channels:
-        return robin
-    order = np.argsort(-loads, kind="stable")
-    heap = [(0.0, c) for c in range(channels)]
-    greedy = np.empty(loads.size, dtype=np.int64)
-    for index in order:
-        load, channel = heapq.heappop(heap)
-        greedy[index] = channel
-        heapq.heappush(heap, (load + float(loads[index]), channel))
-    if channel_loads(loads, greedy, channels).max() > channel_loads(loads, robin, channels).max():
-        return robin
-    return greedy
-
-
-def channel_loads(loads: np.ndarray, channel_of_request: np.ndarray, channels: int) -> np.ndarray:
-    """Sum of the per-request ``loads`` on each channel (length ``channels``)."""
-    return np.bincount(np.asarray(channel_of_request, dtype=np.int64),
-                       weights=np.asarray(loads, dtype=np.float64), minlength=channels)
 
 
 def _ceil(a: np.ndarray | float, b: float) -> np.ndarray:
@@ -128,6 +107,7 @@ class RequestWork:
     readres: np.ndarray
     tiles: np.ndarray
     io_writes: np.ndarray
+    instructions: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -159,6 +139,16 @@ class BankPimUnit:
     read_energy_j: float
     comp_energy_j: float
     op_overhead_s: float = 0.0
+    ranks: int = 1
+    banks_per_activate: int = 1
+    tile_header_cycles: int = 0
+    comp_issue: str = "separate"
+    fused_fill_comps: int = 0
+    trtp: int = 0
+    precharge_commands: int = 1
+    trefi: int = 0
+    trfc: int = 0
+    issue_instructions_per_cycle: float = 0.0
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.dtypes
@@ -187,11 +177,59 @@ class BankPimUnit:
         """Cycles to read one result from every bank of a channel (B_ch × 2 B in io_bytes reads)."""
         return float(np.ceil(self.banks_per_channel * 2.0 / self.io_bytes)) * self.io_cycles
 
+    @property
+    def activation_spread_cycles(self) -> float:
+        """Cycles from a tile's first activation command to its last: ``activates_per_row_open``
+        commands, each opening ``banks_per_activate`` banks, dealt over ``ranks`` ranks; within a
+        rank at most four bank activations per tFAW (JEDEC), the ranks' commands interleaved one
+        command cycle apart."""
+        per_rank = np.ceil(self.activates_per_row_open / self.ranks)
+        windows = np.ceil(per_rank * self.banks_per_activate / ACTIVATES_PER_TFAW) - 1.0
+        return float(windows * self.tfaw + (min(self.activates_per_row_open, self.ranks) - 1))
+
+    def issue_span_cycles(self, comps: np.ndarray | float, readres: np.ndarray | float) -> np.ndarray:
+        """Cycles from a tile's first compute command to the issue of its last.
+        ``separate``: every COMP and READRES is a command, COMPs one per tCCD_L, each READRES
+        ``readres_cycles``; ``fused``: one COMPS_READRES per READRES, each waiting for the one before
+        to finish its max(COMPs per READRES, ``fused_fill_comps``) + 1 command slots of tCCD_L."""
+        comps = np.asarray(comps, dtype=np.float64)
+        readres = np.maximum(np.asarray(readres, dtype=np.float64), 1.0)
+        if self.comp_issue == "fused":
+            per_result = np.maximum(comps / readres, self.fused_fill_comps) + 1.0
+            return (readres - 1.0) * self.tccd_l * per_result
+        return np.maximum(comps - 1.0, 0.0) * self.tccd_l + readres * self.readres_cycles
+
     def tile_cycles(self, comps: np.ndarray | float, readres: np.ndarray | float) -> np.ndarray:
-        """Cycles of one tile: one row opened in all banks, ``comps`` COMPs, ``readres`` READRESes."""
-        act_extra = (np.ceil(self.activates_per_row_open / ACTIVATES_PER_TFAW) - 1.0) * self.tfaw
-        body = np.maximum(self.trcd + np.asarray(comps, dtype=np.float64) * self.tccd_l, self.tras)
-        return act_extra + body + self.trp + np.asarray(readres, dtype=np.float64) * self.readres_cycles
+        """Cycles of one tile: one row opened in all banks, ``comps`` COMPs, ``readres`` READRESes:
+
+            tile = header + max(spread + tRCD + span + tRTP, tRAS) + max(precharge_commands, tRP)
+
+        (the header command, the activations, the compute commands, the row closed tRTP after the
+        last of them issues, bank by bank one command per cycle or all at once; the next tile's
+        activation waits tRP after its banks close)."""
+        span = self.issue_span_cycles(comps, readres)
+        open_row = np.maximum(self.activation_spread_cycles + self.trcd + span + self.trtp, self.tras)
+        return self.tile_header_cycles + open_row + max(self.precharge_commands, self.trp)
+
+    def refresh_factor(self, comps: np.ndarray | float, readres: np.ndarray | float) -> np.ndarray:
+        """Busy-time multiplier of refresh for a stream of such tiles (1 when ``trefi`` = 0).
+
+        Each rank refreshes once per tREFI and all-bank PIM commands stop for it. Before a tile
+        the controller checks that its worst-case latency (closing an open row bank by bank,
+        ``precharge_commands`` × tRTP, then activating and computing) fits before the refresh;
+        when it does not, the channel idles until then: on average that guard minus half a tile.
+        Then the rank's banks close (``precharge_commands`` / ``ranks`` commands, tRP), the
+        refresh takes tRFC. Per refresh: stall = max(guard - tile / 2, 0) + banks closed + tRP +
+        tRFC; busy time / (1 - ranks × stall / tREFI)."""
+        tile = self.tile_cycles(comps, readres)
+        if self.trefi <= 0:
+            return np.ones_like(tile)
+        guard = (self.precharge_commands * self.trtp + self.activation_spread_cycles + self.trcd
+                 + self.issue_span_cycles(comps, readres))
+        stall = (np.maximum(guard - tile / 2.0, 0.0) + self.precharge_commands / self.ranks + self.trp
+                 + self.trfc)
+        fraction = self.ranks * stall / self.trefi
+        return 1.0 / np.maximum(1.0 - fraction, 1e-3)
 
     def request_work(self, context_len: np.ndarray, query_len: np.ndarray | int = 1, *, q_heads: int,
                      kv_heads: int, qk_dim: int, v_dim: int, kv_bytes_per_token: float = 0.0,
@@ -213,8 +251,10 @@ class BankPimUnit:
         chunk_cycles = full * self.tile_cycles(np.ceil(p_row / p_comp), np.ceil(p_row / qk_dim))
         if rem:
             chunk_cycles = chunk_cycles + self.tile_cycles(np.ceil(rem / p_comp), np.ceil(rem / qk_dim))
+        kq_refresh = (self.refresh_factor(np.ceil(p_row / p_comp), np.ceil(p_row / qk_dim)) if full
+                      else self.refresh_factor(np.ceil(rem / p_comp), np.ceil(rem / qk_dim)))
         token_groups = _ceil(seq, banks)
-        kq_cycles = group * (chunks * self.gwrite_cycles + token_groups * chunk_cycles)
+        kq_cycles = kq_refresh * group * (chunks * self.gwrite_cycles + token_groups * chunk_cycles)
         kq_comps = group * token_groups * chunk_comps
         kq_readres = group * token_groups * chunk_readres
         kq_gwrites = np.full_like(seq, group * chunks)
@@ -227,16 +267,28 @@ class BankPimUnit:
         rem_comps = np.ceil(seq_rem / p_comp)
         lv_tile_cycles = (seq_full * self.tile_cycles(np.ceil(p_row / p_comp), 1.0)
                           + np.where(seq_rem > 0, self.tile_cycles(rem_comps, 1.0), 0.0))
-        lv_cycles = q_heads * (seq_chunks * self.gwrite_cycles + col_tiles * lv_tile_cycles)
+        lv_refresh = np.where(seq_full > 0, self.refresh_factor(np.ceil(p_row / p_comp), 1.0),
+                              self.refresh_factor(rem_comps, 1.0))
+        lv_cycles = lv_refresh * q_heads * (seq_chunks * self.gwrite_cycles + col_tiles * lv_tile_cycles)
         lv_comps = q_heads * col_tiles * (seq_full * np.ceil(p_row / p_comp) + rem_comps)
         lv_readres = q_heads * col_tiles * seq_chunks
         lv_tiles = lv_readres
         lv_gwrites = q_heads * seq_chunks
         io_writes = np.ceil(q * kv_bytes_per_token / self.io_bytes)
         cycles = q * (kq_cycles + lv_cycles + 2.0 * self.cl) + io_writes * self.io_cycles
-        return RequestWork(cycles=cycles, comps=q * (kq_comps + lv_comps), gwrites=q * (kq_gwrites + lv_gwrites),
-                           readres=q * (kq_readres + lv_readres), tiles=q * (kq_tiles + lv_tiles),
-                           io_writes=io_writes)
+        comps, gwrites = q * (kq_comps + lv_comps), q * (kq_gwrites + lv_gwrites)
+        readres, tiles = q * (kq_readres + lv_readres), q * (kq_tiles + lv_tiles)
+        return RequestWork(cycles=cycles, comps=comps, gwrites=gwrites, readres=readres, tiles=tiles,
+                           io_writes=io_writes, instructions=self.instruction_count(comps, readres, tiles, gwrites))
+
+    def instruction_count(self, comps: np.ndarray, readres: np.ndarray, tiles: np.ndarray,
+                          gwrites: np.ndarray) -> np.ndarray:
+        """PIM instructions the host issues for that work: a header per tile (when the tile has
+        one), a GWRITE per input chunk, and a COMP per COMP and a READRES per READRES
+        (``separate``) or one COMPS_READRES per READRES (``fused``)."""
+        header = 1.0 if self.tile_header_cycles > 0 else 0.0
+        compute = readres if self.comp_issue == "fused" else comps + readres
+        return header * tiles + gwrites + compute
 
     def request_cycles(self, context_len: np.ndarray, query_len: np.ndarray | int = 1, *, q_heads: int,
                        kv_heads: int, qk_dim: int, v_dim: int, kv_bytes_per_token: float = 0.0,
@@ -253,15 +305,18 @@ class BankPimUnit:
                                  dtype=op.dtype)
 
     def attention_time(self, op: AttentionOp, channel_of_request: np.ndarray) -> tuple[float, np.ndarray]:
-        """(batch PIM time, per-channel busy time), s: the batch waits for its slowest channel.
-        Excludes ``op_overhead_s``."""
+        """(batch PIM time, each channel's finish time), s: the batch waits for its slowest channel
+        (:func:`channel_finish_cycles`: its busy time, or later when the host issues the PIM
+        instructions at a bounded rate). Excludes ``op_overhead_s``."""
         channel_of_request = np.asarray(channel_of_request, dtype=np.int64)
         if channel_of_request.shape != np.shape(op.context_lens):
             raise ArgumentError("channel_of_request: needs one channel per request")
         if channel_of_request.size and (channel_of_request.min() < 0 or channel_of_request.max() >= self.channels):
             raise ArgumentError(f"channel_of_request: channels are 0..{self.channels - 1}")
-        per_channel = channel_loads(self.op_work(op).cycles, channel_of_request, self.channels) * self.tck_s
-        return float(per_channel.max(initial=0.0)), per_channel
+        work = self.op_work(op)
+        finish = channel_finish_cycles(work.cycles, work.instructions, channel_of_request, self.channels,
+                                       self.issue_instructions_per_cycle) * self.tck_s
+        return float(finish.max(initial=0.0)), finish
 
     def energy_j(self, work: RequestWork) -> float:
         """Dynamic energy of the commands in ``work``, J."""
@@ -347,4 +402,14 @@ def read_bank_pim_unit(name: str, table: TableReader, memories: tuple[str, ...])
         read_energy_j=table.number("read_energy_j"),
         comp_energy_j=table.number("comp_energy_j"),
         op_overhead_s=table.number("op_overhead_s", hi=1.0, default=0.0),
+        ranks=table.integer("ranks", lo=1, hi=64, default=1),
+        banks_per_activate=table.integer("banks_per_activate", lo=1, hi=4096, default=1),
+        tile_header_cycles=table.integer("tile_header_cycles", lo=0, hi=1_000, default=0),
+        comp_issue=table.string("comp_issue", choices=COMP_ISSUES, default="separate"),
+        fused_fill_comps=table.integer("fused_fill_comps", lo=0, hi=1_000, default=0),
+        trtp=table.integer("trtp", lo=0, hi=1_000, default=0),
+        precharge_commands=table.integer("precharge_commands", lo=1, hi=4096, default=1),
+        trefi=table.integer("trefi", lo=0, hi=10_000_000, default=0),
+        trfc=table.integer("trfc", lo=0, hi=100_000, default=0),
+        issue_instructions_per_cycle=table.number("issue_instructions_per_cycle", hi=1e6, default=0.0),
     )

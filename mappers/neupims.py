@@ -100,11 +100,14 @@ class NeuPimsMapper:
 
     ``channel_policy``: ``greedy`` (NeuPIMs) or ``round_robin`` (naive baseline).
     ``sub_batches``: 1 or 2 streams; ``None`` = 2 when the batch has at least 256 requests.
+    ``channels``: the PIM channel of each request as a serving system placed its KV cache (e.g. a
+    trace's), instead of ``channel_policy``; one per request, each in 0 .. channels - 1.
     """
 
     name: str = "neupims"
     channel_policy: str = "greedy"
     sub_batches: int | None = None
+    channels: tuple[int, ...] | None = None
 
     def map(self, graph: Graph, system: SystemSpec) -> Plan:
         if self.channel_policy not in CHANNEL_POLICIES:
@@ -122,7 +125,8 @@ class NeuPimsMapper:
             raise ArgumentError(f"sub_batches: {parts} must be 1 or 2 (and at most the batch size {requests})")
         attention = next((op for _, op in graph.ops() if isinstance(op, AttentionOp)), None)
         loads = pim.op_work(attention).cycles if attention is not None else np.ones(requests)
-        channel = assign_channels(loads, pim.channels, self.channel_policy)
+        channel = (assign_channels(loads, pim.channels, self.channel_policy) if self.channels is None
+                   else self._given_channels(requests, pim.channels))
         if parts == 1:
             subs = [(graph, channel)]
         else:
@@ -141,8 +145,18 @@ class NeuPimsMapper:
                     placements += placed[id(op)]
         memories = tuple(sorted({(f"d0.{u.memory}", 0, u.memory) for u in device.units.values()}))
         schedule = Schedule(tuple(streams), memories)
-        options = {"channel_policy": self.channel_policy, "sub_batches": parts}
+        options = {"channel_policy": self.channel_policy if self.channels is None else "given",
+                   "sub_batches": parts}
         return Plan(graph, system, self.name, tuple(placements), par.devices, options, schedule)
+
+    def _given_channels(self, requests: int, channels: int) -> np.ndarray:
+        """``channels`` as an array, checked against the batch and the PIM (ArgumentError)."""
+        given = np.asarray(self.channels, dtype=np.float64).ravel()
+        if given.size != requests:
+            raise ArgumentError(f"channels: {given.size} given, the batch has {requests} requests")
+        if given.size and (not np.all(given == np.round(given)) or given.min() < 0 or given.max() >= channels):
+            raise ArgumentError(f"channels: each must be an integer in 0 .. {channels - 1}")
+        return given.astype(np.int64)
 
     @staticmethod
     def _place(graph: Graph, system: SystemSpec, device: DeviceSpec, units: PimUnits,

@@ -17,7 +17,9 @@ NPU-only                       ``npu-only``
 
 One decoder layer's cycles = step(2 layers) - step(1 layer) of the model cut to those layers,
 one device, no collectives (the artifact simulates one device; ``n_tp`` only shrinks its
-shapes), every request at the trace's mean cached context, FP16, 1 GHz. Op cycles come from the
+shapes), on the very batch the artifact ran: the trace of ``validation/data/neupims-artifact/
+traces`` (each request at its own cached context; on the PIM configurations its KV cache in the
+trace's channel, the mapper's ``channels`` option), FP16, 1 GHz. Op cycles come from the
 analytical pricing of the same one-layer step (each op alone, as the artifact counts them):
 ``QKVgen`` = ``qkv_proj``, ``proj`` = ``o_proj``, ``fc1``/``fc2`` = ``up_proj``/``down_proj``,
 attention = the ``attention`` op with its softmax (the artifact's PIM logit+softmax plus attend,
@@ -60,6 +62,8 @@ CONFIGS: dict[str, tuple[str, str, tuple[tuple[str, Any], ...], bool]] = {
 OPS = {"QKVgen": ("qkv_proj",), "proj": ("o_proj",), "fc1": ("up_proj",), "fc2": ("down_proj",),
        "attention": ("attention", "attn_softmax")}
 OMIT = (OpKind.COLLECTIVE, OpKind.TRANSFER)
+PIM_CONFIGS = ("main_sbon", "main_sboff", "npupim")  # their requests' KV caches sit in the trace's channels
+TRACES_DIR = DATA_DIR / "traces"
 
 
 def load_runs(data_dir: Path = DATA_DIR) -> pd.DataFrame:
@@ -78,30 +82,49 @@ def load_runs(data_dir: Path = DATA_DIR) -> pd.DataFrame:
     return frame.sort_values(["config", "batch"]).reset_index(drop=True)
 
 
-def _step_s(system: str, options: tuple[tuple[str, Any], ...], engine: bool, layers: int, batch: int,
-            context: int) -> tuple[float, Any]:
+def load_trace(name: str, traces_dir: Path = TRACES_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """(cached tokens, PIM channel) of each request of the artifact's batch trace ``name`` (a file
+    of ``validation/data/neupims-artifact/traces``: columns ``seq_len``, ``ch_idx``), in file order.
+    The artifact's attention covers ``seq_len`` keys, the new token's included, so a request has
+    ``seq_len`` - 1 cached tokens (at least 1: a decode step attends its cache) before its one
+    query token."""
+    path = Path(traces_dir) / Path(name).name
+    if not path.is_file():
+        known = ", ".join(sorted(p.name for p in Path(traces_dir).glob("*.csv")))
+        raise ArgumentError(f"trace: {name!r} not found in {traces_dir}; shipped: {known}")
+    frame = pd.read_csv(path)
+    cached = np.maximum(frame["seq_len"].to_numpy(dtype=np.int64) - 1, 1)
+    return cached, frame["ch_idx"].to_numpy(dtype=np.int64)
+
+
+def _step_s(system: str, options: tuple[tuple[str, Any], ...], engine: bool, layers: int,
+            contexts: np.ndarray) -> tuple[float, Any]:
     """Step time (s) of the model cut to ``layers`` layers, and its ops priced alone (records)."""
     full = load_model(MODEL)
     model = dataclasses.replace(full, num_layers=layers, layer_kinds=full.layer_kinds[:layers])
-    plan = plan_step(model, system, batch, context=context, precision=PRECISION, parallelism=Parallelism(tp=TP),
-                     omit=OMIT, **dict(options))
+    plan = plan_step(model, system, contexts.size, context=contexts, precision=PRECISION,
+                     parallelism=Parallelism(tp=TP), omit=OMIT, **dict(options))
     priced = evaluate(plan)
     result = simulate_plan(plan) if engine else priced
     return float(result.step_time_s), priced.records
 
 
-def layer_cycles(config: str, batch: int, context: int) -> tuple[float, dict[str, float]]:
-    """Decodex's cycles of one decoder layer of ``config`` (a :data:`CONFIGS` key) at ``batch``
-    requests of ``context`` cached tokens, and the cycles of each op of :data:`OPS`."""
-    cycles, ops = _layer_cycles(config, batch, context)
+def layer_cycles(config: str, trace: str) -> tuple[float, dict[str, float]]:
+    """Decodex's cycles of one decoder layer of ``config`` (a :data:`CONFIGS` key) on the artifact's
+    batch ``trace`` (:func:`load_trace`: each request at its own cached context, its KV cache in
+    the trace's PIM channel on the PIM systems), and the cycles of each op of :data:`OPS`."""
+    cycles, ops = _layer_cycles(config, trace)
     return cycles, dict(ops)
 
 
 @lru_cache(maxsize=64)
-def _layer_cycles(config: str, batch: int, context: int) -> tuple[float, tuple[tuple[str, float], ...]]:
+def _layer_cycles(config: str, trace: str) -> tuple[float, tuple[tuple[str, float], ...]]:
     _, system, options, engine = CONFIGS[config]
-    one, priced = _step_s(system, options, engine, 1, batch, context)
-    two, _ = _step_s(system, options, engine, 2, batch, context)
+    contexts, channels = load_trace(trace)
+    if config in PIM_CONFIGS:
+        options = (*options, ("channels", tuple(int(c) for c in channels)))
+    one, priced = _step_s(system, options, engine, 1, contexts)
+    two, _ = _step_s(system, options, engine, 2, contexts)
     ops = {key: 0.0 for key in OPS}
     records = [r for r in priced if r.block not in ("embedding", "head")]
     for record in records:
@@ -119,9 +142,9 @@ def compare_artifact(runs: pd.DataFrame | None = None) -> pd.DataFrame:
     frame = load_runs() if runs is None else runs
     rows = []
     for run in frame.itertuples(index=False):
-        context = round(float(run.mean_seq_len))
-        cycles, ops = layer_cycles(str(run.config), int(run.batch), context)
-        row: dict[str, Any] = {"config": CONFIGS[str(run.config)][0], "batch": int(run.batch), "context": context,
+        cycles, ops = layer_cycles(str(run.config), str(run.trace))
+        row: dict[str, Any] = {"config": CONFIGS[str(run.config)][0], "batch": int(run.batch),
+                               "context": float(run.mean_seq_len),
                                "artifact_cycles": float(run.per_layer_cycles), "decodex_cycles": cycles,
                                "error": cycles / float(run.per_layer_cycles) - 1.0,
                                "source": f"casys-kaist/NeuPIMs {run.branch_commit}"}
@@ -155,15 +178,15 @@ def _config_key(config: Mapping[str, Any], field: str) -> str:
 @register_runner("neupims_artifact_layer")
 def artifact_layer_cycles(config: Mapping[str, Any]) -> float:
     """Reproduction runner: Decodex's cycles of one decoder layer for ``config`` = {``config``: a
-    :data:`CONFIGS` key, ``batch``, ``context``} (the artifact-matched targets)."""
-    return layer_cycles(_config_key(config, "config"), int(config["batch"]), int(config["context"]))[0]
+    :data:`CONFIGS` key, ``trace``: the artifact's batch trace} (the artifact-matched targets)."""
+    return layer_cycles(_config_key(config, "config"), str(config["trace"]))[0]
 
 
 @register_runner("neupims_artifact_ratio")
 def artifact_speedup(config: Mapping[str, Any]) -> float:
     """Reproduction runner: the speedup of ``config["system"]`` over ``config["baseline"]`` (both
-    :data:`CONFIGS` keys) on one decoder layer, = baseline cycles / system cycles, at ``batch``
-    requests of ``context`` cached tokens (the artifact's own ratios at its matched points)."""
-    batch, context = int(config["batch"]), int(config["context"])
-    system = layer_cycles(_config_key(config, "system"), batch, context)[0]
-    return layer_cycles(_config_key(config, "baseline"), batch, context)[0] / system
+    :data:`CONFIGS` keys) on one decoder layer of the batch ``trace``, = baseline cycles / system
+    cycles (the artifact's own ratios at its matched points)."""
+    trace = str(config["trace"])
+    system = layer_cycles(_config_key(config, "system"), trace)[0]
+    return layer_cycles(_config_key(config, "baseline"), trace)[0] / system

@@ -40,34 +40,70 @@ def attention(context: list[int], *, q_heads: int = 32, kv_heads: int = 32, dim:
 
 def test_one_request_by_hand_on_a_tiny_pim() -> None:
     # GQA 2 query heads / 1 KV head of 8, 7 cached + 1 new token: seq = 8; P_DRAM = 16, P_comp = 4,
-    # READRES = ceil(4 banks x 2 B / 8 B) x 1 = 1 cycle; tile(n, h) = max(2 + n, 5) + 2 + h
-    # K·q: E = 8 -> 1 chunk of 8: 2 COMPs, 1 READRES, tile = 5 + 2 + 1 = 8; seq / 4 banks = 2 tiles;
-    #      pass = 1 GWRITE x 10 + 2 x 8 = 26; 2 passes (one per query head of the group) = 52
-    # L·V: per query head 1 seq chunk of 8 -> 1 GWRITE; ceil(8 / 4 banks) = 2 tiles of 2 COMPs = 8 each
-    #      = 10 + 16 = 26; 2 heads = 52
-    # + 2 x CL = 6; + new K/V 2 x 8 x 2 B = 32 B = 4 writes x 1 cycle -> 52 + 52 + 6 + 4 = 114
+    # READRES = ceil(4 banks x 2 B / 8 B) x 1 = 1 cycle; separate commands, one rank, no header, tRTP 0,
+    # one precharge: tile(n, h) = max(tRCD 2 + (n - 1) x 1 + h x 1, tRAS 5) + max(1, tRP 2)
+    # K·q: E = 8 -> 1 chunk of 8: 2 COMPs, 1 READRES, tile = max(4, 5) + 2 = 7; seq / 4 banks = 2 tiles;
+    #      pass = 1 GWRITE x 10 + 2 x 7 = 24; 2 passes (one per query head of the group) = 48
+    # L·V: per query head 1 seq chunk of 8 -> 1 GWRITE; ceil(8 / 4 banks) = 2 tiles of 2 COMPs = 7 each
+    #      = 10 + 14 = 24; 2 heads = 48
+    # + 2 x CL = 6; + new K/V 2 x 8 x 2 B = 32 B = 4 writes x 1 cycle -> 48 + 48 + 6 + 4 = 106
     work = TINY.request_work(np.array([7]), 1, q_heads=2, kv_heads=1, qk_dim=8, v_dim=8, kv_bytes_per_token=32)
-    assert work.cycles.tolist() == [114]
+    assert work.cycles.tolist() == [106]
     assert work.comps.tolist() == [2 * 2 * 2 + 2 * 2 * 2]
     assert work.gwrites.tolist() == [2 + 2]
     assert work.tiles.tolist() == [4 + 4]
+    # instructions (separate, no header): GWRITEs 4 + COMPs 16 + READRES 8
+    assert work.instructions.tolist() == [4 + 16 + 8]
+
+
+def test_tiles_take_the_cycles_the_artifact_measured() -> None:
+    # NeuPIMs (fused COMPS_READRES): P_HEADER 1 + 8 G_ACTs (4 per rank, one per tFAW 30, ranks 1 cycle
+    # apart: 91) + tRCD 14 + 3 x 2 x (8 + 1) + tRTP 5 + 32 per-bank precharges = 197 (logit tile: 32 COMPs,
+    # 4 heads); one head: 1 + 91 + 14 + 5 + 32 = 143 whatever its COMPs (the artifact's command trace)
+    assert PIM.activation_spread_cycles == 91
+    assert float(PIM.tile_cycles(32, 4)) == 197
+    assert [float(PIM.tile_cycles(c, 1)) for c in (4, 16, 32)] == [143, 143, 143]
+    # naive (Newton, separate COMP and READRES commands 2 cycles apart): 1 + 91 + 14 + (32 + 4 - 1) x 2
+    # + 5 + 32 = 213; one head of c COMPs: 143 + 2c
+    naive = NAIVE.units["pim"]
+    assert float(naive.tile_cycles(32, 4)) == 213
+    assert [float(naive.tile_cycles(c, 1)) for c in (3, 16, 32)] == [149, 175, 207]
+
+
+def test_refresh_stalls_by_hand() -> None:
+    # logit tile: guard = 32 precharges x tRTP 5 + 91 + 14 + 54 = 319; stall per refresh = 319 - 197 / 2
+    # + 16 precharges of the rank + tRP 14 + tRFC 260 = 510.5; 2 ranks per tREFI 3900
+    stall = 319 - 197 / 2 + 16 + 14 + 260
+    assert float(PIM.refresh_factor(32, 4)) == pytest.approx(1 / (1 - 2 * stall / 3900))
+    no_refresh = dataclasses.replace(PIM, trefi=0)
+    assert float(no_refresh.refresh_factor(32, 4)) == 1.0
+    ctx = np.array([300, 900])
+    kwargs = {"q_heads": 8, "kv_heads": 8, "qk_dim": 128, "v_dim": 128}
+    assert np.all(PIM.request_cycles(ctx, **kwargs) > no_refresh.request_cycles(ctx, **kwargs))
+    # a longer refresh or more frequent refreshes never speed the PIM up
+    slower = dataclasses.replace(PIM, trfc=400)
+    assert np.all(slower.request_cycles(ctx, **kwargs) > PIM.request_cycles(ctx, **kwargs))
 
 
 def test_one_request_by_hand_on_neupims() -> None:
-    # GPT-3 7B at TP1: 32 heads of 128, 1023 cached + 1 new = 1024 keys; P_DRAM = 512, P_comp = 16,
-    # READRES = ceil(32 x 2 / 64) x 2 = 2 cycles; tile(n, h) = max(14 + 2n, 34) + 14 + 2h
-    # K·q: E = 4096 = 8 chunks of 512 (32 COMPs, 4 heads -> 4 READRES): tile = 78 + 14 + 8 = 100;
-    #      8 GWRITEs x 96 + 1024/32 = 32 token groups x 8 chunks x 100 = 768 + 25600 = 26368
-    # L·V: per head 2 chunks of 512 -> 2 GWRITEs + 128/32 = 4 tiles x 2 chunks x (78 + 14 + 2 = 94)
-    #      = 192 + 752 = 944; x 32 heads = 30208
-    # + 2 CL = 28; + new K/V 16384 B / 64 B = 256 writes x 2 = 512  -> 57116 cycles = 57.116 us
+    # GPT-3 7B at TP1: 32 heads of 128, 1023 cached + 1 new = 1024 keys; P_DRAM = 512, P_comp = 16
+    # K·q: E = 4096 = 8 chunks of 512 (32 COMPs, 4 heads -> 4 fused COMPS_READRES): tile 197;
+    #      8 GWRITEs x 96 + 1024/32 = 32 token groups x 8 chunks x 197, times the logit refresh factor
+    # L·V: per head 2 chunks of 512 -> 2 GWRITEs + 128/32 = 4 tiles x 2 chunks x 143; x 32 heads, times
+    #      the one-head refresh factor (guard 160 + 91 + 14 = 265)
+    # + 2 CL = 28; + new K/V 16384 B / 64 B = 256 writes x 2 = 512
+    kq_factor = 1 / (1 - 2 * (319 - 197 / 2 + 16 + 14 + 260) / 3900)
+    lv_factor = 1 / (1 - 2 * (265 - 143 / 2 + 16 + 14 + 260) / 3900)
+    expected = (kq_factor * (8 * 96 + 32 * 8 * 197) + lv_factor * 32 * (2 * 96 + 4 * 2 * 143) + 28 + 512)
     cycles = PIM.request_cycles(np.array([1023]), 1, q_heads=32, kv_heads=32, qk_dim=128, v_dim=128,
                                 kv_bytes_per_token=16384)
-    assert cycles.tolist() == [57116]
+    assert cycles[0] == pytest.approx(expected, rel=1e-12)
     # with E a multiple of P_DRAM, the counts are the paper's (seq/B_ch)(E/P_DRAM) and (E/N_head/B_ch)(seq/P_DRAM)N_head
     work = PIM.op_work(attention([1023]))
     assert work.tiles.tolist() == [32 * 8 + 4 * 2 * 32]
     assert work.gwrites.tolist() == [8 + 2 * 32]
+    # fused: a header per tile, a GWRITE per chunk, one COMPS_READRES per READRES
+    assert work.instructions.tolist() == [work.tiles[0] + work.gwrites[0] + work.readres[0]]
 
 
 def test_batch_time_is_the_slowest_channel() -> None:
@@ -142,10 +178,33 @@ def test_dual_row_buffer_pim_takes_no_shared_bandwidth() -> None:
     op = attention([1024] * 64)
     dual = NEUPIMS.units["pim"].op_cost(op, NEUPIMS.memories)
     single = NAIVE.units["pim"].op_cost(op, NAIVE.memories)
-    assert dual.time_s == pytest.approx(single.time_s)
     assert dual.memory_s == 0  # commands share only the C/A bus: not slowed by NPU traffic
     assert single.memory_s == pytest.approx(single.compute_s)  # holds the single row buffer throughout
     assert NEUPIMS.main_memory.access == "concurrent" and NAIVE.main_memory.access == "exclusive"
+    # the naive baseline's separate COMP commands issued one instruction per cycle are slower
+    assert single.time_s > dual.time_s
+
+
+def test_issue_rate_bounds_when_each_channel_can_start() -> None:
+    from decodex.hw_models.bank_pim import channel_finish_cycles
+
+    cycles = np.array([100.0, 50.0, 80.0, 10.0])
+    instructions = np.array([30.0, 20.0, 40.0, 10.0])
+    channel = np.array([1, 0, 1, 0])
+    # unbounded issue: each channel's busy time
+    assert channel_finish_cycles(cycles, instructions, channel, 3).tolist() == [60.0, 180.0, 0.0]
+    # one instruction per cycle, channel by channel in request order: channel 0's requests (1, 3) are
+    # issued over cycles 0-20 and 20-30, channel 1's (0, 2) over 30-60 and 60-100
+    # channel 0: max(0 + 50 + 10, 20 + 10, issue end 30) = 60; channel 1: max(30 + 180, 60 + 80, 100) = 210
+    assert channel_finish_cycles(cycles, instructions, channel, 3, 1.0).tolist() == [60.0, 210.0, 0.0]
+    # issue-bound: tiny work finishes when its last instruction is issued
+    assert channel_finish_cycles(np.array([1.0, 1.0]), np.array([50.0, 50.0]), np.array([0, 1]), 2, 1.0).tolist() \
+        == [50.0, 100.0]
+    # a faster issue is never slower
+    for rate in (0.5, 1.0, 4.0):
+        slow = channel_finish_cycles(cycles, instructions, channel, 3, rate)
+        fast = channel_finish_cycles(cycles, instructions, channel, 3, 2 * rate)
+        assert np.all(fast <= slow)
 
 
 def test_pim_refuses_weightless_matmuls_and_other_dtypes() -> None:

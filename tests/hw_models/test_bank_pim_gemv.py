@@ -42,22 +42,22 @@ def experts(tokens: list[list[list[int]]], hidden: int = 64, intermediate: int =
 def test_small_gemv_by_hand_on_a_tiny_pim() -> None:
     # K = 24, N = 10: P_DRAM = 16, P_comp = 4; chunks: 16 + 8 -> 2 GWRITEs of 10 cycles
     # rows per channel = ceil(10 / 2) = 5 -> ceil(5 / 4 banks) = 2 row groups
-    # READRES = ceil(4 banks x 2 B / 8 B) x 1 = 1 cycle; tile(n, 1) = max(2 + n, 5) + 2 + 1
-    # full chunk: 4 COMPs -> 6 + 3 = 9; last chunk: 2 COMPs -> 5 + 3 = 8; per row group 17
-    # one token = 2 x 10 + 2 x 17 + CL 3 = 57 cycles
+    # READRES = ceil(4 banks x 2 B / 8 B) x 1 = 1 cycle; tile(n, 1) = max(tRCD 2 + (n - 1) x 1 + 1, 5) + tRP 2
+    # full chunk: 4 COMPs -> 6 + 2 = 8; last chunk: 2 COMPs -> 5 + 2 = 7; per row group 15
+    # one token = 2 x 10 + 2 x 15 + CL 3 = 53 cycles
     one = gemv_pass(TINY, 24, 10)
-    assert (one.chunks, one.rows_per_channel, one.row_groups, one.cycles) == (2, 5, 2, 57)
+    assert (one.chunks, one.rows_per_channel, one.row_groups, one.cycles) == (2, 5, 2, 53)
     # all channels: 2 channels x 2 row groups x 2 chunks = 8 tiles, 8 READRES (one per tile), 4 x (4 + 2) COMPs,
     # 2 channels x 2 GWRITEs
     assert (one.tiles, one.readres, one.comps, one.gwrites) == (8, 8, 24, 4)
     cost = gemv_op_cost(TINY, weights(3, 24, 10), TINY_MEMORIES)
-    assert cost.time_s == pytest.approx(3 * 57e-9)  # three tokens: three passes
+    assert cost.time_s == pytest.approx(3 * 53e-9)  # three tokens: three passes
     assert cost.memory_s == 0 and cost.bound == "compute"  # concurrent memory: only the C/A bus
     # energy per token: 24 COMPs x 4 nJ + 4 GWRITEs x (32 B / 8 B) reads x 1 nJ + 8 READRES x 1 read x 1 nJ = 120 nJ
     assert cost.energy_j == pytest.approx(3 * 120e-9)
     # uneven split: N = 9 -> channels hold 5 and 4 rows (2 and 1 row groups); the slowest is the same
     uneven = gemv_pass(TINY, 24, 9)
-    assert uneven.cycles == 57 and uneven.tiles == (2 + 1) * 2
+    assert uneven.cycles == 53 and uneven.tiles == (2 + 1) * 2
 
 
 def test_gemv_is_request_works_kq_with_the_whole_input_as_one_head() -> None:
@@ -84,12 +84,13 @@ def test_m_tokens_cost_m_passes_on_duplex_bank_pim(m: int) -> None:
 
 def test_duplex_bank_pim_gemv_by_hand() -> None:
     # 8192 x 8192 FP16 over 320 channels of 16 banks: ceil(8192 / 320) = 26 rows -> 2 row groups;
-    # 16 chunks of 512 (32 COMPs each); tile(32, 1) = max(19 + 32 x 4, 45) + 19 + READRES 2 = 168
-    # one token = 16 x 192 + 2 x 16 x 168 + 19 = 8467 cycles x 0.769 ns = 6.51 us
+    # 16 chunks of 512 (32 COMPs each); tile(32, 1) = max(tRCD 19 + 31 x tCCD_L 4 + READRES 2 + tRTP 6, 45)
+    # + tRP 19 = 170; one token = 16 x 192 + 2 x 16 x 170 + 19 = 8531 cycles x 0.769 ns = 6.56 us
     one = gemv_pass(UNIT, 8192, 8192)
     assert (one.rows_per_channel, one.row_groups, one.chunks) == (26, 2, 16)
-    assert one.cycles == 16 * 192 + 2 * 16 * 168 + 19
-    assert token_seconds(UNIT, ((8192, 8192),)) == pytest.approx(8467 * 0.769e-9)
+    assert float(UNIT.tile_cycles(32, 1)) == 170
+    assert one.cycles == 16 * 192 + 2 * 16 * 170 + 19
+    assert token_seconds(UNIT, ((8192, 8192),)) == pytest.approx(8531 * 0.769e-9)
 
 
 def test_bank_pim_beats_the_xpu_at_opb_1_and_loses_at_high_opb() -> None:

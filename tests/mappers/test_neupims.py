@@ -125,3 +125,27 @@ def test_reproduce_runner_subset() -> None:
     config = {**targets["neupims-vs-npu"].config, "models": ["gpt3-7b"], "batches": [64, 512],
               "lengths": [[80, 296]]}
     assert neupims_ratio(config) > 1.0  # PIM attention beats systolic GEMV attention
+
+
+def test_given_channels_place_each_request_where_its_kv_cache_is() -> None:
+    from decodex.core.errors import ArgumentError
+
+    contexts = np.array([100, 900, 300, 50])
+    given = (3, 3, 0, 7)
+    plan = plan_step("gpt3-7b", "neupims", 4, context=contexts, precision=FP16, channels=given)
+    attention = next(p.op for p in plan.placements if p.op.name == "attention")
+    assert attention.channel_of_request.tolist() == list(given)
+    assert plan.options["channel_policy"] == "given"
+    # two long requests on one channel take longer than the greedy spread
+    spread = plan_step("gpt3-7b", "neupims", 4, context=contexts, precision=FP16)
+    assert estimate_plan_time(plan) > estimate_plan_time(spread)
+    with pytest.raises(ArgumentError, match="channels"):
+        plan_step("gpt3-7b", "neupims", 4, context=contexts, precision=FP16, channels=(0, 1))
+    with pytest.raises(ArgumentError, match="channels"):
+        plan_step("gpt3-7b", "neupims", 4, context=contexts, precision=FP16, channels=(0, 1, 2, 32))
+
+
+def estimate_plan_time(plan) -> float:
+    from decodex.sim.estimate import evaluate
+
+    return evaluate(plan).step_time_s

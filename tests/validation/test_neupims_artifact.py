@@ -1,16 +1,28 @@
-"""NeuPIMs against its artifact's runs: the rows read, the one-layer difference, the op mapping
-and the CLI table (the mechanisms that close the gaps are issue [seed-fidelity]'s)."""
+"""NeuPIMs against its artifact's runs: the rows and traces read, the one-layer difference, the op
+mapping, the CLI table, and the matched configurations within their tolerances."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from decodex.app.cli import main
+from decodex.core.errors import ArgumentError
 from decodex.sim.estimate import evaluate, plan_step
-from decodex.validation.neupims_artifact import CONFIGS, OMIT, OPS, layer_cycles, load_runs
+from decodex.validation.neupims_artifact import (
+    CONFIGS,
+    OMIT,
+    OPS,
+    compare_artifact,
+    layer_cycles,
+    load_runs,
+    load_trace,
+)
 from decodex.workloads.parallelism import Parallelism
+
+TRACE64 = "share-gpt2-bs64-ms7B-tp4-pp1-clb-0.csv"
 
 
 def test_one_run_per_configuration_and_batch() -> None:
@@ -27,8 +39,9 @@ def test_one_run_per_configuration_and_batch() -> None:
 
 def test_layer_cycles_are_the_ops_of_one_decoder_layer() -> None:
     # without overlap (npu-only, analytical) one layer's cycles are the sum of its ops
-    cycles, ops = layer_cycles("npuonly", 64, 327)
-    plan = plan_step("gpt3-7b", "npu-only", 64, context=327, precision="fp16", parallelism=Parallelism(tp=4),
+    cycles, ops = layer_cycles("npuonly", TRACE64)
+    contexts, _ = load_trace(TRACE64)
+    plan = plan_step("gpt3-7b", "npu-only", 64, context=contexts, precision="fp16", parallelism=Parallelism(tp=4),
                      omit=OMIT)
     layer = sum(r.time_s for r in evaluate(plan).records if r.repeat == 32) * 1e9
     assert cycles == pytest.approx(layer, rel=1e-9)
@@ -77,8 +90,30 @@ def test_speedup_targets_are_the_artifacts_own_ratios() -> None:
                     / runs.loc[(cfg["system"], cfg["batch"]), "per_layer_cycles"])
         assert target.value == pytest.approx(measured, rel=1e-4)
     # the runner's speedup is the ratio of the two layers' cycles
-    cfg = {"system": "main_sboff", "baseline": "npuonly", "batch": 64, "context": 327}
-    expected = layer_cycles("npuonly", 64, 327)[0] / layer_cycles("main_sboff", 64, 327)[0]
+    cfg = {"system": "main_sboff", "baseline": "npuonly", "trace": TRACE64}
+    expected = layer_cycles("npuonly", TRACE64)[0] / layer_cycles("main_sboff", TRACE64)[0]
     assert artifact_speedup(cfg) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ArgumentError, match="baseline"):
         artifact_speedup({**cfg, "baseline": "gpu"})
+
+
+def test_the_traces_are_the_batches_the_artifact_ran() -> None:
+    runs = load_runs()
+    for run in runs.itertuples(index=False):
+        contexts, channels = load_trace(str(run.trace))
+        assert contexts.size == run.batch and channels.min() >= 0 and channels.max() < 32
+        # the trace's seq_len keys include the new token: cached = seq_len - 1 (at least 1)
+        assert float(np.mean(contexts + 1)) == pytest.approx(run.mean_seq_len, abs=0.06)
+    with pytest.raises(ArgumentError, match="trace"):
+        load_trace("no-such-trace.csv")
+
+
+def test_the_artifact_matched_configurations_agree_with_its_runs() -> None:
+    # every per-layer count within the targets' 15 % and the per-op counts of the configurations
+    # without interleaving within 25 % (the NPU-only and PIM mechanisms, docs/neupims.md)
+    compared = compare_artifact()
+    matched = compared[~((compared["config"] == CONFIGS["main_sbon"][0]) & (compared["batch"] == 64))]
+    assert (matched["error"].abs() <= 0.15).all()
+    serial = compared[compared["config"] != CONFIGS["main_sbon"][0]]
+    op_errors = serial[[f"{key}_error" for key in OPS]].abs().to_numpy(dtype=float)
+    assert np.nanmax(op_errors) <= 0.25
