@@ -24,8 +24,9 @@ ganged ACT, COMPs, READRES per DRAM-row tile: He et al., MICRO 2020) and the Neu
 issue, where a tile READRESes once per head of its chunk; here the "head" is the whole K, so once.
 The pass ends with the CL of its last READRES:
 
-    cycles(K, N) = ceil(K/P_DRAM) · gwrite + ceil(rows_ch/B_ch) · Σ_chunks tile(ceil(s/P_comp), 1) + CL
+    cycles(K, N) = f · [ceil(K/P_DRAM) · gwrite + ceil(rows_ch/B_ch) · Σ_chunks tile(ceil(s/P_comp), 1)] + CL
 
+(f: :meth:`BankPimUnit.refresh_factor` of the tiles, 1 on a unit without refresh)
 which is :meth:`BankPimUnit.request_work`'s K·q part with E = K, qk_dim = K, seq = rows_ch and
 one query token (GQA group 1). The global buffer holds one input vector, so ``m`` tokens cost ``m``
 passes (no reuse of a row across tokens: why a bank PIM pays off only at Op/B ≈ 1), and ``count``
@@ -99,7 +100,8 @@ def gemv_pass(unit: BankPimUnit, k: int, n: int, dtype: DType = DType.FP16) -> G
         chunk_cycles += float(unit.tile_cycles(rem_comps, 1.0))
     rows_slow = -(-int(n) // channels)
     groups_slow = -(-rows_slow // banks)
-    cycles = chunks * unit.gwrite_cycles + groups_slow * chunk_cycles + unit.cl
+    refresh = float(unit.refresh_factor(full_comps if full else rem_comps, 1.0))  # 1 without refresh
+    cycles = refresh * (chunks * unit.gwrite_cycles + groups_slow * chunk_cycles) + unit.cl
     # every channel's commands: r channels hold q + 1 output rows, the others q
     q, r = divmod(int(n), channels)
     groups_all = r * -(-(q + 1) // banks) + (channels - r) * -(-q // banks)

@@ -45,10 +45,12 @@ switch off or 1 reproduces the plain model above exactly):
   the whole cached K and V again, so the cache is read twice per step;
 - ``attention_phases``: the append, the scores (QK^T, softmax fused) and the value product are
   separate layers, each closed by a barrier: attention time = append read + max(K stream, score
-  MACs) + max(V stream, value MACs) instead of one max over the whole op. Role ``vector`` units are the special
-function units (softmax, LayerNorm, SiLU, element-wise): ``sfu_flops_per_cycle_per_slr`` FLOP
-per cycle per SLR. Dynamic energy = MACs x ``energy_per_mac_j`` (or FLOP x ``energy_per_flop_j``
-on an SFU) + bytes moved x the memory's energy per byte.
+  MACs) + max(V stream, value MACs) instead of one max over the whole op.
+
+Role ``vector`` units are the special function units (softmax, LayerNorm, SiLU, element-wise):
+``sfu_flops_per_cycle_per_slr`` FLOP per cycle per SLR. Dynamic energy = MACs x
+``energy_per_mac_j`` (or FLOP x ``energy_per_flop_j`` on an SFU) + bytes moved x the memory's
+energy per byte.
 """
 
 from __future__ import annotations

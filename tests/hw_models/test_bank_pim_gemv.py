@@ -177,3 +177,11 @@ def test_refuses_activation_matmuls_other_ops_and_dtypes() -> None:
         UNIT.op_cost(MatmulOp(name="fc", dtype=DType.FP8, m=1, n=64, k=64, weight_dtype=DType.FP8), BANK.memories)
     with pytest.raises(ArgumentError):
         gemv_pass(TINY, 0, 4)
+
+
+def test_refresh_stretches_a_gemv_as_it_stretches_attention() -> None:
+    refreshed = dataclasses.replace(UNIT, trefi=3900, trfc=260)
+    plain, slow = gemv_pass(UNIT, 8192, 8192), gemv_pass(refreshed, 8192, 8192)
+    factor = float(refreshed.refresh_factor(32, 1.0))
+    assert factor > 1.0
+    assert slow.cycles - UNIT.cl == pytest.approx(factor * (plain.cycles - UNIT.cl))
