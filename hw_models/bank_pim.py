@@ -1,5 +1,9 @@
 """The bank-level PIM unit ("bank_pim"): Newton / HBM-PIM style GEMV engines in every DRAM bank.
 
+(Somewhat longer than ~400 lines for one job: the unit's command timing, its sharing of the
+memory and its spec reader belong together; channel placement lives in :mod:`hw_models.pim_channels`,
+weight GEMVs in :mod:`hw_models.bank_pim_gemv`.)
+
 Each of ``channels`` channels has ``banks_per_channel`` (B_ch) banks with ``multipliers_per_bank``
 multipliers and one global vector buffer per channel. Every request's KV cache lives in one
 channel; its attention runs there as the NeuPIMs artifact issues it (``PIMGEMVSoftmax.cc``,
@@ -53,8 +57,10 @@ its instructions (:func:`hw_models.pim_channels.channel_finish_cycles`). Dynamic
 and a GWRITE as row_bytes / io_bytes writes.
 
 Sharing the memory with the NPU: PIM commands use only the command/address bus. With dual row
-buffers (the memory's ``access = "concurrent"``) the PIM time is not slowed by NPU traffic, so the
-op reports no memory time (the engine does not charge it to the shared bandwidth). With a single
+buffers (the memory's ``access = "concurrent"``) the PIM time is not slowed by NPU traffic; the
+op reports no memory time, unless ``command_bus_shared``: then the PIM's commands, served first,
+take :meth:`BankPimUnit.bus_share` of the bus from the NPU for the whole op (``memory_s =
+compute_s`` and :meth:`BankPimUnit.moved_bytes` = share × time × bus bandwidth in the engine). With a single
 row buffer (``access = "exclusive"``) the PIM work holds the memory for its whole duration
 (``memory_s = compute_s``), so NPU transfers and PIM commands exclude each other in the engine.
 """
@@ -149,6 +155,7 @@ class BankPimUnit:
     trefi: int = 0
     trfc: int = 0
     issue_instructions_per_cycle: float = 0.0
+    command_bus_shared: bool = False
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.dtypes
@@ -343,11 +350,43 @@ class BankPimUnit:
             channel_of_request = np.arange(np.size(op.context_lens), dtype=np.int64) % self.channels
         compute_s, _ = self.attention_time(op, channel_of_request)
         exclusive = memories[self.memory].access == "exclusive"
-        memory_s = compute_s if exclusive else 0.0
+        memory_s = compute_s if exclusive or self.command_bus_shared else 0.0
         time_s = compute_s + self.op_overhead_s
         energy = self.energy_j(self.op_work(op))
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+
+    @property
+    def bus_bandwidth_bytes_per_s(self) -> float:
+        """Peak data-bus bandwidth of all channels: ``io_bytes`` per ``io_cycles`` each, B/s."""
+        return self.channels * self.io_bytes / (self.io_cycles * self.tck_s)
+
+    def bus_share(self, work: RequestWork) -> float:
+        """Fraction of its channels' data-bus cycles the PIM's commands take from other traffic while
+        it runs (``command_bus_shared``): the controller serves PIM commands first on the one
+        command bus, so each PIM command (header, activation, compute, precharge) costs the host
+        one cycle of its reads, each READRES its result transfer and each GWRITE its row of data;
+        over the PIM's busy cycles (refresh included)."""
+        busy = float(np.sum(work.cycles))
+        if busy <= 0:
+            return 0.0
+        per_tile = (1.0 if self.tile_header_cycles > 0 else 0.0) + self.activates_per_row_open + self.precharge_commands
+        compute = work.readres if self.comp_issue == "fused" else work.comps + work.readres
+        lost = (np.sum(work.tiles) * per_tile + np.sum(compute) + np.sum(work.readres) * self.readres_cycles
+                + np.sum(work.gwrites) * self.row_bytes / self.io_bytes * self.io_cycles)
+        return float(min(lost / busy, 1.0))
+
+    def moved_bytes(self, op: Op) -> float:
+        """Bytes of the device memory's bandwidth the op takes in the discrete-event engine, B:
+        for attention with ``command_bus_shared``, its bus share × its time × the bus bandwidth
+        (held at that rate for the whole op, so host transfers beside it get the rest); otherwise
+        the op's own bytes."""
+        if not (self.command_bus_shared and isinstance(op, AttentionOp)):
+            return op.bytes
+        channel = (op.channel_of_request if isinstance(op, ChannelAssignedAttentionOp)
+                   else np.arange(np.size(op.context_lens), dtype=np.int64) % self.channels)
+        time_s, _ = self.attention_time(op, channel)
+        return self.bus_share(self.op_work(op)) * time_s * self.bus_bandwidth_bytes_per_s
 
     def grouped_gemm_times(self, flops: np.ndarray, gemms: np.ndarray, nbytes: np.ndarray, dtype: DType,
                            memory: MemorySpec, *, shapes: tuple[tuple[int, int], ...] | None = None,
@@ -412,4 +451,5 @@ def read_bank_pim_unit(name: str, table: TableReader, memories: tuple[str, ...])
         trefi=table.integer("trefi", lo=0, hi=10_000_000, default=0),
         trfc=table.integer("trfc", lo=0, hi=100_000, default=0),
         issue_instructions_per_cycle=table.number("issue_instructions_per_cycle", hi=1e6, default=0.0),
+        command_bus_shared=table.boolean("command_bus_shared", default=False),
     )

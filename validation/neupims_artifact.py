@@ -20,7 +20,9 @@ one device, no collectives (the artifact simulates one device; ``n_tp`` only shr
 shapes), on the very batch the artifact ran: the trace of ``validation/data/neupims-artifact/
 traces`` (each request at its own cached context; on the PIM configurations its KV cache in the
 trace's channel, the mapper's ``channels`` option), FP16, 1 GHz. Op cycles come from the
-analytical pricing of the same one-layer step (each op alone, as the artifact counts them):
+two-layer step: each op's duration on the engine's timeline for the configurations the
+engine runs (contention with the other sub-batch included, as the artifact's op spans are), each
+op priced alone otherwise:
 ``QKVgen`` = ``qkv_proj``, ``proj`` = ``o_proj``, ``fc1``/``fc2`` = ``up_proj``/``down_proj``,
 attention = the ``attention`` op with its softmax (the artifact's PIM logit+softmax plus attend,
 or its NPU fused MHA); with sub-batch interleaving, one sub-batch's op (the artifact reports each
@@ -97,16 +99,27 @@ def load_trace(name: str, traces_dir: Path = TRACES_DIR) -> tuple[np.ndarray, np
     return cached, frame["ch_idx"].to_numpy(dtype=np.int64)
 
 
-def _step_s(system: str, options: tuple[tuple[str, Any], ...], engine: bool, layers: int,
-            contexts: np.ndarray) -> tuple[float, Any]:
-    """Step time (s) of the model cut to ``layers`` layers, and its ops priced alone (records)."""
+def _step(system: str, options: tuple[tuple[str, Any], ...], engine: bool, layers: int,
+          contexts: np.ndarray) -> tuple[float, dict[str, list[float]]]:
+    """Step time (s) of the model cut to ``layers`` layers, and the durations (s) of each decoder
+    op: on the engine's timeline (contention included, one entry per sub-batch and layer), or
+    priced alone (the analytical records) without the engine."""
     full = load_model(MODEL)
     model = dataclasses.replace(full, num_layers=layers, layer_kinds=full.layer_kinds[:layers])
     plan = plan_step(model, system, contexts.size, context=contexts, precision=PRECISION,
                      parallelism=Parallelism(tp=TP), omit=OMIT, **dict(options))
+    durations: dict[str, list[float]] = {}
+    if engine:
+        result = simulate_plan(plan)
+        for event in result.timeline:
+            if event.block not in ("embedding", "head"):
+                durations.setdefault(event.label, []).append(event.end_s - event.start_s)
+        return float(result.step_time_s), durations
     priced = evaluate(plan)
-    result = simulate_plan(plan) if engine else priced
-    return float(result.step_time_s), priced.records
+    for record in priced.records:
+        if record.block not in ("embedding", "head"):
+            durations.setdefault(record.name, []).append(record.time_s)
+    return float(priced.step_time_s), durations
 
 
 def layer_cycles(config: str, trace: str) -> tuple[float, dict[str, float]]:
@@ -123,17 +136,13 @@ def _layer_cycles(config: str, trace: str) -> tuple[float, tuple[tuple[str, floa
     contexts, channels = load_trace(trace)
     if config in PIM_CONFIGS:
         options = (*options, ("channels", tuple(int(c) for c in channels)))
-    one, priced = _step_s(system, options, engine, 1, contexts)
-    two, _ = _step_s(system, options, engine, 2, contexts)
-    ops = {key: 0.0 for key in OPS}
-    records = [r for r in priced if r.block not in ("embedding", "head")]
-    for record in records:
-        for key, names in OPS.items():
-            if record.name in names:
-                ops[key] += record.time_s * CLOCK_HZ
-    # with sub-batch interleaving every op runs once per sub-batch; the artifact reports one
-    sub_batches = max(1, sum(1 for r in records if r.name == OPS["QKVgen"][0]))
-    return (two - one) * CLOCK_HZ, tuple((key, value / sub_batches) for key, value in ops.items())
+    one, _ = _step(system, options, engine, 1, contexts)
+    two, durations = _step(system, options, engine, 2, contexts)
+    # each op's mean duration (the artifact reports one op of one sub-batch); attention = the PIM
+    # or NPU attention plus its softmax
+    ops = {key: sum(float(np.mean(durations[name])) for name in names if name in durations) * CLOCK_HZ
+           for key, names in OPS.items()}
+    return (two - one) * CLOCK_HZ, tuple(ops.items())
 
 
 def compare_artifact(runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -149,3 +149,26 @@ def estimate_plan_time(plan) -> float:
     from decodex.sim.estimate import evaluate
 
     return evaluate(plan).step_time_s
+
+
+def test_interleaved_gemms_slow_down_beside_the_pims_commands() -> None:
+    import dataclasses
+
+    from decodex.hw_models.system import load_system
+
+    system = load_system("neupims")
+    device = system.primary_device
+    pim = dataclasses.replace(device.units["pim"], command_bus_shared=False)
+    quiet = dataclasses.replace(device, units={**device.units, "pim": pim})
+    groups = tuple(dataclasses.replace(g, device=quiet) for g in system.groups)
+    quiet_system = dataclasses.replace(system, groups=groups)
+    kwargs = {"context": 400, "precision": FP16, "sub_batches": 2, "parallelism": Parallelism(tp=4)}
+    shared = simulate_plan(plan_step("gpt3-7b", system, 64, **kwargs))
+    alone = simulate_plan(plan_step("gpt3-7b", quiet_system, 64, **kwargs))
+
+    def gemm_time(result) -> float:
+        return sum(e.end_s - e.start_s for e in result.timeline if e.track == "d0.systolic")
+
+    # the NPU's weight streams share the bus with the other sub-batch's PIM commands: never faster
+    assert gemm_time(shared) > gemm_time(alone)
+    assert shared.step_time_s >= alone.step_time_s
