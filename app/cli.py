@@ -22,7 +22,7 @@ from decodex.app.cli_args import (
 )
 from decodex.app.cli_examples import add_examples_parser
 from decodex.app.cli_explore import add_explore_parsers
-from decodex.app.cli_serve import add_serve_parser
+from decodex.app.cli_serve import add_serve_parser, add_traces_parser
 from decodex.app.cli_study import add_study_parsers
 from decodex.app.cli_validate import add_validation_parsers
 from decodex.app.formatting import si, step_report, table, utilization_report
@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fold", action="store_true", help="simulate every repetition of repeated layers")
     p.set_defaults(func=cmd_simulate)
     add_serve_parser(sub)
+    add_traces_parser(sub)
     add_validation_parsers(sub)
     add_study_parsers(sub)
     add_explore_parsers(sub)

@@ -1,7 +1,8 @@
-"""``decodex serve``: simulate a replica serving a stream of requests and print its metrics.
+"""``decodex serve``: simulate a replica serving a stream of requests and print its metrics;
+``decodex traces``: list the shipped production traces.
 
-``app.cli.build_parser`` calls :func:`add_serve_parser`; shared option groups live in
-``app.cli_args``.
+``app.cli.build_parser`` calls :func:`add_serve_parser` and :func:`add_traces_parser`; shared
+option groups live in ``app.cli_args``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,34 @@ from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
 from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
+from decodex.sim.serving.traces import RATE_SCALE_RANGE, list_traces, trace_summary
 from decodex.workloads.parallelism import Parallelism
 
 MAX_REQUESTS = 10_000_000  # requests in one run (about 10 minutes of simulation; the limit keeps a typo bounded)
 RATE_RANGE = (1e-6, 1e9)  # requests/s: one request per ~12 days .. far beyond any cluster
 SLO_SECONDS = bounded_float(1e-9, 3600.0)  # an SLO between a nanosecond and an hour
+WINDOW_SECONDS = bounded_float(0.0, 1e9)  # s; start and length of a --trace-window
+
+
+def rate_scale(text: str) -> float:
+    """argparse type: a replay speed-up factor, a finite number in (0, 1e6]."""
+    value = bounded_float(*RATE_SCALE_RANGE)(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} outside ({RATE_SCALE_RANGE[0]:g}, {RATE_SCALE_RANGE[1]:g}]")
+    return value
+
+
+def trace_window(text: str) -> tuple[float, float | None]:
+    """argparse type: ``START:DURATION`` seconds of a trace (``START:`` to its end), DURATION > 0."""
+    start, sep, duration = text.partition(":")
+    if not sep or not start.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:DURATION (seconds, e.g. 600:300 or 600:)")
+    if not duration.strip():
+        return WINDOW_SECONDS(start), None
+    length = WINDOW_SECONDS(duration)
+    if length <= 0:
+        raise argparse.ArgumentTypeError(f"duration {length:g} s: must be > 0")
+    return WINDOW_SECONDS(start), length
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +63,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="simulate serving a stream of requests (TTFT, TPOT, throughput)")
     add_model_system_options(p)
     p.add_argument("--requests", type=bounded_int(1, MAX_REQUESTS), default=None,
-                   help="requests to simulate (default 1000; all rows of a --trace)")
+                   help="requests to simulate (default 1000; all rows of a --trace's window, else its first N)")
     p.add_argument("--rate", type=bounded_float(*RATE_RANGE), default=None,
                    help=f"arrival rate, requests/s, {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} (required unless --trace)")
     p.add_argument("--arrival", choices=("poisson", "fixed", "all-at-once"), default="poisson",
@@ -53,7 +77,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--output-len", type=positive_int, default=None,
                    help="output tokens (fixed), or the mean output length of a lognormal dataset")
     p.add_argument("--trace", default=None,
-                   help="CSV file with columns arrival_s,input_tokens,output_tokens (replaces --rate/--dataset)")
+                   help=f"a shipped production trace ({', '.join(list_traces())}; see 'decodex traces') or a CSV "
+                        "file with columns arrival_s,input_tokens,output_tokens or TIMESTAMP,ContextTokens,"
+                        "GeneratedTokens; replayed as recorded (replaces --rate/--dataset)")
+    p.add_argument("--rate-scale", type=rate_scale, default=None, metavar="X",
+                   help="replay the --trace at X times its recorded rate (every gap divided by X; default 1)")
+    p.add_argument("--trace-window", type=trace_window, default=None, metavar="START:DURATION",
+                   help="only the --trace's requests arriving in [START, START+DURATION) s of its timeline, "
+                        "shifted to start at 0 s (START: to the end)")
     p.add_argument("--software", default=DEFAULT_SOFTWARE,
                    help=f"serving software: {', '.join(list_software())} or a TOML file (default {DEFAULT_SOFTWARE}); "
                         "its host time per iteration, admission and KV sizing apply, and it gives the defaults of "
@@ -89,7 +120,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _workload(args: argparse.Namespace) -> Workload:
     if args.trace is not None:
-        return Workload.from_trace(args.trace)
+        start, duration = args.trace_window or (0.0, None)
+        return Workload.from_trace(args.trace, rate_scale=args.rate_scale or 1.0, start_s=start, duration_s=duration)
+    for flag, value in (("--rate-scale", args.rate_scale), ("--trace-window", args.trace_window)):
+        if value is not None:
+            raise ArgumentError(f"{flag}: only with --trace")
     if args.rate is None and args.arrival != "all-at-once":
         raise ArgumentError("--rate: required (requests/s, > 0) unless --trace or --arrival all-at-once is given")
     rate = 1.0 if args.rate is None else args.rate  # all-at-once ignores the rate
@@ -138,4 +173,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         print(serve_report(summary))
+    return 0
+
+
+def add_traces_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``traces`` sub-command (list the shipped traces) to ``subparsers`` and return it."""
+    p = subparsers.add_parser("traces", help="list the shipped production request traces (serve --trace NAME)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_traces)
+    return p
+
+
+def cmd_traces(args: argparse.Namespace) -> int:
+    """Print every shipped trace with its size, rate, length percentiles and license; returns 0."""
+    rows = [trace_summary(name) for name in list_traces()]
+    if args.json:
+        print_json(rows)
+        return 0
+    print(table(["trace", "requests", "hours", "requests/s", "input mean/p50/p99", "output mean/p50/p99", "license"],
+                [[r["trace"], f"{r['requests']:,}", f"{r['duration_s'] / 3600:.2f}", f"{r['mean_rate_per_s']:.2f}",
+                  *(f"{r[f'{k}_mean']:.0f}/{r[f'{k}_p50']:.0f}/{r[f'{k}_p99']:.0f}"
+                    for k in ("input_tokens", "output_tokens")), r["license"]] for r in rows]))
+    print("\nLengths in tokens; replay with 'decodex serve --trace NAME [--rate-scale X] [--trace-window S:D]'.")
+    for r in rows:
+        print(f"{r['trace']}: {r['description']}.")
+    for source, citation in dict.fromkeys((r["source_url"], r["citation"]) for r in rows):
+        print(f"source: {source}\ncite: {citation}")
     return 0

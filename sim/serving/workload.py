@@ -1,8 +1,8 @@
 """What arrives at a serving replica: arrival times and prompt/output lengths of requests.
 
 A :class:`Workload` is a frozen spec; :meth:`Workload.generate` draws ``n`` requests from
-``numpy.random.default_rng(seed)`` (vectorized), or reads them from a trace CSV file. Times are
-seconds, lengths are tokens.
+``numpy.random.default_rng(seed)`` (vectorized), or replays a trace (``traces.py``: a shipped
+production trace or a CSV file). Times are seconds, lengths are tokens.
 """
 
 from __future__ import annotations
@@ -158,30 +158,43 @@ class Workload:
     ``arrival``: ``"poisson"`` (exponential gaps with mean ``1/rate`` s), ``"fixed"`` (one request
     every ``1/rate`` s, the first at 0 s), ``"all-at-once"`` (every request at 0 s: the
     max-throughput mode of benchmarks such as TensorRT-LLM's ``trtllm-bench``) or ``"trace"``
-    (rows of the CSV file ``trace``, columns ``arrival_s``, ``input_tokens``, ``output_tokens``).
+    (``trace``: a shipped trace's name such as ``"azure-conv-2023"``, see ``traces.TRACES``, or a
+    CSV file, columns ``arrival_s``, ``input_tokens``, ``output_tokens`` or the Azure schema).
     ``rate``: requests per second, finite, in :data:`RATE_RANGE` (ignored for traces and
     ``all-at-once``). ``input_lengths``/``output_lengths``: token-count distributions.
+    ``rate_scale``, ``start_s``, ``duration_s`` (traces only): replay at ``rate_scale`` times the
+    recorded rate, the window ``[start_s, start_s + duration_s)`` s (see ``traces.load_trace``).
     """
 
     arrival: str = "poisson"
     rate: float = 1.0
     input_lengths: Lengths = field(default_factory=lambda: Lengths.fixed(512))
     output_lengths: Lengths = field(default_factory=lambda: Lengths.fixed(128))
-    trace: Path | None = None
+    trace: Path | str | None = None
     name: str = "custom"
+    rate_scale: float = 1.0
+    start_s: float = 0.0
+    duration_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.arrival, str) or self.arrival not in ARRIVALS:
             raise ArgumentError(f"workload.arrival: {self.arrival!r} not one of {', '.join(ARRIVALS)}")
         if self.arrival == "trace":
             if not isinstance(self.trace, str | Path) or not str(self.trace).strip():
-                raise ArgumentError(f"workload.trace: a CSV file path is needed when arrival='trace', "
-                                    f"got {self.trace!r:.80}")
-            object.__setattr__(self, "trace", Path(self.trace))
+                raise ArgumentError(f"workload.trace: a shipped trace name or a CSV file path is needed when "
+                                    f"arrival='trace', got {self.trace!r:.80}")
+            from decodex.sim.serving.traces import TRACES  # traces imports this module
+
+            if not (isinstance(self.trace, str) and self.trace in TRACES):  # a shipped name stays a str
+                object.__setattr__(self, "trace", Path(self.trace))
         else:
             check_float("workload.rate (requests/s)", self.rate, *RATE_RANGE)
         if not isinstance(self.name, str):
             raise ArgumentError(f"workload.name: must be a string, got {self.name!r:.80}")
+        check_float("workload.rate_scale", self.rate_scale, 0.0, 1e6, lo_open=True)
+        check_float("workload.start_s (s)", self.start_s, 0.0, 1e9)
+        if self.duration_s is not None:
+            check_float("workload.duration_s (s)", self.duration_s, 0.0, 1e9, lo_open=True)
         for name in ("input_lengths", "output_lengths"):
             if not isinstance(getattr(self, name), Lengths):
                 raise ArgumentError(f"workload.{name}: must be a Lengths, got {getattr(self, name)!r}")
@@ -215,15 +228,21 @@ class Workload:
         return cls(arrival=arrival, rate=rate, input_lengths=inputs, output_lengths=outputs, name=name)
 
     @classmethod
-    def from_trace(cls, path: str | Path) -> Workload:
-        """Requests read from a CSV file with exactly the columns ``arrival_s`` (s),
-        ``input_tokens`` and ``output_tokens`` (tokens); rows are sorted by arrival time. The file
-        is read by :meth:`generate`."""
-        workload = cls(arrival="trace", trace=path)  # type: ignore[arg-type]  # checks the path's type
+    def from_trace(cls, path: str | Path, *, rate_scale: float = 1.0, start_s: float = 0.0,
+                   duration_s: float | None = None) -> Workload:
+        """Requests of a shipped trace (a name such as ``"azure-conv-2023"``) or read from a CSV
+        file with exactly the columns ``arrival_s`` (s), ``input_tokens`` and ``output_tokens``
+        (tokens), or the Azure columns ``TIMESTAMP``, ``ContextTokens``, ``GeneratedTokens``;
+        rows are sorted by arrival time. Replayed at ``rate_scale`` times the recorded rate, the
+        window ``[start_s, start_s + duration_s)`` s only (``traces.load_trace``). The file is
+        read by :meth:`generate`."""
+        workload = cls(arrival="trace", trace=path, rate_scale=rate_scale, start_s=start_s,  # type: ignore[arg-type]
+                       duration_s=duration_s)
         return dataclasses.replace(workload, name=f"trace:{Path(path).name}")
 
     def generate(self, n: int | None = None, seed: int = 0, max_total_tokens: int | None = None) -> RequestArrays:
-        """``n`` requests (all rows of a trace when ``n`` is None; 1000 otherwise).
+        """``n`` requests (all rows of a trace's window when ``n`` is None, else its first ``n``;
+        1000 otherwise).
 
         Draws come from ``numpy.random.default_rng(seed)`` only: arrival gaps first, then prompt
         lengths, then output lengths. ``max_total_tokens`` (the model's context window, tokens)
@@ -231,7 +250,10 @@ class Workload:
         + output <= ``max_total_tokens``.
         """
         if self.arrival == "trace":
-            arrival, inputs, outputs = _read_trace(self.trace)  # type: ignore[arg-type]
+            from decodex.sim.serving.traces import load_trace  # traces imports this module
+
+            arrival, inputs, outputs = load_trace(self.trace, rate_scale=self.rate_scale,  # type: ignore[arg-type]
+                                                  start_s=self.start_s, duration_s=self.duration_s)
             if n is not None:
                 check_int("requests", n, 1, arrival.size)
                 arrival, inputs, outputs = arrival[:n], inputs[:n], outputs[:n]
@@ -305,16 +327,17 @@ def _line_with_too_many_fields(text: str, header_line: int, fields: int) -> tupl
     return None
 
 
-def _read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _read_trace(path: Path, text: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three columns of a trace CSV file, sorted by arrival.
 
     The file is read by :func:`core.input_files.read_text` (at most :data:`MAX_TRACE_BYTES`,
     UTF-8); its header must name exactly :data:`TRACE_COLUMNS` and no row may hold more fields
     than the header. Every problem is a SpecError naming the file, the line (1-based, counting
-    blank lines) and the column or the columns expected.
+    blank lines) and the column or the columns expected. ``text``: the file's text, already read.
     """
     source = str(path)
-    text = read_text(path, max_bytes=MAX_TRACE_BYTES, what="trace file")
+    if text is None:
+        text = read_text(path, max_bytes=MAX_TRACE_BYTES, what="trace file")
     header_line, names = _trace_header(text, source)
     expected = ", ".join(TRACE_COLUMNS)
     try:

@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from decodex.app.cli import _Parser
-from decodex.app.cli_serve import add_serve_parser
+from decodex.app.cli import _Parser, main
+from decodex.app.cli_serve import _workload, add_serve_parser
 from decodex.core.errors import ArgumentError, DecodexError
+from decodex.sim.serving.traces import load_trace
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -69,3 +71,41 @@ def test_bad_trace_is_a_decodex_error(tmp_path: Path) -> None:
     args = parse("--model", "llama3-8b", "--system", "h100-sxm", "--trace", str(path))
     with pytest.raises(DecodexError, match="output_tokens"):
         args.func(args)
+
+
+def test_shipped_trace_scaled_and_windowed(capsys: pytest.CaptureFixture[str]) -> None:
+    model = ("--model", "llama3-8b", "--system", "h100-sxm")
+    data = json.loads(run(capsys, *model, "--trace", "azure-conv-2023", "--rate-scale", "2", "--requests", "50",
+                          "--json"))
+    assert data["requests"] == 50
+    args = parse(*model, "--trace", "azure-code-2023", "--trace-window", "600:30", "--rate-scale", "1.5")
+    assert args.trace_window == (600.0, 30.0) and args.rate_scale == 1.5
+    workload = _workload(args)
+    expected = load_trace("azure-code-2023", rate_scale=1.5, start_s=600.0, duration_s=30.0)
+    np.testing.assert_array_equal(workload.generate().arrival_s, expected.arrival_s)
+    assert parse(*model, "--trace", "x.csv", "--trace-window", "600:").trace_window == (600.0, None)
+
+
+def test_trace_options_are_checked() -> None:
+    model = ("--model", "llama3-8b", "--system", "h100-sxm")
+    for bad in (("--rate-scale", "0"), ("--rate-scale", "-1"), ("--rate-scale", "x"), ("--trace-window", "600"),
+                ("--trace-window", "600:0"), ("--trace-window", "-5:10"), ("--trace-window", ":10")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse(*model, "--trace", "azure-conv-2023", *bad)
+        assert exit_info.value.code == 2
+    args = parse(*model, "--rate", "1", "--rate-scale", "2")
+    with pytest.raises(ArgumentError, match="--rate-scale: only with --trace"):
+        args.func(args)
+    args = parse(*model, "--trace", "azure-conv-2023", "--trace-window", "5000:10", "--requests", "5")
+    with pytest.raises(ArgumentError, match="start_s"):
+        args.func(args)
+
+
+def test_traces_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traces"]) == 0
+    out = capsys.readouterr().out
+    for text in ("azure-conv-2023", "azure-code-2023", "19,366", "8,819", "CC-BY-4.0", "Splitwise"):
+        assert text in out
+    assert main(["traces", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["trace"] for row in rows] == ["azure-code-2023", "azure-conv-2023"]
