@@ -27,6 +27,7 @@ from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
 from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
+from decodex.sim.serving.cluster import MAX_REPLICAS, ROUTERS, serve_cluster
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
 from decodex.sim.serving.traces import RATE_SCALE_RANGE, list_traces, trace_summary
 from decodex.workloads.parallelism import Parallelism
@@ -58,10 +59,32 @@ def trace_window(text: str) -> tuple[float, float | None]:
     return WINDOW_SECONDS(start), length
 
 
+def system_list(text: str) -> list[str]:
+    """argparse type: comma-separated system names or files, at least one, none empty."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give system names or files separated by commas, e.g. "
+                                         "h100-sxm,h100-sxm,h200")
+    return names
+
+
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``subparsers`` (from ``add_subparsers``) and return it."""
     p = subparsers.add_parser("serve", help="simulate serving a stream of requests (TTFT, TPOT, throughput)")
     add_model_system_options(p)
+    for action in p._actions:  # --systems may replace --system
+        if action.dest == "system":
+            action.required = False
+            action.help = f"{action.help} (required unless --systems)"
+    p.add_argument("--systems", type=system_list, default=None, metavar="A,B,...",
+                   help="one replica per listed system behind the --router (heterogeneous cluster, e.g. "
+                        "h100-sxm,h100-sxm,h200; replaces --system and --replicas)")
+    p.add_argument("--replicas", type=bounded_int(1, MAX_REPLICAS), default=None, metavar="N",
+                   help=f"N replicas of --system behind the --router, one simulation clock (1 to {MAX_REPLICAS}; "
+                        "default: one replica, no router)")
+    p.add_argument("--router", choices=tuple(ROUTERS), default=None,
+                   help="global router of --replicas/--systems: round-robin, least-outstanding (fewest requests "
+                        "routed and not finished) or least-kv (lowest KV cache use) (default round-robin)")
     p.add_argument("--requests", type=bounded_int(1, MAX_REQUESTS), default=None,
                    help="requests to simulate (default 1000; all rows of a --trace's window, else its first N)")
     p.add_argument("--rate", type=bounded_float(*RATE_RANGE), default=None,
@@ -158,15 +181,68 @@ def serve_report(summary: dict[str, Any]) -> str:
     return "\n".join([head, "", latency, "", system])
 
 
+def cluster_report(summary: dict[str, Any]) -> str:
+    """The readable report of ``decodex serve --replicas/--systems`` from ``ClusterResult.summary()``:
+    the cluster's latency and system tables, then one row per replica."""
+    systems = ", ".join(f"{count} x {name}" for name, count in
+                        {s: summary["systems"].count(s) for s in summary["systems"]}.items())
+    head = (f"{summary['model']} on {summary['replicas']} replica{'s' if summary['replicas'] > 1 else ''} ({systems}; "
+            f"{summary['parallelism']} each) behind a {summary['router']} router, {summary['precision']}, software "
+            f"{summary['software']}, scheduler {summary['scheduler']}, {summary['requests']} requests")
+    latency = table(["latency", "p50", "p90", "p99", "mean"], [
+        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
+        for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"))])
+    system = table(["cluster", "value"], [
+        ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
+        ["requests/s", f"{summary['request_throughput_per_s']:,.3f}"],
+        ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s (TTFT <= {si(summary['slo_ttft_s'], 's')}, "
+                    f"TPOT <= {si(summary['slo_tpot_s'], 's')}; {100 * summary['slo_attainment']:.1f}% met)"],
+        ["utilisation", f"{100 * summary['utilization']:.1f}% (mean of replicas)"],
+        ["energy per token", si(summary["energy_per_token_j"], "J")],
+        ["preemptions", summary["preemptions"]],
+        ["output tokens", summary["output_tokens"]],
+        ["makespan", si(summary["makespan_s"], "s")],
+    ])
+    replicas = table(["replica", "system", "requests", "output tokens", "utilisation", "tokens/s", "TTFT p99",
+                      "TPOT p99", "preemptions", "peak KV blocks"], [
+        [r["replica"], r["system"], r["requests"], r["output_tokens"], f"{100 * r['utilization']:.1f}%",
+         f"{r['throughput_tokens_per_s']:,.1f}", si(r["ttft_p99_s"], "s"), si(r["tpot_p99_s"], "s"),
+         r["preemptions"], f"{r['peak_kv_blocks_used']} of {r['kv_blocks']}"] for r in summary["per_replica"]])
+    return "\n".join([head, "", latency, "", system, "", replicas])
+
+
+def _cluster_systems(args: argparse.Namespace) -> list[str] | None:
+    """The system of every replica for a cluster run (None: a plain one-replica ``serve``)."""
+    if args.systems is not None:
+        for flag, value in (("--system", args.system), ("--replicas", args.replicas)):
+            if value is not None:
+                raise ArgumentError(f"{flag}: not with --systems (one replica per listed system)")
+        return list(args.systems)
+    if args.system is None:
+        raise ArgumentError("--system: required (a catalog name or system TOML file) unless --systems is given")
+    if args.replicas is None and args.router is None:
+        return None
+    return [args.system] * (args.replicas or 1)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run ``serve`` with the parsed arguments and print the report (or ``--json``); returns 0."""
-    result = serve(args.model, args.system, _workload(args), requests=args.requests, scheduler=args.scheduler,
-                   chunk=args.chunk, max_batch=args.max_batch, block_size=args.block_size,
-                   memory_utilization=args.memory_utilization, software=args.software, precision=args.precision,
-                   parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
-                   slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
-                   time_limit_s=args.time_limit, max_memory_bytes=args.max_memory,
-                   progress=not args.quiet and sys.stderr.isatty())
+    """Run ``serve`` (or ``serve_cluster`` with ``--replicas``/``--systems``/``--router``) with the
+    parsed arguments and print the report (or ``--json``); returns 0."""
+    systems = _cluster_systems(args)
+    common: dict[str, Any] = dict(
+        requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
+        block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
+        precision=args.precision, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
+        slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
+        time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
+    if systems is not None:
+        cluster = serve_cluster(args.model, systems, _workload(args), router=args.router or "round-robin", **common)
+        if args.json:
+            print_json(cluster.summary())
+        else:
+            print(cluster_report(cluster.summary()))
+        return 0
+    result = serve(args.model, args.system, _workload(args), **common)
     summary = result.summary()
     if args.json:
 

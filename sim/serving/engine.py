@@ -11,7 +11,8 @@ and frees their KV blocks. Time is in seconds.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -35,11 +36,16 @@ class ServingEngine:
     After :meth:`run`, per-request times (``scheduled_s``: start of the first iteration that
     prefilled it, ``first_token_s``, ``finish_s``, ``token_time_s`` with ``token_offsets``) and
     per-iteration lists (``it_*``) hold the record.
+
+    ``sequence``: the counter that orders events of equal time (default: the engine's own); a
+    cluster of replicas (:mod:`sim.serving.cluster`) gives all of them one, so that one heap
+    orders every replica's events, and drives them with :meth:`enqueue`, :meth:`start` and
+    :meth:`end_iteration` instead of :meth:`run`.
     """
 
     def __init__(self, arrival_s: np.ndarray, state: ReplicaState, scheduler: Scheduler,
                  step_times: StepTimes, *, host_overhead_s: float = 0.0, request_overhead_s: float = 0.0,
-                 host_power_w: float = 0.0) -> None:
+                 host_power_w: float = 0.0, sequence: Iterator[int] | None = None) -> None:
         self.arrival_s = arrival_s
         self.host_overhead_s = float(host_overhead_s)
         self.request_overhead_s = float(request_overhead_s)
@@ -50,7 +56,7 @@ class ServingEngine:
         n = arrival_s.size
         self.now = 0.0
         self.busy = False
-        self._seq = 0
+        self._sequence = itertools.count(1) if sequence is None else sequence
         self.scheduled_s = np.full(n, np.nan)
         self.first_token_s = np.full(n, np.nan)
         self.finish_s = np.full(n, np.nan)
@@ -70,8 +76,7 @@ class ServingEngine:
             ARRIVAL: self._on_arrival, ITERATION_END: self._on_iteration_end}
 
     def _event(self, time: float, kind: int, payload: object) -> Event:
-        self._seq += 1
-        return (time, self._seq, kind, payload)
+        return (time, next(self._sequence), kind, payload)
 
     def run(self, watch: Callable[[ServingEngine], None] | None = None) -> None:
         """Process events until every request has finished. ``watch`` (progress, time and memory
@@ -90,6 +95,23 @@ class ServingEngine:
                 watch(self)
         if self.finished != self.arrival_s.size:
             raise RuntimeError(f"serving loop stalled: {self.finished} of {self.arrival_s.size} requests finished")
+
+    # stepping from outside (a cluster's global clock) -------------------------------------
+    def enqueue(self, request: int) -> None:
+        """Put ``request``, arrived now, at the back of the waiting queue (starts nothing)."""
+        self.state.waiting.append(request)
+
+    def start(self, now: float) -> list[Event]:
+        """At ``now`` (s): when idle, plan and start the next iteration; returns its completion
+        event (none when busy or nothing can run)."""
+        self.now = now
+        return [] if self.busy else self._start_iteration()
+
+    def end_iteration(self, now: float, it: Iteration) -> list[Event]:
+        """At ``now`` (s): complete ``it`` (the payload of its completion event) and start the
+        next iteration; returns that iteration's completion event, if any."""
+        self.now = now
+        return self._on_iteration_end(it)
 
     # handlers ------------------------------------------------------------------------------
     def _on_arrival(self, payload: object) -> list[Event]:

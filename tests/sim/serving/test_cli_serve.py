@@ -109,3 +109,31 @@ def test_traces_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["traces", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["trace"] for row in rows] == ["azure-code-2023", "azure-conv-2023"]
+
+
+def test_replicas_and_router_json(capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(run(capsys, *BASE, "--replicas", "2", "--router", "least-outstanding", "--json"))
+    assert data["replicas"] == 2 and data["router"] == "least-outstanding" and data["requests"] == 60
+    assert sum(r["requests"] for r in data["per_replica"]) == 60
+    assert sum(r["output_tokens"] for r in data["per_replica"]) == data["output_tokens"]
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert {"p50", "p90", "p99"} <= set(data[key])
+
+
+def test_heterogeneous_systems_report(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(capsys, "--model", "llama3-8b", "--systems", "h100-sxm,h100-sxm,h200", "--requests", "30",
+              "--rate", "20")
+    for text in ("3 replicas", "2 x h100-sxm, 1 x h200", "round-robin", "TTFT", "throughput", "replica", "h200"):
+        assert text in out
+
+
+def test_cluster_option_errors() -> None:
+    for argv, flag in (((), "--system"), (("--system", "h100-sxm", "--systems", "h200"), "--system"),
+                       (("--systems", "h200", "--replicas", "2"), "--replicas")):
+        args = parse("--model", "llama3-8b", "--rate", "5", *argv)
+        with pytest.raises(ArgumentError, match=f"^{flag}:"):
+            args.func(args)
+    for bad in (("--replicas", "0"), ("--router", "random"), ("--systems", "h100-sxm,,h200")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse("--model", "llama3-8b", "--system", "h100-sxm", *bad)
+        assert exit_info.value.code == 2
