@@ -20,6 +20,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
+from decodex.app.cli_capacity import add_capacity_parser
 from decodex.app.cli_examples import add_examples_parser
 from decodex.app.cli_explore import add_explore_parsers
 from decodex.app.cli_serve import add_serve_parser, add_traces_parser
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
     add_serve_parser(sub)
     add_traces_parser(sub)
+    add_capacity_parser(sub)
     add_validation_parsers(sub)
     add_study_parsers(sub)
     add_explore_parsers(sub)

@@ -4,7 +4,8 @@ prices every iteration.
 ``serve(model, system, workload, scheduler=...)`` returns a :class:`ServingResult` (TTFT, TPOT,
 E2E, time between tokens, throughput, goodput, utilisation, energy per token, preemptions);
 ``serve_cluster`` runs replicas behind a router on one clock (:class:`ClusterResult`);
-``load_trace`` replays shipped production traces (``TRACES``).
+``load_trace`` replays shipped production traces (``TRACES``); ``capacity.capacity`` finds the
+highest request rate that meets latency SLOs (``capacity.CapacityResult``).
 Modules: ``workload`` (arrivals and lengths), ``kv_cache`` (block manager), ``schedulers``
 (static, continuous, chunked), ``step_times`` (cached iteration latency), ``engine`` (the
 event loop), ``metrics`` and ``result``. Units: seconds, bytes, tokens, joules.
@@ -21,6 +22,6 @@ from decodex.sim.serving.traces import TRACES, load_trace
 from decodex.sim.serving.workload import PRESET_NAMES, Lengths, RequestArrays, Workload
 
 __all__ = ["DEFAULT_SLO_TPOT_S", "DEFAULT_SLO_TTFT_S", "PRESET_NAMES", "ROUTERS", "SCHEDULERS", "TRACES",
-           "BlockManager", "ClusterResult", "KVCapacity", "Lengths", "RequestArrays", "Scheduler", "ServingResult",
-           "StepTimes", "Workload", "get_scheduler", "kv_capacity", "load_trace", "register_scheduler", "serve",
-           "serve_cluster"]
+           "BlockManager", "ClusterResult", "KVCapacity", "Lengths", "RequestArrays", "Scheduler",
+           "ServingResult", "StepTimes", "Workload", "get_scheduler", "kv_capacity", "load_trace",
+           "register_scheduler", "serve", "serve_cluster"]

@@ -20,20 +20,38 @@ from decodex.app.dashboard.serving_charts import (
     sweep_frame,
     sweep_rates,
 )
+from decodex.app.dashboard.uploads import resolve_model, resolve_system
 from decodex.core.errors import DecodexError
 from decodex.hw_models.system import list_systems
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, ServingResult
+from decodex.sim.serving.capacity import CapacityResult, capacity
 from decodex.workloads.catalog import list_models
+from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import PRECISION_PRESETS
 
 DEFAULT = ServingPoint()
 SWEEP_STATE = "serving.sweep_result"
+CAPACITY_STATE = "serving.capacity_result"
+CAPACITY_REL_TOL = 0.05  # the capacity search stops when passing and failing rates are within 5 %
+CAPACITY_MAX_RUNS = 12
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_serve(point: ServingPoint) -> ServingResult:
     """``serve`` of ``point`` (cached per point; times in s, energy in J)."""
     return point.run()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_capacity(point: ServingPoint) -> CapacityResult:
+    """``sim.serving.capacity`` of ``point``'s replica and workload under its TTFT and TPOT SLOs
+    as P99 bounds (s); rates in requests/s (cached per point)."""
+    point.check_size()
+    return capacity(resolve_model(point.model, point.model_text), resolve_system(point.system, point.system_text),
+                    slo={"ttft_p99": point.slo_ttft_s, "tpot_p99": point.slo_tpot_s}, workload=point.workload(),
+                    requests=point.requests, seed=point.seed, rel_tol=CAPACITY_REL_TOL, max_runs=CAPACITY_MAX_RUNS,
+                    scheduler=point.scheduler, chunk=point.chunk, max_batch=point.max_batch,
+                    precision=point.precision, parallelism=Parallelism(tp=point.tp, pp=point.pp, ep=point.ep))
 
 
 def _index(options: list[str], value: str) -> int:
@@ -180,6 +198,29 @@ with page_errors():  # any error ends the page in one message, never a traceback
                             "preemptions"]].round(3), hide_index=True)
     elif stored is not None:
         st.caption("The settings changed since the last sweep; run it again.")
+
+    st.subheader("Capacity under the SLOs")
+    st.caption("The highest arrival rate whose run keeps TTFT p99 and TPOT p99 within the SLOs and whose queue of "
+               "requests waiting to be scheduled does not grow (a short run drains at the end, which is why the sweep "
+               "above flattens). Bracketing, then bisection to 5 %; every run draws the same requests. Runs too "
+               "short to reach steady state are flagged: raise Requests.")
+    if st.button("Find capacity", key="serving.capacity"):
+        with st.spinner("Searching the arrival rate..."):
+            found = run_or_report(cached_capacity, point)
+        if found is not None:
+            st.session_state[CAPACITY_STATE] = (point, found)
+    stored_capacity = st.session_state.get(CAPACITY_STATE)
+    if stored_capacity is not None and stored_capacity[0] == point:
+        found = stored_capacity[1]
+        st.metric("Capacity", f"{found.capacity_per_s:,.4g} req/s",
+                  help=f"Binding: {found.binding or 'none (every run passed)'}; {found.runs} runs.")
+        st.plotly_chart(found.figure(), key="serving.capacity_chart")
+        for note in found.notes:
+            st.caption(f"Note: {note}.")
+        st.dataframe(found.curve[["rate_per_s", "ttft_p99_s", "tpot_p99_s", "sched_delay_p99_s", "passes", "steady",
+                                  "steady_reason"]], hide_index=True)
+    elif stored_capacity is not None:
+        st.caption("The settings changed since the last capacity search; run it again.")
 
     st.subheader("Requests")
     requests_table = result.requests

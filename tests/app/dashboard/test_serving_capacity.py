@@ -1,0 +1,28 @@
+"""The Serving page's "Find capacity" action (Streamlit AppTest): the capacity, its figure and
+the steady-state flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = Path(__file__).resolve().parents[3] / "app/dashboard/views/serving.py"
+
+
+def test_find_capacity_shows_the_capacity_and_the_curve() -> None:
+    at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+    at.selectbox(key="serving.model").set_value("llama3-8b")
+    at.number_input(key="serving.tp").set_value(1)
+    at.selectbox(key="serving.dataset").set_value("alpaca")
+    at.number_input(key="serving.requests").set_value(100)
+    at.number_input(key="serving.max_batch").set_value(16)
+    at.number_input(key="serving.rate").set_value(30.0).run()
+    assert not at.exception and not at.error
+    at.button(key="serving.capacity").click().run()
+    assert not at.exception and not at.error
+    values = [m.value for m in at.metric if m.label == "Capacity"]
+    assert values and values[0].endswith(" req/s") and float(values[0].split()[0].replace(",", "")) > 0
+    assert at.get("plotly_chart")
+    curves = [d.value for d in at.dataframe if "steady_reason" in d.value.columns]
+    assert curves and {"steady", "passes", "rate_per_s"} <= set(curves[0].columns) and len(curves[0]) >= 2
