@@ -51,7 +51,7 @@ def add_capacity_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_model_system_options(p)
     p.add_argument("--slo", type=slo_spec, required=True, metavar="KEY=SECONDS,...",
                    help=f"SLOs in seconds, e.g. ttft_p99=2,tpot_p99=0.1; keys: {', '.join(SLO_KEYS)} "
-                        "(sched_delay_p99: the scheduling-delay bound of Sarathi-Serve's capacity)")
+                        "(sched_delay_p50: the scheduling-delay bound of Sarathi-Serve's capacity search)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", choices=PRESET_NAMES, default=None,
                         help="Poisson arrivals at the searched rate with this length distribution (default sharegpt)")

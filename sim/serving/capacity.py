@@ -1,9 +1,10 @@
 """``capacity``: the highest request rate a replica sustains while meeting latency SLOs.
 
-Capacity, as Sarathi-Serve defines it (Agrawal et al., OSDI 2024, §5 Evaluation), is the
-maximum load (requests/s) a system serves while its tail latencies stay within their SLOs; there
-the SLOs are the P99 time between tokens and a bound on the scheduling delay (2 s or 5 s), here
-any of :data:`capacity_runs.SLO_KEYS` (``sched_delay_p99`` is that bound).
+Capacity, as Sarathi-Serve defines it (Agrawal et al., OSDI 2024), is the maximum load
+(requests/s) a system serves while its latencies stay within their SLOs; its artifact's capacity
+search (microsoft/sarathi-serve ``sarathi/benchmark/capacity_search/main.py``) bounds the median
+scheduling delay (2 s) and the P99 time between tokens (0.2 s), here any of
+:data:`capacity_runs.SLO_KEYS` (``sched_delay_p50`` is that bound).
 
 The search: a first guess from the analytical decode throughput (max batch / step time, in
 requests/s), doubled or halved until one run meets the SLOs and one does not, then bisected (on
