@@ -28,6 +28,7 @@ from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
 from decodex.sim.serving.api import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
 from decodex.sim.serving.cluster import MAX_REPLICAS, ROUTERS, serve_cluster
+from decodex.sim.serving.disagg import serve_disaggregated
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
 from decodex.sim.serving.traces import RATE_SCALE_RANGE, list_traces, trace_summary
 from decodex.workloads.parallelism import Parallelism
@@ -85,6 +86,16 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--router", choices=tuple(ROUTERS), default=None,
                    help="global router of --replicas/--systems: round-robin, least-outstanding (fewest requests "
                         "routed and not finished) or least-kv (lowest KV cache use) (default round-robin)")
+    p.add_argument("--prefill-systems", type=system_list, default=None, metavar="A,B,...",
+                   help="prefill-decode disaggregation: one prefill instance per listed system (with "
+                        "--decode-systems; replaces --system, --systems and --replicas)")
+    p.add_argument("--decode-systems", type=system_list, default=None, metavar="C,D,...",
+                   help="prefill-decode disaggregation: one decode instance per listed system (e.g. h20)")
+    p.add_argument("--kv-link", default=None, metavar="LINK",
+                   help="device link that carries the KV cache from prefill to decode instances (nic, nvlink, "
+                        "pcie; default: the slowest inter-node link of the systems)")
+    p.add_argument("--no-layerwise-overlap", action="store_true",
+                   help="send the KV cache after the prefill ends instead of layer by layer during it")
     p.add_argument("--requests", type=bounded_int(1, MAX_REQUESTS), default=None,
                    help="requests to simulate (default 1000; all rows of a --trace's window, else its first N)")
     p.add_argument("--rate", type=bounded_float(*RATE_RANGE), default=None,
@@ -130,6 +141,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--slo-tpot", type=SLO_SECONDS, default=DEFAULT_SLO_TPOT_S,
                    help=f"TPOT SLO for goodput, s (default {DEFAULT_SLO_TPOT_S:g})")
     p.add_argument("--json", action="store_true", help="one JSON object: the summary of the run")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also write the run's tables to DIR as Parquet (requests, and iterations, replicas or "
+                        "instances) with summary.json")
     p.add_argument("--time-limit", type=bounded_float(0.0, 1e9), default=None, metavar="SECONDS",
                    help="stop with an error after SECONDS of wall time (default: none)")
     p.add_argument("--max-memory", type=byte_size, default=None, metavar="BYTES",
@@ -228,6 +242,8 @@ def _cluster_systems(args: argparse.Namespace) -> list[str] | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run ``serve`` (or ``serve_cluster`` with ``--replicas``/``--systems``/``--router``) with the
     parsed arguments and print the report (or ``--json``); returns 0."""
+    if args.prefill_systems is not None or args.decode_systems is not None:
+        return _cmd_serve_disaggregated(args)
     systems = _cluster_systems(args)
     common: dict[str, Any] = dict(
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
@@ -237,6 +253,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     if systems is not None:
         cluster = serve_cluster(args.model, systems, _workload(args), router=args.router or "round-robin", **common)
+        _write_out(args, {"requests": cluster.requests, "replicas": cluster.replicas}, cluster.summary())
         if args.json:
             print_json(cluster.summary())
         else:
@@ -244,12 +261,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     result = serve(args.model, args.system, _workload(args), **common)
     summary = result.summary()
+    _write_out(args, {"requests": result.requests, "iterations": result.iterations}, summary)
     if args.json:
-
         print_json(summary)
     else:
         print(serve_report(summary))
     return 0
+
+
+def disagg_report(summary: dict[str, Any]) -> str:
+    """The readable report of ``decodex serve --prefill-systems/--decode-systems`` from
+    ``DisaggResult.summary()``."""
+    head = (f"{summary['model']}: prefill on {', '.join(summary['prefill_systems'])}, decode on "
+            f"{', '.join(summary['decode_systems'])}, KV over {summary['link']} "
+            f"({si(summary['link_bandwidth_bytes_per_s'], 'B/s')}, "
+            f"{'layer-wise overlap' if summary['layerwise_overlap'] else 'after the prefill'}), "
+            f"{summary['requests']} requests")
+    latency = table(["latency", "p50", "p90", "p99", "mean"], [
+        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
+        for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"),
+                           ("KV transfer", "transfer_s"), ("decode queue", "decode_queue_s"))])
+    system = table(["run", "value"], [
+        ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
+        ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s (TTFT <= {si(summary['slo_ttft_s'], 's')}, "
+                    f"TPOT <= {si(summary['slo_tpot_s'], 's')}; {100 * summary['slo_attainment']:.1f}% met)"],
+        ["price", f"{summary['usd_per_hour']:.2f} USD/h "
+                  f"({summary['tokens_per_s_per_usd_hour']:,.1f} tokens/s per USD/h)"],
+        ["energy", f"{si(summary['energy_per_token_j'], 'J')} per token, mean {si(summary['mean_power_w'], 'W')}"],
+        ["KV sent", si(summary["kv_bytes_sent"], "B")],
+        ["preemptions", summary["preemptions"]],
+        ["makespan", si(summary["makespan_s"], "s")],
+    ])
+    instances = table(["role", "instance", "system", "requests", "utilisation", "peak KV blocks", "USD/h"], [
+        [r["role"], r["instance"], r["system"], r["requests"], f"{100 * r['utilization']:.1f}%",
+         f"{r['peak_kv_blocks_used']} of {r['kv_blocks']}", f"{r['usd_per_hour']:.2f}"]
+        for r in summary["per_instance"]])
+    return "\n".join([head, "", latency, "", system, "", instances])
+
+
+def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:
+    """``decodex serve --prefill-systems ... --decode-systems ...``: run ``serve_disaggregated``."""
+    for flag, value in (("--prefill-systems", args.prefill_systems), ("--decode-systems", args.decode_systems)):
+        if value is None:
+            raise ArgumentError(f"{flag}: required with --prefill-systems/--decode-systems (both pools)")
+    for flag, value in (("--system", args.system), ("--systems", args.systems), ("--replicas", args.replicas)):
+        if value is not None:
+            raise ArgumentError(f"{flag}: not with --prefill-systems/--decode-systems")
+    result = serve_disaggregated(
+        args.model, args.prefill_systems, args.decode_systems, _workload(args), link=args.kv_link,
+        layerwise_overlap=not args.no_layerwise_overlap, prefill_router=args.router or "round-robin",
+        requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
+        block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
+        precision=args.precision, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
+        slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
+        time_limit_s=args.time_limit, progress=not args.quiet and sys.stderr.isatty())
+    _write_out(args, {"requests": result.requests, "instances": result.instances_table}, result.summary())
+    if args.json:
+        print_json(result.summary())
+    else:
+        print(disagg_report(result.summary()))
+    return 0
+
+
+def _write_out(args: argparse.Namespace, tables: dict[str, Any], summary: dict[str, Any]) -> None:
+    """With ``--out DIR``, write ``tables`` and ``summary`` there and name the files on stderr."""
+    if args.out is None:
+        return
+    from decodex.sim.serving.tables_out import write_tables
+
+    for path in write_tables(args.out, tables, summary):
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def add_traces_parser(subparsers: Any) -> argparse.ArgumentParser:

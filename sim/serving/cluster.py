@@ -129,11 +129,8 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
     run refused or stopped by ``max_memory_bytes`` or ``time_limit_s``.
     """
     engine_sw = load_software(software)
-    scheduler = engine_sw.scheduler if scheduler is None else scheduler
-    chunk = engine_sw.max_num_tokens if chunk is None else chunk
-    max_batch = engine_sw.max_batch if max_batch is None else max_batch
-    block_size = engine_sw.block_size if block_size is None else block_size
-    memory_utilization = engine_sw.kv_memory_fraction if memory_utilization is None else memory_utilization
+    scheduler, chunk, max_batch, block_size, memory_utilization = engine_sw.settings(
+        scheduler, chunk, max_batch, block_size, memory_utilization)
     system_args = _system_list(systems, replicas)
     if not isinstance(router, str) or router not in ROUTERS:
         raise ArgumentError(f"router: {router!r:.80} not one of {', '.join(ROUTERS)}")

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from decodex.sim.serving import metrics
+from decodex.sim.serving.request_metrics import RequestMetrics
 from decodex.sim.serving.result import ServingResult
 
 
 @dataclass(frozen=True, eq=False)
-class ClusterResult:
+class ClusterResult(RequestMetrics):
     """Replicas behind a router serving one stream of requests. Times in s, energy in J, lengths
     in tokens.
 
@@ -46,70 +47,11 @@ class ClusterResult:
     slo_ttft_s: float
     slo_tpot_s: float
 
-    # per-request metrics -------------------------------------------------------------------
-    @cached_property
-    def ttft_s(self) -> np.ndarray:
-        """Time to first token per request, s."""
-        return metrics.ttft(self.arrival_s, self.first_token_s)
-
-    @cached_property
-    def e2e_s(self) -> np.ndarray:
-        """End-to-end latency per request, s."""
-        return metrics.e2e(self.arrival_s, self.finish_s)
-
-    @cached_property
-    def tpot_s(self) -> np.ndarray:
-        """Time per output token after the first, per request, s (NaN for one-token outputs)."""
-        return metrics.tpot(self.arrival_s, self.first_token_s, self.finish_s, self.output_tokens)
-
-    @cached_property
-    def tbt_s(self) -> np.ndarray:
-        """Every time between consecutive tokens of a request, all requests, s."""
-        return metrics.time_between_tokens(self.token_time_s, self.token_offsets)
-
-    @cached_property
-    def meets_slo(self) -> np.ndarray:
-        """Per request: whether TTFT and TPOT are within the SLOs."""
-        return metrics.meets_slo(self.ttft_s, self.tpot_s, self.slo_ttft_s, self.slo_tpot_s)
-
     # cluster metrics -----------------------------------------------------------------------
     @property
     def num_replicas(self) -> int:
         """Replicas behind the router."""
         return len(self.replica_results)
-
-    @property
-    def num_requests(self) -> int:
-        """Requests served, all replicas."""
-        return int(self.arrival_s.size)
-
-    @property
-    def total_output_tokens(self) -> int:
-        """Output tokens generated, all requests."""
-        return int(self.output_tokens.sum())
-
-    @property
-    def makespan_s(self) -> float:
-        """From the first arrival to the last finish on any replica, s."""
-        return float(self.finish_s.max() - self.arrival_s.min())
-
-    def _per_s(self, count: float) -> float:
-        return count / self.makespan_s if self.makespan_s > 0 else float("nan")
-
-    @property
-    def throughput_tokens_per_s(self) -> float:
-        """Output tokens per second over the cluster's makespan."""
-        return self._per_s(self.total_output_tokens)
-
-    @property
-    def request_throughput_per_s(self) -> float:
-        """Finished requests per second over the cluster's makespan."""
-        return self._per_s(self.num_requests)
-
-    @property
-    def goodput_requests_per_s(self) -> float:
-        """Requests per second that met both SLOs, over the cluster's makespan."""
-        return self._per_s(int(self.meets_slo.sum()))
 
     @cached_property
     def busy_s(self) -> np.ndarray:
@@ -144,10 +86,6 @@ class ClusterResult:
         """Preemptions (evictions to recompute), all requests."""
         return int(self.preemptions_per_request.sum())
 
-    @property
-    def mean_in_system(self) -> float:
-        """Time-average number of requests in the cluster (Little's L)."""
-        return metrics.mean_in_system(self.arrival_s, self.finish_s)
 
     # tables --------------------------------------------------------------------------------
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -11,10 +10,11 @@ import pandas as pd
 
 from decodex.sim.serving import metrics
 from decodex.sim.serving.kv_cache import KVCapacity
+from decodex.sim.serving.request_metrics import RequestMetrics
 
 
 @dataclass(frozen=True, eq=False)
-class ServingResult:
+class ServingResult(RequestMetrics):
     """One replica serving a stream of requests. Times in s, energy in J, lengths in tokens.
 
     Requests (index = arrival order): ``arrival_s``, ``scheduled_s`` (start of the first
@@ -62,48 +62,7 @@ class ServingResult:
     step_cache_misses: int = 0
     software: str = ""
 
-    # per-request metrics -------------------------------------------------------------------
-    @cached_property
-    def ttft_s(self) -> np.ndarray:
-        """Time to first token per request, s."""
-        return metrics.ttft(self.arrival_s, self.first_token_s)
-
-    @cached_property
-    def e2e_s(self) -> np.ndarray:
-        """End-to-end latency per request, s."""
-        return metrics.e2e(self.arrival_s, self.finish_s)
-
-    @cached_property
-    def tpot_s(self) -> np.ndarray:
-        """Time per output token after the first, per request, s (NaN for one-token outputs)."""
-        return metrics.tpot(self.arrival_s, self.first_token_s, self.finish_s, self.output_tokens)
-
-    @cached_property
-    def tbt_s(self) -> np.ndarray:
-        """Every time between consecutive tokens of a request, all requests, s."""
-        return metrics.time_between_tokens(self.token_time_s, self.token_offsets)
-
-    @cached_property
-    def meets_slo(self) -> np.ndarray:
-        """Per request: whether TTFT and TPOT are within the SLOs."""
-        return metrics.meets_slo(self.ttft_s, self.tpot_s, self.slo_ttft_s, self.slo_tpot_s)
-
     # system metrics ------------------------------------------------------------------------
-    @property
-    def num_requests(self) -> int:
-        """Requests served."""
-        return int(self.arrival_s.size)
-
-    @property
-    def total_output_tokens(self) -> int:
-        """Output tokens generated, all requests."""
-        return int(self.output_tokens.sum())
-
-    @property
-    def makespan_s(self) -> float:
-        """From the first arrival to the last finish, s."""
-        return float(self.finish_s.max() - self.arrival_s.min())
-
     @property
     def busy_s(self) -> float:
         """Time the replica spent running iterations, s."""
@@ -113,21 +72,6 @@ class ServingResult:
     def utilization(self) -> float:
         """Busy fraction of the replica over the makespan (0..1)."""
         return self.busy_s / self.makespan_s if self.makespan_s > 0 else float("nan")
-
-    @property
-    def throughput_tokens_per_s(self) -> float:
-        """Output tokens per second over the makespan."""
-        return self.total_output_tokens / self.makespan_s if self.makespan_s > 0 else float("nan")
-
-    @property
-    def request_throughput_per_s(self) -> float:
-        """Finished requests per second over the makespan."""
-        return self.num_requests / self.makespan_s if self.makespan_s > 0 else float("nan")
-
-    @property
-    def goodput_requests_per_s(self) -> float:
-        """Requests per second that met both SLOs, over the makespan."""
-        return int(self.meets_slo.sum()) / self.makespan_s if self.makespan_s > 0 else float("nan")
 
     @property
     def energy_j(self) -> float:
@@ -146,10 +90,6 @@ class ServingResult:
         """Preemptions (evictions to recompute), all requests."""
         return int(self.preemptions_per_request.sum())
 
-    @property
-    def mean_in_system(self) -> float:
-        """Time-average number of requests in the system (Little's L)."""
-        return metrics.mean_in_system(self.arrival_s, self.finish_s)
 
     # tables --------------------------------------------------------------------------------
     @property

@@ -60,6 +60,16 @@ class ServingSoftware:
     request_host_overhead_s: float = 0.0
     source: str = "<dict>"
 
+    def settings(self, scheduler: str | None, chunk: int | None, max_batch: int | None, block_size: int | None,
+                 memory_utilization: float | None) -> tuple[str, int, int, int, float]:
+        """(scheduler, chunk tokens, max batch, block size tokens, memory utilization): each given
+        value, or this software's default where it is None."""
+        return (self.scheduler if scheduler is None else scheduler,
+                self.max_num_tokens if chunk is None else chunk,
+                self.max_batch if max_batch is None else max_batch,
+                self.block_size if block_size is None else block_size,
+                self.kv_memory_fraction if memory_utilization is None else memory_utilization)
+
     def host_time_s(self, requests: int) -> float:
         """Host time of one iteration of ``requests`` requests (decodes and prefills), s."""
         return self.iteration_host_overhead_s + self.request_host_overhead_s * requests

@@ -137,3 +137,32 @@ def test_cluster_option_errors() -> None:
         with pytest.raises(SystemExit) as exit_info:
             parse("--model", "llama3-8b", "--system", "h100-sxm", *bad)
         assert exit_info.value.code == 2
+
+
+def test_disaggregated_serving_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(run(capsys, "--model", "llama3-8b", "--prefill-systems", "h100-sxm", "--decode-systems",
+                          "h20", "--requests", "30", "--rate", "5", "--json"))
+    assert data["requests"] == 30
+    out = run(capsys, "--model", "llama3-8b", "--prefill-systems", "h100-sxm", "--decode-systems", "h100-sxm",
+              "--requests", "20", "--rate", "5", "--no-layerwise-overlap")
+    for text in ("prefill on h100-sxm", "decode on h100-sxm", "KV transfer", "after the prefill"):
+        assert text in out
+    args = parse("--model", "llama3-8b", "--prefill-systems", "h100-sxm", "--rate", "5")
+    with pytest.raises(ArgumentError, match=r"^--decode-systems:"):
+        args.func(args)
+
+
+@pytest.mark.parametrize(("extra", "tables"), [
+    ((), {"requests", "iterations"}),
+    (("--replicas", "2"), {"requests", "replicas"}),
+])
+def test_out_writes_parquet_tables(extra: tuple[str, ...], tables: set[str], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    out = tmp_path / "run"
+    data = json.loads(run(capsys, *BASE, *extra, "--json", "--out", str(out)))
+    assert {p.stem for p in out.glob("*.parquet")} == tables
+    requests = pd.read_parquet(out / "requests.parquet")
+    assert len(requests) == data["requests"]
+    assert json.loads((out / "summary.json").read_text())["output_tokens"] == data["output_tokens"]
