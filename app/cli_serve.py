@@ -86,6 +86,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--router", choices=tuple(ROUTERS), default=None,
                    help="global router of --replicas/--systems: round-robin, least-outstanding (fewest requests "
                         "routed and not finished) or least-kv (lowest KV cache use) (default round-robin)")
+    p.add_argument("--decode-router", choices=tuple(ROUTERS), default=None,
+                   help="router of the decode pool with --decode-systems (default least-kv; --router sets the "
+                        "prefill pool's)")
     p.add_argument("--prefill-systems", type=system_list, default=None, metavar="A,B,...",
                    help="prefill-decode disaggregation: one prefill instance per listed system (with "
                         "--decode-systems; replaces --system, --systems and --replicas)")
@@ -244,6 +247,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     parsed arguments and print the report (or ``--json``); returns 0."""
     if args.prefill_systems is not None or args.decode_systems is not None:
         return _cmd_serve_disaggregated(args)
+    if args.decode_router is not None:
+        raise ArgumentError("--decode-router: only with --prefill-systems/--decode-systems")
     systems = _cluster_systems(args)
     common: dict[str, Any] = dict(
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
@@ -310,6 +315,7 @@ def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:
     result = serve_disaggregated(
         args.model, args.prefill_systems, args.decode_systems, _workload(args), link=args.kv_link,
         layerwise_overlap=not args.no_layerwise_overlap, prefill_router=args.router or "round-robin",
+        decode_router=args.decode_router or "least-kv",
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
         block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
         precision=args.precision, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,

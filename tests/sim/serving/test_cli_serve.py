@@ -150,6 +150,13 @@ def test_disaggregated_serving_from_the_cli(capsys: pytest.CaptureFixture[str]) 
     args = parse("--model", "llama3-8b", "--prefill-systems", "h100-sxm", "--rate", "5")
     with pytest.raises(ArgumentError, match=r"^--decode-systems:"):
         args.func(args)
+    data = json.loads(run(capsys, "--model", "llama3-8b", "--prefill-systems", "h100-sxm", "--decode-systems",
+                          "h100-sxm,h20", "--decode-router", "round-robin", "--requests", "20", "--rate", "5",
+                          "--json"))
+    assert data["decode_router"] == "round-robin"
+    args = parse(*BASE, "--decode-router", "least-kv")
+    with pytest.raises(ArgumentError, match=r"^--decode-router:"):
+        args.func(args)
 
 
 @pytest.mark.parametrize(("extra", "tables"), [
