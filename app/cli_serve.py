@@ -172,20 +172,35 @@ def _workload(args: argparse.Namespace) -> Workload:
                            output_len=args.output_len)
 
 
+LATENCIES = (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"))
+
+
+def latency_table(summary: dict[str, Any], extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """Percentiles (s) of TTFT, TPOT, E2E and TBT, and of the ``extra`` (label, key) metrics, from a
+    serving summary."""
+    return table(["latency", "p50", "p90", "p99", "mean"], [
+        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
+        for label, key in (*LATENCIES, *extra)])
+
+
+def goodput_row(summary: dict[str, Any]) -> list[str]:
+    """The goodput row of a serving summary's table: requests/s within both SLOs and the share met."""
+    slos = f"TTFT <= {si(summary['slo_ttft_s'], 's')}, TPOT <= {si(summary['slo_tpot_s'], 's')}"
+    return ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s ({slos}; "
+                       f"{100 * summary['slo_attainment']:.1f}% met)"]
+
+
 def serve_report(summary: dict[str, Any]) -> str:
     """The readable report of ``decodex serve`` from ``ServingResult.summary()``."""
     head = (f"{summary['model']} on {summary['system']} ({summary['devices']} device"
             f"{'s' if summary['devices'] > 1 else ''}, {summary['parallelism']}), {summary['precision']}, "
             f"software {summary.get('software', '')}, scheduler {summary['scheduler']}, "
             f"{summary['requests']} requests")
-    latency = table(["latency", "p50", "p90", "p99", "mean"], [
-        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
-        for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"))])
+    latency = latency_table(summary)
     system = table(["metric", "value"], [
         ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
         ["requests/s", f"{summary['request_throughput_per_s']:,.3f}"],
-        ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s (TTFT <= {si(summary['slo_ttft_s'], 's')}, "
-                    f"TPOT <= {si(summary['slo_tpot_s'], 's')}; {100 * summary['slo_attainment']:.1f}% met)"],
+        goodput_row(summary),
         ["utilisation", f"{100 * summary['utilization']:.1f}%"],
         ["energy per token", si(summary["energy_per_token_j"], "J")],
         ["preemptions", summary["preemptions"]],
@@ -206,14 +221,11 @@ def cluster_report(summary: dict[str, Any]) -> str:
     head = (f"{summary['model']} on {summary['replicas']} replica{'s' if summary['replicas'] > 1 else ''} ({systems}; "
             f"{summary['parallelism']} each) behind a {summary['router']} router, {summary['precision']}, software "
             f"{summary['software']}, scheduler {summary['scheduler']}, {summary['requests']} requests")
-    latency = table(["latency", "p50", "p90", "p99", "mean"], [
-        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
-        for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"))])
+    latency = latency_table(summary)
     system = table(["cluster", "value"], [
         ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
         ["requests/s", f"{summary['request_throughput_per_s']:,.3f}"],
-        ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s (TTFT <= {si(summary['slo_ttft_s'], 's')}, "
-                    f"TPOT <= {si(summary['slo_tpot_s'], 's')}; {100 * summary['slo_attainment']:.1f}% met)"],
+        goodput_row(summary),
         ["utilisation", f"{100 * summary['utilization']:.1f}% (mean of replicas)"],
         ["energy per token", si(summary["energy_per_token_j"], "J")],
         ["preemptions", summary["preemptions"]],
@@ -282,14 +294,10 @@ def disagg_report(summary: dict[str, Any]) -> str:
             f"({si(summary['link_bandwidth_bytes_per_s'], 'B/s')}, "
             f"{'layer-wise overlap' if summary['layerwise_overlap'] else 'after the prefill'}), "
             f"{summary['requests']} requests")
-    latency = table(["latency", "p50", "p90", "p99", "mean"], [
-        [label, *(si(summary[key][q], "s") for q in ("p50", "p90", "p99", "mean"))]
-        for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s"), ("TBT", "tbt_s"),
-                           ("KV transfer", "transfer_s"), ("decode queue", "decode_queue_s"))])
+    latency = latency_table(summary, (("KV transfer", "transfer_s"), ("decode queue", "decode_queue_s")))
     system = table(["run", "value"], [
         ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
-        ["goodput", f"{summary['goodput_requests_per_s']:,.3f} requests/s (TTFT <= {si(summary['slo_ttft_s'], 's')}, "
-                    f"TPOT <= {si(summary['slo_tpot_s'], 's')}; {100 * summary['slo_attainment']:.1f}% met)"],
+        goodput_row(summary),
         ["price", f"{summary['usd_per_hour']:.2f} USD/h "
                   f"({summary['tokens_per_s_per_usd_hour']:,.1f} tokens/s per USD/h)"],
         ["energy", f"{si(summary['energy_per_token_j'], 'J')} per token, mean {si(summary['mean_power_w'], 'W')}"],

@@ -17,7 +17,7 @@ from decodex.sim.serving.schedulers import SCHEDULERS, get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
 from decodex.sim.serving.state import ReplicaState
 from decodex.sim.serving.step_times import StepTimes
-from decodex.sim.serving.workload import MAX_TOKENS, Workload, check_float, check_int
+from decodex.sim.serving.workload import MAX_TOKENS, Workload, check_bool, check_float, check_int
 from decodex.workloads.batch import MAX_SEED, Batch, Routing, is_number
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
@@ -136,8 +136,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
                      memory_utilization, kv_blocks, parallelism, seed, bucket_width, routing)
     time_limit = check_time_limit(time_limit_s)
     limit = memory_limit(max_memory_bytes)
-    if not isinstance(progress, bool):
-        raise ArgumentError(f"progress: must be True or False, got {progress!r:.80}")
+    check_bool("progress", progress)
     _check_memory(RUN_BASE_BYTES + (requests or DEFAULT_REQUESTS) * REQUEST_BYTES, limit, requests or DEFAULT_REQUESTS)
     model_cfg = load_model(model)
     system_spec = load_system(system)

@@ -33,7 +33,7 @@ from decodex.sim.serving.api import DEFAULT_REQUESTS, serve
 from decodex.sim.serving.capacity_runs import parse_slo, run_row
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
 from decodex.sim.serving.traces import list_traces
-from decodex.sim.serving.workload import PRESET_NAMES, RATE_RANGE, Workload, check_float, check_int
+from decodex.sim.serving.workload import PRESET_NAMES, RATE_RANGE, Workload, check_bool, check_float, check_int
 from decodex.workloads.batch import Batch
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
@@ -183,8 +183,7 @@ def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *
             check_float(f"{name} (requests/s)", value, *RATE_RANGE)
     if rate_lo is not None and rate_hi is not None and not rate_lo < rate_hi:
         raise ArgumentError(f"rate_lo: {rate_lo:g} must be below rate_hi = {rate_hi:g} (requests/s)")
-    if not isinstance(progress, bool):
-        raise ArgumentError(f"progress: must be True or False, got {progress!r:.80}")
+    check_bool("progress", progress)
     for key in ("progress", "slo", "workload"):
         serve_kwargs.pop(key, None)
     serve_kwargs.setdefault("slo_ttft_s", slo.get("ttft_p99", 2.0))

@@ -45,7 +45,7 @@ from decodex.sim.serving.schedulers import get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
 from decodex.sim.serving.state import ReplicaState
 from decodex.sim.serving.step_times import StepTimes
-from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_int
+from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_bool, check_int
 from decodex.workloads.batch import Batch, Routing
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
@@ -138,8 +138,7 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
                      memory_utilization, kv_blocks, parallelism, seed, bucket_width, routing)
     time_limit = check_time_limit(time_limit_s)
     limit = memory_limit(max_memory_bytes)
-    if not isinstance(progress, bool):
-        raise ArgumentError(f"progress: must be True or False, got {progress!r:.80}")
+    check_bool("progress", progress)
     n_rep = len(system_args)
     per_request = REQUEST_BYTES + (n_rep - 1) * REPLICA_REQUEST_BYTES
     count_guess = requests or 1000

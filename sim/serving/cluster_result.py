@@ -76,17 +76,6 @@ class ClusterResult(RequestMetrics):
         """Energy of all replicas over the cluster's makespan, J."""
         return float(self.replica_energy_j.sum())
 
-    @property
-    def energy_per_token_j(self) -> float:
-        """Energy per output token, J."""
-        return self.energy_j / self.total_output_tokens
-
-    @property
-    def preemptions(self) -> int:
-        """Preemptions (evictions to recompute), all requests."""
-        return int(self.preemptions_per_request.sum())
-
-
     # tables --------------------------------------------------------------------------------
     @property
     def requests(self) -> pd.DataFrame:

@@ -75,7 +75,7 @@ from decodex.sim.serving.schedulers import Scheduler, get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
 from decodex.sim.serving.state import Iteration, ReplicaState
 from decodex.sim.serving.step_times import StepTimes
-from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_int
+from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_bool, check_int
 from decodex.workloads.batch import Batch, Routing, is_number
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
@@ -233,10 +233,8 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     for name, value in (("prefill_router", prefill_router), ("decode_router", decode_router)):
         if not isinstance(value, str) or value not in ROUTERS:
             raise ArgumentError(f"{name}: {value!r:.80} not one of {', '.join(ROUTERS)}")
-    if not isinstance(layerwise_overlap, bool):
-        raise ArgumentError(f"layerwise_overlap: must be True or False, got {layerwise_overlap!r:.80}")
-    if not isinstance(progress, bool):
-        raise ArgumentError(f"progress: must be True or False, got {progress!r:.80}")
+    check_bool("layerwise_overlap", layerwise_overlap)
+    check_bool("progress", progress)
     _check_arguments(workload, requests, scheduler, chunk, max_batch, max_prefill_tokens, block_size,
                      memory_utilization, kv_blocks, parallelism, seed, bucket_width, routing)
     if decode_kv_blocks is not None:

@@ -111,11 +111,6 @@ class DisaggResult(RequestMetrics):
         return float(self.instance_energy_j.sum()) + self.link_energy_j
 
     @property
-    def energy_per_token_j(self) -> float:
-        """Energy per output token, J."""
-        return self.energy_j / self.total_output_tokens
-
-    @property
     def mean_power_w(self) -> float:
         """Mean power of all instances over the makespan, W."""
         return self.energy_j / self.makespan_s if self.makespan_s > 0 else float("nan")
@@ -139,11 +134,6 @@ class DisaggResult(RequestMetrics):
     def kv_bytes_sent(self) -> float:
         """KV bytes sent over the link, all requests, B."""
         return float(self.kv_transfer_bytes[~np.isnan(self.transfer_end_s)].sum())
-
-    @property
-    def preemptions(self) -> int:
-        """Preemptions (evictions to recompute), all instances."""
-        return int(self.preemptions_per_request.sum())
 
     # tables --------------------------------------------------------------------------------
     @property

@@ -4,8 +4,9 @@
 :class:`~sim.serving.cluster_result.ClusterResult` (replicas behind a router) and
 :class:`~sim.serving.disagg_result.DisaggResult` (prefill and decode pools): given
 ``arrival_s``, ``first_token_s``, ``finish_s``, ``output_tokens``, ``token_time_s``,
-``token_offsets`` and the SLOs ``slo_ttft_s``/``slo_tpot_s``, it gives per-request latencies
-(s) and run rates over the makespan (per s). Each result's docstring says what its first token is
+``token_offsets``, ``preemptions_per_request``, the SLOs ``slo_ttft_s``/``slo_tpot_s`` and each
+result's own ``energy_j``, it gives per-request latencies (s), run rates over the makespan (per s),
+energy per token (J) and preemptions. Each result's docstring says what its first token is
 (e.g. after the KV transfer when disaggregated).
 """
 
@@ -27,6 +28,7 @@ class RequestMetrics:
     output_tokens: np.ndarray
     token_time_s: np.ndarray
     token_offsets: np.ndarray
+    preemptions_per_request: np.ndarray
     slo_ttft_s: float
     slo_tpot_s: float
 
@@ -93,3 +95,18 @@ class RequestMetrics:
     def goodput_requests_per_s(self) -> float:
         """Requests per second that met both SLOs, over the makespan."""
         return self.per_s(int(self.meets_slo.sum()))
+
+    @property
+    def energy_j(self) -> float:
+        """Energy of the run, J (defined by each result)."""
+        raise NotImplementedError
+
+    @property
+    def energy_per_token_j(self) -> float:
+        """Energy per output token, J."""
+        return self.energy_j / self.total_output_tokens
+
+    @property
+    def preemptions(self) -> int:
+        """Preemptions (evictions to recompute), all requests."""
+        return int(self.preemptions_per_request.sum())

@@ -80,17 +80,6 @@ class ServingResult(RequestMetrics):
         idle = max(self.makespan_s - self.busy_s, 0.0)
         return float(self.iteration_energy_j.sum()) + self.idle_power_w * idle
 
-    @property
-    def energy_per_token_j(self) -> float:
-        """Energy per output token, J."""
-        return self.energy_j / self.total_output_tokens
-
-    @property
-    def preemptions(self) -> int:
-        """Preemptions (evictions to recompute), all requests."""
-        return int(self.preemptions_per_request.sum())
-
-
     # tables --------------------------------------------------------------------------------
     @property
     def requests(self) -> pd.DataFrame:

@@ -45,6 +45,13 @@ def check_int(name: str, value: object, lo: int, hi: int = MAX_TOKENS) -> int:
     return int(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` when it is True or False; ArgumentError naming ``name`` otherwise."""
+    if not isinstance(value, bool):
+        raise ArgumentError(f"{name}: must be True or False, got {value!r:.80}")
+    return value
+
+
 def check_float(name: str, value: object, lo: float, hi: float, lo_open: bool = False) -> float:
     """``value`` as a float when it is a finite number (not a bool) in [lo, hi] (``(lo, hi]``
     with ``lo_open``); ArgumentError naming ``name`` and the range otherwise."""
