@@ -50,6 +50,7 @@ bench: $(APP_STAMP)
 	$(PY) benchmarks/estimate.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/serve.py
+	$(PY) benchmarks/serve_trace.py
 
 wheel: $(DEV_STAMP)
 	rm -rf dist

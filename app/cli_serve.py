@@ -122,6 +122,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--trace-window", type=trace_window, default=None, metavar="START:DURATION",
                    help="only the --trace's requests arriving in [START, START+DURATION) s of its timeline, "
                         "shifted to start at 0 s (START: to the end)")
+    p.add_argument("--trace-repeat", type=positive_int, default=None, metavar="N",
+                   help="play the --trace (or its window) N times back to back, each copy one mean gap after the "
+                        "last (a long run from a short trace; default 1)")
     p.add_argument("--software", default=DEFAULT_SOFTWARE,
                    help=f"serving software: {', '.join(list_software())} or a TOML file (default {DEFAULT_SOFTWARE}); "
                         "its host time per iteration, admission and KV sizing apply, and it gives the defaults of "
@@ -161,8 +164,10 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _workload(args: argparse.Namespace) -> Workload:
     if args.trace is not None:
         start, duration = args.trace_window or (0.0, None)
-        return Workload.from_trace(args.trace, rate_scale=args.rate_scale or 1.0, start_s=start, duration_s=duration)
-    for flag, value in (("--rate-scale", args.rate_scale), ("--trace-window", args.trace_window)):
+        return Workload.from_trace(args.trace, rate_scale=args.rate_scale or 1.0, start_s=start, duration_s=duration,
+                                   repeat=args.trace_repeat or 1)
+    for flag, value in (("--rate-scale", args.rate_scale), ("--trace-window", args.trace_window),
+                        ("--trace-repeat", args.trace_repeat)):
         if value is not None:
             raise ArgumentError(f"{flag}: only with --trace")
     if args.rate is None and args.arrival != "all-at-once":

@@ -90,7 +90,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
           parallelism: Parallelism | None = None,
           seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
           bucket_width: float = 0.01, routing: Routing | None = None, time_limit_s: float | None = None,
-          max_memory_bytes: float | str | None = None, progress: bool = False) -> ServingResult:
+          max_memory_bytes: float | str | None = None, progress: bool = False,
+          fast_forward: bool = True) -> ServingResult:
     """Simulate one replica of ``model`` on ``system`` serving ``workload``.
 
     ``model``/``system``: catalog names, file paths or loaded specs (as for ``estimate``).
@@ -117,7 +118,9 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     ``max_memory_bytes``: bytes, or text such as ``"8G"`` (default: half the physical memory): a
     run whose memory (module constants: per request, output token and iteration) is above it is
     refused before it starts, or stopped (LimitError) when its iterations grow past it.
-    ``progress``: a line on stderr with the requests finished.
+    ``progress``: a line on stderr with the requests finished. ``fast_forward``: plan repeated
+    decode-only iterations at once (:mod:`sim.serving.stretch`; the same record, fewer steps);
+    False runs iteration by iteration.
 
     Ranges: ``requests`` [1, MAX_REQUESTS]; ``chunk`` [1, MAX_STEP_TOKENS] and
     ``max_prefill_tokens`` [1, MAX_PREFILL_TOKENS] tokens; ``max_batch`` [1, MAX_BATCH];
@@ -137,6 +140,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     time_limit = check_time_limit(time_limit_s)
     limit = memory_limit(max_memory_bytes)
     check_bool("progress", progress)
+    check_bool("fast_forward", fast_forward)
     _check_memory(RUN_BASE_BYTES + (requests or DEFAULT_REQUESTS) * REQUEST_BYTES, limit, requests or DEFAULT_REQUESTS)
     model_cfg = load_model(model)
     system_spec = load_system(system)
@@ -169,7 +173,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     idle_power = system_spec.primary_device.power.idle_w * probe.devices
     engine = ServingEngine(arrivals.arrival_s, state, sched, step_times,
                            host_overhead_s=engine_sw.iteration_host_overhead_s,
-                           request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power)
+                           request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power,
+                           fast_forward=fast_forward)
     watch = RunWatch("serving run", "requests", count, time_limit_s=time_limit, memory_limit_bytes=limit,
                      progress=progress, advice="; lower --requests or raise the limit")
     try:

@@ -5,7 +5,9 @@ Each handler returns its follow-up events: an arrival returns the next arrival; 
 replica is idle and has work, the scheduler plans an iteration, its latency comes from
 :class:`StepTimes`, and an iteration-completion event is returned for ``now + latency``.
 Completing an iteration emits its tokens (stamped with the completion time), finishes requests
-and frees their KV blocks. Time is in seconds.
+and frees their KV blocks. With ``fast_forward``, a decode-only iteration that the scheduler
+promises to repeat is planned with the iterations that repeat it as one :class:`Stretch`
+(:mod:`sim.serving.stretch`; the record is the same). Time is in seconds.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import numpy as np
 from decodex.sim.serving.schedulers import Scheduler
 from decodex.sim.serving.state import Iteration, ReplicaState
 from decodex.sim.serving.step_times import StepTimes
+from decodex.sim.serving.stretch import Stretch, plan_stretch
 
 ARRIVAL = 0
 ITERATION_END = 1
+STRETCH_LAST = 2  # a stretch's last iteration starts: its end event is made then, as one-at-a-time would
 Event = tuple[float, int, int, object]
 WATCH_EVENTS = 4096  # events between two calls of run()'s watch (~10 ms of simulation at ~2.5 us per event)
 
@@ -41,11 +45,15 @@ class ServingEngine:
     cluster of replicas (:mod:`sim.serving.cluster`) gives all of them one, so that one heap
     orders every replica's events, and drives them with :meth:`enqueue`, :meth:`start` and
     :meth:`end_iteration` instead of :meth:`run`.
+
+    ``fast_forward``: plan decode stretches (module doc) in :meth:`run`; a replica driven from
+    outside keeps it off, since a router reads its state between iterations.
     """
 
     def __init__(self, arrival_s: np.ndarray, state: ReplicaState, scheduler: Scheduler,
                  step_times: StepTimes, *, host_overhead_s: float = 0.0, request_overhead_s: float = 0.0,
-                 host_power_w: float = 0.0, sequence: Iterator[int] | None = None) -> None:
+                 host_power_w: float = 0.0, sequence: Iterator[int] | None = None,
+                 fast_forward: bool = False) -> None:
         self.arrival_s = arrival_s
         self.host_overhead_s = float(host_overhead_s)
         self.request_overhead_s = float(request_overhead_s)
@@ -64,6 +72,10 @@ class ServingEngine:
         np.cumsum(state.output_tokens, out=self.token_offsets[1:])
         self.token_time_s = np.full(int(self.token_offsets[-1]), np.nan)
         self.finished = 0
+        self.fast_forward = bool(fast_forward)
+        self.arrived = 0  # arrival events handled by run()
+        self.stretches = 0  # decode stretches planned (each counts its iterations in it_*)
+        self.stretched = 0  # iterations planned in stretches beyond their first (events saved)
         self.it_start: list[float] = []
         self.it_duration: list[float] = []
         self.it_decodes: list[int] = []
@@ -73,25 +85,30 @@ class ServingEngine:
         self.it_kv_blocks: list[int] = []
         self.it_energy: list[float] = []
         self._handlers: dict[int, Callable[[object], list[Event]]] = {
-            ARRIVAL: self._on_arrival, ITERATION_END: self._on_iteration_end}
+            ARRIVAL: self._on_arrival, ITERATION_END: self._on_iteration_end, STRETCH_LAST: self._on_stretch_last}
+        self._records = (self.it_start, self.it_duration, self.it_decodes, self.it_prefills, self.it_prefill_tokens,
+                         self.it_kv_blocks, self.it_energy)
 
     def _event(self, time: float, kind: int, payload: object) -> Event:
         return (time, next(self._sequence), kind, payload)
 
     def run(self, watch: Callable[[ServingEngine], None] | None = None) -> None:
         """Process events until every request has finished. ``watch`` (progress, time and memory
-        limits) is called with the engine every WATCH_EVENTS events; whatever it raises ends the run."""
+        limits) is called with the engine every WATCH_EVENTS events (an iteration of a stretch
+        counts as the event it saves); whatever it raises ends the run."""
         heap: list[Event] = [self._event(float(self.arrival_s[0]), ARRIVAL, 0)] if self.arrival_s.size else []
         handlers = self._handlers
         pop, push = heapq.heappop, heapq.heappush
         events = 0
+        next_watch = WATCH_EVENTS
         while heap:
             time, _, kind, payload = pop(heap)
             self.now = time
             for event in handlers[kind](payload):
                 push(heap, event)
             events += 1
-            if watch is not None and events % WATCH_EVENTS == 0:
+            if watch is not None and events + self.stretched >= next_watch:
+                next_watch = events + self.stretched + WATCH_EVENTS
                 watch(self)
         if self.finished != self.arrival_s.size:
             raise RuntimeError(f"serving loop stalled: {self.finished} of {self.arrival_s.size} requests finished")
@@ -117,6 +134,7 @@ class ServingEngine:
     def _on_arrival(self, payload: object) -> list[Event]:
         request = int(payload)  # type: ignore[call-overload]
         self.state.waiting.append(request)
+        self.arrived = request + 1
         events = []
         simultaneous = False
         if request + 1 < self.arrival_s.size:
@@ -128,10 +146,17 @@ class ServingEngine:
         return events
 
     def _on_iteration_end(self, payload: object) -> list[Event]:
-        assert isinstance(payload, Iteration)
-        self._complete(payload)
+        if isinstance(payload, Stretch):
+            self._complete_stretch(payload)
+        else:
+            assert isinstance(payload, Iteration)
+            self._complete(payload)
         self.busy = False
         return self._start_iteration()
+
+    def _on_stretch_last(self, payload: object) -> list[Event]:
+        assert isinstance(payload, Stretch)
+        return [self._event(payload.ends[-1], ITERATION_END, payload)]
 
     # iterations ----------------------------------------------------------------------------
     def _start_iteration(self) -> list[Event]:
@@ -160,7 +185,43 @@ class ServingEngine:
         self.it_kv_blocks.append(state.kv.used_blocks)
         self.it_energy.append(energy)
         self.busy = True
+        if self.fast_forward and not pre.size and it.decode_ids.size:
+            mode = self.scheduler.steady_until(state, it)
+            if mode:
+                following = float(self.arrival_s[self.arrived]) if self.arrived < self.arrival_s.size else np.inf
+                stretch = plan_stretch(state, it, mode, self.now, duration, following, self.step_times,
+                                       self.host_overhead_s, self.request_overhead_s, self.host_power_w,
+                                       self._records)
+                if stretch is not None:
+                    self.stretches += 1
+                    self.stretched += stretch.steps - 1
+                    return [self._event(stretch.ends[-2], STRETCH_LAST, stretch)]
         return [self._event(self.now + duration, ITERATION_END, it)]
+
+    def _complete_stretch(self, stretch: Stretch) -> None:
+        """Emit the tokens of every iteration of ``stretch`` (each at its end time); finish the
+        requests that produced their last in its last iteration."""
+        state = self.state
+        dec = stretch.it.decode_ids
+        steps = stretch.steps
+        first = state.generated[dec]
+        slots = (self.token_offsets[dec] + first)[:, None] + np.arange(steps)
+        self.token_time_s[slots] = np.asarray(stretch.ends)
+        count = first + steps
+        state.generated[dec] = count
+        self.it_output_tokens.extend([dec.size] * steps)
+        done = dec[count == state.output_tokens[dec]]
+        if done.size:
+            self._finish(done)
+
+    def _finish(self, ids: np.ndarray) -> None:
+        """Requests ``ids`` emitted their last token now: stamp them, free their KV blocks."""
+        state = self.state
+        self.finish_s[ids] = self.now
+        self.finished += ids.size
+        state.kv.free(ids)
+        state.alive[ids] = False
+        state.running = state.running[state.alive[state.running]]
 
     def _complete(self, it: Iteration) -> None:
         """Emit the iteration's tokens at ``now``; finish requests that produced their last."""
@@ -194,9 +255,4 @@ class ServingEngine:
                     finished.append(complete[done])
         self.it_output_tokens.append(emitted)
         if finished:
-            ids = np.concatenate(finished) if len(finished) > 1 else finished[0]
-            self.finish_s[ids] = now
-            self.finished += ids.size
-            state.kv.free(ids)
-            state.alive[ids] = False
-            state.running = state.running[state.alive[state.running]]
+            self._finish(np.concatenate(finished) if len(finished) > 1 else finished[0])

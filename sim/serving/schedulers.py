@@ -4,7 +4,9 @@ Every scheduler implements ``next_batch(now, state) -> Iteration | None``: it ma
 requests (giving them KV blocks) and preempt running ones (the most recently admitted first,
 vLLM recompute semantics, see :meth:`ReplicaState.reserve_decodes`), then returns the planned
 iteration, or None when there is nothing to run. Register new ones with
-:func:`register_scheduler`.
+:func:`register_scheduler`. ``steady_until(state, it)`` says whether a decode-only plan will
+repeat (the serving loop then plans the repeats at once, :mod:`sim.serving.stretch`); a new
+scheduler that does not override it promises nothing and runs iteration by iteration.
 
 - ``static``: a batch of up to ``max_batch`` requests is prefilled together, then decoded until
   every request of it has finished; nothing joins mid-batch.
@@ -86,6 +88,20 @@ class Scheduler(ABC):
         """Admit/preempt as the policy says and return the next iteration (None: nothing to run).
         ``now`` is the simulated time in s."""
 
+    def steady_until(self, state: ReplicaState, it: Iteration) -> str:
+        """Called right after :meth:`next_batch` planned ``it``, decode-only: ``"finish"`` when every
+        next plan repeats it (the same decodes, one token more each) until a running request
+        finishes or KV blocks run short, whatever arrives; ``"arrival"`` when that holds only
+        until a request arrives; ``""`` when nothing is promised (the default)."""
+        return ""
+
+    @staticmethod
+    def _head_blocked(state: ReplicaState, room: int) -> bool:
+        """Whether the waiting queue's head cannot be admitted now and, FCFS, until a running
+        request finishes: no ``room`` in the batch, or too few free KV blocks (growing decodes
+        only take more)."""
+        return room <= 0 or not state.can_admit(state.waiting[0])
+
     def _admit_prompts(self, state: ReplicaState, token_cap: int | None) -> list[int]:
         """Admit waiting requests FCFS while ``max_batch``, the KV blocks and ``token_cap``
         prompt tokens allow; returns them in admission order."""
@@ -126,6 +142,10 @@ class StaticScheduler(Scheduler):
         admitted = self._admit_prompts(state, None)
         return self._prefill_whole(state, admitted) if admitted else None
 
+    def steady_until(self, state: ReplicaState, it: Iteration) -> str:
+        """A static batch decodes until it is done, whatever arrives: ``"finish"``."""
+        return "finish"
+
 
 @register_scheduler("continuous")
 class ContinuousScheduler(Scheduler):
@@ -143,6 +163,12 @@ class ContinuousScheduler(Scheduler):
             if decodes.size:
                 return Iteration.decode_only(decodes, context)
         return None
+
+    def steady_until(self, state: ReplicaState, it: Iteration) -> str:
+        """Decodes repeat until an arrival (queue empty) or a finish (its head blocked)."""
+        if not state.waiting:
+            return "arrival"
+        return "finish" if self._head_blocked(state, self.max_batch - state.running.size) else ""
 
 
 @register_scheduler("chunked")
@@ -189,6 +215,17 @@ class ChunkedScheduler(Scheduler):
         return Iteration(decodes, context, np.asarray(ids, dtype=np.int64), np.asarray(chunks, dtype=np.int64),
                          np.asarray(done, dtype=np.int64))
 
+    def steady_until(self, state: ReplicaState, it: Iteration) -> str:
+        """Decodes repeat until a finish when they fill the token budget, else until an arrival
+        (queue empty) or a finish (its head blocked); prompt chunks left end the promise."""
+        if self.chunk - it.decode_ids.size <= 0:
+            return "finish"
+        if state.running.size != it.decode_ids.size:  # a prompt is part-way prefilled
+            return ""
+        if not state.waiting:
+            return "arrival"
+        return "finish" if self._head_blocked(state, self.max_batch - state.running.size) else ""
+
 
 @register_scheduler("inflight")
 class InflightScheduler(ChunkedScheduler):
@@ -215,3 +252,12 @@ class InflightScheduler(ChunkedScheduler):
         admitted = np.asarray(ids, dtype=np.int64)
         return Iteration(decodes, context, admitted, state.prompt_tokens[admitted].copy(),
                          np.zeros(admitted.size, np.int64))
+
+    def steady_until(self, state: ReplicaState, it: Iteration) -> str:
+        """Decodes repeat until an arrival (queue empty) or a finish (its head blocked): a waiting
+        prompt joins whatever the token budget when the batch holds none."""
+        if state.running.size != it.decode_ids.size:
+            return ""
+        if not state.waiting:
+            return "arrival"
+        return "finish" if self._head_blocked(state, self.max_batch - state.running.size) else ""

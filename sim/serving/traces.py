@@ -167,18 +167,23 @@ def read_trace(name_or_path: str | Path) -> RequestArrays:
 
 
 def load_trace(name_or_path: str | Path, *, rate_scale: float = 1.0, start_s: float = 0.0,
-               duration_s: float | None = None, max_requests: int | None = None) -> RequestArrays:
+               duration_s: float | None = None, max_requests: int | None = None, repeat: int = 1) -> RequestArrays:
     """Requests of a trace (see :func:`read_trace`) replayed exactly as recorded, bursts kept.
 
     ``start_s``/``duration_s`` (s, on the trace's own timeline): keep the requests arriving in
     ``[start_s, start_s + duration_s)`` (to the end when ``duration_s`` is None) and shift them
     by ``-start_s``, so the window starts at 0 s. ``rate_scale`` (> 0): replay at that many
     times the recorded rate: every arrival time, hence every gap, divided by it (2 halves the
-    gaps). ``max_requests``: at most that many, the window's first.
+    gaps). ``repeat``: play the window that many times back to back (a long run from a short
+    trace): copy ``k`` is the window shifted by ``k`` periods, a period being the window's span
+    plus its mean gap between arrivals (1 s for a window of one instant), so the mean rate is
+    kept (before ``rate_scale``).
+    ``max_requests``: at most that many, the (repeated) window's first.
 
     Ranges: ``rate_scale`` (0, 1e6]; ``start_s`` [0, 1e9] s and below the trace's last arrival;
-    ``duration_s`` (0, 1e9] s; ``max_requests`` [1, 1e8]. ArgumentError names the argument out
-    of range, a window with no request, or an unknown trace name; SpecError a bad file.
+    ``duration_s`` (0, 1e9] s; ``max_requests`` [1, 1e8]; ``repeat`` [1, 1e8], at most 1e8
+    requests in all. ArgumentError names the argument out of range, a window with no request, or
+    an unknown trace name; SpecError a bad file.
     """
     scale = check_float("rate_scale", rate_scale, *RATE_SCALE_RANGE, lo_open=True)
     start = check_float("start_s (s)", start_s, 0.0, MAX_WINDOW_S)
@@ -186,6 +191,7 @@ def load_trace(name_or_path: str | Path, *, rate_scale: float = 1.0, start_s: fl
         check_float("duration_s (s)", duration_s, 0.0, MAX_WINDOW_S, lo_open=True)
     if max_requests is not None:
         check_int("max_requests", max_requests, 1, MAX_REQUESTS)
+    copies = check_int("repeat", repeat, 1, MAX_REQUESTS)
     arrival, inputs, outputs = read_trace(name_or_path)
     lo = int(np.searchsorted(arrival, start, side="left"))
     hi = arrival.size if duration_s is None else int(np.searchsorted(arrival, start + duration_s, side="left"))
@@ -195,9 +201,28 @@ def load_trace(name_or_path: str | Path, *, rate_scale: float = 1.0, start_s: fl
             raise ArgumentError(f"start_s: {start:g} s is after the last request; {span}")
         raise ArgumentError(f"duration_s: the window [{start:g}, {start + float(duration_s or 0):g}) s holds no "
                             f"request; {span}")
+    window, inputs, outputs = arrival[lo:hi] - start, inputs[lo:hi], outputs[lo:hi]
+    if copies > 1:
+        window, inputs, outputs = _repeated(window, inputs, outputs, copies, max_requests)
     if max_requests is not None:
-        hi = min(hi, lo + max_requests)
-    return RequestArrays((arrival[lo:hi] - start) / scale, inputs[lo:hi], outputs[lo:hi])
+        window, inputs, outputs = window[:max_requests], inputs[:max_requests], outputs[:max_requests]
+    return RequestArrays(window / scale, inputs, outputs)
+
+
+def _repeated(arrival: np.ndarray, inputs: np.ndarray, outputs: np.ndarray, copies: int,
+              max_requests: int | None) -> RequestArrays:
+    """``copies`` copies of a window back to back (``load_trace``'s ``repeat``), no more than
+    ``max_requests`` requests' worth; arrival times in s from the window's start."""
+    if max_requests is not None:
+        copies = min(copies, -(-max_requests // arrival.size))
+    if copies * arrival.size > MAX_REQUESTS:
+        raise ArgumentError(f"repeat: {copies} copies of {arrival.size:,} requests exceed {MAX_REQUESTS:,} requests")
+    span = float(arrival[-1] - arrival[0])
+    period = span + (span / (arrival.size - 1) if arrival.size > 1 else 1.0)  # s; one mean gap between copies
+    if period <= 0:  # every request of the window at one instant
+        period = 1.0
+    shifts = np.repeat(np.arange(copies, dtype=np.float64) * period, arrival.size)
+    return RequestArrays(np.tile(arrival, copies) + shifts, np.tile(inputs, copies), np.tile(outputs, copies))
 
 
 def trace_summary(name_or_path: str | Path) -> dict[str, Any]:

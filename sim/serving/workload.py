@@ -170,7 +170,8 @@ class Workload:
     ``rate``: requests per second, finite, in :data:`RATE_RANGE` (ignored for traces and
     ``all-at-once``). ``input_lengths``/``output_lengths``: token-count distributions.
     ``rate_scale``, ``start_s``, ``duration_s`` (traces only): replay at ``rate_scale`` times the
-    recorded rate, the window ``[start_s, start_s + duration_s)`` s (see ``traces.load_trace``).
+    recorded rate, the window ``[start_s, start_s + duration_s)`` s, ``repeat`` times back to
+    back (see ``traces.load_trace``).
     """
 
     arrival: str = "poisson"
@@ -182,6 +183,7 @@ class Workload:
     rate_scale: float = 1.0
     start_s: float = 0.0
     duration_s: float | None = None
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.arrival, str) or self.arrival not in ARRIVALS:
@@ -202,6 +204,7 @@ class Workload:
         check_float("workload.start_s (s)", self.start_s, 0.0, 1e9)
         if self.duration_s is not None:
             check_float("workload.duration_s (s)", self.duration_s, 0.0, 1e9, lo_open=True)
+        check_int("workload.repeat", self.repeat, 1, 10**8)
         for name in ("input_lengths", "output_lengths"):
             if not isinstance(getattr(self, name), Lengths):
                 raise ArgumentError(f"workload.{name}: must be a Lengths, got {getattr(self, name)!r}")
@@ -236,15 +239,15 @@ class Workload:
 
     @classmethod
     def from_trace(cls, path: str | Path, *, rate_scale: float = 1.0, start_s: float = 0.0,
-                   duration_s: float | None = None) -> Workload:
+                   duration_s: float | None = None, repeat: int = 1) -> Workload:
         """Requests of a shipped trace (a name such as ``"azure-conv-2023"``) or read from a CSV
         file with exactly the columns ``arrival_s`` (s), ``input_tokens`` and ``output_tokens``
         (tokens), or the Azure columns ``TIMESTAMP``, ``ContextTokens``, ``GeneratedTokens``;
         rows are sorted by arrival time. Replayed at ``rate_scale`` times the recorded rate, the
-        window ``[start_s, start_s + duration_s)`` s only (``traces.load_trace``). The file is
-        read by :meth:`generate`."""
+        window ``[start_s, start_s + duration_s)`` s only, ``repeat`` times back to back
+        (``traces.load_trace``). The file is read by :meth:`generate`."""
         workload = cls(arrival="trace", trace=path, rate_scale=rate_scale, start_s=start_s,  # type: ignore[arg-type]
-                       duration_s=duration_s)
+                       duration_s=duration_s, repeat=repeat)
         return dataclasses.replace(workload, name=f"trace:{Path(path).name}")
 
     def generate(self, n: int | None = None, seed: int = 0, max_total_tokens: int | None = None) -> RequestArrays:
@@ -259,8 +262,11 @@ class Workload:
         if self.arrival == "trace":
             from decodex.sim.serving.traces import load_trace  # traces imports this module
 
+            if n is not None:
+                check_int("requests", n, 1, 10**8)
             arrival, inputs, outputs = load_trace(self.trace, rate_scale=self.rate_scale,  # type: ignore[arg-type]
-                                                  start_s=self.start_s, duration_s=self.duration_s)
+                                                  start_s=self.start_s, duration_s=self.duration_s,
+                                                  repeat=self.repeat, max_requests=n)
             if n is not None:
                 check_int("requests", n, 1, arrival.size)
                 arrival, inputs, outputs = arrival[:n], inputs[:n], outputs[:n]

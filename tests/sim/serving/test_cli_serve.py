@@ -84,17 +84,24 @@ def test_shipped_trace_scaled_and_windowed(capsys: pytest.CaptureFixture[str]) -
     expected = load_trace("azure-code-2023", rate_scale=1.5, start_s=600.0, duration_s=30.0)
     np.testing.assert_array_equal(workload.generate().arrival_s, expected.arrival_s)
     assert parse(*model, "--trace", "x.csv", "--trace-window", "600:").trace_window == (600.0, None)
+    args = parse(*model, "--trace", "azure-code-2023", "--trace-window", "600:30", "--trace-repeat", "3")
+    repeated = load_trace("azure-code-2023", start_s=600.0, duration_s=30.0, repeat=3)
+    np.testing.assert_array_equal(_workload(args).generate().arrival_s, repeated.arrival_s)
 
 
 def test_trace_options_are_checked() -> None:
     model = ("--model", "llama3-8b", "--system", "h100-sxm")
     for bad in (("--rate-scale", "0"), ("--rate-scale", "-1"), ("--rate-scale", "x"), ("--trace-window", "600"),
-                ("--trace-window", "600:0"), ("--trace-window", "-5:10"), ("--trace-window", ":10")):
+                ("--trace-window", "600:0"), ("--trace-window", "-5:10"), ("--trace-window", ":10"),
+                ("--trace-repeat", "0"), ("--trace-repeat", "1.5")):
         with pytest.raises(SystemExit) as exit_info:
             parse(*model, "--trace", "azure-conv-2023", *bad)
         assert exit_info.value.code == 2
     args = parse(*model, "--rate", "1", "--rate-scale", "2")
     with pytest.raises(ArgumentError, match="--rate-scale: only with --trace"):
+        args.func(args)
+    args = parse(*model, "--rate", "1", "--trace-repeat", "2")
+    with pytest.raises(ArgumentError, match="--trace-repeat: only with --trace"):
         args.func(args)
     args = parse(*model, "--trace", "azure-conv-2023", "--trace-window", "5000:10", "--requests", "5")
     with pytest.raises(ArgumentError, match="start_s"):

@@ -123,10 +123,33 @@ def test_bursts_are_kept(trace: tuple[str, tuple[np.ndarray, ...]]) -> None:
     ({"start_s": 10.0, "duration_s": 0.0}, "duration_s"),
     ({"start_s": 100.0, "duration_s": 1e-7}, "duration_s"),  # a window with no request
     ({"max_requests": 0}, "max_requests"),
+    ({"repeat": 0}, "repeat"),
+    ({"repeat": 2.0}, "repeat"),
+    ({"repeat": 10**7}, "repeat"),  # 1.9e11 requests
 ])
 def test_bad_arguments_name_the_argument(kwargs: dict[str, object], argument: str) -> None:
     with pytest.raises(ArgumentError, match=argument):
         load_trace("azure-conv-2023", **kwargs)  # type: ignore[arg-type]
+
+
+def test_repeat_plays_the_window_back_to_back_at_its_rate() -> None:
+    window = load_trace("azure-code-2023", start_s=100.0, duration_s=200.0)
+    n, span = window.arrival_s.size, float(window.arrival_s[-1] - window.arrival_s[0])
+    period = span + span / (n - 1)  # the window's span and one mean gap
+    played = load_trace("azure-code-2023", start_s=100.0, duration_s=200.0, repeat=3, rate_scale=2.0)
+    assert played.arrival_s.size == 3 * n
+    for copy in range(3):
+        part = slice(copy * n, (copy + 1) * n)
+        np.testing.assert_allclose(played.arrival_s[part], (window.arrival_s + copy * period) / 2.0, rtol=1e-12)
+        np.testing.assert_array_equal(played.input_tokens[part], window.input_tokens)
+        np.testing.assert_array_equal(played.output_tokens[part], window.output_tokens)
+    assert (np.diff(played.arrival_s) >= 0).all()
+    rate = (n - 1) / span
+    assert (3 * n - 1) / float(played.arrival_s[-1] - played.arrival_s[0]) == pytest.approx(2.0 * rate, rel=1e-9)
+    first = load_trace("azure-code-2023", start_s=100.0, duration_s=200.0, repeat=10**6, max_requests=n + 5)
+    np.testing.assert_array_equal(first.arrival_s, played.arrival_s[:n + 5] * 2.0)  # only what is kept is built
+    drawn = Workload.from_trace("azure-conv-2023", repeat=2).generate(25_000)
+    assert drawn.arrival_s.size == 25_000 and (np.diff(drawn.arrival_s) >= 0).all()
 
 
 def test_unknown_names_and_bad_workload_fields() -> None:
@@ -135,7 +158,7 @@ def test_unknown_names_and_bad_workload_fields() -> None:
     with pytest.raises(ArgumentError, match="trace"):
         Workload.from_trace("azure-chat").generate()
     for kwargs, argument in (({"rate_scale": 0}, "rate_scale"), ({"start_s": -1}, "start_s"),
-                             ({"duration_s": 0}, "duration_s")):
+                             ({"duration_s": 0}, "duration_s"), ({"repeat": 0}, "repeat")):
         with pytest.raises(ArgumentError, match=argument):
             Workload.from_trace("azure-conv-2023", **kwargs)  # type: ignore[arg-type]
     workload = Workload.from_trace("azure-code-2023", rate_scale=2.0)
