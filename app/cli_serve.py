@@ -333,7 +333,7 @@ def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:
         block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
         precision=args.precision, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
-        time_limit_s=args.time_limit, progress=not args.quiet and sys.stderr.isatty())
+        time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     _write_out(args, {"requests": result.requests, "instances": result.instances_table}, result.summary())
     if args.json:
         print_json(result.summary())

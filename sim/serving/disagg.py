@@ -56,18 +56,23 @@ from pathlib import Path
 import numpy as np
 
 from decodex.core.errors import ArgumentError
-from decodex.core.run_limits import RunWatch, check_time_limit
+from decodex.core.run_limits import RunWatch, check_time_limit, memory_limit
 from decodex.hw_models.memory import LinkSpec
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
 from decodex.sim.serving.api import (
     DEFAULT_SLO_TPOT_S,
     DEFAULT_SLO_TTFT_S,
+    ITERATION_BYTES,
     MAX_KV_BLOCKS,
+    REQUEST_BYTES,
+    RUN_BASE_BYTES,
+    TOKEN_BYTES,
     _check_arguments,
+    _check_memory,
     _positive_float,
 )
-from decodex.sim.serving.cluster import MAX_REPLICAS, ROUTERS, Router, SystemArg, _replica_result
+from decodex.sim.serving.cluster import MAX_REPLICAS, REPLICA_REQUEST_BYTES, ROUTERS, Router, SystemArg, _replica_result
 from decodex.sim.serving.disagg_result import DisaggResult
 from decodex.sim.serving.engine import ARRIVAL, ITERATION_END, WATCH_EVENTS, ServingEngine
 from decodex.sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
@@ -83,6 +88,15 @@ from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import Precision
 
 TRANSFER_END = 2  # event kind: a request's KV cache has reached its decode instance
+# Memory of a run beyond two pools' records (the serve() model for each pool, REPLICA_REQUEST_BYTES per request for
+# every further instance). Per request: the loop's four arrays (instances, transfer start and end, 32 B), the KV
+# bytes sent (8 B), the merged result arrays (24 B); and 8 B per decode instance (its admission times). Per output
+# token: the merged token times and the decode pool's copy. DISAGG_TOKEN_BYTES was set from tracemalloc peaks of two
+# runs (llama3-8b, azure-conv-2023: 2000 requests on 1 H100 + 1 H100, 3000 on 2 H100 + 3 H20; 13.3 and 8.5 B per
+# token above the serve() terms) and rounded up; checked on three runs left out (4000 requests 1+1, 6000 at 2x rate
+# 2+3, 1500 on 4+4): peaks 43.7 / 72.0 / 34.4 MB, predicted 46.6 / 84.5 / 42.1 MB.
+DISAGG_REQUEST_BYTES = 64
+DISAGG_TOKEN_BYTES = 16
 LinkArg = str | LinkSpec | float | int | None
 
 
@@ -206,7 +220,8 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
                         parallelism: Parallelism | None = None, seed: int = 0,
                         slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
                         bucket_width: float = 0.01, routing: Routing | None = None,
-                        time_limit_s: float | None = None, progress: bool = False) -> DisaggResult:
+                        time_limit_s: float | None = None, max_memory_bytes: float | str | None = None,
+                        progress: bool = False) -> DisaggResult:
     """Simulate ``model`` served by prefill instances ``prefill_systems`` and decode instances
     ``decode_systems`` (each: one system -- catalog name, path or :class:`SystemSpec` -- or a
     sequence, one instance each), the KV cache of every request sent between them (module doc).
@@ -220,11 +235,15 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     router is asked at the end of each prefill, with the decode instances' state then).
     ``scheduler``: the prefill instances' scheduler (the software's by default); the decode
     instances run :class:`DecodeScheduler`. ``kv_blocks``: KV blocks of each prefill instance,
-    ``decode_kv_blocks``: of each decode instance (None: sized from memory). Every other
-    argument is as for :func:`serve` and applies to both pools.
+    ``decode_kv_blocks``: of each decode instance (None: sized from memory). ``max_memory_bytes``:
+    as for :func:`serve`, with both pools' per-request records and each instance's request
+    arrays counted (:data:`DISAGG_REQUEST_BYTES`). Every other argument is as for :func:`serve`
+    and applies to both pools.
 
     Returns a :class:`DisaggResult` (times in s, bytes in B, energy in J, lengths in tokens).
-    Raises ArgumentError for an argument out of range, before any simulation.
+    Raises ArgumentError for an argument out of range, before any simulation;
+    :class:`core.run_limits.LimitError` for a run refused or stopped by ``max_memory_bytes`` or
+    ``time_limit_s``.
     """
     engine_sw = load_software(software)
     scheduler, chunk, max_batch, block_size, memory_utilization = engine_sw.settings(
@@ -240,6 +259,11 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     if decode_kv_blocks is not None:
         check_int("decode_kv_blocks", decode_kv_blocks, 1, MAX_KV_BLOCKS)
     time_limit = check_time_limit(time_limit_s)
+    limit = memory_limit(max_memory_bytes)
+    instances = len(pre_args) + len(dec_args)
+    per_request = 2 * REQUEST_BYTES + (instances - 2) * REPLICA_REQUEST_BYTES + DISAGG_REQUEST_BYTES
+    count_guess = requests or 1000
+    _check_memory(instances * RUN_BASE_BYTES + count_guess * per_request, limit, count_guess)
     slo_ttft = _positive_float("slo_ttft_s", slo_ttft_s)
     slo_tpot = _positive_float("slo_tpot_s", slo_tpot_s)
     model_cfg = load_model(model)
@@ -255,6 +279,9 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     prefill_cap = max(model_cfg.max_position_embeddings, 2048) if max_prefill_tokens is None else max_prefill_tokens
     arrivals = workload.generate(requests, seed, max_total_tokens=context_window)
     n = int(arrivals.arrival_s.size)
+    held = (instances * RUN_BASE_BYTES + n * (per_request + len(dec_args) * 8)
+            + float(arrivals.output_tokens.sum()) * (TOKEN_BYTES + DISAGG_TOKEN_BYTES))
+    _check_memory(held, limit, n)
     ones = np.ones(n, dtype=np.int64)
     prefill_arrivals = RequestArrays(arrivals.arrival_s, arrivals.input_tokens, ones)
     reserve = engine_sw.reserves_output
@@ -304,10 +331,11 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     lanes = np.array([[min(info[(id(p), False)][2], info[(id(d), True)][2]) for d in dec_specs] for p in pre_specs])
     loop = _Loop(pre_engines, dec_engines, arrivals, kv_bytes, kv_link, lanes, model_cfg.num_layers,
                  layerwise_overlap, ROUTERS[prefill_router], ROUTERS[decode_router], sequence)
-    watch = RunWatch("serving run", "requests", n, time_limit_s=time_limit, progress=progress,
-                     advice="; lower --requests or raise the limit")
+    watch = RunWatch("serving run", "requests", n, time_limit_s=time_limit, memory_limit_bytes=limit,
+                     progress=progress, advice="; lower --requests or raise the limit")
+    everyone = pre_engines + dec_engines
     try:
-        loop.run(lambda done: watch.tick(done, 0.0))
+        loop.run(lambda done: watch.tick(done, held + sum(len(e.it_start) for e in everyone) * ITERATION_BYTES))
     finally:
         watch.close()
     common = (model_cfg.name, prec.name, par.label, engine_sw.name)

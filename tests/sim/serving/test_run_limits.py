@@ -113,3 +113,23 @@ def test_cli_limits_are_one_line(argv: list[str], capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and err.startswith("decodex: error:")
     assert "--max-memory" in err or "--time-limit" in err
+
+
+def test_disaggregated_runs_are_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from decodex.sim.serving import disagg
+
+    with pytest.raises(LimitError, match=r"100,000 requests needs about"):
+        disagg.serve_disaggregated(MODEL, SYSTEM, SYSTEM, _workload(), requests=100_000, max_memory_bytes="1M")
+    requests = 400
+    held = (2 * serving_api.RUN_BASE_BYTES
+            + requests * (2 * serving_api.REQUEST_BYTES + disagg.DISAGG_REQUEST_BYTES + 8)
+            + requests * 20 * (serving_api.TOKEN_BYTES + disagg.DISAGG_TOKEN_BYTES))
+    with pytest.raises(LimitError, match=r"serving run stopped with [\d,]+ of 400 requests done: it holds .* above"):
+        disagg.serve_disaggregated(MODEL, SYSTEM, SYSTEM, _workload(rate=2.0), requests=requests,
+                                   max_memory_bytes=held + 100 * serving_api.ITERATION_BYTES)
+    free = disagg.serve_disaggregated(MODEL, SYSTEM, SYSTEM, _workload(), requests=100, seed=1)
+    bounded = disagg.serve_disaggregated(MODEL, SYSTEM, SYSTEM, _workload(), requests=100, seed=1,
+                                         max_memory_bytes="8G", time_limit_s=600)
+    np.testing.assert_array_equal(free.token_time_s, bounded.token_time_s)
+    with pytest.raises(ArgumentError, match="max_memory"):
+        disagg.serve_disaggregated(MODEL, SYSTEM, SYSTEM, _workload(), requests=10, max_memory_bytes=-1)
