@@ -24,12 +24,13 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
-from decodex.app.cli_serve import MAX_REQUESTS, RATE_RANGE
+from decodex.app.cli_serve import MAX_REQUESTS, RATE_RANGE, system_list
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS
 from decodex.sim.serving.capacity import DEFAULT_MAX_RUNS, CapacityResult, capacity
 from decodex.sim.serving.capacity_runs import SLO_KEYS, parse_slo_text
+from decodex.sim.serving.cluster import MAX_REPLICAS, ROUTERS
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
 from decodex.sim.serving.traces import list_traces
 from decodex.workloads.parallelism import Parallelism
@@ -71,6 +72,12 @@ def add_capacity_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0, help="seed of the workload draws, the same for every run "
                                                         "(default 0)")
     add_deployment_options(p)
+    p.add_argument("--replicas", type=bounded_int(1, MAX_REPLICAS), default=1, metavar="N",
+                   help="N replicas of --system behind --router (default 1)")
+    p.add_argument("--router", choices=tuple(ROUTERS), default=None,
+                   help="router of --replicas, or of the prefill pool with --decode-systems (default round-robin)")
+    p.add_argument("--decode-systems", type=system_list, default=None, metavar="C,D,...",
+                   help="prefill-decode disaggregation: --system prefills, one decode instance per listed system")
     p.add_argument("--rate-lo", type=bounded_float(*RATE_RANGE), default=None,
                    help="lower end of the searched rates, requests/s (default: found)")
     p.add_argument("--rate-hi", type=bounded_float(*RATE_RANGE), default=None,
@@ -102,6 +109,11 @@ def capacity_report(result: CapacityResult) -> str:
                  f"{result.trace_mean_rate_per_s:.3g} requests/s)")
     if result.binding:
         line += f"; binding: {result.binding}"
+    if result.devices and result.capacity_per_s > 0:
+        line += f"\nper device: {result.capacity_per_device:.4g} requests/s ({result.devices} devices)"
+        if result.usd_per_hour > 0:
+            line += (f"; per price: {result.capacity_per_usd_hour:.4g} requests/s per USD/h "
+                     f"({result.usd_per_hour:.4g} USD/h)")
     rows = [[f"{r['rate_per_s']:.4g}", *(si(r[c], u) if u else f"{r[c]:,.1f}" for _, c, u in CURVE_COLUMNS[1:]),
              "yes" if r["passes"] else "no", r["steady_reason"]] for r in result.curve.to_dict("records")]
     curve = table([h for h, _, _ in CURVE_COLUMNS] + ["passes", "steady state"], rows)
@@ -123,6 +135,17 @@ def write_outputs(result: CapacityResult, out: Path) -> list[Path]:
     return written
 
 
+def _router(args: argparse.Namespace) -> dict[str, str]:
+    """The router argument of the deployment ``--router`` applies to (none for one replica)."""
+    if args.router is None:
+        return {}
+    if args.decode_systems is not None:
+        return {"prefill_router": args.router}
+    if args.replicas == 1:
+        raise ArgumentError("--router: only with --replicas N > 1 or --decode-systems")
+    return {"router": args.router}
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
     """Run ``capacity`` with the parsed arguments and print the report (or ``--json``); returns 0."""
     workload = args.trace if args.trace is not None else (args.preset or "sharegpt")
@@ -131,7 +154,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                       rel_tol=args.rel_tol, max_runs=args.max_runs,
                       progress=not (args.quiet or args.json) and sys.stderr.isatty(),
                       scheduler=args.scheduler, max_batch=args.max_batch, chunk=args.chunk, precision=args.precision,
-                      parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), routing=routing_from_args(args))
+                      parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), routing=routing_from_args(args),
+                      replicas=args.replicas, decode_systems=args.decode_systems, **_router(args))
     written = write_outputs(result, args.out) if args.out is not None else []
     if args.json:
         print_json({**result.summary(), "files": [str(p) for p in written],

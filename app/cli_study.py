@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from decodex.app.cli_args import output_folder, positive_float
+from decodex.app.cli_args import output_folder, positive_float, positive_int
+from decodex.app.cli_capacity import slo_spec
 
 STUDY_BATCHES = (32, 64, 128, 256, 512)  # requests per decode batch of the interleaving/row-buffer studies
 
@@ -91,6 +92,21 @@ def cmd_study_afd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_serving(args: argparse.Namespace) -> int:
+    """Write the serving capacity study (each deployment's capacity under the SLOs on a trace,
+    per device and per USD/hour) as ``serving_capacity.csv`` and ``.html`` into ``args.out`` and
+    print the table."""
+    from decodex.explore.studies.serving import capacity_figure, capacity_study
+
+    frame = capacity_study(args.model, args.trace, slo=args.slo, requests=args.requests, scheduler=args.scheduler,
+                           progress=not args.quiet and sys.stderr.isatty())
+    _write(Path(args.out), {"serving_capacity": (frame, capacity_figure(frame))})
+    shown = frame[["deployment", "devices", "capacity_per_s", "capacity_per_device", "capacity_per_usd_hour",
+                   "binding", "reason"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
 def _write(out: Path, outputs: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, (frame, figure) in outputs.items():
@@ -105,7 +121,7 @@ def _add_out(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def add_study_parsers(sub: Any) -> None:
-    """Add ``study neupims``, ``study duplex``, ``study flightllm`` and ``study afd`` to the ``decodex`` sub-commands
+    """Add ``study neupims``, ``duplex``, ``flightllm``, ``afd`` and ``serving`` to the ``decodex`` sub-commands
     (``sub``: argparse sub-parsers)."""
     p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
     which = p.add_subparsers(dest="study", required=True)
@@ -125,3 +141,14 @@ def add_study_parsers(sub: Any) -> None:
     afd.add_argument("--model", default="step3", help="model (default step3)")
     afd.add_argument("--tpot-ms", type=positive_float, default=50.0, help="TPOT target in ms (default 50)")
     afd.set_defaults(func=cmd_study_afd)
+    serving = which.add_parser("serving", help="serving capacity under SLOs on a production trace: H100, H200, "
+                                               "Duplex replicas; H100 prefill + H20 or Duplex decode; per GPU and $")
+    _add_out(serving, "study-serving")
+    serving.add_argument("--model", default="llama3-70b", help="model (default llama3-70b; tp 8 on every instance)")
+    serving.add_argument("--trace", default="azure-conv-2023", help="trace name or CSV file (default azure-conv-2023)")
+    serving.add_argument("--slo", type=slo_spec, default=None, metavar="KEY=S,...",
+                         help="SLOs in seconds (default ttft_p99=2,tpot_p99=0.1)")
+    serving.add_argument("--requests", type=positive_int, default=4000, help="requests per run (default 4000)")
+    serving.add_argument("--scheduler", default=None, help="batching policy (default: vllm's, continuous)")
+    serving.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
+    serving.set_defaults(func=cmd_study_serving)

@@ -91,7 +91,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
           seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
           bucket_width: float = 0.01, routing: Routing | None = None, time_limit_s: float | None = None,
           max_memory_bytes: float | str | None = None, progress: bool = False,
-          fast_forward: bool = True) -> ServingResult:
+          fast_forward: bool = True, step_cache: StepTimes | None = None) -> ServingResult:
     """Simulate one replica of ``model`` on ``system`` serving ``workload``.
 
     ``model``/``system``: catalog names, file paths or loaded specs (as for ``estimate``).
@@ -120,7 +120,9 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     refused before it starts, or stopped (LimitError) when its iterations grow past it.
     ``progress``: a line on stderr with the requests finished. ``fast_forward``: plan repeated
     decode-only iterations at once (:mod:`sim.serving.stretch`; the same record, fewer steps);
-    False runs iteration by iteration.
+    False runs iteration by iteration. ``step_cache``: a :class:`StepTimes` to reuse across runs
+    (a capacity search, a sweep over rates) so that no batch is priced twice; it must price this
+    model on this system with this precision, parallelism, bucket width and routing (checked).
 
     Ranges: ``requests`` [1, MAX_REQUESTS]; ``chunk`` [1, MAX_STEP_TOKENS] and
     ``max_prefill_tokens`` [1, MAX_PREFILL_TOKENS] tokens; ``max_batch`` [1, MAX_BATCH];
@@ -164,8 +166,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
         raise ArgumentError(f"{what}: the KV cache holds {capacity.total_tokens} tokens "
                             f"({capacity.total_blocks} blocks of {capacity.block_size}); the longest request needs "
                             f"{longest}; raise {what}")
-    step_times = StepTimes(model_cfg, system_spec, precision=prec, parallelism=par, bucket_width=bucket_width,
-                           routing=routing)
+    step_times = _step_times(step_cache, model_cfg, system_spec, prec, par, bucket_width, routing)
+    hits_before, misses_before = step_times.hits, step_times.misses
     blocks = BlockManager(capacity.total_blocks, capacity.block_size, arrivals.arrival_s.size)
     state = ReplicaState(arrivals.input_tokens, arrivals.output_tokens, blocks,
                          reserve_output=engine_sw.reserves_output)
@@ -197,9 +199,27 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
         iteration_kv_blocks=np.asarray(engine.it_kv_blocks, dtype=np.int64),
         iteration_energy_j=np.asarray(engine.it_energy), kv=capacity,
         idle_power_w=idle_power,
-        slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, step_cache_hits=step_times.hits,
-        step_cache_misses=step_times.misses,
+        slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, step_cache_hits=step_times.hits - hits_before,
+        step_cache_misses=step_times.misses - misses_before,
     )
+
+
+def _step_times(cache: StepTimes | None, model: ModelConfig, system: SystemSpec, precision: Precision,
+                parallelism: Parallelism, bucket_width: float, routing: Routing | None) -> StepTimes:
+    """``cache`` when it prices exactly this run's steps, a new StepTimes when None; ArgumentError
+    naming what differs otherwise."""
+    if cache is None:
+        return StepTimes(model, system, precision=precision, parallelism=parallelism, bucket_width=bucket_width,
+                         routing=routing)
+    if not isinstance(cache, StepTimes):
+        raise ArgumentError(f"step_cache: must be a StepTimes or None, got {type(cache).__name__}")
+    wanted = {"model": model, "system": system, "precision": precision, "parallelism": parallelism,
+              "bucket_width": float(bucket_width), "routing": routing or Routing()}
+    for name, value in wanted.items():
+        if getattr(cache, name) != value:
+            raise ArgumentError(f"step_cache: it prices {name} {getattr(cache, name)!r:.60}, this run "
+                                f"{value!r:.60}; use one cache per model, system and settings")
+    return cache
 
 
 def _check_memory(need: float, limit: float, requests: int) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +31,17 @@ from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
 from decodex.sim.serving.api import DEFAULT_REQUESTS, serve
 from decodex.sim.serving.capacity_runs import parse_slo, run_row
+from decodex.sim.serving.cluster import MAX_REPLICAS, SystemArg, serve_cluster
+from decodex.sim.serving.disagg import serve_disaggregated
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
+from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.traces import list_traces
 from decodex.sim.serving.workload import PRESET_NAMES, RATE_RANGE, Workload, check_bool, check_float, check_int
 from decodex.workloads.batch import Batch
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -50,7 +55,9 @@ class CapacityResult:
     """The outcome of :func:`capacity`. ``capacity_per_s``: the highest rate (requests/s) whose
     run met every SLO with its queue not growing (0 when none did); ``rate_scale``: that rate as
     a trace's replay factor (None for a synthetic workload), ``trace_mean_rate_per_s`` the
-    trace's recorded mean rate over the requests replayed; ``binding``: the SLO key the next
+    trace's recorded mean rate over the requests replayed; ``system``: the deployment (a system,
+    ``N x system`` replicas, or ``P prefill, D decode``); ``devices`` and ``usd_per_hour``: its
+    devices and their price; ``binding``: the SLO key the next
     rate up broke (or ``"queue growing"``; empty when no run failed); ``curve``: one row per run,
     by rate (see :func:`capacity_runs.run_row`); ``bracketed``: a run passed and one ``rel_tol``
     above it failed; ``notes``: what to know about the search (runs too short, bracket ends)."""
@@ -68,6 +75,18 @@ class CapacityResult:
     rel_tol: float
     trace_mean_rate_per_s: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    devices: int = 0
+    usd_per_hour: float = float("nan")
+
+    @property
+    def capacity_per_device(self) -> float:
+        """Capacity per device of the deployment, requests/s (NaN when no run was made)."""
+        return self.capacity_per_s / self.devices if self.devices else float("nan")
+
+    @property
+    def capacity_per_usd_hour(self) -> float:
+        """Capacity per price of the deployment, requests/s per USD/hour (NaN without a price)."""
+        return self.capacity_per_s / self.usd_per_hour if self.usd_per_hour > 0 else float("nan")
 
     @property
     def runs(self) -> int:
@@ -85,6 +104,9 @@ class CapacityResult:
                 "slo_s": dict(self.slo), "capacity_per_s": self.capacity_per_s, "rate_scale": self.rate_scale,
                 "trace_mean_rate_per_s": self.trace_mean_rate_per_s, "binding": self.binding,
                 "bracketed": self.bracketed, "rel_tol": self.rel_tol, "runs": self.runs,
+                "devices": self.devices, "usd_per_hour": self.usd_per_hour,
+                "capacity_per_device": self.capacity_per_device,
+                "capacity_per_usd_hour": self.capacity_per_usd_hour,
                 "steady_runs": int(self.curve["steady"].sum()), "undecided": self.undecided,
                 "notes": list(self.notes)}
 
@@ -147,17 +169,34 @@ def _first_guess(model: ModelConfig, system: SystemSpec, engine: ServingSoftware
     return min(max(guess, RATE_RANGE[0]), RATE_RANGE[1]) if math.isfinite(guess) else FALLBACK_GUESS_PER_S
 
 
+def _as_list(systems: SystemArg | Sequence[SystemArg]) -> list[SystemArg]:
+    """One system argument or a sequence of them, as a list (a str or Path is one)."""
+    if isinstance(systems, str | Path | SystemSpec):
+        return [systems]
+    listed = list(systems)
+    if not listed:
+        raise ArgumentError("system: no system given")
+    return listed
+
+
 def _round_rate(rate: float) -> float:
     """A rate rounded to 6 significant digits: the key of the run cache (requests/s)."""
     return float(f"{rate:.6g}")
 
 
-def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *, slo: Mapping[str, float],
+def capacity(model: str | Path | ModelConfig, system: SystemArg | Sequence[SystemArg], *, slo: Mapping[str, float],
              workload: str | Path | Workload = "sharegpt", requests: int | None = None,
              software: str | Path | ServingSoftware = DEFAULT_SOFTWARE, seed: int = 0, rate_lo: float | None = None,
              rate_hi: float | None = None, rel_tol: float = 0.02, max_runs: int = DEFAULT_MAX_RUNS,
+             replicas: int = 1, decode_systems: SystemArg | Sequence[SystemArg] | None = None,
              progress: bool = False, **serve_kwargs: Any) -> CapacityResult:
     """The highest arrival rate (requests/s) at which ``model`` on ``system`` meets every SLO.
+
+    The deployment: one replica of ``system`` (:func:`serve`); ``replicas`` > 1 of it behind a
+    router (:func:`cluster.serve_cluster`; ``router`` among ``serve_kwargs``); or, with
+    ``decode_systems``, ``system`` (one or a sequence) as the prefill instances and
+    ``decode_systems`` as the decode instances (:func:`disagg.serve_disaggregated`; ``link``,
+    ``layerwise_overlap``, ``prefill_router``, ``decode_router`` among ``serve_kwargs``).
 
     ``slo``: seconds by key, e.g. ``{"ttft_p99": 2.0, "tpot_p99": 0.1}`` (keys
     :data:`capacity_runs.SLO_KEYS`). ``workload``: a preset name (``sharegpt``, ...: Poisson
@@ -167,10 +206,12 @@ def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *
     ``rate_lo``/``rate_hi``: a bracket (requests/s) that the search does not leave (default: found
     from the analytical decode throughput). ``rel_tol``: stop when the passing and failing rates
     are within this fraction. ``max_runs``: most serving runs. ``progress``: a line on stderr.
-    ``serve_kwargs``: passed to every :func:`serve` (scheduler, max_batch, precision,
-    parallelism, time_limit_s, ...); the goodput SLOs default to ``ttft_p99``/``tpot_p99``.
+    ``serve_kwargs``: passed to every run (scheduler, max_batch, precision, parallelism,
+    time_limit_s, ...); the goodput SLOs default to ``ttft_p99``/``tpot_p99``. Single-replica runs
+    share one step-time cache, so no batch is priced twice in a search.
 
-    Ranges: ``rate_lo`` < ``rate_hi`` in [1e-6, 1e9]; ``rel_tol`` [1e-4, 1]; ``max_runs`` [2, 200].
+    Ranges: ``rate_lo`` < ``rate_hi`` in [1e-6, 1e9]; ``rel_tol`` [1e-4, 1]; ``max_runs`` [2, 200];
+    ``replicas`` [1, MAX_REPLICAS], 1 with ``decode_systems``.
     Raises ArgumentError (checked before any run), or what :func:`serve` raises.
     """
     slo = parse_slo(slo)
@@ -184,11 +225,19 @@ def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *
     if rate_lo is not None and rate_hi is not None and not rate_lo < rate_hi:
         raise ArgumentError(f"rate_lo: {rate_lo:g} must be below rate_hi = {rate_hi:g} (requests/s)")
     check_bool("progress", progress)
-    for key in ("progress", "slo", "workload"):
+    check_int("replicas", replicas, 1, MAX_REPLICAS)
+    if decode_systems is not None and replicas != 1:
+        raise ArgumentError(f"replicas: {replicas} with decode_systems; list the prefill instances as system instead")
+    for key in ("progress", "slo", "workload", "step_cache"):
         serve_kwargs.pop(key, None)
     serve_kwargs.setdefault("slo_ttft_s", slo.get("ttft_p99", 2.0))
     serve_kwargs.setdefault("slo_tpot_s", slo.get("tpot_p99", 0.1))
-    model_cfg, system_spec, engine = load_model(model), load_system(system), load_software(software)
+    model_cfg, engine = load_model(model), load_software(software)
+    prefill_specs = [load_system(one) for one in _as_list(system)]
+    decode_specs = None if decode_systems is None else [load_system(one) for one in _as_list(decode_systems)]
+    if decode_specs is None and len(prefill_specs) != 1:
+        raise ArgumentError("system: one system, unless decode_systems makes it the prefill pool; use replicas")
+    system_spec = prefill_specs[0]
     count = requests if requests is not None else DEFAULT_REQUESTS
     drawn = base.generate(count, seed, max_total_tokens=model_cfg.context_window or None)
     trace_rate: float | None = None
@@ -205,13 +254,31 @@ def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *
 
     rows: dict[float, dict[str, Any]] = {}
     watch = RunWatch("capacity search", "runs", max_runs, progress=progress)
+    cache = StepTimes(model_cfg, system_spec, precision=Precision.parse(serve_kwargs.get("precision", "bf16")),
+                      parallelism=serve_kwargs.get("parallelism") or Parallelism(),
+                      bucket_width=serve_kwargs.get("bucket_width", 0.01), routing=serve_kwargs.get("routing"))
+    deployment: dict[str, Any] = {}
+
+    def run(at: Workload) -> Any:
+        common = {"requests": count, "software": engine, "seed": seed, **serve_kwargs}
+        if decode_specs is not None:
+            result = serve_disaggregated(model_cfg, prefill_specs, decode_specs, at, **common)
+            deployment.update(devices=int(result.summary()["devices"]), usd_per_hour=result.usd_per_hour)
+        elif replicas > 1:
+            result = serve_cluster(model_cfg, (system_spec, replicas), at, **common)
+            devices = int(sum(r.devices for r in result.replica_results))
+            deployment.update(devices=devices, usd_per_hour=devices * system_spec.primary_device.usd_per_hour)
+        else:
+            result = serve(model_cfg, system_spec, at, step_cache=cache, **common)
+            price = result.devices * system_spec.primary_device.usd_per_hour
+            deployment.update(devices=result.devices, usd_per_hour=price)
+        return result
 
     def passes(rate: float) -> bool:
         rate = _round_rate(rate)
         if rate not in rows:
             at, scale = workload_at(rate)
-            result = serve(model_cfg, system_spec, at, requests=count, software=engine, seed=seed, **serve_kwargs)
-            rows[rate] = {"run": len(rows) + 1, **run_row(rate, scale, result, slo)}
+            rows[rate] = {"run": len(rows) + 1, **run_row(rate, scale, run(at), slo)}
             watch.tick(len(rows))
         return bool(rows[rate]["passes"])
 
@@ -226,8 +293,9 @@ def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *
                 else:
                     hi = _round_rate(given) if hi is None else min(hi, _round_rate(given))
         if lo is None and hi is None:
-            guess = _first_guess(model_cfg, system_spec, engine, float(drawn.input_tokens.mean()),
-                                 float(drawn.output_tokens.mean()), serve_kwargs)
+            mean_in, mean_out = float(drawn.input_tokens.mean()), float(drawn.output_tokens.mean())
+            guess = sum(_first_guess(model_cfg, spec, engine, mean_in, mean_out, serve_kwargs)
+                        for spec in (decode_specs or prefill_specs)) * replicas
             if passes(guess):
                 lo = _round_rate(guess)
             else:
@@ -274,8 +342,13 @@ def capacity(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *
                      f"E2E, at {', '.join(f'{r:.4g}' for r in short['rate_per_s'])} req/s); raise requests")
     if lo is not None and not rows[lo]["steady"]:
         notes.append(f"the run at the capacity is not steady: {rows[lo]['steady_reason']}")
+    if decode_specs is not None:
+        name = f"{'+'.join(x.name for x in prefill_specs)} prefill, {'+'.join(x.name for x in decode_specs)} decode"
+    else:
+        name = system_spec.name if replicas == 1 else f"{replicas} x {system_spec.name}"
     return CapacityResult(
-        model=model_cfg.name, system=system_spec.name, software=engine.name,
+        model=model_cfg.name, system=name, software=engine.name, devices=deployment.get("devices", 0),
+        usd_per_hour=deployment.get("usd_per_hour", float("nan")),
         workload=base.name if trace_rate is None else str(base.trace), slo=slo,
         capacity_per_s=lo or 0.0, rate_scale=(lo / trace_rate if trace_rate and lo else None), binding=binding,
         curve=curve, bracketed=bracketed, rel_tol=float(rel_tol), trace_mean_rate_per_s=trace_rate,

@@ -18,7 +18,7 @@ import numpy as np
 
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving.metrics import QUANTILES, percentiles
-from decodex.sim.serving.result import ServingResult
+from decodex.sim.serving.request_metrics import RequestMetrics
 
 METRICS = ("ttft", "tpot", "e2e", "sched_delay")
 SLO_KEYS = tuple(f"{metric}_{q}" for metric in METRICS for q in QUANTILES)
@@ -114,19 +114,37 @@ def steadiness(arrival_s: np.ndarray, scheduled_s: np.ndarray, finish_s: np.ndar
     return Steadiness(True, False, growth, ratio, "steady")
 
 
-def metric_values(result: ServingResult, metric: str) -> np.ndarray:
+def run_steadiness(result: RequestMetrics) -> Steadiness:
+    """The steady-state check of a run: of its waiting queue (arrival to first scheduled); for a
+    disaggregated run (``decode_admit_s``), also of its decode instances' queue (KV arrival to
+    admission), the worse of the two (overloaded first, then too short)."""
+    state = steadiness(result.arrival_s, result.scheduled_s, result.finish_s)  # type: ignore[attr-defined]
+    admit = getattr(result, "decode_admit_s", None)
+    if admit is None or state.overloaded:
+        return state
+    sent = ~np.isnan(admit)
+    if sent.sum() < 4:
+        return state
+    decode = steadiness(result.transfer_end_s[sent], admit[sent], result.finish_s[sent])  # type: ignore[attr-defined]
+    if decode.overloaded:
+        return Steadiness(False, True, decode.growth, state.span_ratio, "decode " + decode.reason)
+    return state
+
+
+def metric_values(result: RequestMetrics, metric: str) -> np.ndarray:
     """Per-request values of ``metric`` (one of :data:`METRICS`), s."""
     if metric == "sched_delay":
-        return result.scheduled_s - result.arrival_s
+        return result.scheduled_s - result.arrival_s  # type: ignore[attr-defined]
     return {"ttft": result.ttft_s, "tpot": result.tpot_s, "e2e": result.e2e_s}[metric]
 
 
-def run_row(rate: float, rate_scale: float | None, result: ServingResult, slo: Mapping[str, float]) -> dict[str, Any]:
-    """The capacity-curve row of one run at ``rate`` requests/s (``rate_scale``: the trace's
-    replay factor, None for a synthetic workload): ``{metric}_{p50,p90,p99,mean}_s`` for every
-    metric (s), throughputs, Little's law terms, the steady-state check, ``meets_slo`` (every
-    SLO met), ``worst_slo`` (the SLO with the highest value / limit) and ``worst_ratio``,
-    ``passes`` (SLOs met and the queue not growing)."""
+def run_row(rate: float, rate_scale: float | None, result: RequestMetrics,
+            slo: Mapping[str, float]) -> dict[str, Any]:
+    """The capacity-curve row of one run (a ServingResult, ClusterResult or DisaggResult) at
+    ``rate`` requests/s (``rate_scale``: the trace's replay factor, None for a synthetic
+    workload): ``{metric}_{p50,p90,p99,mean}_s`` for every metric (s), throughputs, Little's law
+    terms, the steady-state check, ``meets_slo`` (every SLO met), ``worst_slo`` (the SLO with the
+    highest value / limit) and ``worst_ratio``, ``passes`` (SLOs met and the queue not growing)."""
     row: dict[str, Any] = {"rate_per_s": float(rate), "rate_scale": rate_scale, "requests": result.num_requests}
     for metric in METRICS:
         stats = percentiles(metric_values(result, metric))
@@ -134,12 +152,12 @@ def run_row(rate: float, rate_scale: float | None, result: ServingResult, slo: M
     ratios = {key: row[f"{key}_s"] / limit for key, limit in slo.items()}
     worst = max(ratios, key=lambda k: -math.inf if math.isnan(ratios[k]) else ratios[k])
     meets = all(not ratio > 1.0 for ratio in ratios.values())  # NaN (no request has the metric) is met
-    state = steadiness(result.arrival_s, result.scheduled_s, result.finish_s)
+    state = run_steadiness(result)
     row.update({
         "throughput_tokens_per_s": result.throughput_tokens_per_s,
         "request_throughput_per_s": result.request_throughput_per_s,
         "mean_in_system": result.mean_in_system, "arrival_span_s": float(np.ptp(result.arrival_s)),
-        "utilization": result.utilization, "preemptions": result.preemptions,
+        "utilization": result.utilization, "preemptions": result.preemptions,  # type: ignore[attr-defined]
         "meets_slo": meets, "worst_slo": worst, "worst_ratio": ratios[worst],
         "steady": state.steady, "overloaded": state.overloaded, "queue_growth": state.growth,
         "span_over_e2e": state.span_ratio, "steady_reason": state.reason,

@@ -81,7 +81,17 @@ class DisaggResult(RequestMetrics):
         """Wait for KV blocks on the decode instance (transfer end to admission) per request, s."""
         return self.decode_admit_s - self.transfer_end_s
 
+    @property
+    def scheduled_s(self) -> np.ndarray:
+        """When each request was first scheduled: the start of its first prefill iteration, s."""
+        return self.prefill_start_s
+
     # run metrics ---------------------------------------------------------------------------
+    @property
+    def utilization(self) -> float:
+        """Mean busy fraction of all instances over the makespan (0..1)."""
+        return float(self.busy_s.mean()) / self.makespan_s if self.makespan_s > 0 else float("nan")
+
     @property
     def instances(self) -> tuple[ServingResult, ...]:
         """Every instance's result: the prefill instances, then the decode instances."""

@@ -41,3 +41,15 @@ def test_bad_slo_exits_2(capsys: pytest.CaptureFixture[str], slo: str, message: 
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "--slo" in err
+
+
+def test_deployments_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--json", "--max-runs", "2", "--decode-systems", "h20", "--router", "least-outstanding"]) == 0
+    split = json.loads(capsys.readouterr().out)
+    assert split["system"] == "h100-sxm prefill, h20 decode" and split["devices"] == 2
+    assert split["capacity_per_usd_hour"] == pytest.approx(split["capacity_per_s"] / split["usd_per_hour"])
+    assert main([*BASE, "--quiet", "--max-runs", "2", "--replicas", "2", "--router", "least-kv"]) == 0
+    out = capsys.readouterr().out
+    assert "on 2 x h100-sxm" in out and "per device:" in out and "(2 devices)" in out and "per price:" in out
+    assert main([*BASE, "--router", "least-kv"]) != 0
+    assert "--router: only with --replicas" in capsys.readouterr().err

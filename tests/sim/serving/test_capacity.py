@@ -149,3 +149,56 @@ def test_bad_slos_raise() -> None:
         capacity(MODEL, SYSTEM, slo=SLO, rate_lo=10.0, rate_hi=5.0)
     with pytest.raises(ArgumentError, match="workload"):
         capacity(MODEL, SYSTEM, slo=SLO, workload="no-such-workload")
+
+
+def test_runs_of_a_search_share_one_step_time_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, Any]] = []
+    real = capacity_module.serve
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        seen.append((result.step_cache_misses, kwargs["step_cache"]))
+        return result
+
+    monkeypatch.setattr(capacity_module, "serve", recording)
+    capacity(MODEL, SYSTEM, slo=SLO, **{**FAST, "max_runs": 3})
+    cache = seen[0][1]
+    assert len(seen) == 3 and all(c is cache for _, c in seen)
+    assert sum(m for m, _ in seen) == cache.misses == cache.entries  # no batch priced twice
+    assert seen[1][0] < seen[0][0]  # a later run finds most of its batches priced
+
+
+def test_the_decode_queue_of_a_disaggregated_run_is_checked_for_growth() -> None:
+    from types import SimpleNamespace
+
+    from decodex.sim.serving.capacity_runs import run_steadiness
+
+    arrival = np.linspace(0.0, 100.0, 1001)
+    sent = arrival + 0.2  # prefills keep up; the KV reaches the decode pool 0.2 s later
+    admit = sent + np.linspace(0.0, 50.0, 1001)  # ...where the wait for admission grows without bound
+    run = SimpleNamespace(arrival_s=arrival, scheduled_s=arrival + 0.01, finish_s=admit + 1.0,
+                          transfer_end_s=sent, decode_admit_s=admit)
+    state = run_steadiness(run)  # type: ignore[arg-type]
+    assert state.overloaded and state.reason.startswith("decode queue growing")
+    keeping_up = SimpleNamespace(**{**vars(run), "decode_admit_s": sent + 0.05, "finish_s": sent + 1.0})
+    assert run_steadiness(keeping_up).steady  # type: ignore[arg-type]
+
+
+def test_deployments_replicas_and_disaggregated() -> None:
+    fast = {**FAST, "max_runs": 4}
+    one = capacity(MODEL, SYSTEM, slo=SLO, **fast)
+    two = capacity(MODEL, SYSTEM, slo=SLO, replicas=2, **{**fast, "rate_lo": 40.0, "rate_hi": 140.0})
+    assert (one.devices, two.devices) == (1, 2) and two.system == f"2 x {SYSTEM}"
+    assert two.usd_per_hour == pytest.approx(2 * one.usd_per_hour) and one.usd_per_hour > 0
+    assert two.capacity_per_s >= one.capacity_per_s  # two replicas serve at least what one does
+    assert one.capacity_per_device == pytest.approx(one.capacity_per_s)
+    split = capacity(MODEL, SYSTEM, slo=SLO, decode_systems="h20", **fast)
+    assert split.devices == 2 and split.system == f"{SYSTEM} prefill, h20 decode"
+    h100, h20 = (load_system(name).primary_device.usd_per_hour for name in (SYSTEM, "h20"))
+    assert split.usd_per_hour == pytest.approx(h100 + h20)
+    assert split.capacity_per_usd_hour == pytest.approx(split.capacity_per_s / split.usd_per_hour)
+    assert split.capacity_per_s > 0 and split.curve["steady_reason"].notna().all()
+    with pytest.raises(ArgumentError, match="replicas"):
+        capacity(MODEL, SYSTEM, slo=SLO, replicas=2, decode_systems="h20", **fast)
+    with pytest.raises(ArgumentError, match="replicas"):
+        capacity(MODEL, SYSTEM, slo=SLO, replicas=0, **fast)
