@@ -45,6 +45,7 @@ REQUEST_BYTES = 400
 TOKEN_BYTES = 10
 ITERATION_BYTES = 200
 DEFAULT_REQUESTS = 1000  # requests drawn when neither ``requests`` nor a trace says
+LOOPS = ("compiled", "stretch", "step")  # serve(loop=...): the same record, fastest first
 
 
 def _positive_float(name: str, value: object) -> float:
@@ -91,7 +92,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
           seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
           bucket_width: float = 0.01, routing: Routing | None = None, time_limit_s: float | None = None,
           max_memory_bytes: float | str | None = None, progress: bool = False,
-          fast_forward: bool = True, step_cache: StepTimes | None = None) -> ServingResult:
+          loop: str = "compiled", step_cache: StepTimes | None = None) -> ServingResult:
     """Simulate one replica of ``model`` on ``system`` serving ``workload``.
 
     ``model``/``system``: catalog names, file paths or loaded specs (as for ``estimate``).
@@ -118,11 +119,14 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     ``max_memory_bytes``: bytes, or text such as ``"8G"`` (default: half the physical memory): a
     run whose memory (module constants: per request, output token and iteration) is above it is
     refused before it starts, or stopped (LimitError) when its iterations grow past it.
-    ``progress``: a line on stderr with the requests finished. ``fast_forward``: plan repeated
-    decode-only iterations at once (:mod:`sim.serving.stretch`; the same record, fewer steps);
-    False runs iteration by iteration. ``step_cache``: a :class:`StepTimes` to reuse across runs
-    (a capacity search, a sweep over rates) so that no batch is priced twice; it must price this
-    model on this system with this precision, parallelism, bucket width and routing (checked).
+    ``progress``: a line on stderr with the requests finished. ``loop``: how the serving loop
+    runs, each giving the same record bit for bit: ``"compiled"`` (the Numba loop of
+    :mod:`sim.serving.compiled_loop`; a scheduler that is not built in runs as ``"stretch"``),
+    ``"stretch"`` (Python, repeated decode-only iterations planned at once,
+    :mod:`sim.serving.stretch`) or ``"step"`` (Python, iteration by iteration: the reference).
+    ``step_cache``: a :class:`StepTimes` to reuse across runs (a capacity search, a sweep over
+    rates) so that no batch is priced twice; it must price this model on this system with this
+    precision, parallelism, bucket width and routing (checked).
 
     Ranges: ``requests`` [1, MAX_REQUESTS]; ``chunk`` [1, MAX_STEP_TOKENS] and
     ``max_prefill_tokens`` [1, MAX_PREFILL_TOKENS] tokens; ``max_batch`` [1, MAX_BATCH];
@@ -142,7 +146,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     time_limit = check_time_limit(time_limit_s)
     limit = memory_limit(max_memory_bytes)
     check_bool("progress", progress)
-    check_bool("fast_forward", fast_forward)
+    if loop not in LOOPS:
+        raise ArgumentError(f"loop: {loop!r:.40} not one of {', '.join(LOOPS)}")
     _check_memory(RUN_BASE_BYTES + (requests or DEFAULT_REQUESTS) * REQUEST_BYTES, limit, requests or DEFAULT_REQUESTS)
     model_cfg = load_model(model)
     system_spec = load_system(system)
@@ -176,11 +181,11 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     engine = ServingEngine(arrivals.arrival_s, state, sched, step_times,
                            host_overhead_s=engine_sw.iteration_host_overhead_s,
                            request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power,
-                           fast_forward=fast_forward)
+                           fast_forward=loop != "step", compiled=loop == "compiled")
     watch = RunWatch("serving run", "requests", count, time_limit_s=time_limit, memory_limit_bytes=limit,
                      progress=progress, advice="; lower --requests or raise the limit")
     try:
-        engine.run(lambda e: watch.tick(e.finished, held + len(e.it_start) * ITERATION_BYTES))
+        engine.run(lambda e: watch.tick(e.finished, held + e.iterations_done * ITERATION_BYTES))
     finally:
         watch.close()
     return ServingResult(

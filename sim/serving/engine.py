@@ -47,13 +47,15 @@ class ServingEngine:
     :meth:`end_iteration` instead of :meth:`run`.
 
     ``fast_forward``: plan decode stretches (module doc) in :meth:`run`; a replica driven from
-    outside keeps it off, since a router reads its state between iterations.
+    outside keeps it off, since a router reads its state between iterations. ``compiled``:
+    :meth:`run` runs the compiled loop (:mod:`sim.serving.compiled_engine`; the same record)
+    when the scheduler is a built-in one, this loop otherwise.
     """
 
     def __init__(self, arrival_s: np.ndarray, state: ReplicaState, scheduler: Scheduler,
                  step_times: StepTimes, *, host_overhead_s: float = 0.0, request_overhead_s: float = 0.0,
                  host_power_w: float = 0.0, sequence: Iterator[int] | None = None,
-                 fast_forward: bool = False) -> None:
+                 fast_forward: bool = False, compiled: bool = False) -> None:
         self.arrival_s = arrival_s
         self.host_overhead_s = float(host_overhead_s)
         self.request_overhead_s = float(request_overhead_s)
@@ -73,6 +75,8 @@ class ServingEngine:
         self.token_time_s = np.full(int(self.token_offsets[-1]), np.nan)
         self.finished = 0
         self.fast_forward = bool(fast_forward)
+        self.compiled = bool(compiled)
+        self.iteration_count: int | None = None  # set by the compiled loop; else len(it_start)
         self.arrived = 0  # arrival events handled by run()
         self.stretches = 0  # decode stretches planned (each counts its iterations in it_*)
         self.stretched = 0  # iterations planned in stretches beyond their first (events saved)
@@ -96,6 +100,12 @@ class ServingEngine:
         """Process events until every request has finished. ``watch`` (progress, time and memory
         limits) is called with the engine every WATCH_EVENTS events (an iteration of a stretch
         counts as the event it saves); whatever it raises ends the run."""
+        if self.compiled:
+            from decodex.sim.serving.compiled_engine import compiled_kind, run_compiled  # numba loads on use
+
+            if compiled_kind(self) is not None:
+                run_compiled(self, watch)
+                return
         heap: list[Event] = [self._event(float(self.arrival_s[0]), ARRIVAL, 0)] if self.arrival_s.size else []
         handlers = self._handlers
         pop, push = heapq.heappop, heapq.heappush
@@ -112,6 +122,11 @@ class ServingEngine:
                 watch(self)
         if self.finished != self.arrival_s.size:
             raise RuntimeError(f"serving loop stalled: {self.finished} of {self.arrival_s.size} requests finished")
+
+    @property
+    def iterations_done(self) -> int:
+        """Iterations planned so far (the record's length)."""
+        return len(self.it_start) if self.iteration_count is None else self.iteration_count
 
     # stepping from outside (a cluster's global clock) -------------------------------------
     def enqueue(self, request: int) -> None:

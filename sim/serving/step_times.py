@@ -102,6 +102,11 @@ class StepTimes:
         if hit is not None:
             self.hits += 1
             return hit
+        return self.price_key(key)
+
+    def price_key(self, key: StepKey) -> tuple[float, float]:
+        """``(step_time_s, energy_j)`` of ``key`` (a cache key as :meth:`lookup` forms it), priced
+        now and cached: a miss of a loop that forms keys itself (the compiled serving loop)."""
         self.misses += 1
         value = self._price(key)
         self._cache[key] = value

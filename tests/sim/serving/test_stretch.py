@@ -1,11 +1,14 @@
-"""Decode stretches: planning repeated decode-only iterations at once leaves the record of a run
-unchanged, bit for bit, for every scheduler, admission policy, preemption and arrival pattern."""
+"""The fast serving loops leave the record of a run unchanged, bit for bit, for every scheduler,
+admission policy, preemption and arrival pattern: decode stretches (planning repeated decode-only
+iterations at once) and the compiled loop, both against the Python loop stepping one iteration
+at a time."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from decodex.core.errors import ArgumentError
 from decodex.sim.serving import SCHEDULERS, Lengths, Workload, serve
 from decodex.sim.serving import engine as engine_module
 from decodex.sim.serving.engine import ServingEngine
@@ -40,11 +43,15 @@ def stretches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def assert_same_record(stretches: list[int], **kwargs: object) -> None:
     """Serve with and without stretches: every array of the record is identical, and the fast
     run did plan stretches."""
-    slow = serve(MODEL, SYSTEM, fast_forward=False, **kwargs)  # type: ignore[arg-type]
+    slow = serve(MODEL, SYSTEM, loop="step", **kwargs)  # type: ignore[arg-type]
     assert not stretches
-    fast = serve(MODEL, SYSTEM, fast_forward=True, **kwargs)  # type: ignore[arg-type]
+    fast = serve(MODEL, SYSTEM, loop="stretch", **kwargs)  # type: ignore[arg-type]
+    compiled = serve(MODEL, SYSTEM, loop="compiled", **kwargs)  # type: ignore[arg-type]
     for name in RECORD:
         assert np.array_equal(getattr(slow, name), getattr(fast, name), equal_nan=True), name
+        assert np.array_equal(getattr(slow, name), getattr(compiled, name), equal_nan=True), name
+    for name in ("step_cache_hits", "step_cache_misses", "preemptions"):
+        assert getattr(slow, name) == getattr(compiled, name), name
     assert len(stretches) > 0 and sum(stretches) > 2 * len(stretches)
 
 
@@ -107,3 +114,21 @@ def test_kv_growth_matches_block_by_block_counting() -> None:
     got = kv_growth(state, ids, steps)
     want = [int(np.maximum(-(-(tokens + j) // size) - blocks.held[ids], 0).sum()) for j in range(steps)]
     assert got.tolist() == want
+
+
+def test_a_scheduler_of_ones_own_runs_in_python(stretches: list[int]) -> None:
+    from decodex.sim.serving.compiled_engine import compiled_kind
+    from decodex.sim.serving.schedulers import ContinuousScheduler
+
+    class Mine(ContinuousScheduler):
+        pass
+
+    outputs = np.full(2, 5, dtype=np.int64)
+    state = ReplicaState(np.full(2, 10, dtype=np.int64), outputs, BlockManager(100, 16, 2))
+    engine = ServingEngine(np.zeros(2), state, Mine(), None, compiled=True)  # type: ignore[arg-type]
+    assert compiled_kind(engine) is None
+
+
+def test_an_unknown_loop_is_refused() -> None:
+    with pytest.raises(ArgumentError, match="loop: 'fast' not one of compiled, stretch, step"):
+        serve(MODEL, SYSTEM, MIXED, requests=10, loop="fast")
