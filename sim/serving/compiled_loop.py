@@ -184,6 +184,21 @@ def _prefill_whole(req: np.ndarray, si: np.ndarray, fl_pre: np.ndarray, admitted
 
 
 @njit(cache=True)
+def _decode_running(req: np.ndarray, si: np.ndarray, running: np.ndarray, waiting: np.ndarray,
+                    fl_dec: np.ndarray) -> bool:
+    """A decode of every running request into the flight buffers (reserving their blocks,
+    preempting when short); False when none is left to decode."""
+    count = si[S_RUNNING]
+    fl_dec[:count] = running[:count]
+    count, context = _reserve_decodes(req, si, running, waiting, fl_dec, count)
+    if not count:
+        return False
+    si[S_FL_DEC] = count
+    si[S_FL_CONTEXT] = context
+    return True
+
+
+@njit(cache=True)
 def _plan(req: np.ndarray, si: np.ndarray, running: np.ndarray, waiting: np.ndarray, fl_dec: np.ndarray,
           fl_pre: np.ndarray, scratch: np.ndarray) -> bool:
     """The scheduler's next_batch into the flight buffers; False when there is nothing to run."""
@@ -192,14 +207,8 @@ def _plan(req: np.ndarray, si: np.ndarray, running: np.ndarray, waiting: np.ndar
     si[S_FL_PRE] = 0
     si[S_FL_CONTEXT] = 0
     if kind == STATIC:
-        if si[S_RUNNING]:
-            count = si[S_RUNNING]
-            fl_dec[:count] = running[:count]
-            count, context = _reserve_decodes(req, si, running, waiting, fl_dec, count)
-            if count:
-                si[S_FL_DEC] = count
-                si[S_FL_CONTEXT] = context
-                return True
+        if si[S_RUNNING] and _decode_running(req, si, running, waiting, fl_dec):
+            return True
         admitted = _admit_prompts(req, si, running, waiting, fl_pre[0], -1)
         if admitted:
             _prefill_whole(req, si, fl_pre, admitted)
@@ -213,12 +222,7 @@ def _plan(req: np.ndarray, si: np.ndarray, running: np.ndarray, waiting: np.ndar
                 return True
             if not si[S_RUNNING]:
                 return False
-            count = si[S_RUNNING]
-            fl_dec[:count] = running[:count]
-            count, context = _reserve_decodes(req, si, running, waiting, fl_dec, count)
-            if count:
-                si[S_FL_DEC] = count
-                si[S_FL_CONTEXT] = context
+            if _decode_running(req, si, running, waiting, fl_dec):
                 return True
         return False
     # chunked and inflight: every decode first
