@@ -20,6 +20,7 @@ FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 PARSED_ONLY = {
     "validate gpu": "needs a CUDA GPU (tests/validation/test_kernel_validation.py runs it without one)",
     "reproduce all": "3-4 minutes; tests/validation/test_reproduce.py checks every target",
+    "study serving": "about 5 minutes; tests/explore/test_serving_study.py runs it on a small case",
     "validate cpu": "times every Numba CPU kernel case (~100 s); tests/validation/test_kernel_validation.py runs a few",
     "validate published": "runs the 131-row TensorRT-LLM table (~12 min); tests/validation/test_published_*.py run "
                           "each group, the serving one on a sample",
