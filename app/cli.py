@@ -23,6 +23,7 @@ from decodex.app.cli_args import (
 from decodex.app.cli_capacity import add_capacity_parser
 from decodex.app.cli_examples import add_examples_parser
 from decodex.app.cli_explore import add_explore_parsers
+from decodex.app.cli_layout import EXIT_DOES_NOT_FIT, resolve_parallelism
 from decodex.app.cli_serve import add_serve_parser, add_traces_parser
 from decodex.app.cli_study import add_study_parsers
 from decodex.app.cli_validate import add_validation_parsers
@@ -31,7 +32,6 @@ from decodex.core.dtypes import DType
 from decodex.core.errors import DecodexError
 from decodex.hw_models.system import list_systems, load_system
 from decodex.workloads.catalog import list_models, load_model
-from decodex.workloads.parallelism import Parallelism
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,32 +83,53 @@ def cmd_systems(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+def _step_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The keyword arguments of ``estimate``/``simulate`` and the line saying how the layout was
+    chosen (``--tp auto``: :func:`app.cli_layout.resolve_parallelism`)."""
+    options: dict[str, Any] = {"mapper": args.mapper, "routing": routing_from_args(args)}
     if getattr(args, "microbatches", None):
         options["microbatches"] = args.microbatches
-    return {"context": args.context, "precision": args.precision, "mapper": args.mapper,
-            "parallelism": Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), "routing": routing_from_args(args),
-            **options}
+    layout, note = resolve_parallelism(args, args.model, args.system, args.batch, context=args.context, **options)
+    return {"context": args.context, "precision": args.precision, "parallelism": layout, **options}, note
+
+
+def _refused(args: argparse.Namespace, result: Any, note: str) -> int | None:
+    """EXIT_DOES_NOT_FIT (the reason on stderr) when the step does not fit and ``--report-unfit``
+    was not given; None otherwise."""
+    if result.fits or args.report_unfit:
+        return None
+    print(f"decodex: error: does not fit: {result.reason}; layout {note} (--report-unfit shows its numbers anyway)",
+          file=sys.stderr)
+    return EXIT_DOES_NOT_FIT
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    result = estimate(args.model, args.system, args.batch, **_step_kwargs(args))
+    kwargs, note = _step_kwargs(args)
+    result = estimate(args.model, args.system, args.batch, **kwargs)
+    refused = _refused(args, result, note)
+    if refused is not None:
+        return refused
     if args.json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "layout": note})
     else:
         print(step_report(result, show_ops=args.ops))
+        print(f"layout: {note}")
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    result = simulate(args.model, args.system, args.batch, fold=not args.no_fold, **_step_kwargs(args))
+    kwargs, note = _step_kwargs(args)
+    result = simulate(args.model, args.system, args.batch, fold=not args.no_fold, **kwargs)
+    refused = _refused(args, result, note)
+    if refused is not None:
+        return refused
     if args.trace:
         result.write_trace(args.trace)
     if args.json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "layout": note})
     else:
         print(step_report(result, show_ops=args.ops))
+        print(f"layout: {note}")
         print("\n" + utilization_report(result))
         if args.trace:
             print(f"\ntrace written to {args.trace} (open it in https://ui.perfetto.dev)")
@@ -126,6 +147,9 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mapper", default=None, help="mapper (default: the system's)")
     p.add_argument("--ops", action="store_true", help="also list every op")
     p.add_argument("--json", action="store_true", help="one JSON object: summary keys and an 'ops' list")
+    p.add_argument("--report-unfit", action="store_true",
+                   help=f"show the numbers of a step that does not fit in memory and exit 0 (default: exit "
+                        f"{EXIT_DOES_NOT_FIT} with the reason)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -128,12 +128,21 @@ def add_model_system_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
 
 
+def tp_degree(text: str) -> int | str:
+    """argparse type: ``auto`` or a tensor-parallel degree (an integer >= 1)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return positive_int(text)
+
+
 def add_deployment_options(p: argparse.ArgumentParser) -> None:
     """``--precision``, ``--tp``, ``--pp``, ``--ep``, ``--routing``, ``--skew``, ``--routing-seed``."""
     p.add_argument("--precision", default="bf16",
                    help=f"preset ({', '.join(PRECISION_PRESETS)}) or w=..,a=..,kv=..[,sparsity=N:M]")
-    p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree")
-    p.add_argument("--pp", type=positive_int, default=1, help="pipeline stages")
+    p.add_argument("--tp", type=tp_degree, default="auto",
+                   help="tensor-parallel degree, or auto (default): the smallest layout (tp, then tp x pp) at which "
+                        "the model fits, at most the system's devices")
+    p.add_argument("--pp", type=positive_int, default=None, help="pipeline stages (default 1, or chosen by --tp auto)")
     p.add_argument("--ep", type=positive_int, default=1, help="expert-parallel degree (divides tp)")
     p.add_argument("--routing", choices=("uniform", "zipf"), default="uniform",
                    help="how MoE tokens pick experts: uniform, or Zipf-skewed popularity (default uniform)")

@@ -24,6 +24,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
+from decodex.app.cli_layout import serving_parallelism
 from decodex.app.cli_serve import MAX_REQUESTS, RATE_RANGE, system_list
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
@@ -33,7 +34,6 @@ from decodex.sim.serving.capacity_runs import SLO_KEYS, parse_slo_text
 from decodex.sim.serving.cluster import MAX_REPLICAS, ROUTERS
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
 from decodex.sim.serving.traces import list_traces
-from decodex.workloads.parallelism import Parallelism
 
 DEFAULT_CAPACITY_REQUESTS = 1000  # requests per run (a trace's first N)
 
@@ -154,7 +154,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                       rel_tol=args.rel_tol, max_runs=args.max_runs,
                       progress=not (args.quiet or args.json) and sys.stderr.isatty(),
                       scheduler=args.scheduler, max_batch=args.max_batch, chunk=args.chunk, precision=args.precision,
-                      parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), routing=routing_from_args(args),
+                      parallelism=serving_parallelism(args, args.model, [args.system, *(args.decode_systems or [])])[0],
+                      routing=routing_from_args(args),
                       replicas=args.replicas, decode_systems=args.decode_systems, **_router(args))
     written = write_outputs(result, args.out) if args.out is not None else []
     if args.json:

@@ -23,6 +23,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
+from decodex.app.cli_layout import serving_parallelism
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
@@ -31,7 +32,6 @@ from decodex.sim.serving.cluster import MAX_REPLICAS, ROUTERS, serve_cluster
 from decodex.sim.serving.disagg import serve_disaggregated
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, list_software
 from decodex.sim.serving.traces import RATE_SCALE_RANGE, list_traces, trace_summary
-from decodex.workloads.parallelism import Parallelism
 
 MAX_REQUESTS = 10_000_000  # requests in one run (about 10 minutes of simulation; the limit keeps a typo bounded)
 RATE_RANGE = (1e-6, 1e9)  # requests/s: one request per ~12 days .. far beyond any cluster
@@ -270,7 +270,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     common: dict[str, Any] = dict(
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
         block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
-        precision=args.precision, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
+        precision=args.precision, parallelism=serving_parallelism(args, args.model, systems or [args.system])[0],
+        seed=args.seed,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     if systems is not None:
@@ -331,7 +332,8 @@ def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:
         decode_router=args.decode_router or "least-kv",
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
         block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
-        precision=args.precision, parallelism=Parallelism(tp=args.tp, pp=args.pp, ep=args.ep), seed=args.seed,
+        precision=args.precision, parallelism=serving_parallelism(args, args.model, [
+            *args.prefill_systems, *args.decode_systems])[0], seed=args.seed,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     _write_out(args, {"requests": result.requests, "instances": result.instances_table}, result.summary())
