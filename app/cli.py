@@ -21,6 +21,7 @@ from decodex.app.cli_args import (
     routing_from_args,
 )
 from decodex.app.cli_capacity import add_capacity_parser
+from decodex.app.cli_compare import add_compare_parser
 from decodex.app.cli_examples import add_examples_parser
 from decodex.app.cli_explore import add_explore_parsers
 from decodex.app.cli_layout import EXIT_DOES_NOT_FIT, resolve_parallelism
@@ -61,6 +62,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION_WIDTH = 40  # characters of a description in `decodex systems` (--wide: all of it)
+
+
+def _cut(text: str, width: int | None) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (whole when ``width`` is None)."""
+    return text if width is None or len(text) <= width else text[:width - 1] + "…"
+
+
 def cmd_systems(args: argparse.Namespace) -> int:
     rows = []
     for name in list_systems():
@@ -79,7 +88,8 @@ def cmd_systems(args: argparse.Namespace) -> int:
                     [[r["name"], r["devices"], r["default_mapper"],
                       si(r["bf16_peak_flops"], "FLOP/s") if r["bf16_peak_flops"] else "-",
                       si(r["memory_bandwidth_bytes_per_s"], "B/s"), si(r["memory_capacity_bytes"], "B"),
-                      f"{r['usd_per_hour']:.2f}", r["description"]] for r in rows]))
+                      f"{r['usd_per_hour']:.2f}", _cut(r["description"], None if args.wide else DESCRIPTION_WIDTH)]
+                     for r in rows]))
     return 0
 
 
@@ -161,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("systems", help="list the system catalog")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--wide", action="store_true", help=f"whole descriptions (default: cut at {DESCRIPTION_WIDTH})")
     p.set_defaults(func=cmd_systems)
     p = sub.add_parser("estimate", help="analytical estimate of one decode step")
     _add_step_options(p)
@@ -170,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", type=output_file, default=None, help="write a Chrome trace-event JSON file (Perfetto)")
     p.add_argument("--no-fold", action="store_true", help="simulate every repetition of repeated layers")
     p.set_defaults(func=cmd_simulate)
+    add_compare_parser(sub)
     add_serve_parser(sub)
     add_traces_parser(sub)
     add_capacity_parser(sub)
