@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from decodex.sim.auto_layout import AUTO, choose_layout
+from decodex.sim.auto_layout import AUTO, choose_layout, serving_probe_context
 from decodex.workloads.batch import Batch
 from decodex.workloads.parallelism import Parallelism
 
@@ -29,18 +29,12 @@ def resolve_parallelism(args: argparse.Namespace, model: Any, system: Any, batch
     return choice.parallelism, choice.note
 
 
-SERVE_PROBE_TOKENS = 2048  # context of the one request a serving layout must hold at least (capped by the window)
-
-
 def serving_parallelism(args: argparse.Namespace, model: Any, systems: list[Any]) -> tuple[Parallelism, str]:
     """The layout of every instance of a serving run (``serve``, replicas, pools, capacity):
     ``--tp auto`` takes, over the distinct ``systems``, the largest of the smallest layouts that
-    hold the weights and one request of :data:`SERVE_PROBE_TOKENS` cached tokens (the KV cache
-    left over is what the run's block manager then shares out); a number is taken as given."""
-    from decodex.workloads.catalog import load_model
-
-    window = load_model(model).context_window
-    context = SERVE_PROBE_TOKENS if window is None else max(1, min(SERVE_PROBE_TOKENS, window - 1))
+    hold the weights and one request of ``sim.auto_layout.SERVE_PROBE_TOKENS`` cached tokens (the
+    KV cache left over is what the run's block manager then shares out); a number is taken as given."""
+    context = serving_probe_context(model)
     chosen: tuple[Parallelism, str] | None = None
     for system in dict.fromkeys(str(s) for s in systems):
         layout, note = resolve_parallelism(args, model, system, 1, context=context)

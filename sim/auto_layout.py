@@ -32,6 +32,7 @@ from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.parallelism import Parallelism
 
 AUTO = "auto"
+SERVE_PROBE_TOKENS = 2048  # context of the one request a serving layout must hold at least (capped by the window)
 MAX_AUTO_DEVICES = 1024  # devices an automatic layout may take (a scalable entry: its node)
 
 
@@ -109,3 +110,18 @@ def choose_layout(model: str | Path | ModelConfig, system: str | Path | SystemSp
     return LayoutChoice(layout, False, tuple(tried),
                         f"{layout.label}: no layout of at most {device_limit(spec)} devices fits; "
                         "the largest that runs")
+
+
+def serving_probe_context(model: str | Path | ModelConfig) -> int:
+    """Cached tokens of the one request a serving layout must hold: :data:`SERVE_PROBE_TOKENS`,
+    capped below the model's context window."""
+    window = load_model(model).context_window
+    return SERVE_PROBE_TOKENS if window is None else max(1, min(SERVE_PROBE_TOKENS, window - 1))
+
+
+def serving_layout(model: str | Path | ModelConfig, system: str | Path | SystemSpec, *, precision: str = "bf16",
+                   ep: int = 1, pp: int | None = None) -> LayoutChoice:
+    """The layout of a serving replica: the smallest that holds the weights and one request of
+    :func:`serving_probe_context` tokens (the KV cache left over is what the run's block manager
+    shares out)."""
+    return choose_layout(model, system, 1, context=serving_probe_context(model), precision=precision, ep=ep, pp=pp)

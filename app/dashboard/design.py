@@ -8,8 +8,9 @@ for the same point share one computation."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -26,8 +27,9 @@ from decodex.app.dashboard.limits import (
 )
 from decodex.app.dashboard.uploads import UploadError, resolve_model, resolve_system, upload_text
 from decodex.core.errors import DecodexError
-from decodex.hw_models.system import SystemSpec, list_systems
+from decodex.hw_models.system import SystemSpec, list_devices, list_systems, load_system
 from decodex.mappers import MAPPERS
+from decodex.sim.auto_layout import LayoutChoice, choose_layout
 from decodex.sim.results import StepResult
 from decodex.sim.simulate import SimResult
 from decodex.workloads.catalog import list_models
@@ -89,6 +91,28 @@ class DesignPoint:
         check_step_size(self.batch, self.context, self.tp, self.pp, self.ep)
         if simulated:
             check_simulate_size(self.batch, self.pp)
+
+
+@st.cache_data(show_spinner=False)
+def selectable_systems() -> list[str]:
+    """Every system a page offers: the catalog's systems and the device cards that run alone
+    (the FPGA cards, whose default mapper is ``flightllm`` and which have no system file)."""
+    cards = []
+    for name in list_devices():
+        try:
+            if load_system(name).default_mapper == "flightllm":
+                cards.append(name)
+        except DecodexError:
+            continue
+    return sorted(set(list_systems()) | set(cards))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_layout(point: DesignPoint) -> LayoutChoice:
+    """The automatic layout of ``point`` (:func:`sim.auto_layout.choose_layout`: the smallest at
+    which its step fits), cached per point (its own tp/pp/ep are ignored)."""
+    return choose_layout(point.model_config(), point.system_spec(), point.batch, context=point.context,
+                         precision=point.precision, mapper=point.mapper)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -159,7 +183,7 @@ def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
     bar = st.sidebar
     bar.header("Design point")
     models = list_models()
-    systems = list_systems()
+    systems = selectable_systems()
     model = bar.selectbox("Model", models, index=models.index(d.model) if d.model in models else 0,
                           key=f"{key}.model")
     system = bar.selectbox("System", systems, index=systems.index(d.system) if d.system in systems else 0,
@@ -177,19 +201,53 @@ def design_point_inputs(key: str = "dp", *, default: DesignPoint | None = None,
     batch = int(bar.number_input("Batch (requests)", 1, MAX_BATCH, d.batch, key=f"{key}.batch"))
     context = int(bar.number_input("Context (cached tokens per request)", 1, MAX_CONTEXT, d.context, step=256,
                                    key=f"{key}.context"))
-    cols = bar.columns(3)
-    tp = int(cols[0].number_input("TP", 1, MAX_TP, d.tp, key=f"{key}.tp"))
-    pp = int(cols[1].number_input("PP", 1, MAX_PP, d.pp, key=f"{key}.pp"))
-    ep = int(cols[2].number_input("EP", 1, MAX_EP, d.ep, key=f"{key}.ep"))
+    auto = bar.checkbox("Auto layout", True, key=f"{key}.auto",
+                        help="The smallest layout (tensor parallel, then tensor x pipeline) at which the step fits, "
+                             "at most the system's devices; follows the model, system, batch and context. Off: "
+                             "set TP, PP and EP yourself.")
     point = dataclasses.replace(d, model=model, system=system, precision=precision, batch=batch, context=context,
-                                tp=tp, pp=pp, ep=ep, mapper=None if mapper == SYSTEM_DEFAULT_MAPPER else mapper,
+                                mapper=None if mapper == SYSTEM_DEFAULT_MAPPER else mapper,
                                 model_text=model_text, system_text=system_text)
+    if auto:
+        if not check_uploads(model, model_text, system, system_text):
+            return None
+        try:
+            point.check_size(simulated=simulated)  # the dashboard's bounds before any search
+        except DecodexError as err:
+            report(err)
+            return None
+        laid_out = with_layout(point, lambda: cached_layout(point))
+        if laid_out is None:
+            return None
+        point = laid_out
+    else:
+        cols = bar.columns(3)
+        tp = int(cols[0].number_input("TP", 1, MAX_TP, d.tp, key=f"{key}.tp"))
+        pp = int(cols[1].number_input("PP", 1, MAX_PP, d.pp, key=f"{key}.pp"))
+        ep = int(cols[2].number_input("EP", 1, MAX_EP, d.ep, key=f"{key}.ep"))
+        point = dataclasses.replace(point, tp=tp, pp=pp, ep=ep)
     try:
         point.check_size(simulated=simulated)
     except DecodexError as err:
         report(err)
         return None
     return point if check_uploads(model, model_text, system, system_text) else None
+
+
+P = TypeVar("P")
+
+
+def with_layout(point: P, choose: Callable[[], LayoutChoice]) -> P | None:
+    """``point`` (a dataclass with ``tp``, ``pp``, ``ep``) with the layout ``choose()`` returns,
+    said in the sidebar; None (with the message shown) when no layout runs."""
+    try:
+        choice = choose()
+    except DecodexError as err:
+        report(err)
+        return None
+    layout = choice.parallelism
+    st.sidebar.caption(f"Layout {choice.note}")
+    return dataclasses.replace(point, tp=layout.tp, pp=layout.pp, ep=layout.ep)  # type: ignore[type-var]
 
 
 def run_or_report(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,14 @@ import math
 import numpy as np
 import streamlit as st
 
-from decodex.app.dashboard.design import MAX_BATCH, check_uploads, run_or_report, spec_uploads
+from decodex.app.dashboard.design import (
+    MAX_BATCH,
+    check_uploads,
+    run_or_report,
+    selectable_systems,
+    spec_uploads,
+    with_layout,
+)
 from decodex.app.dashboard.guard import page_errors, report
 from decodex.app.dashboard.limits import MAX_SERVE_LENGTH
 from decodex.app.dashboard.serving_charts import (
@@ -22,7 +29,7 @@ from decodex.app.dashboard.serving_charts import (
 )
 from decodex.app.dashboard.uploads import resolve_model, resolve_system
 from decodex.core.errors import DecodexError
-from decodex.hw_models.system import list_systems
+from decodex.sim.auto_layout import LayoutChoice, serving_layout
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, ServingResult
 from decodex.sim.serving.capacity import CapacityResult, capacity
 from decodex.workloads.catalog import list_models
@@ -64,15 +71,20 @@ def serving_inputs(d: ServingPoint) -> ServingPoint | None:
     message shown) when an uploaded model or hardware file cannot be used."""
     bar = st.sidebar
     bar.header("Replica")
-    models, systems, presets = list_models(), list_systems(), list(PRECISION_PRESETS)
+    models, systems, presets = list_models(), selectable_systems(), list(PRECISION_PRESETS)
     model = bar.selectbox("Model", models, index=_index(models, d.model), key="serving.model")
     system = bar.selectbox("System", systems, index=_index(systems, d.system), key="serving.system")
     (model, model_text), (system, system_text) = spec_uploads("serving", model, system)
     precision = bar.selectbox("Precision", presets, index=_index(presets, d.precision), key="serving.precision")
-    cols = bar.columns(3)
-    tp = int(cols[0].number_input("TP", 1, 1024, d.tp, key="serving.tp"))
-    pp = int(cols[1].number_input("PP", 1, 256, d.pp, key="serving.pp"))
-    ep = int(cols[2].number_input("EP", 1, 1024, d.ep, key="serving.ep"))
+    auto = bar.checkbox("Auto layout", True, key="serving.auto",
+                        help="The smallest layout holding the weights and one 2048-token request (tensor parallel, "
+                             "then tensor x pipeline); follows the model and system. Off: set TP, PP and EP.")
+    tp, pp, ep = d.tp, d.pp, d.ep
+    if not auto:
+        cols = bar.columns(3)
+        tp = int(cols[0].number_input("TP", 1, 1024, d.tp, key="serving.tp"))
+        pp = int(cols[1].number_input("PP", 1, 256, d.pp, key="serving.pp"))
+        ep = int(cols[2].number_input("EP", 1, 1024, d.ep, key="serving.ep"))
     bar.header("Workload")
     datasets = list(PRESET_NAMES)
     dataset = bar.selectbox("Dataset", datasets, index=_index(datasets, d.dataset), key="serving.dataset",
@@ -116,7 +128,16 @@ def serving_inputs(d: ServingPoint) -> ServingPoint | None:
         return None
     if not check_uploads(model, model_text, system, system_text):
         return None
+    if auto:
+        return with_layout(point, lambda: cached_serving_layout(model, model_text, system, system_text, precision))
     return point
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_serving_layout(model: str, model_text: str | None, system: str, system_text: str | None,
+                          precision: str) -> LayoutChoice:
+    """:func:`sim.auto_layout.serving_layout` of a model and system (uploads as text), cached."""
+    return serving_layout(resolve_model(model, model_text), resolve_system(system, system_text), precision=precision)
 
 
 def _ms(value_s: float) -> str:

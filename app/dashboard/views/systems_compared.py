@@ -23,10 +23,10 @@ from decodex.app.dashboard.compare import (
     target_row,
     tokens_per_device_figure,
 )
+from decodex.app.dashboard.design import selectable_systems
 from decodex.app.dashboard.guard import page_errors, report
 from decodex.app.dashboard.limits import MAX_BATCH, MAX_CONTEXT, check_step_size
 from decodex.core.errors import DecodexError
-from decodex.hw_models.system import list_devices, list_systems, load_system
 from decodex.validation.reproduce import TARGETS_DIR, Target, load_targets, run_target
 from decodex.workloads.catalog import list_models
 
@@ -57,18 +57,6 @@ REPRODUCE_NOTE = ("Error: simulated / paper − 1 (relative targets) or simulate
 def cached_row(model: str, system: str, batch: int, context: int, precision: str, tp: int | str) -> SystemRow:
     """:func:`app.dashboard.compare.run_system`, cached per argument set (times in s, energy in J)."""
     return run_system(model, system, batch, context, precision, tp)
-
-
-def _device_systems() -> list[str]:
-    """Catalog devices run alone by the FlightLLM mapper (the FPGA cards), which have no system file."""
-    names = []
-    for name in list_devices():
-        try:
-            if load_system(name).default_mapper == "flightllm":
-                names.append(name)
-        except DecodexError:
-            continue
-    return names
 
 
 def _targets_stamp() -> tuple[tuple[str, float], ...]:
@@ -116,7 +104,7 @@ with page_errors():  # any error ends the page in one message, never a traceback
     tp = cols[4].selectbox("TP", tp_options, key="systems.tp",
                            help="Tensor-parallel degree; auto: the smallest power of two at which the step fits in "
                                 "memory, up to a node (8) or the system's device count.")
-    choices = sorted(set(list_systems()) | set(_device_systems()))
+    choices = selectable_systems()
     systems = st.multiselect("Systems", choices, default=[s for s in DEFAULT_SYSTEMS if s in choices],
                              key="systems.systems")
     try:

@@ -22,8 +22,8 @@ import pytest
 
 from decodex.app.cli_app import streamlit_command
 from decodex.examples import example_path
+from decodex.sim.auto_layout import choose_layout
 from decodex.sim.estimate import estimate
-from decodex.workloads.parallelism import Parallelism
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -158,7 +158,8 @@ def test_design_point_widget_changes_the_shown_value(server: str, browser: WebDr
     batch = browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Batch (requests)"]')
     batch.send_keys(Keys.CONTROL, "a")
     batch.send_keys("128", Keys.ENTER)
-    expected = estimate("llama3-70b", "h100-sxm", 128, context=2048, parallelism=Parallelism(tp=8))
+    layout = choose_layout("llama3-70b", "h100-sxm", 128, context=2048).parallelism  # auto layout, the default
+    expected = estimate("llama3-70b", "h100-sxm", 128, context=2048, parallelism=layout)
     shown = f"{expected.tokens_per_s:,.0f}"
     _wait(lambda: _metric(browser, "Output tokens/s") == shown and _idle(browser), PAGE_TIMEOUT_S,
           f"Output tokens/s = {shown} after batch 128 (was {before})")
@@ -186,14 +187,15 @@ def test_serving_page_takes_an_uploaded_model(server: str, browser: WebDriver, s
     """An HF config.json uploaded in the Serving page's sidebar replaces the chosen model: the
     throughput shown is that of ``serve`` on the same file."""
     from decodex.app.dashboard.serving_charts import ServingPoint
-    from decodex.workloads.catalog import CATALOG_DIR
+    from decodex.workloads.catalog import CATALOG_DIR, load_model
 
     browser.get(f"{server}/serving")
     _wait(lambda: _title_shown(browser, "Serving") and bool(_metric(browser, "Throughput")), PAGE_TIMEOUT_S,
           "the Serving metrics")
     path = CATALOG_DIR / "llama3-8b.json"
     browser.find_elements(By.CSS_SELECTOR, 'input[type="file"]')[0].send_keys(str(path))
-    expected = ServingPoint(model=path.name, model_text=path.read_text()).run()
+    layout = choose_layout(load_model(path), "h100-sxm", 1, context=2048).parallelism  # the page's auto layout
+    expected = ServingPoint(model=path.name, model_text=path.read_text(), tp=layout.tp, pp=layout.pp).run()
     shown = f"{expected.throughput_tokens_per_s:,.1f} tokens/s"
     _wait(lambda: _metric(browser, "Throughput") == shown and _idle(browser), PAGE_TIMEOUT_S,
           f"Throughput = {shown} after uploading {path.name}")

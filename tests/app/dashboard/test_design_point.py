@@ -17,6 +17,7 @@ from decodex.app.dashboard.charts import band_factors, op_breakdown, op_breakdow
 from decodex.app.dashboard.uploads import MAX_UPLOAD_BYTES, UploadError, parse_model_upload, parse_system_upload
 from decodex.core.errors import ArgumentError, DecodexError, SpecError
 from decodex.hw_models.system import DEVICES_DIR, load_system
+from decodex.sim.auto_layout import choose_layout
 from decodex.workloads.catalog import CATALOG_DIR, load_model
 from decodex.workloads.parallelism import Parallelism
 
@@ -29,10 +30,18 @@ def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def _auto(system: str, batch: int) -> Parallelism:
+    """The automatic layout of llama3-70b on ``system`` at ``batch`` x 2048 tokens (the page's default)."""
+    return choose_layout("llama3-70b", system, batch, context=2048).parallelism
+
+
 def test_page_shows_the_estimate_of_the_default_point() -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
-    expected = estimate("llama3-70b", "h100-sxm", 64, context=2048, parallelism=Parallelism(tp=8))
+    layout = _auto("h100-sxm", 64)
+    assert layout.label == "tp4"  # 141 GB of weights and 43 GB of KV cache: four 80 GB devices
+    assert any(c.value.startswith("Layout tp4:") for c in at.sidebar.caption)
+    expected = estimate("llama3-70b", "h100-sxm", 64, context=2048, parallelism=layout)
     shown = _metrics(at)
     assert shown["Output tokens/s"] == f"{expected.tokens_per_s:,.0f}"
     assert shown["Step time"] == f"{expected.step_time_s * 1e3:.3f} ms"
@@ -44,15 +53,19 @@ def test_changing_batch_and_system_changes_the_shown_values() -> None:
     before = _metrics(at)["Output tokens/s"]
     at.sidebar.number_input(key="design.batch").set_value(128).run()
     after = _metrics(at)["Output tokens/s"]
-    expected = estimate("llama3-70b", "h100-sxm", 128, context=2048, parallelism=Parallelism(tp=8))
+    expected = estimate("llama3-70b", "h100-sxm", 128, context=2048, parallelism=_auto("h100-sxm", 128))
     assert after == f"{expected.tokens_per_s:,.0f}" != before
-    at.sidebar.selectbox(key="design.system").set_value("h200").run()
-    on_h200 = estimate("llama3-70b", "h200", 128, context=2048, parallelism=Parallelism(tp=8))
+    at.sidebar.selectbox(key="design.system").set_value("h200").run()  # the layout follows the system
+    on_h200 = estimate("llama3-70b", "h200", 128, context=2048, parallelism=_auto("h200", 128))
+    assert _auto("h200", 128).devices < _auto("h100-sxm", 128).devices
     assert _metrics(at)["Output tokens/s"] == f"{on_h200.tokens_per_s:,.0f}"
+    at.sidebar.selectbox(key="design.system").set_value("alveo-u280").run()  # an FPGA card is selectable
+    assert not at.exception
 
 
 def test_a_point_that_does_not_fit_is_reported_not_raised() -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.sidebar.checkbox(key="design.auto").uncheck().run()  # set the layout by hand
     at.sidebar.number_input(key="design.tp").set_value(1).run()  # 70B in bf16 on one 80 GB device
     assert not at.exception
     assert any("Does not fit" in w.value for w in at.warning)

@@ -12,13 +12,13 @@ PAGE = Path(__file__).resolve().parents[3] / "app/dashboard/views/serving.py"
 
 def test_find_capacity_shows_the_capacity_and_the_curve() -> None:
     at = AppTest.from_file(str(PAGE), default_timeout=120).run()
-    at.selectbox(key="serving.model").set_value("llama3-8b")
-    at.number_input(key="serving.tp").set_value(1)
+    at.selectbox(key="serving.model").set_value("llama3-8b")  # the auto layout takes tp1 for it
     at.selectbox(key="serving.dataset").set_value("alpaca")
     at.number_input(key="serving.requests").set_value(100)
     at.number_input(key="serving.max_batch").set_value(16)
     at.number_input(key="serving.rate").set_value(30.0).run()
     assert not at.exception and not at.error
+    assert any(c.value.startswith("Layout tp1:") for c in at.sidebar.caption)
     at.button(key="serving.capacity").click().run()
     assert not at.exception and not at.error
     values = [m.value for m in at.metric if m.label == "Capacity"]

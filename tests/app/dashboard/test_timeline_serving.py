@@ -128,6 +128,8 @@ def test_serving_rate_changes_the_throughput_and_the_sweep_plots() -> None:
 def test_serving_bad_input_is_an_error_message() -> None:
     at = _page("serving.py")
     at.run()
+    assert any(c.value.startswith("Layout tp2:") for c in at.sidebar.caption)  # auto: llama3-70b on two H100s
+    at.checkbox(key="serving.auto").uncheck().run()
     at.number_input(key="serving.tp").set_value(1).run()  # llama3-70b does not fit one H100
     assert not at.exception
     assert at.error
