@@ -24,7 +24,7 @@ from decodex.app.cli_capacity import add_capacity_parser
 from decodex.app.cli_compare import add_compare_parser
 from decodex.app.cli_examples import add_examples_parser
 from decodex.app.cli_explore import add_explore_parsers
-from decodex.app.cli_layout import EXIT_DOES_NOT_FIT, resolve_parallelism
+from decodex.app.cli_layout import EXIT_DOES_NOT_FIT, resolve_parallelism, system_with_edits
 from decodex.app.cli_serve import add_serve_parser, add_traces_parser
 from decodex.app.cli_study import add_study_parsers
 from decodex.app.cli_validate import add_validation_parsers
@@ -93,14 +93,15 @@ def cmd_systems(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_kwargs(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    """The keyword arguments of ``estimate``/``simulate`` and the line saying how the layout was
-    chosen (``--tp auto``: :func:`app.cli_layout.resolve_parallelism`)."""
+def _step_kwargs(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
+    """The system (with the ``--set`` edits), the keyword arguments of ``estimate``/``simulate``
+    and the line saying how the layout was chosen (``--tp auto``: :func:`app.cli_layout.resolve_parallelism`)."""
+    system = system_with_edits(args, args.system)
     options: dict[str, Any] = {"mapper": args.mapper, "routing": routing_from_args(args)}
     if getattr(args, "microbatches", None):
         options["microbatches"] = args.microbatches
-    layout, note = resolve_parallelism(args, args.model, args.system, args.batch, context=args.context, **options)
-    return {"context": args.context, "precision": args.precision, "parallelism": layout, **options}, note
+    layout, note = resolve_parallelism(args, args.model, system, args.batch, context=args.context, **options)
+    return system, {"context": args.context, "precision": args.precision, "parallelism": layout, **options}, note
 
 
 def _refused(args: argparse.Namespace, result: Any, note: str) -> int | None:
@@ -114,8 +115,8 @@ def _refused(args: argparse.Namespace, result: Any, note: str) -> int | None:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    kwargs, note = _step_kwargs(args)
-    result = estimate(args.model, args.system, args.batch, **kwargs)
+    system, kwargs, note = _step_kwargs(args)
+    result = estimate(args.model, system, args.batch, **kwargs)
     refused = _refused(args, result, note)
     if refused is not None:
         return refused
@@ -128,8 +129,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    kwargs, note = _step_kwargs(args)
-    result = simulate(args.model, args.system, args.batch, fold=not args.no_fold, **kwargs)
+    system, kwargs, note = _step_kwargs(args)
+    result = simulate(args.model, system, args.batch, fold=not args.no_fold, **kwargs)
     refused = _refused(args, result, note)
     if refused is not None:
         return refused

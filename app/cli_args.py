@@ -128,6 +128,12 @@ def add_model_system_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", required=True, help="catalog name or path to a system/device TOML file")
 
 
+def _what_if(text: str) -> tuple[str, object]:
+    from decodex.app.cli_layout import what_if_value  # the layout module imports this one
+
+    return what_if_value(text)
+
+
 def tp_degree(text: str) -> int | str:
     """argparse type: ``auto`` or a tensor-parallel degree (an integer >= 1)."""
     if text.strip().lower() == "auto":
@@ -149,6 +155,9 @@ def add_deployment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skew", type=bounded_float(0.0, 10.0), default=1.0,
                    help="Zipf exponent of --routing zipf (0..10, default 1.0)")
     p.add_argument("--routing-seed", type=SEED, default=0, help="seed of the routing draws (default 0)")
+    p.add_argument("--set", action="append", type=_what_if, default=None, metavar="FIELD=VALUE",
+                   help="a what-if edit of the system's spec files, as a sweep's spec.FIELD: e.g. "
+                        "hbm.bandwidth@scale=2, tensor.peak_flops.bf16=2e15, system.devices[0].count=4 (repeatable)")
 
 
 def routing_from_args(args: argparse.Namespace) -> Routing:

@@ -24,7 +24,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
-from decodex.app.cli_layout import serving_parallelism
+from decodex.app.cli_layout import serving_parallelism, system_with_edits
 from decodex.app.cli_serve import MAX_REQUESTS, RATE_RANGE, system_list
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
@@ -149,14 +149,16 @@ def _router(args: argparse.Namespace) -> dict[str, str]:
 def cmd_capacity(args: argparse.Namespace) -> int:
     """Run ``capacity`` with the parsed arguments and print the report (or ``--json``); returns 0."""
     workload = args.trace if args.trace is not None else (args.preset or "sharegpt")
-    result = capacity(args.model, args.system, slo=args.slo, workload=workload, requests=args.requests,
+    system = system_with_edits(args, args.system)
+    decode = None if args.decode_systems is None else [system_with_edits(args, one) for one in args.decode_systems]
+    result = capacity(args.model, system, slo=args.slo, workload=workload, requests=args.requests,
                       software=args.software, seed=args.seed, rate_lo=args.rate_lo, rate_hi=args.rate_hi,
                       rel_tol=args.rel_tol, max_runs=args.max_runs,
                       progress=not (args.quiet or args.json) and sys.stderr.isatty(),
                       scheduler=args.scheduler, max_batch=args.max_batch, chunk=args.chunk, precision=args.precision,
-                      parallelism=serving_parallelism(args, args.model, [args.system, *(args.decode_systems or [])])[0],
+                      parallelism=serving_parallelism(args, args.model, [system, *(decode or [])])[0],
                       routing=routing_from_args(args),
-                      replicas=args.replicas, decode_systems=args.decode_systems, **_router(args))
+                      replicas=args.replicas, decode_systems=decode, **_router(args))
     written = write_outputs(result, args.out) if args.out is not None else []
     if args.json:
         print_json({**result.summary(), "files": [str(p) for p in written],

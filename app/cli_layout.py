@@ -36,9 +36,39 @@ def serving_parallelism(args: argparse.Namespace, model: Any, systems: list[Any]
     KV cache left over is what the run's block manager then shares out); a number is taken as given."""
     context = serving_probe_context(model)
     chosen: tuple[Parallelism, str] | None = None
-    for system in dict.fromkeys(str(s) for s in systems):
+    distinct = {getattr(one, "name", str(one)): one for one in systems}
+    for name, system in distinct.items():
         layout, note = resolve_parallelism(args, model, system, 1, context=context)
         if chosen is None or layout.devices > chosen[0].devices:
-            chosen = (layout, note if len(systems) == 1 else f"{note} on {system}")
+            chosen = (layout, note if len(distinct) == 1 else f"{note} on {name}")
     assert chosen is not None
     return chosen
+
+
+def what_if_value(text: str) -> tuple[str, object]:
+    """argparse type of ``--set FIELD=VALUE``: the field path of a what-if spec edit (as a sweep's
+    ``spec.FIELD``, the ``spec.`` prefix optional; ``@scale`` multiplies) and its value read as a
+    TOML value (a number, true/false, a quoted or bare string)."""
+    import tomllib
+
+    field, sep, raw = text.partition("=")
+    field = field.strip().removeprefix("spec.")
+    if not sep or not field or not raw.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give FIELD=VALUE, e.g. hbm.bandwidth@scale=2 or "
+                                         "tensor.peak_flops.fp8=2e15")
+    try:
+        value: object = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return field, value
+
+
+def system_with_edits(args: argparse.Namespace, system: Any) -> Any:
+    """``system`` with the ``--set`` edits of ``args`` applied (:func:`explore.spec_overrides.system_with`:
+    read back and checked as a spec file); ``system`` itself without any."""
+    edits = getattr(args, "set", None)
+    if not edits:
+        return system
+    from decodex.explore.spec_overrides import system_with
+
+    return system_with(system, dict(edits))

@@ -23,7 +23,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
-from decodex.app.cli_layout import serving_parallelism
+from decodex.app.cli_layout import serving_parallelism, system_with_edits
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
@@ -267,22 +267,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.decode_router is not None:
         raise ArgumentError("--decode-router: only with --prefill-systems/--decode-systems")
     systems = _cluster_systems(args)
+    edited = [system_with_edits(args, one) for one in (systems or [args.system])]
     common: dict[str, Any] = dict(
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
         block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
-        precision=args.precision, parallelism=serving_parallelism(args, args.model, systems or [args.system])[0],
+        precision=args.precision, parallelism=serving_parallelism(args, args.model, edited)[0],
         seed=args.seed,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     if systems is not None:
-        cluster = serve_cluster(args.model, systems, _workload(args), router=args.router or "round-robin", **common)
+        cluster = serve_cluster(args.model, edited, _workload(args), router=args.router or "round-robin", **common)
         _write_out(args, {"requests": cluster.requests, "replicas": cluster.replicas}, cluster.summary())
         if args.json:
             print_json(cluster.summary())
         else:
             print(cluster_report(cluster.summary()))
         return 0
-    result = serve(args.model, args.system, _workload(args), **common)
+    result = serve(args.model, edited[0], _workload(args), **common)
     summary = result.summary()
     _write_out(args, {"requests": result.requests, "iterations": result.iterations}, summary)
     if args.json:
@@ -326,14 +327,16 @@ def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:
     for flag, value in (("--system", args.system), ("--systems", args.systems), ("--replicas", args.replicas)):
         if value is not None:
             raise ArgumentError(f"{flag}: not with --prefill-systems/--decode-systems")
+    prefill = [system_with_edits(args, one) for one in args.prefill_systems]
+    decode = [system_with_edits(args, one) for one in args.decode_systems]
     result = serve_disaggregated(
-        args.model, args.prefill_systems, args.decode_systems, _workload(args), link=args.kv_link,
+        args.model, prefill, decode, _workload(args), link=args.kv_link,
         layerwise_overlap=not args.no_layerwise_overlap, prefill_router=args.router or "round-robin",
         decode_router=args.decode_router or "least-kv",
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
         block_size=args.block_size, memory_utilization=args.memory_utilization, software=args.software,
-        precision=args.precision, parallelism=serving_parallelism(args, args.model, [
-            *args.prefill_systems, *args.decode_systems])[0], seed=args.seed,
+        precision=args.precision, parallelism=serving_parallelism(args, args.model, [*prefill, *decode])[0],
+        seed=args.seed,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     _write_out(args, {"requests": result.requests, "instances": result.instances_table}, result.summary())

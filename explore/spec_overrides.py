@@ -5,8 +5,9 @@ groups a ``selector:`` prefix picks by role or device name) or, with the ``syste
 the system file:
 
 - ``hbm.bandwidth_bytes_per_s``: the first part is a unit (``units.NAME``), a memory
-  (``memories.NAME``), a link (``links.NAME``), ``power``/``price`` (``device.power``...) or a
-  top-level table (``device``, ``units``, ``memories``, ``links``); each later part is a key of
+  (``memories.NAME``, also ``memory.NAME``), a link (``links.NAME``), ``power``/``price``
+  (``device.power``...) or a top-level table (``device``, ``units``, ``memories``, ``links``;
+  ``unit``, ``memory`` and ``link`` name them too); each later part is a key of
   that table, or a unique prefix of one (``hbm.bandwidth`` is ``hbm.bandwidth_bytes_per_s``);
 - ``ffn:tensor.peak_flops.fp8``: only the groups whose role or device is ``ffn``;
 - ``system.devices[1].count``, ``system.interconnect.devices_per_node``: the system file;
@@ -33,7 +34,8 @@ from decodex.hw_models.spec_reader import read_toml
 from decodex.hw_models.system import SystemSpec, load_system, system_from_dict
 
 SCALE_SUFFIX = "@scale"
-DEVICE_ALIASES = {"power": ("device", "power"), "price": ("device", "price")}
+DEVICE_ALIASES = {"power": ("device", "power"), "price": ("device", "price"), "memory": ("memories",),
+                  "unit": ("units",), "link": ("links",)}
 _INDEX = re.compile(r"^(?P<key>[^\[\]]+)\[(?P<index>\d+)\]$")
 
 
@@ -125,7 +127,7 @@ def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> Syste
             raise SpecError(str(source), system_keys[0][0], "a device file has no system table to override")
         for key, value in system_keys:
             set_field(data, key, value, str(source), key)
-        spec = system_from_dict(data, f"{source} [sweep overrides]", base=source.parent)
+        spec = system_from_dict(data, f"{source} [what-if edits]", base=source.parent)
     if not device_keys:
         return spec
     groups = []
@@ -146,7 +148,7 @@ def _system_with(system: str, frozen: tuple[tuple[str, Hashable], ...]) -> Syste
         for key, path, value in picked:
             set_field(data, path, value, source, key, functools.partial(_device_parts, table=data))
         note = ", ".join(f"{k}={v}" for k, _, v in picked)
-        device = device_from_dict(data, f"{source} [sweep: {note}]")
+        device = device_from_dict(data, f"{source} [what-if: {note}]")
         groups.append(dataclasses.replace(group, device=device))
     selectors = {k.rpartition(":")[0] for k, _ in device_keys} - {""}
     known = {g.role for g in spec.groups} | {g.device.name for g in spec.groups}
