@@ -34,9 +34,15 @@ def cmd_reproduce_list(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.list:
         return cmd_reproduce_list(args)
-    from decodex.validation.reproduce import reproduce
+    from decodex.core.run_limits import RunWatch
+    from decodex.validation.reproduce import load_targets, reproduce
 
-    results = reproduce(args.name)
+    total = sum(args.name in ("all", t.name, t.group) for t in load_targets())
+    watch = RunWatch("reproduce", "targets", total, progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    try:
+        results = reproduce(args.name, on_target=lambda done, _: watch.tick(done))
+    finally:
+        watch.close()
     if args.json:
         print_json([r.to_dict() for r in results])
     else:
@@ -198,6 +204,7 @@ def add_validation_parsers(sub: Any) -> None:
     p.add_argument("--list", action="store_true", help="list the shipped targets and their sources; run none")
     p.add_argument("--json", action="store_true", help="a list of {name, target, simulated, unit, error, "
                                                        "tolerance, passed}")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")
     p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("calibrate", help="measure a machine's spec with microbenchmarks")
     what = p.add_subparsers(dest="what", required=True)

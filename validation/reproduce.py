@@ -138,14 +138,21 @@ def run_target(target: Target) -> TargetResult:
                         target.reason)
 
 
-def reproduce(selection: str = "all", root: Path = TARGETS_DIR) -> list[TargetResult]:
-    """Run the targets whose name or group equals ``selection`` (``all``: every target)."""
+def reproduce(selection: str = "all", root: Path = TARGETS_DIR, *,
+              on_target: Callable[[int, int], None] | None = None) -> list[TargetResult]:
+    """Run the targets whose name or group equals ``selection`` (``all``: every target);
+    ``on_target(done, total)`` is called after each (a progress line)."""
     targets = load_targets(root)
     chosen = [t for t in targets if selection in ("all", t.name, t.group)]
     if not chosen:
         names = ", ".join(sorted({t.name for t in targets} | {t.group for t in targets}))
         raise ArgumentError(f"reproduce: no target or group {selection!r}; known: {names}")
-    return [run_target(t) for t in chosen]
+    results = []
+    for target in chosen:
+        results.append(run_target(target))
+        if on_target is not None:
+            on_target(len(results), len(chosen))
+    return results
 
 
 def _register_builtin_runners() -> None:

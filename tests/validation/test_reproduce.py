@@ -101,3 +101,22 @@ def test_the_paper_averages_of_neupims_are_reported_beside_the_artifact_matched_
         assert by_name[name].reported and "artifact" in by_name[name].reason
     matched = [t for t in by_name.values() if t.name.startswith("neupims-artifact-")]
     assert matched and not any(t.reported for t in matched)
+
+
+def test_reproduce_shows_progress_on_a_terminal_unless_quiet_or_json(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from decodex.app.cli import main
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    main(["reproduce", "gpu-decode-llama2-7b-h100"])
+    assert "reproduce: 1/1 targets" in capsys.readouterr().err
+    for quiet in (["--quiet"], ["--json"]):
+        main(["reproduce", "gpu-decode-llama2-7b-h100", *quiet])
+        assert "targets" not in capsys.readouterr().err
+    seen: list[tuple[int, int]] = []
+    from decodex.validation.reproduce import reproduce
+
+    reproduce("gpu-decode-llama2-7b-h100", on_target=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 1)]
