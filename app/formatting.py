@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from decodex.sim.results import StepResult
@@ -19,6 +20,14 @@ def si(value: float, unit: str, digits: int = 3) -> str:
         if magnitude >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}"
+
+
+def band_text(low_s: float, high_s: float) -> str:
+    """``"12.3 ms .. 15 ms"``, or ``"no validation data"`` when the band is missing or has no width
+    (no validation record covers the step: a zero-width band would claim a certainty it lacks)."""
+    if not (math.isfinite(low_s) and math.isfinite(high_s)) or high_s <= low_s:
+        return "no validation data"
+    return f"{si(low_s, 's')} .. {si(high_s, 's')}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -43,7 +52,7 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
         ["step time", si(result.step_time_s, "s")],
         *([["analytical step time (no overlap)", si(result.analytical_step_time_s, "s")]]
           if isinstance(result, SimResult) else []),
-        ["measured step time likely in", f"{si(result.band_low_s, 's')} .. {si(result.band_high_s, 's')}"],
+        ["measured step time likely in", band_text(result.band_low_s, result.band_high_s)],
         ["throughput", f"{result.tokens_per_s:,.1f} tokens/s"],
         ["energy per token", si(result.energy_per_token_j, "J")],
         ["weights per device", si(result.weight_bytes, "B")],

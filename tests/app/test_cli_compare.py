@@ -45,3 +45,11 @@ def test_systems_fits_a_wide_terminal_unless_asked(capsys: pytest.CaptureFixture
     assert max(len(line) for line in narrow) <= 130 and any(line.endswith("…") for line in narrow)
     assert main(["systems", "--wide"]) == 0
     assert max(len(line) for line in capsys.readouterr().out.splitlines()) > 130
+
+
+def test_a_band_without_width_says_there_is_no_validation_data() -> None:
+    from decodex.app.formatting import band_text
+
+    assert band_text(0.010, 0.015) == "10 ms .. 15 ms"
+    assert band_text(0.00944, 0.00944) == "no validation data"  # no record covers the step
+    assert band_text(float("nan"), 0.01) == "no validation data"

@@ -3,13 +3,12 @@ tokens/s, energy per token, memory, the per-op breakdown and the roofline."""
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from decodex.app.dashboard.charts import op_breakdown_figure, roofline_with_band
 from decodex.app.dashboard.design import cached_estimate, design_point_inputs, run_or_report
 from decodex.app.dashboard.guard import page_errors
+from decodex.app.formatting import band_text
 
 with page_errors():  # any error ends the page in one message, never a traceback
     st.title("Design point")
@@ -21,12 +20,10 @@ with page_errors():  # any error ends the page in one message, never a traceback
     if result is None:
         st.stop()
 
-    band = ""
-    if math.isfinite(result.band_low_s) and math.isfinite(result.band_high_s):
-        band = f"band {result.band_low_s * 1e3:.2f} to {result.band_high_s * 1e3:.2f} ms"
+    band = band_text(result.band_low_s, result.band_high_s)
     cols = st.columns(4)
-    cols[0].metric("Step time", f"{result.step_time_s * 1e3:.3f} ms", help=f"validation {band or 'band: none'} "
-                   f"({result.band_source or 'no records'})")
+    cols[0].metric("Step time", f"{result.step_time_s * 1e3:.3f} ms",
+                   help=f"measured step time likely in: {band} ({result.band_source or 'no records'})")
     cols[1].metric("Output tokens/s", f"{result.tokens_per_s:,.0f}",
                    help=f"{result.tokens_per_s / result.devices:,.0f} per device on {result.devices} devices")
     cols[2].metric("Energy per token", f"{result.energy_per_token_j * 1e3:.1f} mJ")
