@@ -30,12 +30,13 @@ with page_errors():  # any error ends the page in one message, never a traceback
     cols[3].metric("Memory per device", f"{result.memory_required_bytes / 1e9:.1f} GB",
                    help=f"of {result.memory_capacity_bytes / 1e9:.1f} GB; weights {result.weight_bytes / 1e9:.1f} GB, "
                         f"KV {result.kv_bytes / 1e9:.1f} GB")
-    if band:
-        st.caption(f"Validation {band} ({result.band_source}).")
+    st.caption(f"Measured step time likely in: {band} ({result.band_source or 'no validation records'}).")
     if not result.fits:
         st.warning(f"Does not fit: {result.reason}")
-    for warning in result.warnings:
-        st.info(warning)
+    if result.warnings:  # one box for all of them, not a stack of boxes
+        with st.expander(f"{len(result.warnings)} note{'s' if len(result.warnings) > 1 else ''} on what was validated",
+                         expanded=False):
+            st.markdown("\n".join(f"- {warning}" for warning in result.warnings))
 
     stack_by = st.radio("Stack the breakdown by", ["name", "unit", "bound"], horizontal=True, key="design.stack_by",
                         format_func={"name": "op", "unit": "unit", "bound": "bound"}.get)

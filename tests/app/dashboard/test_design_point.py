@@ -200,3 +200,15 @@ def test_app_command_hides_tracebacks_and_sets_the_sweeps_root(tmp_path: Path, m
         (tmp_path / "x.txt").write_text("a file")
         with pytest.raises(ArgumentError, match="--sweeps-root"):
             cli_app.cmd_app(build_parser().parse_args(["app", "--sweeps-root", bad]))
+
+
+def test_validation_notes_are_one_box_and_the_band_is_said() -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.sidebar.selectbox(key="design.system").set_value("h200").run()  # no H200 records: notes on the band
+    expected = estimate("llama3-70b", "h200", 64, context=2048,
+                        parallelism=choose_layout("llama3-70b", "h200", 64, context=2048).parallelism)
+    assert len(expected.warnings) >= 2
+    assert not at.info  # no stack of boxes
+    notes = [e for e in at.main.expander if "validated" in e.label]
+    assert len(notes) == 1 and notes[0].label.startswith(f"{len(expected.warnings)} notes")
+    assert any(c.value.startswith("Measured step time likely in:") for c in at.caption)
