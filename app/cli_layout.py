@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from decodex.sim.auto_layout import AUTO, choose_layout, serving_probe_context
+from decodex.sim.auto_layout import AUTO, choose_layout, serving_layout
 from decodex.workloads.batch import Batch
 from decodex.workloads.parallelism import Parallelism
 
@@ -31,16 +31,18 @@ def resolve_parallelism(args: argparse.Namespace, model: Any, system: Any, batch
 
 def serving_parallelism(args: argparse.Namespace, model: Any, systems: list[Any]) -> tuple[Parallelism, str]:
     """The layout of every instance of a serving run (``serve``, replicas, pools, capacity):
-    ``--tp auto`` takes, over the distinct ``systems``, the largest of the smallest layouts that
-    hold the weights and one request of ``sim.auto_layout.SERVE_PROBE_TOKENS`` cached tokens (the
-    KV cache left over is what the run's block manager then shares out); a number is taken as given."""
-    context = serving_probe_context(model)
-    chosen: tuple[Parallelism, str] | None = None
+    ``--tp auto`` takes, over the distinct ``systems``, the largest of their serving layouts
+    (:func:`sim.auto_layout.serving_layout`: the weights and one request of
+    ``SERVE_PROBE_TOKENS`` cached tokens); a number is taken as given."""
     distinct = {getattr(one, "name", str(one)): one for one in systems}
+    if args.tp != AUTO:
+        return resolve_parallelism(args, model, next(iter(distinct.values())), 1)
+    chosen: tuple[Parallelism, str] | None = None
     for name, system in distinct.items():
-        layout, note = resolve_parallelism(args, model, system, 1, context=context)
-        if chosen is None or layout.devices > chosen[0].devices:
-            chosen = (layout, note if len(distinct) == 1 else f"{note} on {name}")
+        choice = serving_layout(model, system, precision=getattr(args, "precision", "bf16"),
+                                ep=getattr(args, "ep", None) or 1, pp=getattr(args, "pp", None))
+        if chosen is None or choice.parallelism.devices > chosen[0].devices:
+            chosen = (choice.parallelism, choice.note if len(distinct) == 1 else f"{choice.note} on {name}")
     assert chosen is not None
     return chosen
 

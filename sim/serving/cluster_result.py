@@ -81,15 +81,8 @@ class ClusterResult(RequestMetrics):
     def requests(self) -> pd.DataFrame:
         """One row per request (arrival order), with the ``replica`` that served it and its
         ``system``; unit-suffixed columns as :attr:`ServingResult.requests`."""
-        return pd.DataFrame({
-            "replica": self.replica, "system": np.asarray(self.systems, dtype=object)[self.replica],
-            "arrival_s": self.arrival_s, "scheduled_s": self.scheduled_s,
-            "queue_s": self.scheduled_s - self.arrival_s, "first_token_s": self.first_token_s,
-            "finish_s": self.finish_s,
-            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "ttft_s": self.ttft_s,
-            "tpot_s": self.tpot_s, "e2e_s": self.e2e_s, "preemptions": self.preemptions_per_request,
-            "meets_slo": self.meets_slo,
-        })
+        return pd.DataFrame({"replica": self.replica, "system": np.asarray(self.systems, dtype=object)[self.replica],
+                             **self.request_columns()})
 
     @property
     def replicas(self) -> pd.DataFrame:

@@ -23,6 +23,7 @@ class RequestMetrics:
     """Per-request latencies and run rates of a serving result (see the module docstring)."""
 
     arrival_s: np.ndarray
+    input_tokens: np.ndarray
     first_token_s: np.ndarray
     finish_s: np.ndarray
     output_tokens: np.ndarray
@@ -56,6 +57,19 @@ class RequestMetrics:
     def meets_slo(self) -> np.ndarray:
         """Per request: whether TTFT and TPOT are within the SLOs."""
         return metrics.meets_slo(self.ttft_s, self.tpot_s, self.slo_ttft_s, self.slo_tpot_s)
+
+    def request_columns(self) -> dict[str, np.ndarray]:
+        """The per-request columns every result's ``requests`` table shares, in order: times (s),
+        queue (first scheduled - arrival, s), lengths (tokens), latencies (s), preemptions, SLO met.
+        Needs the result's ``scheduled_s``."""
+        scheduled = self.scheduled_s  # type: ignore[attr-defined]
+        return {
+            "arrival_s": self.arrival_s, "scheduled_s": scheduled, "queue_s": scheduled - self.arrival_s,
+            "first_token_s": self.first_token_s, "finish_s": self.finish_s,
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s, "e2e_s": self.e2e_s, "preemptions": self.preemptions_per_request,
+            "meets_slo": self.meets_slo,
+        }
 
     @property
     def num_requests(self) -> int:

@@ -84,14 +84,7 @@ class ServingResult(RequestMetrics):
     @property
     def requests(self) -> pd.DataFrame:
         """One row per request (arrival order), unit-suffixed columns."""
-        return pd.DataFrame({
-            "arrival_s": self.arrival_s, "scheduled_s": self.scheduled_s,
-            "queue_s": self.scheduled_s - self.arrival_s, "first_token_s": self.first_token_s,
-            "finish_s": self.finish_s,
-            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "ttft_s": self.ttft_s,
-            "tpot_s": self.tpot_s, "e2e_s": self.e2e_s, "preemptions": self.preemptions_per_request,
-            "meets_slo": self.meets_slo,
-        })
+        return pd.DataFrame(self.request_columns())
 
     @property
     def iterations(self) -> pd.DataFrame:
