@@ -10,6 +10,7 @@ from typing import Any
 
 from decodex.app.cli_args import output_file, print_json
 from decodex.app.formatting import table
+from decodex.core.errors import DecodexError
 
 SUMMARY_JSON_HELP = "{device: {op_kind: {mape, max_error, n}}}"
 
@@ -197,6 +198,48 @@ def cmd_validate_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_e2e(args: argparse.Namespace) -> int:
+    """Compare the committed end-to-end GPU decode steps with ``estimate``."""
+    from decodex.validation.e2e_decode import attention_fit_trial, compare_e2e, e2e_summary, load_e2e_records
+
+    records = load_e2e_records(device=args.device)
+    if records.empty:
+        raise DecodexError(f"no end-to-end records{' for ' + args.device if args.device else ''} under "
+                           "validation/records/; a GPU session writes them (python -m decodex.validation.gpu_session)")
+    compared = compare_e2e(records)
+    summary = e2e_summary(compared)
+    trial = attention_fit_trial(records, device=str(records["device"].iloc[0])) if args.fit_trial else None
+    if args.csv:
+        compared.to_csv(args.csv, index=False)
+    if args.write_docs:
+        from decodex.validation.e2e_report import write_docs
+
+        write_docs(compared)
+    if args.json:
+        print_json({"rows": compared.to_dict(orient="records"), "summary": summary,
+                    "skipped": records.loc[records["skipped"] != "", ["model", "batch", "context", "skipped"]]
+                    .to_dict(orient="records"), **({"attention_fit_trial": trial} if trial else {})})
+        return 0
+    rows = [[r.model, r.batch, f"{r.context:,}", f"{r.measured_s * 1e3:.2f}", f"{r.predicted_s * 1e3:.2f}",
+             f"{r.error:+.1%}", f"{r.attention_error:+.0%}", f"{r.projections_error:+.0%}",
+             f"{r.measured_rest_s * 1e3:.2f} / {r.predicted_rest_s * 1e3:.2f}"] for r in compared.itertuples()]
+    gpu = records["gpu_name"].iloc[0] or records["device"].iloc[0]
+    print(f"One decode step on {gpu} (PyTorch, bf16, CUDA graph) against estimate on {records['device'].iloc[0]}; "
+          "error = predicted / measured - 1; no field was fitted on these rows")
+    print(table(["model", "batch", "context", "measured ms", "predicted ms", "error", "attention", "projections",
+                 "rest ms meas./pred."], rows))
+    step, attention, projections = summary["step"], summary["attention"], summary["projections"]
+    print(f"\nstep: MAPE {step['mape']:.1%}, worst {step['max_error']:.1%} over {step['n']} points; attention part "
+          f"MAPE {attention['mape']:.1%}; projections part MAPE {projections['mape']:.1%}")
+    for r in records[records["skipped"] != ""].itertuples():
+        print(f"not run: {r.model} batch {r.batch} context {r.context}: {r.skipped}")
+    if trial:
+        print("\ndecode-attention kernel fields fitted on the attention part (fit half -> check half):")
+        for name, fit in trial.items():
+            print(f"  {name}: fit MAPE {fit['fit_mape']:.1%}, check MAPE {fit['check_mape']:.1%}")
+    return 0
+
+
 def add_validation_parsers(sub: Any) -> None:
     """Add ``calibrate``, ``validate`` and ``reproduce`` to the ``decodex`` sub-commands."""
     p = sub.add_parser("reproduce", help="re-derive the seed papers' headline results and compare")
@@ -243,6 +286,17 @@ def add_validation_parsers(sub: Any) -> None:
     cpu.add_argument("--cases", type=int, default=None, help="run only the first N cases")
     _add_record_options(cpu)
     cpu.set_defaults(func=cmd_validate_cpu)
+    e2e = which.add_parser("e2e", help="the committed end-to-end GPU decode steps (PyTorch, records/<gpu>/e2e-*) "
+                                       "against estimate")
+    e2e.add_argument("--device", default=None, help="only this device's records (default: all)")
+    e2e.add_argument("--csv", type=output_file, default=None, help="also write the compared rows here")
+    e2e.add_argument("--fit-trial", action="store_true", help="also fit the decode-attention kernel fields on "
+                                                              "half the rows and check them on the other (no file "
+                                                              "is changed)")
+    e2e.add_argument("--write-docs", action="store_true", help="rewrite docs/validation-gpu.md's table and "
+                                                               "docs/validation-gpu.svg (from a checkout)")
+    e2e.add_argument("--json", action="store_true", help="the rows, the summary and the points not run as JSON")
+    e2e.set_defaults(func=cmd_validate_e2e)
     gpu = which.add_parser("gpu", help="time the Numba CUDA kernels on this GPU and compare with its spec")
     gpu.add_argument("--spec", default=None, help="catalog device (default: picked from the GPU's name)")
     _add_record_options(gpu)

@@ -27,6 +27,11 @@ import pandas as pd
 from decodex.sim.results import StepResult
 from decodex.validation.records import RECORDS_DIR, load_records, relative_errors
 
+# records that are not bands of estimate's ops: `decodex validate gpu` times Numba kernels on a
+# GPU's CUDA cores and predicts them on its vector unit, whereas estimate prices a GPU's matmuls and
+# attention on the tensor unit (cuBLAS, FlashAttention); those records are read by the Validation
+# page and `validate gpu` alone. (A CPU's kernel records stay: there estimate uses the same unit.)
+NOT_FOR_BANDS = ("gpu",)
 # external records name their kinds after the measured operators
 KIND_ALIASES = {"gemm": "matmul", "all_reduce": "collective", "send_recv": "collective", "all_gather": "collective"}
 # an op kind priced like another when it has no records of its own
@@ -96,6 +101,8 @@ class BandTable:
 
     def __init__(self, records: pd.DataFrame) -> None:
         frame = records.copy()
+        if "kind" in frame.columns:  # SIMT kernel records check the vector unit, not what estimate prices
+            frame = frame[~frame["kind"].isin(NOT_FOR_BANDS)]
         if frame.empty:
             self.by_device: dict[str, dict[str, KindBand]] = {}
             self.by_kind: dict[str, dict[str, KindBand]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,10 @@ def gpu_identity() -> dict[str, Any]:
     """Name, compute capability, clocks, driver and memory of the current CUDA GPU. Raises
     NoGpuError (one line) without numba-cuda or without a usable GPU."""
     gpu = require_gpu().get_current_device()
-    name = gpu.name.decode() if isinstance(gpu.name, bytes) else str(gpu.name)
-    return {"gpu_name": name, "compute_capability": list(gpu.compute_capability), "nvidia_smi": _nvidia_smi(),
+    name = getattr(gpu, "name", "CUDA simulator")  # the simulator's device has no name
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    capability = list(getattr(gpu, "compute_capability", ()))
+    return {"gpu_name": name, "compute_capability": capability, "nvidia_smi": _nvidia_smi(),
             "libraries": library_versions(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -119,11 +121,13 @@ def spec_for_gpu(name: str) -> str:
 
 
 def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *, repeats: int = 20,
-                 write: bool = True, root: Path = records.RECORDS_DIR,
-                 check: bool = True) -> tuple[pd.DataFrame, dict[str, Any], Path | None]:
+                 write: bool = True, root: Path = records.RECORDS_DIR, check: bool = True,
+                 on_row: Callable[[dict[str, Any]], None] | None = None,
+                 ) -> tuple[pd.DataFrame, dict[str, Any], Path | None]:
     """Time the Numba CUDA kernels over ``cases`` (default ``GPU_CASES``) on this GPU, predict
     each with its spec (picked from the GPU's name unless ``spec`` is given), record the measured
-    device-to-device copy bandwidth too, and write a record. Raises NoGpuError without a GPU."""
+    device-to-device copy bandwidth too, and write a record. ``on_row`` sees each case's row as
+    it is timed (a caller can save it at once). Raises NoGpuError without a GPU."""
     identity = gpu_identity()
     from decodex.validation.kernels import (
         GPU_CASES,
@@ -148,7 +152,10 @@ def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *,
                 raise DecodexError(f"kernel {case.kernel} {case.shape} is wrong on the GPU: error {error:.2e}")
         timing = time_cuda(kernel, dev, repeats=repeats, cold=case.cold)
         op, predicted = predict(kernel, case.shape, case.dtype, device)
-        rows.append(_row(case.kernel, case.shape, case.dtype, op, timing.median_s, predicted, copies=timing.copies))
+        rows.append(_row(case.kernel, case.shape, case.dtype, op, timing.median_s, predicted, copies=timing.copies,
+                         launches_per_sample=timing.launches_per_sample, host_bound=timing.host_bound))
+        if on_row is not None:
+            on_row(rows[-1])
         del dev
     frame = pd.DataFrame(rows)
     frame["device"] = device.name

@@ -22,6 +22,8 @@ import pandas as pd
 from decodex.core.errors import DecodexError
 
 RECORDS_DIR = Path(__file__).resolve().parent / "records"
+STEP_KINDS = ("e2e",)
+"""Record kinds that hold whole decode steps (``validation/e2e_decode.py``), not kernel or operator cases."""
 CASE_COLUMNS = ("kernel", "op_kind", "shape", "dtype", "flops", "bytes", "measured_s", "predicted_s", "error")
 
 
@@ -67,7 +69,8 @@ class RecordWriteError(DecodexError):
 
 def write_record(device: str, machine: Mapping[str, Any], cases: pd.DataFrame, *, kind: str,
                  root: Path = RECORDS_DIR, run_id: str | None = None) -> Path:
-    """Write a run's cases (CSV) and machine (JSON) under ``root/<device>/``; returns the CSV path.
+    """Write a run's cases (CSV: ``CASE_COLUMNS`` first, then any other columns but ``device``)
+    and machine (JSON) under ``root/<device>/``; returns the CSV path.
 
     ``kind`` names the validation (``cpu``, ``gpu``, ``external``); the run id is
     ``<kind>-<UTC timestamp>`` unless given. Files are written atomically.
@@ -77,14 +80,16 @@ def write_record(device: str, machine: Mapping[str, Any], cases: pd.DataFrame, *
         raise ValueError(f"record cases lack columns {missing}")
     run_id = run_id or f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     base = root / device / run_id
-    _atomic_write(base.with_suffix(".csv"), cases.loc[:, list(CASE_COLUMNS)].to_csv(index=False))
+    columns = list(CASE_COLUMNS) + [c for c in cases.columns if c not in CASE_COLUMNS and c != "device"]
+    _atomic_write(base.with_suffix(".csv"), cases.loc[:, columns].to_csv(index=False))
     meta = {"device": device, "kind": kind, "run_id": run_id, **machine}
     _atomic_write(base.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
     return base.with_suffix(".csv")
 
 
 def load_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.DataFrame:
-    """All record cases under ``root`` (or one device's), with ``device``, ``kind`` and ``run_id``."""
+    """All record cases under ``root`` (or one device's), with ``device``, ``kind`` and ``run_id``;
+    records of whole steps (``STEP_KINDS``) are left out."""
     frames = []
     pattern = f"{device}/*.csv" if device else "*/*.csv"
     for path in sorted(root.glob(pattern)):
@@ -92,6 +97,8 @@ def load_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.Data
         if not meta_path.is_file():
             continue
         meta = json.loads(meta_path.read_text())
+        if meta.get("kind") in STEP_KINDS:
+            continue  # whole steps, not cases: validation/e2e_decode.py reads them
         frame = pd.read_csv(path)
         if "device" not in frame.columns:
             frame["device"] = meta.get("device", path.parent.name)

@@ -31,6 +31,16 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _numpy_aliases() -> None:
+    """numba-cuda 0.30.4 registers a CUDA overload of ``np.row_stack``, which NumPy 2.5 removed
+    (it was an alias of ``np.vstack``): without the alias its typing registry fails to load at the
+    first kernel compile (seen on an H200 with NumPy 2.5.2, 2026-12-04). Restore the alias."""
+    import numpy as np
+
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
 def numba_cuda() -> ModuleType:
     """``numba.cuda`` as NVIDIA's numba-cuda provides it (the simulator under
     ``NUMBA_ENABLE_CUDASIM=1``); needs no GPU. Raises NoGpuError when numba-cuda is missing (numba's
@@ -39,6 +49,7 @@ def numba_cuda() -> ModuleType:
         import numba_cuda  # noqa: F401  (present: numba.cuda is redirected to it)
     except ImportError:
         raise NoGpuError(NEEDS_NUMBA_CUDA) from None
+    _numpy_aliases()
     try:
         from numba import cuda
     except Exception as err:  # ImportError, or numba's own error when its CUDA target cannot load

@@ -19,6 +19,7 @@ from decodex.app.dashboard.compare import (
     with_relative_error,
 )
 from decodex.app.dashboard.guard import page_errors
+from decodex.app.dashboard.validation_e2e import e2e_display, e2e_figure
 from decodex.validation.bands import HIGH_Q, LOW_Q, band_table
 from decodex.validation.records import RECORDS_DIR, load_records, mape
 
@@ -34,6 +35,37 @@ def cached_records(stamp: tuple[tuple[str, float], ...]) -> pd.DataFrame:
     record file changes (``stamp``)."""
     del stamp  # the cache key only
     return load_records()
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_e2e(stamp: tuple[tuple[str, float], ...]) -> pd.DataFrame:
+    """The committed end-to-end GPU decode steps compared with estimate (s), re-read when a
+    record file changes (``stamp``)."""
+    del stamp  # the cache key only
+    from decodex.validation.e2e_decode import compare_e2e, load_e2e_records
+
+    return compare_e2e(load_e2e_records())
+
+
+def _e2e_section(compared: pd.DataFrame) -> None:
+    st.subheader("Decode steps on a real GPU")
+    if compared.empty:
+        st.info("No end-to-end records yet; a GPU session writes them (docs/validation-gpu.md).")
+        return
+    st.caption("One decode step of a Llama model in PyTorch (bf16, random weights, pre-filled KV cache, one CUDA "
+               "graph) timed on the GPU, next to `estimate` on that GPU's catalog spec. No spec field was fitted on "
+               "these rows. Attention and projections are timed as graphs of their own; the rest is the step minus "
+               "both (norms, RoPE, residual adds: unfused in PyTorch, fused in the kernels Decodex prices). "
+               "Details: docs/validation-gpu.md; `decodex validate e2e` prints the same.")
+    errors = compared["error"].abs()
+    cols = st.columns(3)
+    cols[0].metric("Points", f"{len(compared)}")
+    cols[1].metric("Step MAPE", f"{100 * errors.mean():.1f} %", help="mean |predicted / measured − 1|; goal 15 %")
+    cols[2].metric("Worst", f"{100 * errors.max():.1f} %")
+    st.plotly_chart(e2e_figure(compared), key="validation.e2e_scatter")
+    st.dataframe(e2e_display(compared), hide_index=True, key="validation.e2e_table", column_config={
+        name: st.column_config.NumberColumn(format="%+.1f" if name == "error (%)" else "%.2f")
+        for name in e2e_display(compared).columns if "(ms)" in name or name == "error (%)"})
 
 
 def _multiselect(label: str, values: pd.Series, key: str) -> list[str]:
@@ -103,6 +135,9 @@ with page_errors():  # any error ends the page in one message, never a traceback
                      "mape": st.column_config.NumberColumn("MAPE", format="%.3f"),
                  })
 
+    _e2e_section(cached_e2e(_records_stamp()))
+
+    st.subheader("Cases")
     shown = with_relative_error(frame)
     st.download_button("Download the filtered cases (CSV)", shown.to_csv(index=False).encode(),
                        file_name="validation-records.csv", mime="text/csv", key="validation.download")

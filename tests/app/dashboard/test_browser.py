@@ -202,3 +202,13 @@ def test_serving_page_takes_an_uploaded_model(server: str, browser: WebDriver, s
     assert any("llama3-8b.json on h100-sxm" in c.text
                for c in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
     browser.save_screenshot(str(shots / "serving-uploaded-model.png"))
+
+
+def test_validation_page_shows_the_gpu_decode_steps(server: str, browser: WebDriver, shots: Path) -> None:
+    browser.get(f"{server}/validation")
+    _wait(lambda: _title_shown(browser, "Validation"), PAGE_TIMEOUT_S, "the Validation page")
+    heading = next(h for h in browser.find_elements(By.TAG_NAME, "h3") if h.text.strip() == "Decode steps on a real GPU")
+    browser.execute_script("arguments[0].scrollIntoView();", heading)
+    assert _metric(browser, "Points") == "20"
+    assert float(_metric(browser, "Step MAPE").rstrip(" %")) <= 15.0
+    browser.save_screenshot(str(shots / "validation-gpu-decode-steps.png"))

@@ -120,8 +120,10 @@ def test_validation_page_runs_with_defaults() -> None:
     summary = _frame_with(at, "MAPE (%)")
     records = load_records()
     assert summary["n"].sum() == len(records)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 3  # cases, error histogram, GPU decode steps
     assert at.get("download_button")
+    e2e = _frame_with(at, "rest pred. (ms)")
+    assert len(e2e) == 20 and e2e["error (%)"].abs().mean() <= 15.0
 
 
 def test_validation_device_filter_changes_the_error_table() -> None:
