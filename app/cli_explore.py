@@ -20,10 +20,10 @@ from decodex.app.cli_args import bounded_float, bounded_int, byte_size, output_f
 from decodex.app.formatting import table
 
 
-def _save(figure: Any, path: Path) -> None:
+def _save(figure: Any, path: Path, standalone: bool = False) -> None:
     from decodex.explore.figures import save_html
 
-    save_html(figure, path)
+    save_html(figure, path, standalone=standalone)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -143,7 +143,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         front.to_csv(args.csv, index=False)
     if args.html and len(objectives) >= 2:
         x, y = list(objectives)[:2]
-        _save(pareto_figure(frame, x, y, {x: objectives[x], y: objectives[y]}, hover=inputs), Path(args.html))
+        _save(pareto_figure(frame, x, y, {x: objectives[x], y: objectives[y]}, hover=inputs), Path(args.html),
+              args.standalone)
     return 0
 
 
@@ -264,7 +265,10 @@ def add_explore_parsers(sub: Any) -> None:
     p = sub.add_parser("pareto", help="Pareto front of a sweep folder over chosen objectives")
     p.add_argument("dir", help="sweep output folder")
     p.add_argument("--objective", action="append", required=True, help="COLUMN:max or COLUMN:min (repeat)")
-    p.add_argument("--html", default=None, help="write the front over the first two objectives as HTML")
+    p.add_argument("--html", default=None, help="write the front over the first two objectives as HTML (plotly.js "
+                                                "is written once beside it, as plotly.min.js)")
+    p.add_argument("--standalone", action="store_true", help="embed plotly.js in the --html file instead (4.6 MB; "
+                                                             "for a file sent on its own)")
     p.add_argument("--csv", default=None, help="write the front's rows as CSV")
     p.set_defaults(func=cmd_pareto)
     p = sub.add_parser("sensitivity", help="which swept fields move a metric most (one at a time and Sobol)")

@@ -206,7 +206,7 @@ def serve_report(summary: dict[str, Any]) -> str:
         ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
         ["requests/s", f"{summary['request_throughput_per_s']:,.3f}"],
         goodput_row(summary),
-        ["utilisation", f"{100 * summary['utilization']:.1f}%"],
+        ["busy (an iteration running)", f"{100 * summary['utilization']:.1f}% of the makespan"],
         ["energy per token", si(summary["energy_per_token_j"], "J")],
         ["preemptions", summary["preemptions"]],
         ["iterations", f"{summary['iterations']} (mean batch {summary['mean_batch_size']:.1f})"],
@@ -215,7 +215,12 @@ def serve_report(summary: dict[str, Any]) -> str:
         ["KV cache", f"{summary['kv_blocks']} blocks of {summary['block_size']} tokens, "
                      f"peak {summary['peak_kv_blocks_used']} used"],
     ])
-    return "\n".join([head, "", latency, "", system])
+    return "\n".join([head, "", latency, "", system, "", BUSY_NOTE])
+
+
+BUSY_NOTE = ("busy: the share of the time with an iteration running. A continuous-batching replica runs one "
+             "whenever a request is in the system,\nso it is near 100% at any load that keeps it fed; the mean batch "
+             "says how much work each iteration carries.")
 
 
 def cluster_report(summary: dict[str, Any]) -> str:
@@ -231,18 +236,18 @@ def cluster_report(summary: dict[str, Any]) -> str:
         ["throughput", f"{summary['throughput_tokens_per_s']:,.1f} tokens/s"],
         ["requests/s", f"{summary['request_throughput_per_s']:,.3f}"],
         goodput_row(summary),
-        ["utilisation", f"{100 * summary['utilization']:.1f}% (mean of replicas)"],
+        ["busy (an iteration running)", f"{100 * summary['utilization']:.1f}% (mean of replicas)"],
         ["energy per token", si(summary["energy_per_token_j"], "J")],
         ["preemptions", summary["preemptions"]],
         ["output tokens", summary["output_tokens"]],
         ["makespan", si(summary["makespan_s"], "s")],
     ])
-    replicas = table(["replica", "system", "requests", "output tokens", "utilisation", "tokens/s", "TTFT p99",
+    replicas = table(["replica", "system", "requests", "output tokens", "busy", "tokens/s", "TTFT p99",
                       "TPOT p99", "preemptions", "peak KV blocks"], [
         [r["replica"], r["system"], r["requests"], r["output_tokens"], f"{100 * r['utilization']:.1f}%",
          f"{r['throughput_tokens_per_s']:,.1f}", si(r["ttft_p99_s"], "s"), si(r["tpot_p99_s"], "s"),
          r["preemptions"], f"{r['peak_kv_blocks_used']} of {r['kv_blocks']}"] for r in summary["per_replica"]])
-    return "\n".join([head, "", latency, "", system, "", replicas])
+    return "\n".join([head, "", latency, "", system, "", replicas, "", BUSY_NOTE])
 
 
 def _cluster_systems(args: argparse.Namespace) -> list[str] | None:
@@ -312,11 +317,11 @@ def disagg_report(summary: dict[str, Any]) -> str:
         ["preemptions", summary["preemptions"]],
         ["makespan", si(summary["makespan_s"], "s")],
     ])
-    instances = table(["role", "instance", "system", "requests", "utilisation", "peak KV blocks", "USD/h"], [
+    instances = table(["role", "instance", "system", "requests", "busy", "peak KV blocks", "USD/h"], [
         [r["role"], r["instance"], r["system"], r["requests"], f"{100 * r['utilization']:.1f}%",
          f"{r['peak_kv_blocks_used']} of {r['kv_blocks']}", f"{r['usd_per_hour']:.2f}"]
         for r in summary["per_instance"]])
-    return "\n".join([head, "", latency, "", system, "", instances])
+    return "\n".join([head, "", latency, "", system, "", instances, "", BUSY_NOTE])
 
 
 def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:

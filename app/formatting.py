@@ -22,6 +22,19 @@ def si(value: float, unit: str, digits: int = 3) -> str:
     return f"{value:.{digits}g} {unit}"
 
 
+def compact(value: float, digits: int = 4) -> str:
+    """A number short enough for a dashboard tile: ``5167.12`` -> ``"5,167"``, ``2.81349`` ->
+    ``"2.813"``, ``1.234e7`` -> ``"12.3 M"``; ``"n/a"`` when not finite. The unit goes in the label."""
+    if not math.isfinite(value):
+        return "n/a"
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return si(value, "", 3).rstrip()
+    if magnitude >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
 def band_text(low_s: float, high_s: float) -> str:
     """``"12.3 ms .. 15 ms"``, or ``"no validation data"`` when the band is missing or has no width
     (no validation record covers the step: a zero-width band would claim a certainty it lacks)."""
@@ -66,6 +79,9 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
                    si(r.bytes_step, "B")] for r in blocks.itertuples()]
     parts = [head, "", summary, "", table(["block", "time/step", "share", "FLOP/device", "bytes/device"],
                                           block_rows)]
+    note = overlap_note(result)
+    if note:
+        parts += [note]
     if result.warnings:
         parts += ["", f"error band from {result.band_source}; warnings:"] + [f"  - {w}" for w in result.warnings]
     if show_ops:
@@ -74,6 +90,20 @@ def step_report(result: StepResult, show_ops: bool = False) -> str:
                    for r in result.records]
         parts += ["", table(["op", "unit", "×", "time", "bound", "FLOP/B", "FLOP", "bytes"], op_rows)]
     return "\n".join(parts)
+
+
+OVERLAP_TOLERANCE = 1.005
+"""Op times summing to more than this times the step are reported as overlap (not rounding)."""
+
+
+def overlap_note(result: StepResult) -> str:
+    """One line explaining shares above 100 % when ops of different units overlap in the step,
+    else ``""``."""
+    ratio = result.busy_over_step
+    if not ratio > OVERLAP_TOLERANCE:
+        return ""
+    return (f"shares add to {100 * ratio:.0f}%: ops on different units run at the same time in this step "
+            f"({result.mapper} mapper), so the blocks' times sum to {ratio:.2f}x the step time")
 
 
 def utilization_report(result: SimResult) -> str:

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from decodex.explore.metric_labels import axis_title, hover_labels, style_axis
 from decodex.explore.optimize import DesignOptimum
 from decodex.explore.pareto import pareto_front
 from decodex.explore.sensitivity import OneAtATime
@@ -24,7 +25,8 @@ FRONT_COLOR = "#d62728"
 
 def scatter_figure(frame: pd.DataFrame, x: str, y: str, color: str | None = None,
                    hover: Sequence[str] | None = None, log_x: bool = False, log_y: bool = False) -> go.Figure:
-    """Scatter of ``y`` against ``x`` (axis titles are the column names, values in their units).
+    """Scatter of ``y`` against ``x``: axes titled with the metrics' readable names, their units on
+    the ticks with SI prefixes (:mod:`explore.metric_labels`), hover labels likewise.
 
     ``color`` names a column to color by; ``hover`` lists the columns shown on hover (the design
     point's inputs, typically), default every column.
@@ -32,8 +34,9 @@ def scatter_figure(frame: pd.DataFrame, x: str, y: str, color: str | None = None
     _require(frame, [x, y, *([color] if color else []), *(hover or [])])
     hover_data = list(hover) if hover is not None else list(frame.columns)
     figure = px.scatter(frame, x=x, y=y, color=color, hover_data=hover_data, log_x=log_x, log_y=log_y,
-                        template=TEMPLATE)
-    figure.update_layout(xaxis_title=x, yaxis_title=y)
+                        template=TEMPLATE, labels=hover_labels(list(frame.columns)))
+    style_axis(figure.layout.xaxis, x)
+    style_axis(figure.layout.yaxis, y)
     return figure
 
 
@@ -68,7 +71,7 @@ def pareto_figure(frame: pd.DataFrame, x: str, y: str, objectives: Mapping[str, 
         marker={"size": 9, "color": FRONT_COLOR, "line": {"width": 1, "color": "black"}},
         customdata=front[columns].to_numpy(dtype=object) if columns else None,
         hovertemplate=_hover_template(columns)))
-    figure.update_layout(title="Pareto front", xaxis_title=x, yaxis_title=y)
+    figure.update_layout(title="Pareto front")
     return figure
 
 
@@ -108,8 +111,9 @@ def one_at_a_time_figure(result: OneAtATime, metric: str = "metric") -> go.Figur
                                 name=f"variable {label}", customdata=summary[end],
                                 hovertemplate=f"%{{y}} = %{{customdata}}<br>{metric} = %{{x}}<extra>{label}</extra>"))
     figure.add_vline(x=base, line_dash="dash", line_color="gray")
-    figure.update_layout(title="One-at-a-time sensitivity", barmode="overlay", xaxis_title=metric,
-                         yaxis_title="variable", template=TEMPLATE)
+    figure.update_layout(title="One-at-a-time sensitivity", barmode="overlay", yaxis_title="variable",
+                         template=TEMPLATE)
+    style_axis(figure.layout.xaxis, metric)
     return figure
 
 
@@ -130,16 +134,20 @@ def optimization_figure(optimum: DesignOptimum) -> go.Figure:
     figure.add_trace(go.Scatter(x=history["evaluation"], y=best, mode="lines", name="best feasible so far",
                                 line={"shape": "hv", "color": FRONT_COLOR}))
     goal = "minimize" if optimum.minimize else "maximize"
-    figure.update_layout(title=f"Optimization: {goal} {name}", xaxis_title="evaluation", yaxis_title=name,
+    figure.update_layout(title=f"Optimization: {goal} {axis_title(name)}", xaxis_title="evaluation",
                          template=TEMPLATE)
+    style_axis(figure.layout.yaxis, name)
     return figure
 
 
-def save_html(figure: go.Figure, path: str | Path) -> Path:
-    """Write ``figure`` as one standalone HTML file (plotly.js embedded, works offline); returns the path."""
+def save_html(figure: go.Figure, path: str | Path, *, standalone: bool = False) -> Path:
+    """Write ``figure`` as an HTML file that works offline; returns the path. By default plotly.js
+    (about 4.6 MB) is written once, as ``plotly.min.js`` beside the file, and shared by every
+    figure in that folder (plotly's ``include_plotlyjs="directory"``); ``standalone`` embeds it
+    instead, for a file to be sent on its own."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    figure.write_html(target, include_plotlyjs=True, full_html=True)
+    figure.write_html(target, include_plotlyjs=True if standalone else "directory", full_html=True)
     return target
 
 
@@ -152,5 +160,5 @@ def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
 
 def _hover_template(columns: Sequence[str]) -> str:
     """Hover text listing ``columns`` from ``customdata`` in order."""
-    lines = [f"{column} = %{{customdata[{i}]}}" for i, column in enumerate(columns)]
+    lines = [f"{axis_title(column)} = %{{customdata[{i}]}}" for i, column in enumerate(columns)]
     return "<br>".join(lines) + "<extra>Pareto front</extra>"

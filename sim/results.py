@@ -120,6 +120,14 @@ class StepResult:
         grouped["time_share"] = grouped["total_time_s"] / self.step_time_s
         return grouped.reset_index()
 
+    @property
+    def busy_over_step(self) -> float:
+        """The ops' times summed over the step, over the step time (dimensionless): 1 when they run
+        one after another, above 1 when ops of different units overlap (e.g. Duplex's xPU and
+        Logic-PIM at once), so per-block shares then add to more than 100 %."""
+        busy = sum(r.time_s * r.repeat for r in self.records)
+        return busy / self.step_time_s if self.step_time_s > 0 else float("nan")
+
     def to_dict(self) -> dict[str, Any]:
         """Summary plus an ``ops`` list (one object per op record)."""
         out = self.summary()

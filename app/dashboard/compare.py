@@ -36,20 +36,30 @@ TEMPLATE = "plotly_white"
 # ---------------------------------------------------------------------------------------------
 
 DISPLAY_COLUMNS = {
-    "system": "system", "status": "status", "mapper": "mapper", "path": "path", "parallelism": "parallelism",
-    "precision": "precision", "devices": "devices", "step_ms": "step time (ms)", "tokens_per_s": "tokens/s",
-    "tokens_per_s_per_device": "tokens/s per device", "energy_mj": "energy/token (mJ)", "usd_per_hour": "$/hour",
-    "usd_per_mtok": "$/Mtok", "memory_gb": "memory/device (GB)", "capacity_gb": "capacity/device (GB)",
-    "reason": "memory fit / reason",
+    "system": "system", "status": "status", "engine": "mapper (path)", "parallelism": "parallelism",
+    "devices": "devices", "step_ms": "step time (ms)", "tokens_per_s": "tokens/s",
+    "tokens_per_s_per_device": "tokens/s per device", "energy_mj": "energy/token (mJ)", "hourly": "$/hour",
+    "per_mtok": "$/Mtok", "memory": "memory/device (GB)",
 }
+NO_PRICE = "no price"
+"""Shown where a device has no catalog price (research designs, FPGA cards)."""
+
+
+def _money(value: float, decimals: int) -> str:
+    return f"{value:,.{decimals}f}" if math.isfinite(value) and value > 0 else NO_PRICE
 
 
 def comparison_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """The comparison frame for showing: ms, mJ, GB (1e9 B), with readable column names."""
-    out = frame.assign(step_ms=frame["step_time_s"] * 1e3, energy_mj=frame["energy_per_token_j"] * 1e3,
-                       memory_gb=frame["memory_required_bytes"] / 1e9,
-                       capacity_gb=frame["memory_capacity_bytes"] / 1e9)
-    out["reason"] = [r if r else "fits" for r in out["reason"]]
+    """The comparison frame for showing: ms, mJ, GB (1e9 B), readable column names, one column
+    for the mapper and its path and one for memory need against capacity, prices as text ("no
+    price" where a device has none). The precision is the page's and the reason for a row that
+    does not fit or cannot run is said under the table, so neither takes a column."""
+    out = frame.assign(step_ms=frame["step_time_s"] * 1e3, energy_mj=frame["energy_per_token_j"] * 1e3)
+    out["engine"] = [f"{m} ({p})" for m, p in zip(frame["mapper"], frame["path"], strict=True)]
+    out["hourly"] = [_money(float(v), 2) for v in frame["usd_per_hour"]]
+    out["per_mtok"] = [_money(float(v), 3) for v in frame["usd_per_mtok"]]
+    out["memory"] = [f"{need / 1e9:,.1f} of {cap / 1e9:,.1f}" if math.isfinite(need) and math.isfinite(cap) else ""
+                     for need, cap in zip(frame["memory_required_bytes"], frame["memory_capacity_bytes"], strict=True)]
     out["devices"] = out["devices"].astype("Int64").mask(out["status"] == "cannot run")
     return out[list(DISPLAY_COLUMNS)].rename(columns=DISPLAY_COLUMNS)
 

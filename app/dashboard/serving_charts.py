@@ -175,6 +175,22 @@ def sweep_frame(runs: Sequence[tuple[float, ServingResult]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RATE_SWEEP_COLUMNS = {
+    "rate_per_s": ("arrival rate (req/s)", 1.0), "nominal_tokens_per_s": ("offered (tokens/s)", 1.0),
+    "throughput_tokens_per_s": ("throughput (tokens/s)", 1.0), "request_throughput_per_s": ("finished (req/s)", 1.0),
+    "goodput_requests_per_s": ("goodput (req/s)", 1.0), "slo_attainment": ("SLO attained (%)", 100.0),
+    "ttft_p99_s": ("TTFT p99 (ms)", 1e3), "tpot_p99_s": ("TPOT p99 (ms)", 1e3),
+    "utilization": ("busy (%)", 100.0), "preemptions": ("preemptions", 1.0)}
+"""Rate-sweep columns as shown: label with its unit, and the factor from the SI value."""
+
+
+def rate_sweep_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rate sweep (from :func:`sweep_frame`, SI) as shown: labelled columns in req/s, ms and %,
+    rounded to 3 significant figures' worth of decimals."""
+    return pd.DataFrame({label: (frame[column] * factor).round(3) for column, (label, factor) in
+                         RATE_SWEEP_COLUMNS.items()})
+
+
 def sweep_figure(frame: pd.DataFrame, title: str = "") -> go.Figure:
     """Two panels against the arrival rate (requests/s), from a :func:`sweep_frame`: throughput
     (output tokens/s) with the nominal offered load rate x mean output tokens dotted; goodput and

@@ -108,3 +108,18 @@ def test_fixed_size_system_refuses_too_many_devices(capsys: pytest.CaptureFixtur
     code, _, err = run_cli(capsys, "estimate", "--model", "llama3-70b", "--system", "8x-h100-sxm", "--tp", "8",
                            "--pp", "2")
     assert code == 2 and "needs 16 devices" in err
+
+
+def test_block_shares_above_100_percent_are_explained() -> None:
+    """Duplex runs experts on the xPU and the Logic-PIM at once: the report says why its block
+    shares add to more than 100 %; a GPU step, whose ops run one after another, says nothing."""
+    from decodex.app.formatting import overlap_note, step_report
+    from decodex.sim import estimate
+
+    duplex = estimate("mixtral-8x7b", "4x-duplex", 64, context=2048)
+    ratio = duplex.by_block()["time_share"].sum()
+    assert ratio == pytest.approx(duplex.busy_over_step, rel=1e-9) and ratio > 1.05
+    assert f"shares add to {100 * ratio:.0f}%" in step_report(duplex)
+    gpu = estimate("llama3-8b", "h100-sxm", 8, context=2048)
+    assert gpu.busy_over_step == pytest.approx(1.0) and overlap_note(gpu) == ""
+    assert "shares add to" not in step_report(gpu)

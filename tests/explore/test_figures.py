@@ -32,12 +32,14 @@ DESIGNS = pd.DataFrame({
 def test_scatter_figure_axes_hover_and_log() -> None:
     figure = scatter_figure(DESIGNS, "cost_usd", "tpot_s", hover=["bandwidth", "devices"], log_y=True)
     assert isinstance(figure, go.Figure)
-    assert figure.layout.xaxis.title.text == "cost_usd"
-    assert figure.layout.yaxis.title.text == "tpot_s"
+    # readable names, units on the ticks with SI prefixes (20ms), never a raw column name
+    assert figure.layout.xaxis.title.text == "cost" and figure.layout.xaxis.tickprefix == "$"
+    assert figure.layout.yaxis.title.text == "TPOT" and figure.layout.yaxis.ticksuffix == "s"
+    assert figure.layout.yaxis.tickformat == "~s"  # d3's SI prefixes: 0.02 -> 20m, then the unit
     assert figure.layout.yaxis.type == "log"
     assert "bandwidth" in figure.data[0].hovertemplate and "devices" in figure.data[0].hovertemplate
     every = scatter_figure(DESIGNS, "cost_usd", "tpot_s")
-    assert all(column in every.data[0].hovertemplate for column in DESIGNS.columns)
+    assert all(label in every.data[0].hovertemplate for label in ("bandwidth", "devices", "TPOT (s)", "cost ($)"))
     with pytest.raises(ValueError, match="'latency_s'"):
         scatter_figure(DESIGNS, "cost_usd", "latency_s")
 
@@ -52,7 +54,7 @@ def test_pareto_figure_highlights_front_with_staircase() -> None:
     assert list(front.x) == [1.0, 2.0, 4.0, 8.0]  # sorted by x; (2.5, 0.035) is dominated
     assert front.line.shape == "hv"
     assert "bandwidth" in front.hovertemplate
-    assert figure.layout.xaxis.title.text == "cost_usd" and figure.layout.yaxis.title.text == "tpot_s"
+    assert figure.layout.xaxis.title.text == "cost" and figure.layout.yaxis.title.text == "TPOT"
     flipped = pareto_figure(DESIGNS, "bandwidth", "cost_usd", ("max", "min"))
     assert flipped.data[-1].line.shape == "vh"
 
@@ -71,7 +73,7 @@ def test_sensitivity_and_tornado_figures() -> None:
     assert [trace.name for trace in tornado.data] == ["variable at low", "variable at high"]
     assert list(tornado.data[0].y) == ["a", "b"]  # largest swing (b) drawn on top
     assert all(trace.orientation == "h" for trace in tornado.data)
-    assert tornado.layout.xaxis.title.text == "tpot_s"
+    assert tornado.layout.xaxis.title.text == "TPOT" and tornado.layout.xaxis.ticksuffix == "s"
 
 
 def test_optimization_figure() -> None:
@@ -85,10 +87,13 @@ def test_optimization_figure() -> None:
     assert figure.layout.yaxis.title.text == "bandwidth"
 
 
-def test_save_html_writes_standalone_file(tmp_path: Path) -> None:
-    path = save_html(scatter_figure(DESIGNS, "cost_usd", "tpot_s"), tmp_path / "figures" / "scatter.html")
+def test_save_html_shares_one_plotly_js_per_folder(tmp_path: Path) -> None:
+    figure = scatter_figure(DESIGNS, "cost_usd", "tpot_s")
+    path = save_html(figure, tmp_path / "figures" / "scatter.html")
+    save_html(figure, tmp_path / "figures" / "again.html")
     assert path == tmp_path / "figures" / "scatter.html"
     text = path.read_text(encoding="utf-8")
-    assert "plotly" in text
-    assert '<script src="https://cdn.plot.ly' not in text  # plotly.js is embedded, so it works offline
-    assert len(text) > 1_000_000
+    assert 'src="plotly.min.js"' in text and "cdn.plot.ly" not in text  # offline: the file beside it
+    assert len(text) < 50_000 and (tmp_path / "figures" / "plotly.min.js").stat().st_size > 1_000_000
+    alone = save_html(figure, tmp_path / "alone.html", standalone=True).read_text(encoding="utf-8")
+    assert len(alone) > 1_000_000 and 'src="https://cdn.plot.ly' not in alone  # embedded, sent on its own

@@ -8,7 +8,8 @@ import streamlit as st
 from decodex.app.dashboard.charts import op_breakdown_figure, roofline_with_band
 from decodex.app.dashboard.design import cached_estimate, design_point_inputs, run_or_report
 from decodex.app.dashboard.guard import page_errors
-from decodex.app.formatting import band_text
+from decodex.app.dashboard.tables import number_formats, ops_display
+from decodex.app.formatting import band_text, overlap_note
 
 with page_errors():  # any error ends the page in one message, never a traceback
     st.title("Design point")
@@ -43,9 +44,15 @@ with page_errors():  # any error ends the page in one message, never a traceback
     left, right = st.columns(2)
     left.plotly_chart(op_breakdown_figure(result, stack_by=stack_by), key="design.breakdown")
     right.plotly_chart(roofline_with_band(result), key="design.roofline")
+    overlap = overlap_note(result)
+    if overlap:
+        st.caption(f"Overlap: {overlap}; the bars stack each op's own time.")
 
     ops = result.ops
     st.subheader("Operators")
-    st.dataframe(ops[["block", "name", "kind", "unit", "repeat", "dtype", "flops", "bytes", "arithmetic_intensity",
-                      "time_s", "total_time_s", "time_share", "bound"]], hide_index=True)
+    shown = ops_display(ops)
+    st.dataframe(shown, hide_index=True, key="design.ops", column_config={
+        column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(shown).items()})
+    st.caption("Per op: FLOP and bytes it moves on one device, its time, and × per step (layers); time per step = "
+               "time × count; share of the step. The CSV holds the same in SI units (FLOP, B, s).")
     st.download_button("Download ops (CSV)", ops.to_csv(index=False).encode(), file_name="ops.csv", mime="text/csv")

@@ -23,11 +23,14 @@ from decodex.app.dashboard.serving_charts import (
     ServingPoint,
     latency_figure,
     latency_metrics,
+    rate_sweep_display,
     sweep_figure,
     sweep_frame,
     sweep_rates,
 )
+from decodex.app.dashboard.tables import labelled_display, number_formats
 from decodex.app.dashboard.uploads import resolve_model, resolve_system
+from decodex.app.formatting import compact, si
 from decodex.core.errors import DecodexError
 from decodex.sim.auto_layout import LayoutChoice, serving_layout
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, ServingResult
@@ -141,7 +144,7 @@ def cached_serving_layout(model: str, model_text: str | None, system: str, syste
 
 
 def _ms(value_s: float) -> str:
-    return "n/a" if not math.isfinite(value_s) else f"{value_s * 1e3:,.2f} ms"
+    return "n/a" if not math.isfinite(value_s) else si(value_s, "s", 4)
 
 
 with page_errors():  # any error ends the page in one message, never a traceback
@@ -158,12 +161,12 @@ with page_errors():  # any error ends the page in one message, never a traceback
 
     summary = result.summary()
     cols = st.columns(4)
-    cols[0].metric("Throughput", f"{result.throughput_tokens_per_s:,.1f} tokens/s",
+    cols[0].metric("Throughput (tokens/s)", compact(result.throughput_tokens_per_s),
                    help="Output tokens over the makespan (first arrival to last finish).")
-    cols[1].metric("Goodput", f"{result.goodput_requests_per_s:,.3f} req/s",
+    cols[1].metric("Goodput (req/s)", compact(result.goodput_requests_per_s),
                    help=f"Requests within both SLOs (TTFT <= {point.slo_ttft_s * 1e3:g} ms, TPOT <= "
                         f"{point.slo_tpot_s * 1e3:g} ms) per second of makespan.")
-    cols[2].metric("Finished requests", f"{result.request_throughput_per_s:,.3f} req/s")
+    cols[2].metric("Finished (req/s)", compact(result.request_throughput_per_s))
     cols[3].metric("SLO attainment", f"{summary['slo_attainment']:.1%}")
     lat = latency_metrics(result)
     cols = st.columns(6)
@@ -173,8 +176,10 @@ with page_errors():  # any error ends the page in one message, never a traceback
         cols[index].metric(name, _ms(lat[key]))
     st.caption(f"{result.num_requests:,} requests, {result.total_output_tokens:,} output tokens in "
                f"{result.makespan_s:,.2f} s on {result.devices} device{'s' if result.devices > 1 else ''}; "
-               f"{summary['iterations']:,} iterations (mean batch {summary['mean_batch_size']:.1f}), utilisation "
-               f"{result.utilization:.1%}, {result.preemptions} preemptions, "
+               f"{summary['iterations']:,} iterations (mean batch {summary['mean_batch_size']:.1f}); busy "
+               f"{result.utilization:.1%} of the time (an iteration runs whenever a request is in the system, so this "
+               "is near 100 % at any load that keeps the replica fed: the mean batch says how full each iteration is); "
+               f"{result.preemptions} preemptions, "
                f"{result.energy_per_token_j * 1e3:,.1f} mJ per output token; KV cache "
                f"{result.kv.total_blocks:,} blocks of {result.kv.block_size} tokens, peak "
                f"{summary['peak_kv_blocks_used']:,} used.")
@@ -213,10 +218,7 @@ with page_errors():  # any error ends the page in one message, never a traceback
         peak = frame.loc[frame["goodput_requests_per_s"].idxmax()]
         st.caption(f"Peak goodput {peak['goodput_requests_per_s']:,.3f} req/s at {peak['rate_per_s']:g} req/s; "
                    f"throughput at the highest rate {frame['throughput_tokens_per_s'].iloc[-1]:,.1f} tokens/s.")
-        table = frame.assign(ttft_p99_ms=frame["ttft_p99_s"] * 1e3, tpot_p99_ms=frame["tpot_p99_s"] * 1e3)
-        st.dataframe(table[["rate_per_s", "nominal_tokens_per_s", "throughput_tokens_per_s", "request_throughput_per_s",
-                            "goodput_requests_per_s", "slo_attainment", "ttft_p99_ms", "tpot_p99_ms", "utilization",
-                            "preemptions"]].round(3), hide_index=True)
+        st.dataframe(rate_sweep_display(frame), hide_index=True, key="serving.sweep_table")
     elif stored is not None:
         st.caption("The settings changed since the last sweep; run it again.")
 
@@ -233,13 +235,15 @@ with page_errors():  # any error ends the page in one message, never a traceback
     stored_capacity = st.session_state.get(CAPACITY_STATE)
     if stored_capacity is not None and stored_capacity[0] == point:
         found = stored_capacity[1]
-        st.metric("Capacity", f"{found.capacity_per_s:,.4g} req/s",
+        st.metric("Capacity (req/s)", compact(found.capacity_per_s),
                   help=f"Binding: {found.binding or 'none (every run passed)'}; {found.runs} runs.")
         st.plotly_chart(found.figure(), key="serving.capacity_chart")
         for note in found.notes:
             st.caption(f"Note: {note}.")
-        st.dataframe(found.curve[["rate_per_s", "ttft_p99_s", "tpot_p99_s", "sched_delay_p99_s", "passes", "steady",
-                                  "steady_reason"]], hide_index=True)
+        curve = labelled_display(found.curve[["rate_per_s", "ttft_p99_s", "tpot_p99_s", "sched_delay_p99_s", "passes",
+                                              "steady", "steady_reason"]])
+        st.dataframe(curve, hide_index=True, key="serving.capacity_table", column_config={
+            column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(curve).items()})
     elif stored_capacity is not None:
         st.caption("The settings changed since the last capacity search; run it again.")
 
@@ -248,4 +252,6 @@ with page_errors():  # any error ends the page in one message, never a traceback
     st.download_button("Download requests (CSV)", requests_table.to_csv(index=False).encode(),
                        file_name="serving_requests.csv", mime="text/csv", key="serving.requests_csv")
     with st.expander(f"Per-request table ({len(requests_table):,} rows)"):
-        st.dataframe(requests_table, hide_index=True)
+        shown = labelled_display(requests_table)
+        st.dataframe(shown, hide_index=True, key="serving.requests_table", column_config={
+            column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(shown).items()})

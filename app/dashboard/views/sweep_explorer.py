@@ -39,10 +39,12 @@ from decodex.app.dashboard.sweep_view import (
     reason_counts,
     sweep_dir_fingerprint,
 )
+from decodex.app.dashboard.tables import labelled_config
 from decodex.app.dashboard.uploads import MAX_UPLOAD_BYTES
 from decodex.core.errors import DecodexError
 from decodex.examples import list_examples
 from decodex.explore.figures import pareto_figure
+from decodex.explore.metric_labels import axis_title, metric_label
 from decodex.explore.pareto import pareto_front
 from decodex.explore.runner import run_sweep
 from decodex.explore.sweep_space import SweepSpace
@@ -194,8 +196,9 @@ def _count(value: object) -> str:
 
 def _direction(container: DeltaGenerator, column: str) -> str:
     """A min/max choice for ``column`` (its own widget per column, starting at its usual direction)."""
-    return container.radio(f"Objective on {column}", DIRECTIONS, index=DIRECTIONS.index(default_direction(column)),
-                           horizontal=True, key=f"sweep.objective.{column}",
+    return container.radio(f"Objective on {metric_label(column)[0]}", DIRECTIONS,
+                           index=DIRECTIONS.index(default_direction(column)), horizontal=True,
+                           key=f"sweep.objective.{column}",
                            format_func={"min": "minimize", "max": "maximize"}.get)
 
 
@@ -209,7 +212,7 @@ def _table(frame: pd.DataFrame, key: str) -> None:
     if len(frame) > MAX_TABLE_ROWS:
         st.caption(f"First {MAX_TABLE_ROWS:,} of {len(frame):,} rows shown; download them all below.")
         frame = frame.head(MAX_TABLE_ROWS)
-    st.dataframe(frame, hide_index=True, key=key)
+    st.dataframe(frame, hide_index=True, key=key, column_config=labelled_config(frame))
 
 
 def _explore(data: SweepData) -> None:
@@ -232,18 +235,19 @@ def _explore(data: SweepData) -> None:
         st.subheader("Pareto front")
         x0, y0 = default_axes(columns)
         row = st.columns([3, 2, 1])
-        x = row[0].selectbox("x axis", columns, index=columns.index(x0), key="sweep.x")
+        x = row[0].selectbox("x axis", columns, index=columns.index(x0), key="sweep.x", format_func=axis_title)
         x_dir = _direction(row[1], x)
         log_x = row[2].checkbox("log x", key="sweep.log_x")
         row = st.columns([3, 2, 1])
-        y = row[0].selectbox("y axis", columns, index=columns.index(y0), key="sweep.y")
+        y = row[0].selectbox("y axis", columns, index=columns.index(y0), key="sweep.y", format_func=axis_title)
         y_dir = _direction(row[1], y) if y != x else x_dir
         log_y = row[2].checkbox("log y", key="sweep.log_y")
         row = st.columns(2)
         colors = [NO_COLOR, *(c for c in frame.columns if c not in ("point_id", "reason"))]
-        color = row[0].selectbox("Colour by", colors, key="sweep.color")
+        color = row[0].selectbox("Colour by", colors, key="sweep.color",
+                                 format_func=lambda c: c if c == NO_COLOR else axis_title(c))
         more = row[1].multiselect("Further objectives", [c for c in columns if c not in (x, y)],
-                                  key="sweep.more_objectives",
+                                  key="sweep.more_objectives", format_func=axis_title,
                                   help="Columns the front also trades off, besides x and y (points on it may then "
                                        "look dominated in the x-y plane).")
         objectives = {x: x_dir, y: y_dir}
@@ -264,7 +268,8 @@ def _explore(data: SweepData) -> None:
             front = None
         else:
             st.plotly_chart(figure, key="sweep.chart")
-            wanted = ", ".join(f"{'min' if d == 'min' else 'max'} {c}" for c, d in objectives.items())
+            wanted = ", ".join(f"{'lowest' if d == 'min' else 'highest'} {metric_label(c)[0]}"
+                               for c, d in objectives.items())
             sampled = (f" Drawn: the front and a sample of {len(shown) - len(front):,} other rows "
                        f"(of {len(frame):,}; at most {MAX_PLOT_POINTS:,})." if len(shown) < len(frame) else "")
             st.caption(f"{len(front):,} of {int(ok.sum()):,} feasible points are Pareto-optimal for {wanted}; "

@@ -45,7 +45,7 @@ LAYOUT_NOTE = (
     "at batch ≥ 256, Duplex's co-processing, the attention-FFN ping-pong) go through the discrete-event engine "
     "(`simulate`), the others through the analytical `estimate` (the same number for one stream). **Tokens/s "
     "per device** = tokens/s / devices of one replica. **\\$/hour** is the replica's devices at their catalog "
-    "rental price, **\\$/Mtok** = \\$/hour / 3600 / tokens/s × 10⁶; blank where a device has no price "
+    "rental price, **\\$/Mtok** = \\$/hour / 3600 / tokens/s × 10⁶; 'no price' where a device has none "
     "(research designs, FPGA cards)."
 )
 REPRODUCE_NOTE = ("Error: simulated / paper − 1 (relative targets) or simulated − paper in the target's unit "
@@ -119,14 +119,19 @@ with page_errors():  # any error ends the page in one message, never a traceback
         with st.spinner(f"Running {model} on {len(systems)} systems"):
             frame = comparison_frame(cached_row(model, s, batch, context, precision, tp) for s in systems)
         st.dataframe(comparison_display(frame), hide_index=True, key="systems.table", column_config={
-            "step time (ms)": st.column_config.NumberColumn(format="%.3f"),
-            "tokens/s": st.column_config.NumberColumn(format="%.0f"),
-            "tokens/s per device": st.column_config.NumberColumn(format="%.0f"),
-            "energy/token (mJ)": st.column_config.NumberColumn(format="%.2f"),
-            "$/hour": st.column_config.NumberColumn(format="%.2f"),
-            "$/Mtok": st.column_config.NumberColumn(format="%.3f"),
-            "memory/device (GB)": st.column_config.NumberColumn(format="%.1f"),
-            "capacity/device (GB)": st.column_config.NumberColumn(format="%.1f"),
+            "status": st.column_config.TextColumn(width="small"),
+            "parallelism": st.column_config.TextColumn(width="medium"),
+            "devices": st.column_config.NumberColumn(width="small"),
+            "step time (ms)": st.column_config.NumberColumn("step (ms)", format="%.3f", width="small",
+                                                            help="step time, ms"),
+            "tokens/s": st.column_config.NumberColumn(format="%.0f", width="small"),
+            "tokens/s per device": st.column_config.NumberColumn("per device", format="%.0f", width="small",
+                                                                 help="tokens/s per device"),
+            "energy/token (mJ)": st.column_config.NumberColumn("mJ/token", format="%.2f", width="small"),
+            "$/hour": st.column_config.TextColumn(width="small"),
+            "$/Mtok": st.column_config.TextColumn(width="small"),
+            "memory/device (GB)": st.column_config.TextColumn("GB/device", width="small",
+                                                              help="memory one device needs, of its capacity"),
         })
         st.caption(LAYOUT_NOTE)
         for row in frame[frame["status"] != "ok"].itertuples():

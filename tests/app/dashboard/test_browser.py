@@ -181,23 +181,32 @@ def test_sweep_explorer_runs_the_example_in_the_browser(server: str, browser: We
     assert _metric(browser, "Feasible") == f"{feasible:,}"
     assert int(_metric(browser, "Pareto-optimal").replace(",", "")) >= 1
     browser.save_screenshot(str(shots / "sweeps-after-run.png"))
+    # the front's axes name the metrics with their units on the ticks, never a raw column name
+    chart = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')[0]
+    browser.execute_script("arguments[0].scrollIntoView();", chart)
+    titles = [t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.xtitle, text.ytitle")]
+    assert titles == ["throughput per device", "TPOT"], titles
+    ticks = [t.text for t in chart.find_elements(By.CSS_SELECTOR, "g.ytick text")]
+    assert ticks and all(t.endswith("s") for t in ticks), ticks
+    browser.save_screenshot(str(shots / "sweeps-pareto-front.png"))
 
 
 def test_serving_page_takes_an_uploaded_model(server: str, browser: WebDriver, shots: Path) -> None:
     """An HF config.json uploaded in the Serving page's sidebar replaces the chosen model: the
     throughput shown is that of ``serve`` on the same file."""
     from decodex.app.dashboard.serving_charts import ServingPoint
+    from decodex.app.formatting import compact
     from decodex.workloads.catalog import CATALOG_DIR, load_model
 
     browser.get(f"{server}/serving")
-    _wait(lambda: _title_shown(browser, "Serving") and bool(_metric(browser, "Throughput")), PAGE_TIMEOUT_S,
+    _wait(lambda: _title_shown(browser, "Serving") and bool(_metric(browser, "Throughput (tokens/s)")), PAGE_TIMEOUT_S,
           "the Serving metrics")
     path = CATALOG_DIR / "llama3-8b.json"
     browser.find_elements(By.CSS_SELECTOR, 'input[type="file"]')[0].send_keys(str(path))
     layout = choose_layout(load_model(path), "h100-sxm", 1, context=2048).parallelism  # the page's auto layout
     expected = ServingPoint(model=path.name, model_text=path.read_text(), tp=layout.tp, pp=layout.pp).run()
-    shown = f"{expected.throughput_tokens_per_s:,.1f} tokens/s"
-    _wait(lambda: _metric(browser, "Throughput") == shown and _idle(browser), PAGE_TIMEOUT_S,
+    shown = compact(expected.throughput_tokens_per_s)
+    _wait(lambda: _metric(browser, "Throughput (tokens/s)") == shown and _idle(browser), PAGE_TIMEOUT_S,
           f"Throughput = {shown} after uploading {path.name}")
     assert any("llama3-8b.json on h100-sxm" in c.text
                for c in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
@@ -207,7 +216,8 @@ def test_serving_page_takes_an_uploaded_model(server: str, browser: WebDriver, s
 def test_validation_page_shows_the_gpu_decode_steps(server: str, browser: WebDriver, shots: Path) -> None:
     browser.get(f"{server}/validation")
     _wait(lambda: _title_shown(browser, "Validation"), PAGE_TIMEOUT_S, "the Validation page")
-    heading = next(h for h in browser.find_elements(By.TAG_NAME, "h3") if h.text.strip() == "Decode steps on a real GPU")
+    headings = browser.find_elements(By.TAG_NAME, "h3")
+    heading = next(h for h in headings if h.text.strip() == "Decode steps on a real GPU")
     browser.execute_script("arguments[0].scrollIntoView();", heading)
     assert _metric(browser, "Points") == "20"
     assert float(_metric(browser, "Step MAPE").rstrip(" %")) <= 15.0

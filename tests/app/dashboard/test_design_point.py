@@ -212,3 +212,17 @@ def test_validation_notes_are_one_box_and_the_band_is_said() -> None:
     notes = [e for e in at.main.expander if "validated" in e.label]
     assert len(notes) == 1 and notes[0].label.startswith(f"{len(expected.warnings)} notes")
     assert any(c.value.startswith("Measured step time likely in:") for c in at.caption)
+
+
+def test_operator_table_shows_units_and_conserves_the_step() -> None:
+    """The op table labels each quantity with its unit and one SI prefix per column, never raw
+    bytes or seconds, and its per-step times still add up to the step."""
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    table = next(d.value for d in at.dataframe if "op" in d.value.columns)
+    assert not {"flops", "bytes", "time_s", "total_time_s"} & set(table.columns)
+    per_step = next(c for c in table.columns if c.startswith("time per step ("))
+    scale = {"(s)": 1.0, "(ms)": 1e-3, "(µs)": 1e-6}[per_step[len("time per step "):]]
+    expected = estimate("llama3-70b", "h100-sxm", 64, context=2048, parallelism=_auto("h100-sxm", 64))
+    assert table[per_step].sum() * scale == pytest.approx(expected.ops["total_time_s"].sum(), rel=1e-9)
+    assert any(c.startswith("bytes (") and c.endswith("B)") for c in table.columns)
+    assert table["share (%)"].sum() == pytest.approx(100.0 * expected.ops["time_share"].sum(), rel=1e-9)

@@ -21,8 +21,9 @@ def test_find_capacity_shows_the_capacity_and_the_curve() -> None:
     assert any(c.value.startswith("Layout tp1:") for c in at.sidebar.caption)
     at.button(key="serving.capacity").click().run()
     assert not at.exception and not at.error
-    values = [m.value for m in at.metric if m.label == "Capacity"]
-    assert values and values[0].endswith(" req/s") and float(values[0].split()[0].replace(",", "")) > 0
+    values = [m.value for m in at.metric if m.label == "Capacity (req/s)"]
+    assert values and float(values[0].replace(",", "")) > 0 and len(values[0]) <= 6  # short enough for a tile
     assert at.get("plotly_chart")
-    curves = [d.value for d in at.dataframe if "steady_reason" in d.value.columns]
-    assert curves and {"steady", "passes", "rate_per_s"} <= set(curves[0].columns) and len(curves[0]) >= 2
+    curves = [d.value for d in at.dataframe if "steady reason" in d.value.columns]
+    assert curves and {"steady", "passes", "arrival rate (req/s)"} <= set(curves[0].columns) and len(curves[0]) >= 2
+    assert any(c.startswith("TTFT p99 (") and c.endswith("s)") for c in curves[0].columns)  # with its unit

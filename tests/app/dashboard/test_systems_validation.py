@@ -91,9 +91,9 @@ def test_systems_page_reports_a_system_that_cannot_run() -> None:
     at = _page("systems_compared.py").run()
     at.selectbox(key="systems.precision").set_value("bf16").run()
     _no_errors(at)  # shown in its row, not as an error
-    table = _frame_with(at, "memory fit / reason").set_index("system")
+    table = _frame_with(at, "mapper (path)").set_index("system")
     assert table.loc["neupims", "status"] == "cannot run"
-    assert "bf16" in table.loc["neupims", "memory fit / reason"]
+    assert any(w.value.startswith("**neupims** cannot run") and "bf16" in w.value for w in at.warning)  # the reason
     assert table.loc["h100-sxm", "status"] != "cannot run"
 
 
@@ -154,7 +154,11 @@ def test_a_system_that_cannot_run_is_a_row_with_its_reason() -> None:
     frame = comparison_frame([row, run_system(MODEL, "h100-sxm", 8, 512, "fp16")])
     shown = comparison_display(frame)
     assert list(shown["status"]) == ["cannot run", "ok"]
-    assert pd.isna(shown.loc[0, "devices"]) and shown.loc[1, "memory fit / reason"] == "fits"
+    assert pd.isna(shown.loc[0, "devices"]) and shown.loc[1, "mapper (path)"] == "gpu (estimate)"
+    # a device without a price says so (not "None"); memory reads "need of capacity"
+    assert shown.loc[0, "$/hour"] == "no price" and shown.loc[1, "$/hour"] != "no price"
+    assert shown.loc[1, "memory/device (GB)"].endswith(f"of {frame.loc[1, 'memory_capacity_bytes'] / 1e9:,.1f}")
+    assert len(shown.columns) <= 12  # fits the page's width
 
 
 def test_tokens_per_device_is_tokens_over_devices() -> None:
