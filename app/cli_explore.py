@@ -169,6 +169,13 @@ def _point_values(space: Any, design: Mapping[str, float]) -> dict[str, Any]:
     return {**space.fixed, **{k: (round(float(v)) if k in integer else float(v)) for k, v in design.items()}}
 
 
+def _watch(what: str, unit: str, total: int, args: argparse.Namespace) -> Any:
+    """A progress line on stderr for a run of ``total`` ``unit`` (on a terminal, not with --quiet)."""
+    from decodex.core.run_limits import RunWatch
+
+    return RunWatch(what, unit, total, progress=not args.quiet and sys.stderr.isatty())
+
+
 def _numeric_space(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[float, float]], str]:
     """The space of ``args.space``, its numeric axes' bounds and the mode (exits 2 without axes)."""
     from decodex.explore.sweep_space import load_space
@@ -187,15 +194,24 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     from decodex.explore.sensitivity import one_at_a_time, sobol_indices
 
     space, bounds, mode = _numeric_space(args)
+    # one at a time: the centre and steps per variable; Sobol (Saltelli): samples x (variables + 2)
+    watch = _watch("sensitivity", "points", 1 + args.steps * len(bounds) + args.samples * (len(bounds) + 2), args)
+    done = 0
 
     def metric(points: pd.DataFrame) -> np.ndarray:
+        nonlocal done
         rows = evaluate_points([_point_values(space, p) for p in points.to_dict("records")], mode)
+        done += len(rows)
+        watch.tick(done)
         return np.array([r.get(args.metric, math.nan) if r["feasible"] else math.nan for r in rows], dtype=float)
 
     logs = {a.name for a in space.axes if a.log}
     base = {k: math.sqrt(lo * hi) if k in logs else (lo + hi) / 2 for k, (lo, hi) in bounds.items()}
-    oat = one_at_a_time(metric, base, bounds, steps=args.steps)
-    sobol = sobol_indices(metric, bounds, n=args.samples, seed=args.seed)
+    try:
+        oat = one_at_a_time(metric, base, bounds, steps=args.steps)
+        sobol = sobol_indices(metric, bounds, n=args.samples, seed=args.seed)
+    finally:
+        watch.close()
     print(f"one at a time ({args.metric} at the centre: {oat.base_metric:.4g})")
     print(table(list(oat.summary.columns), [[_cell(v) for v in r] for r in oat.summary.itertuples(index=False)]))
     print("variance-based (Sobol) indices")
@@ -218,16 +234,25 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from decodex.explore.points import evaluate_point
 
     space, bounds, mode = _numeric_space(args)
+    # differential evolution: at most (generations + 1) x popsize x variables designs
+    watch = _watch("optimize", "designs (at most)", (args.maxiter + 1) * args.popsize * len(bounds), args)
+    done = 0
 
     def evaluate(design: Mapping[str, float]) -> dict[str, float]:
+        nonlocal done
         row = evaluate_point(_point_values(space, design), mode)
+        done += 1
+        watch.tick(done)
         if not row["feasible"]:
             raise InfeasibleError(row["reason"])
         return {k: float(v) for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
-    best = optimize_design(evaluate, bounds, args.objective, minimize=not args.maximize,
-                           constraints=space.constraints, integers=sorted(_integer_axes(space) & set(bounds)),
-                           seed=args.seed, maxiter=args.maxiter, popsize=args.popsize)
+    try:
+        best = optimize_design(evaluate, bounds, args.objective, minimize=not args.maximize,
+                               constraints=space.constraints, integers=sorted(_integer_axes(space) & set(bounds)),
+                               seed=args.seed, maxiter=args.maxiter, popsize=args.popsize)
+    finally:
+        watch.close()
     state = "feasible" if best.feasible else "NO feasible design found; least violating"
     print(f"{state}: {args.objective} = {best.objective:.6g} after {best.evaluations} evaluations")
     print(table(["variable", "value"], [[k, _cell(v)] for k, v in best.design.items()]))
@@ -279,6 +304,7 @@ def add_explore_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the Sobol sequence")
     p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None)
     p.add_argument("--out", default=None, help="folder for CSV tables and HTML figures")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")
     p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("optimize", help="best design over the space's numeric axes under its constraints")
     p.add_argument("space", help="sweep TOML file; numeric axes are the variables, constraints apply")
@@ -289,4 +315,5 @@ def add_explore_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("estimate", "simulate", "serve"), default=None)
     p.add_argument("--out", default=None, help="folder for the history CSV and the HTML figure")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")
     p.set_defaults(func=cmd_optimize)

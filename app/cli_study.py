@@ -76,17 +76,40 @@ def cmd_study_afd(args: argparse.Namespace) -> int:
     """Write the attention-FFN disaggregation studies (best AFD layout vs colocated against context;
     against NIC bandwidth, with the break-even; the planner's table for an H800/H20 mix per $)
     into ``args.out``."""
-    from decodex.explore.studies.afd import break_even_scale, context_figure, context_study, nic_figure, nic_study
+    from decodex.core.run_limits import RunWatch
+    from decodex.explore.studies.afd import (
+        CONTEXTS,
+        NIC_SCALES,
+        break_even_scale,
+        context_figure,
+        context_study,
+        nic_figure,
+        nic_study,
+    )
     from decodex.sim.afd_solver import candidate_layouts, solve_afd
 
     tpot = args.tpot_ms / 1e3
-    context = context_study(args.model, tpot_s=tpot)
-    nic = nic_study(args.model, tpot_s=tpot)
-    out = Path(args.out)
-    _write(out, {"afd_context": (context, context_figure(context)), "afd_nic": (nic, nic_figure(nic))})
-    mix = solve_afd(args.model, context=8192, tpot_s=tpot, objective="tokens_per_usd",
-                    layouts=candidate_layouts(devices=("h800", "h20"), attention_instances=(1, 2, 3),
-                                              ffn_instances=(1, 2), microbatches=(2, 3)))
+    watch = RunWatch("study afd", "layout solves", len(CONTEXTS) + len(NIC_SCALES) + 1,
+                     progress=not args.quiet and sys.stderr.isatty())
+    solved = 0
+
+    def tick() -> None:
+        nonlocal solved
+        solved += 1
+        watch.tick(solved)
+
+    watch.tick(0)
+    try:
+        context = context_study(args.model, CONTEXTS, tpot_s=tpot, on_solved=tick)
+        nic = nic_study(args.model, NIC_SCALES, tpot_s=tpot, on_solved=tick)
+        out = Path(args.out)
+        _write(out, {"afd_context": (context, context_figure(context)), "afd_nic": (nic, nic_figure(nic))})
+        mix = solve_afd(args.model, context=8192, tpot_s=tpot, objective="tokens_per_usd",
+                        layouts=candidate_layouts(devices=("h800", "h20"), attention_instances=(1, 2, 3),
+                                                  ffn_instances=(1, 2), microbatches=(2, 3)))
+        tick()
+    finally:
+        watch.close()
     mix.to_csv(out / "afd_mix_per_usd.csv", index=False)
     print(f"wrote {out / 'afd_mix_per_usd.csv'}; NIC break-even: {break_even_scale(nic):.3g}x", file=sys.stderr)
     return 0
@@ -140,6 +163,7 @@ def add_study_parsers(sub: Any) -> None:
     _add_out(afd, "study-afd")
     afd.add_argument("--model", default="step3", help="model (default step3)")
     afd.add_argument("--tpot-ms", type=positive_float, default=50.0, help="TPOT target in ms (default 50)")
+    afd.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")
     afd.set_defaults(func=cmd_study_afd)
     serving = which.add_parser("serving", help="serving capacity under SLOs on a production trace: H100, H200, "
                                                "Duplex replicas; H100 prefill + H20 or Duplex decode; per GPU and $")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,9 @@ def cmd_validate_external(args: argparse.Namespace) -> int:
         fit = fit_gpu_efficiency(args.data, write=True)
         print(f"fitted on the A100 rows; wrote the GPU specs and validation/fits/gpu_efficiency.json "
               f"(objective {fit.get('objective', 'n/a')})", file=sys.stderr)
+    if not (args.quiet or args.json) and sys.stderr.isatty():  # one vectorized pass: a line, not a bar
+        print("validate external: pricing Vidur's operator and NCCL rows with the catalog specs ...", file=sys.stderr,
+              flush=True)
     frame, summary = run_external(args.data, sample=args.sample)
     return _report(summary, args.json, write_external_records(frame) if args.write else ())
 
@@ -181,16 +185,38 @@ def cmd_validate_cpu(args: argparse.Namespace) -> int:
     from decodex.validation.kernels import CPU_CASES
 
     device = device_from_dict(read_device_toml(args.spec), args.spec) if args.spec else None
-    cases = CPU_CASES[: args.cases] if args.cases else None
-    _, summary, path = validate_cpu(device, cases, quick=args.quick, write=not args.no_write)
+    cases = CPU_CASES[: args.cases] if args.cases else CPU_CASES
+    with _case_watch("validate cpu", len(cases), args) as on_row:
+        _, summary, path = validate_cpu(device, cases, quick=args.quick, write=not args.no_write, on_row=on_row)
     return _report(summary, args.json, [path])
+
+
+@contextlib.contextmanager
+def _case_watch(what: str, total: int, args: argparse.Namespace) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A per-case callback drawing a progress line on stderr (on a terminal; not with --quiet or --json)."""
+    from decodex.core.run_limits import RunWatch
+
+    watch = RunWatch(what, "kernel cases", total, progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    done = 0
+
+    def on_row(row: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        watch.tick(done)
+
+    try:
+        yield on_row
+    finally:
+        watch.close()
 
 
 def cmd_validate_gpu(args: argparse.Namespace) -> int:
     from decodex.validation.kernel_validation import validate_gpu
+    from decodex.validation.kernels import GPU_CASES
 
     # without numba-cuda or a GPU this raises NoGpuError, a DecodexError: main prints one line, status 2
-    _, summary, path = validate_gpu(args.spec, write=not args.no_write)
+    with _case_watch("validate gpu", len(GPU_CASES), args) as on_row:
+        _, summary, path = validate_gpu(args.spec, write=not args.no_write, on_row=on_row)
     copy = None if args.json else next(iter(summary.values())).pop("copy_bandwidth_bytes_per_s", None)
     _report(summary, args.json, [path])
     if copy:
@@ -264,6 +290,7 @@ def add_validation_parsers(sub: Any) -> None:
     ext.add_argument("--fit", action="store_true", help="refit the GPU efficiency fields on the A100 rows first")
     ext.add_argument("--write", action="store_true", help="write the comparison as records (validation/records/)")
     ext.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
+    ext.add_argument("--quiet", "-q", action="store_true", help="no status line on stderr (shown on a terminal)")
     ext.set_defaults(func=cmd_validate_external)
     published = which.add_parser("published", help="GPU predictions against published measurements (A100 decode "
                                                    "attention kernels, gpt-fast batch-1 decode, TensorRT-LLM "
@@ -307,3 +334,4 @@ def _add_record_options(parser: argparse.ArgumentParser) -> None:
     """The options every kernel-timing validation shares: --no-write and --json."""
     parser.add_argument("--no-write", action="store_true", help="do not write a record")
     parser.add_argument("--json", action="store_true", help=SUMMARY_JSON_HELP)
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")

@@ -55,11 +55,13 @@ def predict(spec: Any, shape: dict[str, int], dtype: str, device: DeviceSpec) ->
 
 
 def validate_cpu(device: DeviceSpec | None = None, cases: Sequence[Any] | None = None, *, quick: bool = False,
-                 repeats: int = 7, write: bool = True, root: Path = records.RECORDS_DIR,
-                 check: bool = True) -> tuple[pd.DataFrame, dict[str, Any], Path | None]:
+                 repeats: int = 7, write: bool = True, root: Path = records.RECORDS_DIR, check: bool = True,
+                 on_row: Callable[[dict[str, Any]], None] | None = None,
+                 ) -> tuple[pd.DataFrame, dict[str, Any], Path | None]:
     """Time the Numba CPU kernels over ``cases`` (default ``CPU_CASES``), predict each on
     ``device`` (default: this host, calibrated now), and write a record; returns the cases, the
-    error summary and the record path. ``check`` compares each output with its numpy reference."""
+    error summary and the record path. ``check`` compares each output with its numpy reference;
+    ``on_row`` sees each case's row as it is timed."""
     from decodex.validation.kernels import CPU_CASES, KERNELS, relative_error, time_cpu
 
     calibrated = None
@@ -78,6 +80,8 @@ def validate_cpu(device: DeviceSpec | None = None, cases: Sequence[Any] | None =
         timing = time_cpu(spec.run_cpu, inputs, repeats=repeats, warmup=1)
         op, predicted = predict(spec, case.shape, case.dtype, device)
         rows.append(_row(case.kernel, case.shape, case.dtype, op, timing.median_s, predicted))
+        if on_row is not None:
+            on_row(rows[-1])
     frame = pd.DataFrame(rows)
     frame["device"] = device.name
     path = None

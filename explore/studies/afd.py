@@ -6,7 +6,7 @@ bandwidth below which disaggregation stops paying. Every value is a simulated pi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,15 +41,23 @@ def compare_best(frame: pd.DataFrame, objective: str = "tokens_per_s_per_device"
             "colocated_devices": int(colo["devices"]) if colo is not None else 0}
 
 
-def context_study(model: str = "step3", contexts: Sequence[int] = (2048, 4096, 8192, 16384, 32768), *,
+CONTEXTS = (2048, 4096, 8192, 16384, 32768)
+"""Context lengths (tokens) of the context study."""
+
+
+def context_study(model: str = "step3", contexts: Sequence[int] = CONTEXTS, *,
                   tpot_s: float = 0.05, layouts: Sequence[AfdLayout] | None = None, precision: str = "fp8",
-                  objective: str = "tokens_per_s_per_device") -> pd.DataFrame:
+                  objective: str = "tokens_per_s_per_device",
+                  on_solved: Callable[[], None] | None = None) -> pd.DataFrame:
     """One row per context length (tokens): best AFD and colocated ``objective`` under ``tpot_s``
-    (s), the gain and the best attention:FFN layout (:func:`compare_best`)."""
+    (s), the gain and the best attention:FFN layout (:func:`compare_best`). ``on_solved`` is
+    called after each context's solve (a progress line)."""
     rows = []
     for context in contexts:
         frame = solve_afd(model, context=int(context), tpot_s=tpot_s, layouts=layouts, precision=precision,
                           objective=objective)
+        if on_solved is not None:
+            on_solved()
         rows.append({"model": model, "context": int(context), "tpot_target_s": tpot_s,
                      **compare_best(frame, objective)})
     return pd.DataFrame(rows)
@@ -60,15 +68,19 @@ NIC_SCALES = (1 / 128, 1 / 64, 1 / 32, 1 / 16, 0.25, 1.0)  # of the catalog's 40
 
 def nic_study(model: str = "step3", scales: Sequence[float] = NIC_SCALES, *, context: int = 4096,
               tpot_s: float = 0.05, layouts: Sequence[AfdLayout] | None = None, precision: str = "fp8",
-              objective: str = "tokens_per_s_per_device") -> pd.DataFrame:
+              objective: str = "tokens_per_s_per_device",
+              on_solved: Callable[[], None] | None = None) -> pd.DataFrame:
     """One row per NIC bandwidth multiple (of the catalog's, for AFD and colocated alike): best
-    AFD and colocated ``objective``, the gain and the NIC bandwidth per GPU (B/s)."""
+    AFD and colocated ``objective``, the gain and the NIC bandwidth per GPU (B/s). ``on_solved``
+    is called after each multiple's solve."""
     base = list(layouts) if layouts is not None else candidate_layouts()
     rows = []
     for scale in scales:
         scaled = [dataclasses.replace(layout, nic_scale=float(scale)) for layout in base]
         frame = solve_afd(model, context=context, tpot_s=tpot_s, layouts=scaled, precision=precision,
                           objective=objective)
+        if on_solved is not None:
+            on_solved()
         rows.append({"model": model, "nic_scale": float(scale), "context": context, "tpot_target_s": tpot_s,
                      **compare_best(frame, objective)})
     return pd.DataFrame(rows)

@@ -174,3 +174,23 @@ def test_cli_sensitivity_and_optimize(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0 and "feasible:" in capsys.readouterr().out
     best = history[history["feasible"]]["spec.hbm.bandwidth_bytes_per_s@scale"].min()
     assert (history[history["feasible"]]["tpot_s"] <= 0.02).all() and 0.25 <= best <= 4.0
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["sensitivity", "--metric", "tokens_per_s", "--samples", "8", "--steps", "2"], "sensitivity: 47/47 points"),
+    (["optimize", "--objective", "tpot_s", "--maxiter", "2", "--popsize", "3"], "optimize: 27/27 designs (at most)"),
+])
+def test_sensitivity_and_optimize_show_progress_unless_quiet(argv: list[str], line: str,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """On a terminal a run says how far it is (samples x (variables + 2) + the one-at-a-time
+    points; generations x population for the optimizer, an upper bound); --quiet silences it."""
+    import sys
+
+    space = str(EXAMPLES / "hbm-what-if.toml")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr("decodex.core.run_limits.RunWatch.clock", iter(range(0, 10_000)).__next__)
+    main([argv[0], space, *argv[1:]])
+    assert line in capsys.readouterr().err
+    main([argv[0], space, *argv[1:], "--quiet"])
+    assert argv[0] + ":" not in capsys.readouterr().err

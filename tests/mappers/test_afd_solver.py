@@ -100,3 +100,16 @@ def test_scale_link_scales_only_that_link() -> None:
     assert scale_link(base, "nic", 1.0) is base
     with pytest.raises(ArgumentError):
         scale_link(base, "nic", 0.0)
+
+
+def test_studies_report_each_solve_for_the_progress_line() -> None:
+    """`decodex study afd` draws its progress line from the studies' ``on_solved`` calls: one per
+    context and one per NIC multiple."""
+    from decodex.explore.studies.afd import context_study, nic_study
+    from decodex.sim.afd_solver import candidate_layouts
+
+    layouts = candidate_layouts()[:2]
+    calls: list[int] = []
+    context = context_study("step3", (2048, 4096), layouts=layouts, on_solved=lambda: calls.append(1))
+    nic = nic_study("step3", (0.5, 1.0), layouts=layouts, on_solved=lambda: calls.append(2))
+    assert calls == [1, 1, 2, 2] and len(context) == 2 and len(nic) == 2

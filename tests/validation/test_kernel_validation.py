@@ -60,3 +60,15 @@ def test_calibrated_spec_file_drives_validate_cpu(tmp_path: Path) -> None:
                           cwd=ROOT, check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "matmul" in next(iter(json.loads(proc.stdout).values()))
+
+
+def test_validate_cpu_shows_progress_unless_quiet(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from decodex.app.cli import main
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr("decodex.core.run_limits.RunWatch.clock", iter(range(0, 10_000)).__next__)
+    assert main(["validate", "cpu", "--cases", "1", "--quick", "--no-write"]) == 0
+    assert "validate cpu: 1/1 kernel cases" in capsys.readouterr().err
+    assert main(["validate", "cpu", "--cases", "1", "--quick", "--no-write", "--quiet"]) == 0
+    assert "kernel cases" not in capsys.readouterr().err

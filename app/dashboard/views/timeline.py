@@ -11,6 +11,7 @@ import streamlit as st
 from decodex.api import simulate
 from decodex.app.dashboard.design import DesignPoint, cached_simulate, design_point_inputs, run_or_report
 from decodex.app.dashboard.guard import page_errors
+from decodex.app.dashboard.tables import number_formats, scaled_column
 from decodex.app.dashboard.timeline_charts import (
     COLOR_FIELDS,
     MAX_BARS,
@@ -133,9 +134,12 @@ with page_errors():  # any error ends the page in one message, never a traceback
                                            "of the shown window")
 
     with st.expander(f"Tasks in the window ({len(shown):,})"):
-        view = shown.assign(start_ms=shown["start_s"] * 1e3, duration_ms=shown["duration_s"] * 1e3)
-        st.dataframe(view[["track", "label", "stream", "block", "repeat", "layer", "start_ms", "duration_ms"]],
-                     hide_index=True)
+        view = shown[["track", "label", "stream", "block", "repeat", "layer"]].copy()
+        for column, name in (("start_s", "start"), ("duration_s", "duration")):
+            label, values = scaled_column(shown[column], "s", name)
+            view[label] = values
+        st.dataframe(view, hide_index=True, key="timeline.tasks", column_config={
+            column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(view).items()})
 
     st.download_button("Download the trace (Chrome/Perfetto JSON)", trace_json(result),
                        file_name=f"{result.model}_{result.system}_trace.json".replace("/", "_"),

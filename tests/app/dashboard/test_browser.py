@@ -222,3 +222,19 @@ def test_validation_page_shows_the_gpu_decode_steps(server: str, browser: WebDri
     assert _metric(browser, "Points") == "20"
     assert float(_metric(browser, "Step MAPE").rstrip(" %")) <= 15.0
     browser.save_screenshot(str(shots / "validation-gpu-decode-steps.png"))
+
+
+def test_walkthrough_bandwidth_upload(server: str, browser: WebDriver, shots: Path) -> None:
+    """The README's first what-if on the dashboard: the Design point page's default point, then the
+    example device with twice the HBM bandwidth uploaded; the tile shows what the CLI's --set gives."""
+    layout = choose_layout("llama3-70b", "h100-sxm", 64, context=2048).parallelism
+    device = example_path("h100-2x-hbm")  # equals the CLI's --set hbm.bandwidth@scale=2 (tests/test_walkthrough.py)
+    expected = estimate("llama3-70b", device, 64, context=2048, parallelism=layout).step_time_s
+    browser.get(server)
+    _wait(lambda: _title_shown(browser, "Design point") and bool(_metric(browser, "Step time")), PAGE_TIMEOUT_S,
+          "the Design point metrics")
+    browser.find_elements(By.CSS_SELECTOR, 'input[type="file"]')[1].send_keys(str(device))
+    shown = f"{expected * 1e3:.3f} ms"
+    _wait(lambda: _metric(browser, "Step time") == shown and _idle(browser), PAGE_TIMEOUT_S,
+          f"Step time = {shown} after uploading h100-2x-hbm.toml")
+    browser.save_screenshot(str(shots / "walkthrough-bandwidth.png"))
