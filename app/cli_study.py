@@ -27,6 +27,8 @@ def cmd_study_neupims(args: argparse.Namespace) -> int:
     from decodex.workloads.parallelism import Parallelism
 
     model = args.model
+    _status(args, f"study neupims: interleaving and row buffers at {len(STUDY_BATCHES)} batches, an 18-point design "
+                  "sweep ...")
     interleave = interleaving_gain(model, STUDY_BATCHES)
     row_buffers = row_buffer_gain(model, STUDY_BATCHES)
     sweep = neupims_sweep(model, multipliers=(4, 8, 16), channels=(16, 32, 64), array_sizes=(64, 128),
@@ -43,6 +45,7 @@ def cmd_study_duplex(args: argparse.Namespace) -> int:
     bandwidth x MACs window) as ``*.csv`` and ``*.html`` into ``args.out``."""
     from decodex.explore.studies.duplex import opb_curves, opb_figure, opb_window, window_figure
 
+    _status(args, "study duplex: PIM kinds against the xPU by Op/B, and the Logic-PIM window ...")
     curves = opb_curves()
     window = opb_window()
     _write(Path(args.out), {"duplex_opb": (curves, opb_figure(curves)),
@@ -61,6 +64,8 @@ def cmd_study_flightllm(args: argparse.Namespace) -> int:
         storage_table,
     )
 
+    _status(args, "study flightllm: FPGA against GPU by sparsity, bits and DSPs; prefill-decode crossover; "
+                  "instruction storage ...")
     sweep = efficiency_sweep()
     crossover = prefill_decode_crossover()
     out = Path(args.out)
@@ -141,6 +146,13 @@ def _write(out: Path, outputs: dict[str, Any]) -> None:
 
 def _add_out(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", type=output_folder, default=default, help=f"output folder (default: {default})")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")
+
+
+def _status(args: argparse.Namespace, text: str) -> None:
+    """One line on stderr saying what a study of a few seconds is running (a terminal, not --quiet)."""
+    if not args.quiet and sys.stderr.isatty():
+        print(text, file=sys.stderr, flush=True)
 
 
 def add_study_parsers(sub: Any) -> None:
@@ -163,7 +175,6 @@ def add_study_parsers(sub: Any) -> None:
     _add_out(afd, "study-afd")
     afd.add_argument("--model", default="step3", help="model (default step3)")
     afd.add_argument("--tpot-ms", type=positive_float, default=50.0, help="TPOT target in ms (default 50)")
-    afd.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr (shown on a terminal)")
     afd.set_defaults(func=cmd_study_afd)
     serving = which.add_parser("serving", help="serving capacity under SLOs on a production trace: H100, H200, "
                                                "Duplex replicas; H100 prefill + H20 or Duplex decode; per GPU and $")
@@ -174,5 +185,4 @@ def add_study_parsers(sub: Any) -> None:
                          help="SLOs in seconds (default ttft_p99=2,tpot_p99=0.1)")
     serving.add_argument("--requests", type=positive_int, default=4000, help="requests per run (default 4000)")
     serving.add_argument("--scheduler", default=None, help="batching policy (default: vllm's, continuous)")
-    serving.add_argument("--quiet", "-q", action="store_true", help="no progress line on stderr")
     serving.set_defaults(func=cmd_study_serving)

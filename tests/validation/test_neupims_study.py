@@ -136,3 +136,15 @@ def test_cli_study_writes_figures_and_tables(tmp_path) -> None:
     for name in ("neupims_interleaving", "neupims_row_buffers", "neupims_sweep"):
         assert (tmp_path / "out" / f"{name}.html").stat().st_size > 0
         assert not pd.read_csv(tmp_path / "out" / f"{name}.csv").empty
+
+
+def test_cli_study_says_what_it_runs_on_a_terminal(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    parser = argparse.ArgumentParser(prog="decodex")
+    add_study_parsers(parser.add_subparsers(dest="command", required=True))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    for quiet, shown in (([], True), (["--quiet"], False)):
+        args = parser.parse_args(["study", "duplex", "--out", str(tmp_path / "out"), *quiet])
+        assert args.func(args) == 0
+        assert ("study duplex:" in capsys.readouterr().err) is shown
