@@ -196,13 +196,10 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     space, bounds, mode = _numeric_space(args)
     # one at a time: the centre and steps per variable; Sobol (Saltelli): samples x (variables + 2)
     watch = _watch("sensitivity", "points", 1 + args.steps * len(bounds) + args.samples * (len(bounds) + 2), args)
-    done = 0
 
     def metric(points: pd.DataFrame) -> np.ndarray:
-        nonlocal done
         rows = evaluate_points([_point_values(space, p) for p in points.to_dict("records")], mode)
-        done += len(rows)
-        watch.tick(done)
+        watch.advance(len(rows))
         return np.array([r.get(args.metric, math.nan) if r["feasible"] else math.nan for r in rows], dtype=float)
 
     logs = {a.name for a in space.axes if a.log}
@@ -236,13 +233,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     space, bounds, mode = _numeric_space(args)
     # differential evolution: at most (generations + 1) x popsize x variables designs
     watch = _watch("optimize", "designs (at most)", (args.maxiter + 1) * args.popsize * len(bounds), args)
-    done = 0
 
     def evaluate(design: Mapping[str, float]) -> dict[str, float]:
-        nonlocal done
         row = evaluate_point(_point_values(space, design), mode)
-        done += 1
-        watch.tick(done)
+        watch.advance()
         if not row["feasible"]:
             raise InfeasibleError(row["reason"])
         return {k: float(v) for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}

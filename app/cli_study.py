@@ -96,23 +96,16 @@ def cmd_study_afd(args: argparse.Namespace) -> int:
     tpot = args.tpot_ms / 1e3
     watch = RunWatch("study afd", "layout solves", len(CONTEXTS) + len(NIC_SCALES) + 1,
                      progress=not args.quiet and sys.stderr.isatty())
-    solved = 0
-
-    def tick() -> None:
-        nonlocal solved
-        solved += 1
-        watch.tick(solved)
-
     watch.tick(0)
     try:
-        context = context_study(args.model, CONTEXTS, tpot_s=tpot, on_solved=tick)
-        nic = nic_study(args.model, NIC_SCALES, tpot_s=tpot, on_solved=tick)
+        context = context_study(args.model, CONTEXTS, tpot_s=tpot, on_solved=watch.advance)
+        nic = nic_study(args.model, NIC_SCALES, tpot_s=tpot, on_solved=watch.advance)
         out = Path(args.out)
         _write(out, {"afd_context": (context, context_figure(context)), "afd_nic": (nic, nic_figure(nic))})
         mix = solve_afd(args.model, context=8192, tpot_s=tpot, objective="tokens_per_usd",
                         layouts=candidate_layouts(devices=("h800", "h20"), attention_instances=(1, 2, 3),
                                                   ffn_instances=(1, 2), microbatches=(2, 3)))
-        tick()
+        watch.advance()
     finally:
         watch.close()
     mix.to_csv(out / "afd_mix_per_usd.csv", index=False)

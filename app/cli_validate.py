@@ -197,15 +197,8 @@ def _case_watch(what: str, total: int, args: argparse.Namespace) -> Iterator[Cal
     from decodex.core.run_limits import RunWatch
 
     watch = RunWatch(what, "kernel cases", total, progress=not (args.quiet or args.json) and sys.stderr.isatty())
-    done = 0
-
-    def on_row(row: dict[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        watch.tick(done)
-
     try:
-        yield on_row
+        yield lambda row: watch.advance()
     finally:
         watch.close()
 

@@ -102,6 +102,7 @@ class RunWatch:
         self.progress = progress
         self.advice = advice
         self.started = self.clock()
+        self.done = 0
         self._shown = -1.0
 
     def elapsed_s(self) -> float:
@@ -124,6 +125,11 @@ class RunWatch:
             self._shown = elapsed
             print(f"\r{self.what}: {done:,}/{self.total:,} {self.unit}, {elapsed:.0f} s", end="", file=sys.stderr,
                   flush=True)
+
+    def advance(self, count: int = 1) -> None:
+        """``count`` more of ``total`` finished (:meth:`tick` with the running count)."""
+        self.done += count
+        self.tick(self.done)
 
     def close(self) -> None:
         """End the progress line (if one was shown)."""

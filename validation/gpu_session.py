@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -88,34 +86,14 @@ def _torch_cuda() -> Any:
     return torch if torch.cuda.is_available() else None
 
 
-def _event_median_s(torch: Any, fn: Any, repeats: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    samples = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) * 1e-3)
-    return statistics.median(samples)
-
-
-def _nvidia_smi() -> str:
-    query = "name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,power.limit,temperature.gpu"
-    try:
-        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv"], capture_output=True,
-                              text=True, timeout=20, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def run_ceilings(session: Session) -> None:
     """The GPU's identity and its two measured ceilings (copy bandwidth, bf16 GEMM rate)."""
     from decodex.validation.host import library_versions
+    from decodex.validation.kernel_validation import nvidia_smi
+    from decodex.validation.torch_decode import median_event_time_s
 
-    info: dict[str, Any] = {"libraries": library_versions(), "nvidia_smi": _nvidia_smi()}
+    query = "name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,power.limit,temperature.gpu"
+    info: dict[str, Any] = {"libraries": library_versions(), "nvidia_smi": nvidia_smi(query)}
     torch = _torch_cuda()
     if torch is None:
         info["skipped"] = "no torch with a CUDA GPU"
@@ -127,11 +105,11 @@ def run_ceilings(session: Session) -> None:
         n = 1 << 32
         src = torch.randint(0, 255, (n,), dtype=torch.uint8, device="cuda")
         dst = torch.empty_like(src)
-        info["copy_bandwidth_bytes_per_s"] = 2 * n / _event_median_s(torch, lambda: dst.copy_(src), 10)
+        info["copy_bandwidth_bytes_per_s"] = 2 * n / median_event_time_s(torch, lambda: dst.copy_(src), 1, 10)[0]
         del src, dst
         a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
         b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-        info["bf16_gemm_flops_per_s"] = 2 * 8192**3 / _event_median_s(torch, lambda: a @ b, 10)
+        info["bf16_gemm_flops_per_s"] = 2 * 8192**3 / median_event_time_s(torch, lambda: a @ b, 1, 10)[0]
         del a, b
         torch.cuda.empty_cache()
     session.summary["gpu"] = info

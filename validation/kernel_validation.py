@@ -95,8 +95,11 @@ def validate_cpu(device: DeviceSpec | None = None, cases: Sequence[Any] | None =
     return frame, records.error_summary(frame), path
 
 
-def _nvidia_smi() -> dict[str, str]:
-    query = "name,driver_version,clocks.max.sm,clocks.max.mem,memory.total,power.limit"
+NVIDIA_SMI_QUERY = "name,driver_version,clocks.max.sm,clocks.max.mem,memory.total,power.limit"
+
+
+def nvidia_smi(query: str = NVIDIA_SMI_QUERY) -> dict[str, str]:
+    """``nvidia-smi --query-gpu=QUERY`` of the first GPU as ``{field: value}``; empty without it."""
     try:
         out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=20, check=True).stdout.splitlines()[0]
@@ -112,7 +115,7 @@ def gpu_identity() -> dict[str, Any]:
     name = getattr(gpu, "name", "CUDA simulator")  # the simulator's device has no name
     name = name.decode() if isinstance(name, bytes) else str(name)
     capability = list(getattr(gpu, "compute_capability", ()))
-    return {"gpu_name": name, "compute_capability": capability, "nvidia_smi": _nvidia_smi(),
+    return {"gpu_name": name, "compute_capability": capability, "nvidia_smi": nvidia_smi(),
             "libraries": library_versions(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 

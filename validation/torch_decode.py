@@ -81,8 +81,9 @@ def fits(shape: LlamaShape, batch: int, context: int, free_bytes: float, headroo
             f"+ activations exceed {headroom:.0%} of the {free_bytes / 1e9:.1f} GB free")
 
 
-def _median_replay_s(torch: Any, replay: Callable[[], None], warmup: int, repeats: int) -> tuple[float, float]:
-    """Median and minimum seconds of ``replay()`` between CUDA events, after ``warmup`` calls."""
+def median_event_time_s(torch: Any, replay: Callable[[], None], warmup: int, repeats: int) -> tuple[float, float]:
+    """Median and minimum seconds of ``replay()`` (a graph replay or any GPU work) between CUDA
+    events, after ``warmup`` calls; every pair is recorded before one synchronize."""
     for _ in range(warmup):
         replay()
     torch.cuda.synchronize()
@@ -255,11 +256,11 @@ def time_decode_grid(model_name: str, config: Mapping[str, Any], batches: Iterab
                         tokens = model.step()
                         if not bool(((tokens >= 0) & (tokens < shape.vocab)).all()):
                             raise RuntimeError("the step's sampled token ids are out of range")
-                        row["step_s"], row["step_min_s"] = _median_replay_s(torch, _graph(torch, model.step),
+                        row["step_s"], row["step_min_s"] = median_event_time_s(torch, _graph(torch, model.step),
                                                                             warmup, repeats)
-                        row["attention_s"], _ = _median_replay_s(torch, _graph(torch, model.attention_only),
+                        row["attention_s"], _ = median_event_time_s(torch, _graph(torch, model.attention_only),
                                                                  warmup, repeats)
-                        row["projections_s"], _ = _median_replay_s(torch, _graph(torch, model.projections_only),
+                        row["projections_s"], _ = median_event_time_s(torch, _graph(torch, model.projections_only),
                                                                    warmup, repeats)
                 except torch.OutOfMemoryError as err:
                     reason = f"out of GPU memory: {str(err).splitlines()[0]}"

@@ -84,6 +84,13 @@ def labelled_display(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def number_config(frame: pd.DataFrame) -> dict[str, object]:
+    """Streamlit column configs giving each numeric column of ``frame`` its :func:`number_formats` format."""
+    import streamlit as st
+
+    return {column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(frame).items()}
+
+
 def labelled_config(frame: pd.DataFrame) -> dict[str, object]:
     """Streamlit column configs that show ``frame``'s own columns (a sweep's rows, kept as written:
     their names are the sweep's keys) under readable labels with units, floats to four significant

@@ -8,7 +8,7 @@ import streamlit as st
 from decodex.app.dashboard.charts import op_breakdown_figure, roofline_with_band
 from decodex.app.dashboard.design import cached_estimate, design_point_inputs, run_or_report
 from decodex.app.dashboard.guard import page_errors
-from decodex.app.dashboard.tables import number_formats, ops_display
+from decodex.app.dashboard.tables import number_config, ops_display
 from decodex.app.formatting import band_text, overlap_note
 
 with page_errors():  # any error ends the page in one message, never a traceback
@@ -51,8 +51,7 @@ with page_errors():  # any error ends the page in one message, never a traceback
     ops = result.ops
     st.subheader("Operators")
     shown = ops_display(ops)
-    st.dataframe(shown, hide_index=True, key="design.ops", column_config={
-        column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(shown).items()})
+    st.dataframe(shown, hide_index=True, key="design.ops", column_config=number_config(shown))
     st.caption("Per op: FLOP and bytes it moves on one device, its time, and × per step (layers); time per step = "
                "time × count; share of the step. The CSV holds the same in SI units (FLOP, B, s).")
     st.download_button("Download ops (CSV)", ops.to_csv(index=False).encode(), file_name="ops.csv", mime="text/csv")

@@ -28,7 +28,7 @@ from decodex.app.dashboard.serving_charts import (
     sweep_frame,
     sweep_rates,
 )
-from decodex.app.dashboard.tables import labelled_display, number_formats
+from decodex.app.dashboard.tables import labelled_display, number_config
 from decodex.app.dashboard.uploads import resolve_model, resolve_system
 from decodex.app.formatting import compact, si
 from decodex.core.errors import DecodexError
@@ -242,8 +242,7 @@ with page_errors():  # any error ends the page in one message, never a traceback
             st.caption(f"Note: {note}.")
         curve = labelled_display(found.curve[["rate_per_s", "ttft_p99_s", "tpot_p99_s", "sched_delay_p99_s", "passes",
                                               "steady", "steady_reason"]])
-        st.dataframe(curve, hide_index=True, key="serving.capacity_table", column_config={
-            column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(curve).items()})
+        st.dataframe(curve, hide_index=True, key="serving.capacity_table", column_config=number_config(curve))
     elif stored_capacity is not None:
         st.caption("The settings changed since the last capacity search; run it again.")
 
@@ -253,5 +252,4 @@ with page_errors():  # any error ends the page in one message, never a traceback
                        file_name="serving_requests.csv", mime="text/csv", key="serving.requests_csv")
     with st.expander(f"Per-request table ({len(requests_table):,} rows)"):
         shown = labelled_display(requests_table)
-        st.dataframe(shown, hide_index=True, key="serving.requests_table", column_config={
-            column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(shown).items()})
+        st.dataframe(shown, hide_index=True, key="serving.requests_table", column_config=number_config(shown))

@@ -11,7 +11,7 @@ import streamlit as st
 from decodex.api import simulate
 from decodex.app.dashboard.design import DesignPoint, cached_simulate, design_point_inputs, run_or_report
 from decodex.app.dashboard.guard import page_errors
-from decodex.app.dashboard.tables import number_formats, scaled_column
+from decodex.app.dashboard.tables import number_config, scaled_column
 from decodex.app.dashboard.timeline_charts import (
     COLOR_FIELDS,
     MAX_BARS,
@@ -138,8 +138,7 @@ with page_errors():  # any error ends the page in one message, never a traceback
         for column, name in (("start_s", "start"), ("duration_s", "duration")):
             label, values = scaled_column(shown[column], "s", name)
             view[label] = values
-        st.dataframe(view, hide_index=True, key="timeline.tasks", column_config={
-            column: st.column_config.NumberColumn(format=fmt) for column, fmt in number_formats(view).items()})
+        st.dataframe(view, hide_index=True, key="timeline.tasks", column_config=number_config(view))
 
     st.download_button("Download the trace (Chrome/Perfetto JSON)", trace_json(result),
                        file_name=f"{result.model}_{result.system}_trace.json".replace("/", "_"),
