@@ -3,18 +3,36 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from decodex.sim.estimate import estimate, evaluate, make_batch, plan_step
 from decodex.sim.results import OpRecord, StepResult
-from decodex.sim.roofline import roofline_figure, roofline_points
-from decodex.sim.serving import ServingResult, Workload, serve
 from decodex.sim.simulate import SimResult, simulate, simulate_plan
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from decodex.sim.roofline import roofline_figure, roofline_points
+    from decodex.sim.serving import ServingResult, Workload, serve
+
+# imported on first use (PEP 562), so that `decodex estimate` does not load serving or plotly;
+# ``estimate`` and ``simulate`` stay eager: they share their names with submodules, and a lazy
+# name would be shadowed by the submodule once something imports it
+_LAZY = {"roofline_figure": "decodex.sim.roofline", "roofline_points": "decodex.sim.roofline",
+         "ServingResult": "decodex.sim.serving", "Workload": "decodex.sim.serving", "serve": "decodex.sim.serving"}
+
+
+def __getattr__(name: str) -> Any:
+    """The lazily imported public names (``_LAZY``)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options: Any) -> pd.DataFrame:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,10 @@ class StepResult:
     @property
     def ops(self) -> pd.DataFrame:
         """One row per op (per template, not per layer), unit-suffixed columns, plus
-        ``total_time_s`` (all repeats) and ``time_share`` (of the step)."""
+        ``total_time_s`` (all repeats) and ``time_share`` (of the step). Built when asked:
+        pandas is imported here, not with the module, so a CLI run that never asks starts fast."""
+        import pandas as pd
+
         columns = [f.name for f in fields(OpRecord)]
         frame = pd.DataFrame([asdict(r) for r in self.records], columns=columns)
         frame["total_time_s"] = frame["time_s"] * frame["repeat"]

@@ -1,0 +1,32 @@
+"""`decodex estimate` loads only what it uses ([perf] #25, CLI start): no dashboard, plotting,
+cluster, JIT or sweep machinery; the lazily exported names of ``decodex.sim`` still resolve."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+NOT_FOR_ESTIMATE = ("streamlit", "plotly", "dask", "numba", "decodex.explore", "decodex.sim.roofline",
+                    "decodex.app.dashboard")
+
+
+def test_estimate_json_imports_no_heavy_machinery() -> None:
+    code = ("import io, contextlib, json, sys\n"
+            "from decodex.app.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['estimate', '--model', 'llama3-8b', '--system', 'h100-sxm', '--json'])\n"
+            f"print(json.dumps([m for m in {list(NOT_FOR_ESTIMATE)!r} if m in sys.modules]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_lazy_names_of_sim_resolve_to_the_functions() -> None:
+    import decodex.sim as sim
+    from decodex.sim.roofline import roofline_points
+    from decodex.sim.serving import ServingResult, Workload, serve
+
+    assert sim.serve is serve and sim.Workload is Workload and sim.ServingResult is ServingResult
+    assert sim.roofline_points is roofline_points
+    assert callable(sim.estimate) and callable(sim.simulate)  # functions, not the submodules of the same name
+    assert set(sim.__all__) <= set(dir(sim)) | set(sim._LAZY)
