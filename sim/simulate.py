@@ -7,10 +7,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec
@@ -22,6 +21,9 @@ from decodex.workloads.batch import Batch, Routing
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import Precision
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class SimResult(StepResult):
 
     def timeline_frame(self) -> pd.DataFrame:
         """One row per simulated task: track, label, stream, block, repeat, start_s, end_s."""
+        import pandas as pd
+
         return pd.DataFrame([dataclasses.asdict(e) for e in self.timeline],
                             columns=[f.name for f in dataclasses.fields(TimelineEvent)])
 

@@ -1,5 +1,7 @@
 """`decodex estimate` loads only what it uses ([perf] #25, CLI start): no dashboard, plotting,
-cluster, JIT or sweep machinery; the lazily exported names of ``decodex.sim`` still resolve."""
+cluster, JIT or sweep machinery; the Python API's estimate with its error band needs no pandas
+(the bands read the records with the csv module, and give the same table as from a frame); the
+lazily exported names of ``decodex.sim`` still resolve."""
 
 from __future__ import annotations
 
@@ -30,3 +32,21 @@ def test_lazy_names_of_sim_resolve_to_the_functions() -> None:
     assert sim.roofline_points is roofline_points
     assert callable(sim.estimate) and callable(sim.simulate)  # functions, not the submodules of the same name
     assert set(sim.__all__) <= set(dir(sim)) | set(sim._LAZY)
+
+
+def test_api_estimate_with_its_band_imports_no_pandas() -> None:
+    code = ("import sys, json, decodex\n"
+            "r = decodex.estimate('llama3-8b', 'h100-sxm', 8, context=2048)\n"
+            "print(json.dumps([r.band_low_s, r.band_high_s, 'pandas' in sys.modules, 'plotly' in sys.modules]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    low, high, pandas, plotly = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not pandas and not plotly and 0 < low < high
+
+
+def test_bands_from_rows_equal_bands_from_a_frame() -> None:
+    from decodex.validation.bands import BandTable
+    from decodex.validation.records import load_band_rows, load_records
+
+    rows, frame = BandTable(load_band_rows()), BandTable(load_records())
+    assert rows.by_device == frame.by_device and rows.by_device  # the committed records give bands
+    assert rows.by_kind == frame.by_kind and rows.devices_of_kind == frame.devices_of_kind

@@ -16,16 +16,19 @@ prediction either way); the warning says which.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.sim.results import StepResult
-from decodex.validation.records import RECORDS_DIR, load_records, relative_errors
+
+if TYPE_CHECKING:
+    import pandas as pd
+from decodex.validation.records import RECORDS_DIR, load_band_rows, relative_errors
 
 # records that are not bands of estimate's ops: `decodex validate gpu` times Numba kernels on a
 # GPU's CUDA cores and predicts them on its vector unit, whereas estimate prices a GPU's matmuls and
@@ -80,40 +83,58 @@ class OpForBand:
     time_s: float
 
 
-def _bands(frame: pd.DataFrame) -> dict[str, KindBand]:
+def _bands(rows: Iterable[Mapping[str, Any]]) -> dict[str, KindBand]:
+    """The band of each op kind among ``rows`` (cases: ``op_kind``, ``dtype``, ``flops``,
+    ``bytes``, ``measured_s``, ``predicted_s``)."""
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_kind.setdefault(str(row["op_kind"]), []).append(row)
     out: dict[str, KindBand] = {}
-    for kind, group in frame.groupby("op_kind"):
-        errors = relative_errors(group["measured_s"].to_numpy(), group["predicted_s"].to_numpy())
+    for kind in sorted(by_kind):
+        group = by_kind[kind]
+        errors = relative_errors(np.array([r["measured_s"] for r in group], dtype=float),
+                                 np.array([r["predicted_s"] for r in group], dtype=float))
         errors = errors[np.isfinite(errors)]
         if errors.size == 0:
             continue
-        out[str(kind)] = KindBand(
+        flops = np.array([r["flops"] for r in group], dtype=float)
+        nbytes = np.array([r["bytes"] for r in group], dtype=float)
+        out[kind] = KindBand(
             e_low=float(np.quantile(errors, LOW_Q)), e_high=float(np.quantile(errors, HIGH_Q)),
             mape=float(np.mean(np.abs(errors))), n=int(errors.size),
-            dtypes=frozenset(str(d) for d in group["dtype"].dropna().unique()),
-            flops_range=(float(group["flops"].min()), float(group["flops"].max())),
-            bytes_range=(float(group["bytes"].min()), float(group["bytes"].max())))
+            dtypes=frozenset(str(r["dtype"]) for r in group if isinstance(r["dtype"], str)),
+            flops_range=(float(np.nanmin(flops)), float(np.nanmax(flops))),
+            bytes_range=(float(np.nanmin(nbytes)), float(np.nanmax(nbytes))))
+    return out
+
+
+def _grouped(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(str(row[key]), []).append(row)
     return out
 
 
 class BandTable:
-    """Bands per device (and per device kind, pooled) from a records frame."""
+    """Bands per device (and per device kind, pooled) from the record cases: a records frame
+    (:func:`validation.records.load_records`) or rows (:func:`validation.records.load_band_rows`,
+    no pandas); both give the same table."""
 
-    def __init__(self, records: pd.DataFrame) -> None:
-        frame = records.copy()
-        if "kind" in frame.columns:  # SIMT kernel records check the vector unit, not what estimate prices
-            frame = frame[~frame["kind"].isin(NOT_FOR_BANDS)]
-        if frame.empty:
-            self.by_device: dict[str, dict[str, KindBand]] = {}
-            self.by_kind: dict[str, dict[str, KindBand]] = {}
-            self.devices_of_kind: dict[str, list[str]] = {}
-            return
-        frame["op_kind"] = frame["op_kind"].map(lambda k: KIND_ALIASES.get(str(k), str(k)))
-        if "device_kind" not in frame.columns:
-            frame["device_kind"] = "gpu"
-        self.by_device = {str(d): _bands(g) for d, g in frame.groupby("device")}
-        self.by_kind = {str(k): _bands(g) for k, g in frame.groupby("device_kind")}
-        self.devices_of_kind = {str(k): sorted(map(str, g["device"].unique())) for k, g in frame.groupby("device_kind")}
+    def __init__(self, records: pd.DataFrame | Sequence[Mapping[str, Any]]) -> None:
+        rows = records.to_dict("records") if hasattr(records, "to_dict") else list(records)
+        kept = []
+        for row in rows:
+            if row.get("kind") in NOT_FOR_BANDS:  # SIMT kernel records check the vector unit, not estimate's
+                continue
+            kind = str(row["op_kind"])
+            dtype = row.get("dtype")
+            kept.append({**row, "op_kind": KIND_ALIASES.get(kind, kind),
+                         "dtype": dtype if isinstance(dtype, str) and dtype else None,
+                         "device_kind": row.get("device_kind") or "gpu"})
+        self.by_device = {device: _bands(group) for device, group in sorted(_grouped(kept, "device").items())}
+        by_kind = sorted(_grouped(kept, "device_kind").items())
+        self.by_kind = {kind: _bands(group) for kind, group in by_kind}
+        self.devices_of_kind = {kind: sorted({str(r["device"]) for r in group}) for kind, group in by_kind}
 
     def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand]) -> ErrorBand:
         """The band of a step made of ``ops`` on ``device`` (see module docstring)."""
@@ -164,7 +185,7 @@ class BandTable:
 @lru_cache(maxsize=4)
 def _table(root: str, stamp: float) -> BandTable:
     del stamp  # part of the cache key only: new records are read again
-    return BandTable(load_records(Path(root)))
+    return BandTable(load_band_rows(Path(root)))
 
 
 def band_table(root: Path = RECORDS_DIR) -> BandTable:

@@ -14,12 +14,14 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.core.errors import DecodexError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RECORDS_DIR = Path(__file__).resolve().parent / "records"
 STEP_KINDS = ("e2e",)
@@ -87,18 +89,52 @@ def write_record(device: str, machine: Mapping[str, Any], cases: pd.DataFrame, *
     return base.with_suffix(".csv")
 
 
-def load_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.DataFrame:
-    """All record cases under ``root`` (or one device's), with ``device``, ``kind`` and ``run_id``;
-    records of whole steps (``STEP_KINDS``) are left out."""
-    frames = []
-    pattern = f"{device}/*.csv" if device else "*/*.csv"
-    for path in sorted(root.glob(pattern)):
+def record_files(root: Path = RECORDS_DIR, device: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The case records under ``root`` (or one device's) with their JSON: ``(csv path, meta)``,
+    sorted; a CSV without its JSON and records of whole steps (``STEP_KINDS``) are left out."""
+    out = []
+    for path in sorted(root.glob(f"{device}/*.csv" if device else "*/*.csv")):
         meta_path = path.with_suffix(".json")
         if not meta_path.is_file():
             continue
         meta = json.loads(meta_path.read_text())
         if meta.get("kind") in STEP_KINDS:
             continue  # whole steps, not cases: validation/e2e_decode.py reads them
+        out.append((path, meta))
+    return out
+
+
+BAND_FIELDS = ("op_kind", "dtype", "flops", "bytes", "measured_s", "predicted_s")
+"""The case columns the error bands read."""
+
+
+def load_band_rows(root: Path = RECORDS_DIR) -> list[dict[str, Any]]:
+    """Every case under ``root`` as a dict of ``BAND_FIELDS`` plus ``device``, ``device_kind`` and
+    ``kind`` (numbers as float, a missing dtype as None), read with the ``csv`` module: the error
+    bands of a CLI estimate need no pandas. Same rows and defaults as :func:`load_records`."""
+    import csv
+
+    rows = []
+    for path, meta in record_files(root):
+        with path.open(newline="") as handle:
+            for case in csv.DictReader(handle):
+                row: dict[str, Any] = {key: float(case[key]) if key not in ("op_kind", "dtype") else case.get(key)
+                                       for key in BAND_FIELDS}
+                row["dtype"] = row["dtype"] or None
+                row["device"] = case.get("device") or meta.get("device", path.parent.name)
+                row["device_kind"] = case.get("device_kind") or meta.get("device_kind", "gpu")
+                row["kind"] = meta.get("kind", "")
+                rows.append(row)
+    return rows
+
+
+def load_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.DataFrame:
+    """All record cases under ``root`` (or one device's), with ``device``, ``kind`` and ``run_id``;
+    records of whole steps (``STEP_KINDS``) are left out."""
+    import pandas as pd
+
+    frames = []
+    for path, meta in record_files(root, device):
         frame = pd.read_csv(path)
         if "device" not in frame.columns:
             frame["device"] = meta.get("device", path.parent.name)
