@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,6 @@ from typing import Any, NoReturn
 
 from decodex._version import __version__
 from decodex.api import estimate, simulate
-from decodex.app.cli_app import add_app_parser
 from decodex.app.cli_args import (
     add_deployment_options,
     add_model_system_options,
@@ -20,14 +20,7 @@ from decodex.app.cli_args import (
     print_json,
     routing_from_args,
 )
-from decodex.app.cli_capacity import add_capacity_parser
-from decodex.app.cli_compare import add_compare_parser
-from decodex.app.cli_examples import add_examples_parser
-from decodex.app.cli_explore import add_explore_parsers
 from decodex.app.cli_layout import EXIT_DOES_NOT_FIT, resolve_parallelism, system_with_edits
-from decodex.app.cli_serve import add_serve_parser, add_traces_parser
-from decodex.app.cli_study import add_study_parsers
-from decodex.app.cli_validate import add_validation_parsers
 from decodex.app.formatting import si, step_report, table, utilization_report
 from decodex.core.dtypes import DType
 from decodex.core.errors import DecodexError
@@ -163,7 +156,27 @@ def _add_step_options(p: argparse.ArgumentParser) -> None:
                         f"{EXIT_DOES_NOT_FIT} with the reason)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# the sub-commands defined in other modules: (module, function adding their parsers, their names);
+# a module is imported only when its parsers are built, so `decodex estimate` does not load serving,
+# sweeps or the dashboard's launcher (tests/test_cli_imports.py checks the names against the parser)
+ADDERS = (
+    ("decodex.app.cli_compare", "add_compare_parser", ("compare",)),
+    ("decodex.app.cli_serve", "add_serve_parser", ("serve",)),
+    ("decodex.app.cli_serve", "add_traces_parser", ("traces",)),
+    ("decodex.app.cli_capacity", "add_capacity_parser", ("capacity",)),
+    ("decodex.app.cli_validate", "add_validation_parsers", ("reproduce", "calibrate", "validate")),
+    ("decodex.app.cli_study", "add_study_parsers", ("study",)),
+    ("decodex.app.cli_explore", "add_explore_parsers", ("sweep", "pareto", "sensitivity", "optimize")),
+    ("decodex.app.cli_examples", "add_examples_parser", ("examples",)),
+    ("decodex.app.cli_app", "add_app_parser", ("app",)),
+)
+CORE_COMMANDS = ("models", "systems", "estimate", "simulate")
+"""The sub-commands defined here."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``decodex`` parser with every sub-command, or only with ``command``'s (and the ones
+    defined here) when it is given: the other sub-commands' modules are then not imported."""
     parser = _Parser(prog="decodex", description="Decodex: hardware simulator and co-design explorer for LLM decoding.")
     parser.add_argument("--version", action="version", version=f"decodex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -182,21 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", type=output_file, default=None, help="write a Chrome trace-event JSON file (Perfetto)")
     p.add_argument("--no-fold", action="store_true", help="simulate every repetition of repeated layers")
     p.set_defaults(func=cmd_simulate)
-    add_compare_parser(sub)
-    add_serve_parser(sub)
-    add_traces_parser(sub)
-    add_capacity_parser(sub)
-    add_validation_parsers(sub)
-    add_study_parsers(sub)
-    add_explore_parsers(sub)
-    add_examples_parser(sub)
-    add_app_parser(sub)
+    for module, adder, names in ADDERS:
+        if command is None or command in names:
+            getattr(importlib.import_module(module), adder)(sub)
     return parser
+
+
+def _known_command(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` starts with when it is a known one (None: build the whole parser,
+    for ``--help``, ``--version`` or a mistyped command, whose error lists every choice)."""
+    if not argv or argv[0] not in CORE_COMMANDS + tuple(n for _, _, names in ADDERS for n in names):
+        return None
+    return argv[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``decodex`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_known_command(argv)).parse_args(argv)
     if isinstance(getattr(args, "context", None), list) and args.batch not in (1, len(args.context)):
         print(f"decodex: error: --context lists {len(args.context)} lengths but --batch is {args.batch}",
               file=sys.stderr)

@@ -11,13 +11,15 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.app.cli_args import bounded_float, bounded_int, byte_size, output_folder, positive_int
 from decodex.app.formatting import table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _save(figure: Any, path: Path, standalone: bool = False) -> None:
@@ -189,6 +191,7 @@ def _numeric_space(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[float
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     """One-at-a-time and Sobol sensitivity of ``--metric`` over the space's numeric axes."""
+
     from decodex.explore.figures import one_at_a_time_figure, sensitivity_figure
     from decodex.explore.points import evaluate_points
     from decodex.explore.sensitivity import one_at_a_time, sobol_indices

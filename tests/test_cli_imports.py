@@ -9,8 +9,8 @@ import json
 import subprocess
 import sys
 
-NOT_FOR_ESTIMATE = ("streamlit", "plotly", "dask", "numba", "decodex.explore", "decodex.sim.roofline",
-                    "decodex.app.dashboard")
+NOT_FOR_ESTIMATE = ("streamlit", "plotly", "dask", "numba", "pandas", "decodex.explore", "decodex.sim.roofline",
+                    "decodex.sim.serving", "decodex.app.dashboard", "decodex.app.cli_serve", "decodex.app.cli_explore")
 
 
 def test_estimate_json_imports_no_heavy_machinery() -> None:
@@ -50,3 +50,25 @@ def test_bands_from_rows_equal_bands_from_a_frame() -> None:
     rows, frame = BandTable(load_band_rows()), BandTable(load_records())
     assert rows.by_device == frame.by_device and rows.by_device  # the committed records give bands
     assert rows.by_kind == frame.by_kind and rows.devices_of_kind == frame.devices_of_kind
+
+
+def _choices(parser: object) -> set[str]:
+    import argparse
+
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # type: ignore[attr-defined]
+    return set(actions[0].choices)
+
+
+def test_every_sub_command_is_built_alone_and_parses_as_in_the_whole_parser() -> None:
+    from decodex.app.cli import ADDERS, CORE_COMMANDS, build_parser
+
+    whole = build_parser()
+    named = set(CORE_COMMANDS) | {n for _, _, names in ADDERS for n in names}
+    assert named == _choices(whole)  # a new sub-command must be listed for the fast path
+    for name in named:
+        assert name in _choices(build_parser(name))
+    argv = ["estimate", "--model", "llama3-8b", "--system", "h100-sxm", "--batch", "8", "--set",
+            "hbm.bandwidth@scale=2"]
+    assert vars(build_parser("estimate").parse_args(argv)) == vars(whole.parse_args(argv))
+    serve = ["serve", "--model", "llama3-8b", "--system", "h100-sxm", "--rate", "2"]
+    assert vars(build_parser("serve").parse_args(serve)) == vars(whole.parse_args(serve))

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from decodex.core.errors import ArgumentError, DecodexError
 from decodex.core.run_limits import RunWatch
 from decodex.hw_models.system import SystemSpec, load_system
@@ -44,6 +42,7 @@ from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.precision import Precision
 
 if TYPE_CHECKING:
+    import pandas as pd
     import plotly.graph_objects as go
 
 DEFAULT_MAX_RUNS = 16
@@ -214,6 +213,8 @@ def capacity(model: str | Path | ModelConfig, system: SystemArg | Sequence[Syste
     ``replicas`` [1, MAX_REPLICAS], 1 with ``decode_systems``.
     Raises ArgumentError (checked before any run), or what :func:`serve` raises.
     """
+    import pandas as pd
+
     slo = parse_slo(slo)
     base = _resolve_workload(workload)
     check_float("rel_tol", rel_tol, 1e-4, 1.0)

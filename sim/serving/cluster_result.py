@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.sim.serving import metrics
 from decodex.sim.serving.request_metrics import RequestMetrics
 from decodex.sim.serving.result import ServingResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +83,8 @@ class ClusterResult(RequestMetrics):
     def requests(self) -> pd.DataFrame:
         """One row per request (arrival order), with the ``replica`` that served it and its
         ``system``; unit-suffixed columns as :attr:`ServingResult.requests`."""
+        import pandas as pd
+
         return pd.DataFrame({"replica": self.replica, "system": np.asarray(self.systems, dtype=object)[self.replica],
                              **self.request_columns()})
 
@@ -89,6 +93,8 @@ class ClusterResult(RequestMetrics):
         """One row per replica: requests and tokens served, busy time and utilisation (over the
         cluster's makespan), throughput (tokens/s over the cluster's makespan), latency
         percentiles (s), goodput (requests/s), preemptions, KV blocks, energy (J)."""
+        import pandas as pd
+
         span = self.makespan_s
         rows = []
         for index, (res, busy, energy) in enumerate(zip(self.replica_results, self.busy_s, self.replica_energy_j,

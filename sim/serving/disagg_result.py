@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.sim.serving import metrics
 from decodex.sim.serving.request_metrics import RequestMetrics
 from decodex.sim.serving.result import ServingResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +152,8 @@ class DisaggResult(RequestMetrics):
     def requests(self) -> pd.DataFrame:
         """One row per request (arrival order): instances, phase times (s), bytes sent (B),
         lengths (tokens), latency metrics (s)."""
+        import pandas as pd
+
         return pd.DataFrame({
             "prefill_instance": self.prefill_instance, "decode_instance": self.decode_instance,
             "arrival_s": self.arrival_s, "prefill_start_s": self.prefill_start_s, "prefill_end_s": self.prefill_end_s,
@@ -165,6 +169,8 @@ class DisaggResult(RequestMetrics):
     def instances_table(self) -> pd.DataFrame:
         """One row per instance (``role`` prefill or decode): requests, tokens, busy time and
         utilisation over the run's makespan, KV blocks, price (USD/h), energy (J)."""
+        import pandas as pd
+
         span = self.makespan_s
         prices = self.prefill_usd_per_hour + self.decode_usd_per_hour
         rows = []

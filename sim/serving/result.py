@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.sim.serving import metrics
 from decodex.sim.serving.kv_cache import KVCapacity
 from decodex.sim.serving.request_metrics import RequestMetrics
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,11 +86,15 @@ class ServingResult(RequestMetrics):
     @property
     def requests(self) -> pd.DataFrame:
         """One row per request (arrival order), unit-suffixed columns."""
+        import pandas as pd
+
         return pd.DataFrame(self.request_columns())
 
     @property
     def iterations(self) -> pd.DataFrame:
         """One row per iteration, unit-suffixed columns."""
+        import pandas as pd
+
         return pd.DataFrame({
             "start_s": self.iteration_start_s, "duration_s": self.iteration_duration_s,
             "decode_requests": self.iteration_decodes, "prefill_requests": self.iteration_prefills,

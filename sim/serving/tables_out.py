@@ -11,11 +11,12 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from decodex.core.errors import ArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _replace(path: Path, write: Any) -> None:

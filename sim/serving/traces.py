@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from decodex.core.errors import ArgumentError, SpecError, did_you_mean
 from decodex.core.input_files import MAX_TRACE_BYTES, read_text
 from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, _line_of_row, _read_trace, check_float, check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 RATE_SCALE_RANGE = (0.0, 1e6)  # open at 0: x replays at x times the recorded rate
@@ -85,6 +87,8 @@ def _info(name: str) -> TraceInfo:
 def _azure_arrays(frame: pd.DataFrame, source: str, line: Any) -> RequestArrays:
     """Seconds from the first request and lengths (tokens) of an Azure-schema frame, sorted
     stably by time; ``line(row)`` gives the file line of a row for errors."""
+    import pandas as pd
+
     for column in AZURE_COLUMNS:
         if column not in frame.columns:
             raise SpecError(source, column, f"missing column; the Azure schema has {', '.join(AZURE_COLUMNS)}")
@@ -125,6 +129,8 @@ def _header(text: str) -> tuple[int, list[str]]:
 @functools.cache
 def _shipped(name: str) -> RequestArrays:
     """The whole shipped trace ``name``, read once per process; arrays are read-only."""
+    import pandas as pd
+
     with trace_file(name).open("rb") as handle:
         frame = pd.read_csv(handle, compression="gzip", dtype=str)
     arrays = _azure_arrays(frame, name, lambda row: row + 2)
@@ -135,6 +141,8 @@ def _shipped(name: str) -> RequestArrays:
 
 def _read_file(path: Path) -> RequestArrays:
     """A trace CSV file in the Azure or the ``arrival_s`` schema (the header decides)."""
+    import pandas as pd
+
     source = str(path)
     text = read_text(path, max_bytes=MAX_TRACE_BYTES, what="trace file")
     header_line, names = _header(text)

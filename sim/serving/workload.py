@@ -13,13 +13,15 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from decodex.core.errors import ArgumentError, SpecError
 from decodex.core.input_files import MAX_TRACE_BYTES, read_text
+
+if TYPE_CHECKING:
+    pass
 
 ARRIVALS = ("poisson", "fixed", "trace", "all-at-once")
 LENGTH_KINDS = ("fixed", "uniform", "lognormal", "normal")
@@ -348,6 +350,8 @@ def _read_trace(path: Path, text: str | None = None) -> tuple[np.ndarray, np.nda
     than the header. Every problem is a SpecError naming the file, the line (1-based, counting
     blank lines) and the column or the columns expected. ``text``: the file's text, already read.
     """
+    import pandas as pd
+
     source = str(path)
     if text is None:
         text = read_text(path, max_bytes=MAX_TRACE_BYTES, what="trace file")

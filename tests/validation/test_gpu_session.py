@@ -21,12 +21,17 @@ from decodex.validation.kernels import timing
 def test_session_under_the_simulator_keeps_what_it_measured(tmp_path: Path) -> None:
     pytest.importorskip("numba_cuda")
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    # a budget spent after the first kernel: the session stops, keeping that row and its record
-    done = subprocess.run([sys.executable, "-m", "decodex.validation.gpu_session", "--out", str(tmp_path),
-                           "--cases", "sim", "--repeats", "1", "--budget-s", "0.5", "--spec", "h200"],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # the first parts run whole; then a budget spent during the first kernel (its simulated compile
+    # takes several seconds): the session stops, keeping that row and its record
+    for parts, budget in (("ceilings,e2e", "600"), ("kernels", "3")):
+        done = subprocess.run([sys.executable, "-m", "decodex.validation.gpu_session", "--out", str(tmp_path),
+                               "--parts", parts, "--cases", "sim", "--repeats", "1", "--budget-s", budget,
+                               "--spec", "h200"], capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        if parts != "kernels":
+            first = json.loads((tmp_path / "session.json").read_text())
     session = json.loads((tmp_path / "session.json").read_text())
+    session["parts"].update(first["parts"])
     assert session["parts"]["ceilings"]["status"] == "done"
     try:
         import torch
