@@ -51,6 +51,7 @@ bench: $(APP_STAMP)
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/serve.py
 	$(PY) benchmarks/serve_trace.py
+	$(PY) benchmarks/cli_start.py
 	$(PY) benchmarks/peers.py
 
 wheel: $(DEV_STAMP)

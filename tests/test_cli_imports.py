@@ -1,6 +1,6 @@
 """`decodex estimate` loads only what it uses ([perf] #25, CLI start): no dashboard, plotting,
 cluster, JIT or sweep machinery; the Python API's estimate with its error band needs no pandas
-(the bands read the records with the csv module, and give the same table as from a frame); the
+(the bands read the records' columns with the csv module, and give the same table as from a frame); the
 lazily exported names of ``decodex.sim`` still resolve."""
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def test_api_estimate_with_its_band_imports_no_pandas() -> None:
 
 def test_bands_from_rows_equal_bands_from_a_frame() -> None:
     from decodex.validation.bands import BandTable
-    from decodex.validation.records import load_band_rows, load_records
+    from decodex.validation.records import load_band_columns, load_records
 
-    rows, frame = BandTable(load_band_rows()), BandTable(load_records())
+    rows, frame = BandTable(load_band_columns()), BandTable(load_records())
     assert rows.by_device == frame.by_device and rows.by_device  # the committed records give bands
     assert rows.by_kind == frame.by_kind and rows.devices_of_kind == frame.devices_of_kind
 

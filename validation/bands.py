@@ -16,7 +16,7 @@ prediction either way); the warning says which.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +28,7 @@ from decodex.sim.results import StepResult
 
 if TYPE_CHECKING:
     import pandas as pd
-from decodex.validation.records import RECORDS_DIR, load_band_rows, relative_errors
+from decodex.validation.records import RECORDS_DIR, load_band_columns, relative_errors
 
 # records that are not bands of estimate's ops: `decodex validate gpu` times Numba kernels on a
 # GPU's CUDA cores and predicts them on its vector unit, whereas estimate prices a GPU's matmuls and
@@ -83,58 +83,61 @@ class OpForBand:
     time_s: float
 
 
-def _bands(rows: Iterable[Mapping[str, Any]]) -> dict[str, KindBand]:
-    """The band of each op kind among ``rows`` (cases: ``op_kind``, ``dtype``, ``flops``,
+def _bands(cases: Mapping[str, np.ndarray]) -> dict[str, KindBand]:
+    """The band of each op kind among ``cases`` (columns ``op_kind``, ``dtype``, ``flops``,
     ``bytes``, ``measured_s``, ``predicted_s``)."""
-    by_kind: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        by_kind.setdefault(str(row["op_kind"]), []).append(row)
     out: dict[str, KindBand] = {}
-    for kind in sorted(by_kind):
-        group = by_kind[kind]
-        errors = relative_errors(np.array([r["measured_s"] for r in group], dtype=float),
-                                 np.array([r["predicted_s"] for r in group], dtype=float))
+    for kind in sorted(set(cases["op_kind"])):
+        mask = cases["op_kind"] == kind
+        errors = relative_errors(cases["measured_s"][mask], cases["predicted_s"][mask])
         errors = errors[np.isfinite(errors)]
         if errors.size == 0:
             continue
-        flops = np.array([r["flops"] for r in group], dtype=float)
-        nbytes = np.array([r["bytes"] for r in group], dtype=float)
-        out[kind] = KindBand(
+        flops, nbytes = cases["flops"][mask], cases["bytes"][mask]
+        out[str(kind)] = KindBand(
             e_low=float(np.quantile(errors, LOW_Q)), e_high=float(np.quantile(errors, HIGH_Q)),
             mape=float(np.mean(np.abs(errors))), n=int(errors.size),
-            dtypes=frozenset(str(r["dtype"]) for r in group if isinstance(r["dtype"], str)),
+            dtypes=frozenset(str(d) for d in cases["dtype"][mask] if d),
             flops_range=(float(np.nanmin(flops)), float(np.nanmax(flops))),
             bytes_range=(float(np.nanmin(nbytes)), float(np.nanmax(nbytes))))
     return out
 
 
-def _grouped(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        out.setdefault(str(row[key]), []).append(row)
-    return out
+def _columns(records: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The band columns of a records frame or of :func:`validation.records.load_band_columns`'s
+    columns: op kinds under their estimate names, a missing dtype as ``""``, a missing device kind
+    as ``gpu``, the cases of ``NOT_FOR_BANDS`` records left out."""
+    n = len(records["op_kind"])
+
+    def column(key: str, default: Any) -> np.ndarray:
+        values = records[key] if key in records else [default] * n
+        return np.array([default if v is None or (isinstance(v, float) and v != v) or v == "" else v
+                         for v in values], dtype=object)
+
+    kinds = np.array([KIND_ALIASES.get(str(k), str(k)) for k in records["op_kind"]], dtype=object)
+    out = {"op_kind": kinds, "dtype": column("dtype", ""), "device": column("device", ""),
+           "device_kind": column("device_kind", "gpu"), "kind": column("kind", ""),
+           **{key: np.asarray(records[key], dtype=float) for key in ("flops", "bytes", "measured_s", "predicted_s")}}
+    keep = ~np.isin(out["kind"], NOT_FOR_BANDS)  # SIMT kernel records check the vector unit, not estimate's
+    return {key: values[keep] for key, values in out.items()}
 
 
 class BandTable:
     """Bands per device (and per device kind, pooled) from the record cases: a records frame
-    (:func:`validation.records.load_records`) or rows (:func:`validation.records.load_band_rows`,
+    (:func:`validation.records.load_records`) or columns (:func:`validation.records.load_band_columns`,
     no pandas); both give the same table."""
 
-    def __init__(self, records: pd.DataFrame | Sequence[Mapping[str, Any]]) -> None:
-        rows = records.to_dict("records") if hasattr(records, "to_dict") else list(records)
-        kept = []
-        for row in rows:
-            if row.get("kind") in NOT_FOR_BANDS:  # SIMT kernel records check the vector unit, not estimate's
-                continue
-            kind = str(row["op_kind"])
-            dtype = row.get("dtype")
-            kept.append({**row, "op_kind": KIND_ALIASES.get(kind, kind),
-                         "dtype": dtype if isinstance(dtype, str) and dtype else None,
-                         "device_kind": row.get("device_kind") or "gpu"})
-        self.by_device = {device: _bands(group) for device, group in sorted(_grouped(kept, "device").items())}
-        by_kind = sorted(_grouped(kept, "device_kind").items())
-        self.by_kind = {kind: _bands(group) for kind, group in by_kind}
-        self.devices_of_kind = {kind: sorted({str(r["device"]) for r in group}) for kind, group in by_kind}
+    def __init__(self, records: pd.DataFrame | Mapping[str, Any]) -> None:
+        cases = _columns(records)
+
+        def part(key: str, value: str) -> dict[str, np.ndarray]:
+            mask = cases[key] == value
+            return {name: values[mask] for name, values in cases.items()}
+
+        devices, device_kinds = sorted(set(cases["device"])), sorted(set(cases["device_kind"]))
+        self.by_device = {str(d): _bands(part("device", d)) for d in devices}
+        self.by_kind = {str(k): _bands(part("device_kind", k)) for k in device_kinds}
+        self.devices_of_kind = {str(k): sorted(map(str, set(part("device_kind", k)["device"]))) for k in device_kinds}
 
     def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand]) -> ErrorBand:
         """The band of a step made of ``ops`` on ``device`` (see module docstring)."""
@@ -185,7 +188,7 @@ class BandTable:
 @lru_cache(maxsize=4)
 def _table(root: str, stamp: float) -> BandTable:
     del stamp  # part of the cache key only: new records are read again
-    return BandTable(load_band_rows(Path(root)))
+    return BandTable(load_band_columns(Path(root)))
 
 
 def band_table(root: Path = RECORDS_DIR) -> BandTable:

@@ -108,24 +108,28 @@ BAND_FIELDS = ("op_kind", "dtype", "flops", "bytes", "measured_s", "predicted_s"
 """The case columns the error bands read."""
 
 
-def load_band_rows(root: Path = RECORDS_DIR) -> list[dict[str, Any]]:
-    """Every case under ``root`` as a dict of ``BAND_FIELDS`` plus ``device``, ``device_kind`` and
-    ``kind`` (numbers as float, a missing dtype as None), read with the ``csv`` module: the error
-    bands of a CLI estimate need no pandas. Same rows and defaults as :func:`load_records`."""
+def load_band_columns(root: Path = RECORDS_DIR) -> dict[str, np.ndarray]:
+    """Every case under ``root`` as columns: ``BAND_FIELDS`` (numbers as float arrays, text as
+    object arrays, a missing dtype as ``""``) plus ``device``, ``device_kind`` and ``kind``, read
+    with the ``csv`` module so that the error bands of a CLI estimate need no pandas. Same cases
+    and defaults as :func:`load_records`."""
     import csv
 
-    rows = []
+    columns: dict[str, list[Any]] = {key: [] for key in (*BAND_FIELDS, "device", "device_kind", "kind")}
     for path, meta in record_files(root):
         with path.open(newline="") as handle:
-            for case in csv.DictReader(handle):
-                row: dict[str, Any] = {key: float(case[key]) if key not in ("op_kind", "dtype") else case.get(key)
-                                       for key in BAND_FIELDS}
-                row["dtype"] = row["dtype"] or None
-                row["device"] = case.get("device") or meta.get("device", path.parent.name)
-                row["device_kind"] = case.get("device_kind") or meta.get("device_kind", "gpu")
-                row["kind"] = meta.get("kind", "")
-                rows.append(row)
-    return rows
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            cases = list(reader)
+        where = {name: i for i, name in enumerate(header)}
+        for key in BAND_FIELDS:
+            columns[key].extend(case[where[key]] if key in where else "" for case in cases)
+        for key, default in (("device", meta.get("device", path.parent.name)),
+                             ("device_kind", meta.get("device_kind", "gpu"))):
+            columns[key].extend((case[where[key]] or default) if key in where else default for case in cases)
+        columns["kind"].extend([meta.get("kind", "")] * len(cases))
+    text = ("op_kind", "dtype", "device", "device_kind", "kind")
+    return {key: np.array(values, dtype=object if key in text else float) for key, values in columns.items()}
 
 
 def load_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.DataFrame:
