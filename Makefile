@@ -52,6 +52,7 @@ bench: $(APP_STAMP)
 	$(PY) benchmarks/serve.py
 	$(PY) benchmarks/serve_trace.py
 	$(PY) benchmarks/cli_start.py
+	$(PY) benchmarks/large_systems.py
 	$(PY) benchmarks/peers.py
 
 wheel: $(DEV_STAMP)
