@@ -8,15 +8,17 @@ from collections.abc import Sequence
 from decodex.sim.results import StepResult
 from decodex.sim.simulate import SimResult
 
+SI_PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
+               (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
+"""Engineering prefixes, largest first: (scale, prefix)."""
+
 
 def si(value: float, unit: str, digits: int = 3) -> str:
     """``si(0.0123, "s")`` -> ``"12.3 ms"``; engineering prefixes from p to P."""
     if value == 0 or value != value:
         return f"{value:g} {unit}"
-    prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
-                (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
     magnitude = abs(value)
-    for scale, prefix in prefixes:
+    for scale, prefix in SI_PREFIXES:
         if magnitude >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}"

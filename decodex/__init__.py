@@ -43,10 +43,10 @@ run). The sub-packages (``decodex.workloads``, ``decodex.hw_models``, ``decodex.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from decodex._version import __version__
+from decodex.core.lazy_exports import lazy_exports
 
 # public name -> module that defines it (imported on first access, PEP 562)
 _EXPORTS: dict[str, str] = {
@@ -123,18 +123,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first access and cache the name here."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'decodex' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("decodex", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # what static checkers and IDEs see

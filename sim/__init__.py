@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from decodex.core.lazy_exports import lazy_exports
 from decodex.sim.estimate import estimate, evaluate, make_batch, plan_step
 from decodex.sim.results import OpRecord, StepResult
 from decodex.sim.simulate import SimResult, simulate, simulate_plan
@@ -24,15 +24,7 @@ if TYPE_CHECKING:
 _LAZY = {"roofline_figure": "decodex.sim.roofline", "roofline_points": "decodex.sim.roofline",
          "ServingResult": "decodex.sim.serving", "Workload": "decodex.sim.serving", "serve": "decodex.sim.serving"}
 
-
-def __getattr__(name: str) -> Any:
-    """The lazily imported public names (``_LAZY``)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 def sweep(space: str | Path | dict[str, Any], mode: str | None = None, **options: Any) -> pd.DataFrame:

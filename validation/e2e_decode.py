@@ -134,12 +134,10 @@ def attention_fit_trial(records: pd.DataFrame, device: str = "h200", split_below
     rows only, llama3-8b rows only; each fitted on its half and checked on the other. Returns per
     split the fitted fields and the fit and check MAPE. ``sm_count`` is the GPU's multiprocessors
     as the session read them."""
-    from scipy.optimize import minimize
-
     from decodex.core.dtypes import DType
     from decodex.hw_models.decode_attention import DecodeAttentionKernel
     from decodex.hw_models.system import load_system
-    from decodex.validation.published_gpu import FIT_START, _kernel_times
+    from decodex.validation.published_gpu import fit_kernel_fields, kernel_mape
 
     spec = load_system(device).primary_device
     unit = spec.units["tensor"]
@@ -157,28 +155,15 @@ def attention_fit_trial(records: pd.DataFrame, device: str = "h200", split_below
     sms = int(rows["multiprocessors"].iloc[0])
     base = DecodeAttentionKernel(sm_count=sms, blocks_per_sm=blocks_per_sm, split_below=split_below, floor_s=0.0,
                                  block_overhead_s=0.0, block_bandwidth_share=1.0, memory_efficiency=1.0)
-    scale = np.array([1e-6, 1e-6, 1.0, 1.0])
-
-    def mape(part: pd.DataFrame, x: np.ndarray) -> float:
-        floor, overhead, share, efficiency = x * scale
-        if min(floor, overhead) < 0 or share <= 0 or not 0 < efficiency <= 1:
-            return 1e9
-        kernel = dataclasses.replace(base, floor_s=floor, block_overhead_s=overhead, block_bandwidth_share=share,
-                                     memory_efficiency=efficiency)
-        times = _kernel_times(part, kernel, bandwidth, peak)
-        return float(np.mean(np.abs(times / part["measured_s"].to_numpy() - 1.0)))
-
     splits = {"alternate rows": np.arange(len(frame)) % 2 == 0,
               "fit llama2-7b, check llama3-8b": (rows["model"] == "llama2-7b").to_numpy(),
               "fit llama3-8b, check llama2-7b": (rows["model"] == "llama3-8b").to_numpy()}
     out = {}
     for name, mask in splits.items():
-        fit, check = frame[mask], frame[~mask]
-        result = minimize(lambda x, part=fit: mape(part, x), np.array(FIT_START) / scale, method="Nelder-Mead",
-                          options={"maxiter": 4000, "xatol": 1e-4, "fatol": 1e-7})
-        floor, overhead, share, efficiency = result.x * scale
-        out[name] = {"floor_s": float(floor), "block_overhead_s": float(overhead),
-                     "block_bandwidth_share": float(share), "memory_efficiency": float(efficiency),
-                     "fit_mape": float(result.fun), "check_mape": mape(check, result.x)}
+        fitted, fit_mape = fit_kernel_fields(frame[mask], base, bandwidth, peak, maxiter=4000)
+        out[name] = {"floor_s": fitted.floor_s, "block_overhead_s": fitted.block_overhead_s,
+                     "block_bandwidth_share": fitted.block_bandwidth_share,
+                     "memory_efficiency": fitted.memory_efficiency, "fit_mape": fit_mape,
+                     "check_mape": kernel_mape(frame[~mask], fitted, bandwidth, peak)}
     return out
 

@@ -167,34 +167,50 @@ def _kernel_times(rows: pd.DataFrame, kernel: DecodeAttentionKernel, bandwidth: 
                      zip(rows["batch_size"].to_numpy(), kv_heads, head_bytes, block_flops, strict=True)])
 
 
-def fit_decode_attention(rows: pd.DataFrame, device: str = "a100-80g") -> dict[str, float]:
-    """The decode-attention kernel fields of ``device``'s tensor unit that minimize the MAPE on
-    ``rows`` (pass the ``fit`` rows only): ``floor_s``, ``block_overhead_s``,
-    ``block_bandwidth_share`` and ``memory_efficiency``; ``sm_count``, ``blocks_per_sm`` and
-    ``split_below`` are taken from the device file (facts and the kernel's heuristic). Nelder-Mead
-    from :data:`FIT_START`; deterministic. Also returns the ``mape`` reached."""
+def kernel_mape(rows: pd.DataFrame, kernel: DecodeAttentionKernel, bandwidth: float, peak: float) -> float:
+    """Mean |kernel time / ``rows["measured_s"]`` - 1| over ``rows`` (:func:`_kernel_times`)."""
+    measured = rows["measured_s"].to_numpy(dtype=float)
+    return float(np.mean(np.abs(_kernel_times(rows, kernel, bandwidth, peak) / measured - 1.0)))
+
+
+def fit_kernel_fields(rows: pd.DataFrame, kernel: DecodeAttentionKernel, bandwidth: float, peak: float,
+                      maxiter: int = 2000) -> tuple[DecodeAttentionKernel, float]:
+    """``kernel`` with the ``floor_s``, ``block_overhead_s``, ``block_bandwidth_share`` and
+    ``memory_efficiency`` that minimize :func:`kernel_mape` on ``rows`` (the other fields kept),
+    and that MAPE. Nelder-Mead from :data:`FIT_START`; deterministic. ``bandwidth`` B/s, ``peak`` FLOP/s."""
     from scipy.optimize import minimize
 
-    spec = _catalog_device(device)
-    unit = spec.units["tensor"]
-    kernel = getattr(unit, "decode_attention", None)
-    if kernel is None:
-        raise ArgumentError(f"{device}: its tensor unit declares no [decode_attention] table to fit")
-    bandwidth = spec.memories[unit.memory].bandwidth_bytes_per_s
-    peak = unit.peak_flops(DType.FP16)
-    measured = rows["measured_s"].to_numpy(dtype=float)
     scale = np.array([1e-6, 1e-6, 1.0, 1.0])
+
+    def with_fields(x: np.ndarray) -> DecodeAttentionKernel:
+        floor, overhead, share, efficiency = x * scale
+        return dataclasses.replace(kernel, floor_s=float(floor), block_overhead_s=float(overhead),
+                                   block_bandwidth_share=float(share), memory_efficiency=float(efficiency))
 
     def mape(x: np.ndarray) -> float:
         floor, overhead, share, efficiency = x * scale
         if min(floor, overhead) < 0 or share <= 0 or not 0 < efficiency <= 1:
             return 1e9
-        trial = dataclasses.replace(kernel, floor_s=floor, block_overhead_s=overhead, block_bandwidth_share=share,
-                                    memory_efficiency=efficiency)
-        return float(np.mean(np.abs(_kernel_times(rows, trial, bandwidth, peak) / measured - 1.0)))
+        return kernel_mape(rows, with_fields(x), bandwidth, peak)
 
     result = minimize(mape, np.array(FIT_START) / scale, method="Nelder-Mead",
-                      options={"maxiter": 2000, "xatol": 1e-4, "fatol": 1e-7})
-    floor, overhead, share, efficiency = result.x * scale
-    return {"floor_s": float(floor), "block_overhead_s": float(overhead), "block_bandwidth_share": float(share),
-            "memory_efficiency": float(efficiency), "mape": float(result.fun)}
+                      options={"maxiter": maxiter, "xatol": 1e-4, "fatol": 1e-7})
+    return with_fields(result.x), float(result.fun)
+
+
+def fit_decode_attention(rows: pd.DataFrame, device: str = "a100-80g") -> dict[str, float]:
+    """The decode-attention kernel fields of ``device``'s tensor unit that minimize the MAPE on
+    ``rows`` (pass the ``fit`` rows only): ``floor_s``, ``block_overhead_s``,
+    ``block_bandwidth_share`` and ``memory_efficiency``; ``sm_count``, ``blocks_per_sm`` and
+    ``split_below`` are taken from the device file (facts and the kernel's heuristic)
+    (:func:`fit_kernel_fields`). Also returns the ``mape`` reached."""
+    spec = _catalog_device(device)
+    unit = spec.units["tensor"]
+    kernel = getattr(unit, "decode_attention", None)
+    if kernel is None:
+        raise ArgumentError(f"{device}: its tensor unit declares no [decode_attention] table to fit")
+    fitted, mape = fit_kernel_fields(rows, kernel, spec.memories[unit.memory].bandwidth_bytes_per_s,
+                                     unit.peak_flops(DType.FP16))
+    return {"floor_s": fitted.floor_s, "block_overhead_s": fitted.block_overhead_s,
+            "block_bandwidth_share": fitted.block_bandwidth_share, "memory_efficiency": fitted.memory_efficiency,
+            "mape": mape}

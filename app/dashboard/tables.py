@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"),
-            (1e-9, "n"))
+from decodex.app.formatting import SI_PREFIXES
 
 
 def si_scale(values: pd.Series | np.ndarray) -> tuple[float, str]:
@@ -19,7 +18,7 @@ def si_scale(values: pd.Series | np.ndarray) -> tuple[float, str]:
     if magnitudes.size == 0:
         return 1.0, ""
     reference = float(np.median(magnitudes))
-    return next(((scale, prefix) for scale, prefix in PREFIXES if reference >= scale), PREFIXES[-1])
+    return next(((scale, prefix) for scale, prefix in SI_PREFIXES if reference >= scale), SI_PREFIXES[-1])
 
 
 def scaled_column(values: pd.Series, unit: str, name: str) -> tuple[str, pd.Series]:
