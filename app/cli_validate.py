@@ -204,6 +204,8 @@ def _case_watch(what: str, total: int, args: argparse.Namespace) -> Iterator[Cal
 
 
 def cmd_validate_gpu(args: argparse.Namespace) -> int:
+    if args.fit:
+        return _fit_vector_unit(args)
     from decodex.validation.kernel_validation import validate_gpu
     from decodex.validation.kernels import GPU_CASES
 
@@ -214,6 +216,28 @@ def cmd_validate_gpu(args: argparse.Namespace) -> int:
     _report(summary, args.json, [path])
     if copy:
         print(f"device-to-device copy: {copy / 1e9:.0f} GB/s (read + write)")
+    return 0
+
+
+def _fit_vector_unit(args: argparse.Namespace) -> int:
+    """``validate gpu --fit RECORD``: refit the vector unit on a committed kernel record (no GPU)."""
+    from decodex.validation.vector_fit import fit_vector_unit, write_vector_fit
+
+    result = fit_vector_unit(args.fit, args.spec)
+    path = write_vector_fit(result) if args.write else None
+    if args.json:
+        print_json({**result, "written": str(path) if path else None})
+        return 0
+    print(f"{result['device']} {result['unit']} unit fitted on the fit half of {result['record']} "
+          f"({result['fit']['fitted']['rows']} rows; {result['check']['fitted']['rows']} checked), spec -> fitted:")
+    for label in ("fit", "check"):
+        before, after = result[label]["spec"], result[label]["fitted"]
+        print(f"  {label:<5} half: MAPE {before['mape']:.1%} -> {after['mape']:.1%}, worst "
+              f"{before['worst_error']:+.0%} -> {after['worst_error']:+.0%}")
+    values = ", ".join(f"{v:.3g}" for v in result["curve"]["values"])
+    sizes = ", ".join(f"{s:.0e}" for s in result["curve"]["sizes"])
+    print(f"  efficiency at {sizes} FLOP: {values}; op overhead {result['overhead_s'] * 1e6:.2f} us")
+    print(f"  written to {path}" if path else "  (no file changed; --write writes the device TOML)")
     return 0
 
 
@@ -319,6 +343,10 @@ def add_validation_parsers(sub: Any) -> None:
     e2e.set_defaults(func=cmd_validate_e2e)
     gpu = which.add_parser("gpu", help="time the Numba CUDA kernels on this GPU and compare with its spec")
     gpu.add_argument("--spec", default=None, help="catalog device (default: picked from the GPU's name)")
+    gpu.add_argument("--fit", default=None, metavar="RECORD",
+                     help="time nothing: refit the vector unit on this committed kernel record "
+                          "(validation/records/<device>/gpu-*.csv), fit half / check half")
+    gpu.add_argument("--write", action="store_true", help="with --fit: write the fitted fields into the device TOML")
     _add_record_options(gpu)
     gpu.set_defaults(func=cmd_validate_gpu)
 

@@ -32,9 +32,17 @@ def _span(lines: list[str], table: str) -> tuple[int, int] | None:
     return start + 1, end
 
 
-def _was(value: str, comment: str | None) -> str:
+KERNEL_FIT_PREFIX = "fitted on the fit half of this GPU's own kernel record"
+
+
+def kernel_fit_tag(record: str) -> str:
+    """The comment tag of a vector unit fitted on its GPU's own kernel record (``validation.vector_fit``)."""
+    return f"{KERNEL_FIT_PREFIX} validation/records/{record} (decodex validate gpu --fit)"
+
+
+def _was(value: str, comment: str | None, tag: str = FIT_TAG) -> str:
     """The old value for a fitted line's comment (kept from an earlier fit's comment)."""
-    if comment and FIT_TAG in comment and "was: " in comment:
+    if comment and tag in comment and "was: " in comment:
         return comment.split("was: ", 1)[1]
     return f"{value} ({comment})" if comment else value
 
@@ -44,7 +52,8 @@ def _line(key: str, value: str, comment: str) -> str:
     return f"{text:<34} # {comment}"
 
 
-def _set_key(lines: list[str], table: str, key: str, value: str, note: str, after: str | None = None) -> None:
+def _set_key(lines: list[str], table: str, key: str, value: str, note: str, after: str | None = None,
+             tag: str = FIT_TAG) -> None:
     span = _span(lines, table)
     if span is None:
         raise KeyError(f"no [{table}] table")
@@ -52,17 +61,18 @@ def _set_key(lines: list[str], table: str, key: str, value: str, note: str, afte
     for i in range(start, end):
         m = _KEY.match(lines[i])
         if m and m.group("key").strip() == key:
-            was = _was(m.group("value"), m.group("comment"))
-            lines[i] = _line(key, value, f"{FIT_TAG}; {note}; was: {was}")
+            was = _was(m.group("value"), m.group("comment"), tag)
+            lines[i] = _line(key, value, f"{tag}; {note}; was: {was}")
             return
     at = end
     if after is not None:
         at = next((i + 1 for i in range(start, end) if (m := _KEY.match(lines[i])) and m.group("key").strip() == after),
                   end)
-    lines.insert(at, _line(key, value, f"{FIT_TAG}; {note}; was: absent"))
+    lines.insert(at, _line(key, value, f"{tag}; {note}; was: absent"))
 
 
-def _set_curve(lines: list[str], table: str, curve: EfficiencyCurve, unit: str, note: str) -> None:
+def _set_curve(lines: list[str], table: str, curve: EfficiencyCurve, unit: str, note: str,
+               tag: str = FIT_TAG) -> None:
     span = _span(lines, table)
     if span is None:
         raise KeyError(f"no [{table}] table")
@@ -75,12 +85,28 @@ def _set_curve(lines: list[str], table: str, curve: EfficiencyCurve, unit: str, 
             body.append(lines[i])
             continue
         if m.group("key").strip() in ("value", "sizes"):
-            was = _was(f"{m.group('key').strip()} = {m.group('value')}", m.group("comment"))
+            was = _was(f"{m.group('key').strip()} = {m.group('value')}", m.group("comment"), tag)
     sizes = ", ".join(_number(s) for s in curve.sizes)
     values = ", ".join(f"{v:.{SIG_DIGITS}g}" for v in curve.values)
-    new = [_line("sizes", f"[{sizes}]", f"{unit}; {FIT_TAG}; was: {was}"),
-           _line("values", f"[{values}]", f"{FIT_TAG}; {note}")]
+    new = [_line("sizes", f"[{sizes}]", f"{unit}; {tag}; was: {was}"),
+           _line("values", f"[{values}]", f"{tag}; {note}")]
     lines[start:end] = [*new, *body]
+
+
+def _fitted_on_own_kernels(lines: list[str], table: str) -> bool:
+    """Whether ``table``'s lines were written by a fit on the GPU's own kernel record."""
+    span = _span(lines, table)
+    return span is not None and any(KERNEL_FIT_PREFIX in lines[i] for i in range(*span))
+
+
+def write_unit_fit(path: Path, table: str, curve: EfficiencyCurve, overhead_s: float, tag: str, note: str) -> None:
+    """Write one roofline unit's fitted efficiency curve (over FLOP) and op overhead (s) into the
+    device TOML file at ``path`` (``table``: e.g. ``units.simt``), keeping every other line; the
+    comments carry ``tag``, ``note`` and the old values."""
+    lines = path.read_text().splitlines()
+    _set_key(lines, table, "op_overhead_s", _number(overhead_s), "s, kernel time floor", tag=tag)
+    _set_curve(lines, f"{table}.efficiency", curve, "FLOP", note, tag=tag)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _number(x: float) -> str:
@@ -112,8 +138,9 @@ def write_device_fit(path: Path, fit: GpuFit) -> None:
     _set_key(lines, "units.tensor", "overlap_exponent", f"{fit.overlap_exponent:g}",
              "compute/memory overlap near the ridge", after="tile_m")
     _set_curve(lines, "units.tensor.efficiency", fit.tensor_efficiency, "FLOP", f"A100 curve {scale_t}")
-    _set_key(lines, "units.simt", "op_overhead_s", _number(fit.simt_overhead_s), "s, kernel time floor")
-    _set_curve(lines, "units.simt.efficiency", fit.simt_efficiency, "FLOP", "A100 curve as fitted")
+    if not _fitted_on_own_kernels(lines, "units.simt.efficiency"):  # a GPU's own kernel fit stays
+        _set_key(lines, "units.simt", "op_overhead_s", _number(fit.simt_overhead_s), "s, kernel time floor")
+        _set_curve(lines, "units.simt.efficiency", fit.simt_efficiency, "FLOP", "A100 curve as fitted")
     _set_curve(lines, "memories.hbm.efficiency", fit.hbm_efficiency, "bytes", f"A100 curve {scale_m}")
     if _span(lines, "links.nvlink") is not None and fit.nvlink_efficiency is not None:
         own = anchor is not None and anchor.nvlink is not None

@@ -22,16 +22,21 @@ from decodex.core.dtypes import DType
 from decodex.core.errors import DecodexError
 from decodex.hw_models.device import DeviceSpec
 from decodex.hw_models.op_time import op_time
+from decodex.hw_models.roofline import RooflineUnit, overlap
 from decodex.hw_models.system import load_system
 from decodex.validation import records
 from decodex.validation.host import calibrate_host, host_device, library_versions, machine_info
 from decodex.validation.kernels.cuda_import import NoGpuError, require_gpu
 
-__all__ = ["NoGpuError", "gpu_identity", "predict", "spec_for_gpu", "validate_cpu", "validate_gpu"]
+__all__ = ["NoGpuError", "gpu_identity", "predict", "sm_fill", "spec_for_gpu", "validate_cpu", "validate_gpu"]
 
 # GPU product names (as the driver reports them) to catalog devices
 GPU_NAMES = ((r"H200", "h200"), (r"H100", "h100-sxm"), (r"H800", "h800"), (r"H20\b", "h20"),
              (r"A800", "a800"), (r"A100.*40", "a100-40g"), (r"A100", "a100-80g"), (r"V100", "v100s"))
+
+
+TIMING_METHOD = ("queued: bursts of launches behind a spin kernel, CUDA events around each burst "
+                 "(validation/kernels/timing.py)")
 
 
 def _vector_unit(device: DeviceSpec, role: str) -> str:
@@ -48,10 +53,27 @@ def _row(kernel: str, shape: dict[str, int], dtype: str, op: Any, measured: floa
             "error": predicted / measured - 1.0, **extra}
 
 
-def predict(spec: Any, shape: dict[str, int], dtype: str, device: DeviceSpec) -> tuple[Any, float]:
-    """The kernel's op and its predicted time (s) on ``device``'s vector unit."""
+def sm_fill(kernel: str, shape: dict[str, int], sms: int) -> float:
+    """Fraction of a GPU's ``sms`` multiprocessors a validation case's launch occupies: its thread
+    blocks (:func:`validation.kernels.launch_geometry.case_blocks`) over the SMs, at most 1."""
+    from decodex.validation.kernels.launch_geometry import case_blocks
+
+    return min(1.0, case_blocks(kernel, shape, sms) / sms)
+
+
+def predict(spec: Any, shape: dict[str, int], dtype: str, device: DeviceSpec,
+            sms: int | None = None) -> tuple[Any, float]:
+    """The kernel's op and its predicted time (s) on ``device``'s vector unit. With ``sms`` (a
+    GPU's multiprocessors) the compute term is divided by the launch's SM fill (:func:`sm_fill`):
+    a case of fewer thread blocks than SMs computes on that many SMs only. Without it (CPUs) the
+    unit's roofline as it stands."""
     op = spec.op(shape, dtype)
-    return op, op_time(op, _vector_unit(device, spec.unit_role), device).time_s
+    unit = device.units[_vector_unit(device, spec.unit_role)]
+    cost = op_time(op, unit, device)
+    if sms is None:
+        return op, cost.time_s
+    exponent = unit.overlap_exponent if isinstance(unit, RooflineUnit) else 0.0
+    return op, overlap(cost.compute_s / sm_fill(spec.name, shape, sms), cost.memory_s, exponent) + cost.overhead_s
 
 
 def validate_cpu(device: DeviceSpec | None = None, cases: Sequence[Any] | None = None, *, quick: bool = False,
@@ -146,6 +168,9 @@ def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *,
     )
 
     device = load_system(spec or spec_for_gpu(identity["gpu_name"])).primary_device
+    from decodex.validation.kernels.cuda_launch import sm_count
+
+    sms = sm_count()
     rng = np.random.default_rng(0)
     rows = []
     for case in cases or GPU_CASES:
@@ -158,7 +183,7 @@ def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *,
             if error > kernel.tolerance[case.dtype]:
                 raise DecodexError(f"kernel {case.kernel} {case.shape} is wrong on the GPU: error {error:.2e}")
         timing = time_cuda(kernel, dev, repeats=repeats, cold=case.cold)
-        op, predicted = predict(kernel, case.shape, case.dtype, device)
+        op, predicted = predict(kernel, case.shape, case.dtype, device, sms)
         rows.append(_row(case.kernel, case.shape, case.dtype, op, timing.median_s, predicted, copies=timing.copies,
                          launches_per_sample=timing.launches_per_sample, host_bound=timing.host_bound))
         if on_row is not None:
@@ -169,8 +194,8 @@ def validate_gpu(spec: str | None = None, cases: Sequence[Any] | None = None, *,
     copy_bw = device_copy_bandwidth()
     path = None
     if write:
-        machine = {**identity, "device_kind": "gpu", "spec": device.name,
-                   "device_copy_bandwidth_bytes_per_s": copy_bw}
+        machine = {**identity, "device_kind": "gpu", "spec": device.name, "timing": TIMING_METHOD,
+                   "multiprocessors": sms, "device_copy_bandwidth_bytes_per_s": copy_bw}
         path = records.write_record(device.name, machine, frame, kind="gpu", root=root)
     summary = records.error_summary(frame)
     summary.setdefault(device.name, {})["copy_bandwidth_bytes_per_s"] = copy_bw

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     from numba import cuda
 
     from decodex.validation.kernels import KERNELS, SIM_CASES, cuda_warp, relative_error, time_cuda, to_device
+    from decodex.validation.kernels.cuda_launch import sm_count
+    from decodex.validation.kernels.launch_geometry import case_blocks
 
     assert cuda_warp.SIMULATOR, "NUMBA_ENABLE_CUDASIM was not honoured"
     assert cuda.is_available(), "the CUDA simulator reports no device"
@@ -47,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         out = run.output.copy_to_host()
         err = relative_error(out, ref)
         ok = out.shape == ref.shape and bool(np.all(np.isfinite(out))) and err <= spec.tolerance[c.dtype]
+        blocks = int(np.prod(run.launches[0].grid))  # the SM-fill prediction reads the grid from the shape
+        if blocks != case_blocks(c.kernel, dict(c.shape), sm_count()):
+            print(f"FAIL [{i}] {c.label}: launched {blocks} blocks, case_blocks says "
+                  f"{case_blocks(c.kernel, dict(c.shape), sm_count())}")
+            ok = False
         names = ",".join(f"{cfg.kernel}{cfg.grid}x{cfg.block}" for cfg in run.launches)
         print(f"{'ok  ' if ok else 'FAIL'} [{i}] {c.label}: rel err {err:.2e} ({names}, "
               f"{time.perf_counter() - start:.1f} s)", flush=True)

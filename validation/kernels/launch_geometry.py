@@ -73,3 +73,23 @@ def grid_stride_blocks(rows: int, rows_per_block: int, sms: int) -> int:
     """Blocks of a grid-stride kernel over ``rows`` rows, ``rows_per_block`` at a time: enough to
     cover every row once, at most ``BLOCKS_PER_SM * sms``, at least 1."""
     return max(1, min(math.ceil(rows / rows_per_block), BLOCKS_PER_SM * sms))
+
+
+def case_blocks(kernel: str, shape: dict[str, int], sms: int = DEFAULT_SMS) -> int:
+    """Thread blocks of a validation case's main launch on a GPU of ``sms`` multiprocessors, by the
+    launchers' grid rules (:mod:`validation.kernels.cuda_launch`): GEMV and the row-wise kernels
+    grid-stride over rows, a GEMM has one block per ``tile * reg`` square of its output, decode
+    attention one per (request, KV head) and split of the tokens (the shape's ``splits``, else
+    :func:`attention_splits`)."""
+    if kernel == "gemv":
+        return grid_stride_blocks(shape["n"], GEMV_WARPS, sms)
+    if kernel == "gemm":
+        side = shape.get("tile", GEMM_TILE) * shape.get("reg", GEMM_REG)
+        return math.ceil(shape["n"] / side) * math.ceil(shape["m"] / side)
+    if kernel == "attention":
+        splits = shape.get("splits") or attention_splits(shape["batch"], shape["kv_heads"], shape["ctx"] + 1, sms)
+        return shape["batch"] * shape["kv_heads"] * splits
+    if kernel in ("rmsnorm", "softmax"):
+        width = shape.get("dim", shape.get("cols", 0))
+        return grid_stride_blocks(shape["rows"], ROW_THREADS // row_threads(width), sms)
+    raise ValueError(f"case_blocks: unknown kernel {kernel!r}")
