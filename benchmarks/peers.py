@@ -65,6 +65,7 @@ from report import RESULTS  # noqa: E402
 
 from decodex.api import estimate as banded_estimate  # noqa: E402
 from decodex.sim import estimate  # noqa: E402
+from decodex.workloads.catalog import load_model, model_reaching  # noqa: E402
 from decodex.workloads.parallelism import Parallelism  # noqa: E402
 
 PRECISION = "bf16"
@@ -160,10 +161,21 @@ def package_version(package: str) -> str | None:
 
 def _decodex_predict(func: Callable[..., Any]) -> Callable[[Point], Prediction]:
     """A Decodex ``estimate`` (raw or banded) as a predictor: step time in s, plus the weight and
-    KV bytes it reads per device per step (B) and whether the point fits in memory."""
+    KV bytes it reads per device per step (B) and whether the point fits in memory. A point past
+    the model's position limit (Llama-2 at 8,192 tokens) is priced with the limit raised
+    (:func:`decodex.workloads.catalog.model_reaching`), as the peers do; the catalog name otherwise."""
+
+    beyond: dict[tuple[str, int], Any] = {}  # models whose window the point passes, raised once
+
+    def model_for(point: Point) -> Any:
+        name = MODELS[point.model].decodex
+        if (name, point.context) not in beyond:
+            model = model_reaching(name, point.context + 1)
+            beyond[(name, point.context)] = name if model is load_model(name) else model
+        return beyond[(name, point.context)]
 
     def predict(point: Point) -> Prediction:
-        result = func(MODELS[point.model].decodex, SYSTEMS[point.system].decodex, point.batch,
+        result = func(model_for(point), SYSTEMS[point.system].decodex, point.batch,
                       context=point.context, precision=PRECISION, parallelism=Parallelism(tp=point.tp))
         return result.step_time_s, {"weight_bytes": result.weight_bytes, "kv_bytes": result.kv_bytes,
                                     "fits": result.fits, "reason": result.reason}

@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,11 +60,13 @@ from decodex.hw_models.system import DeviceGroup, SystemSpec
 from decodex.mappers.base import Placement, Plan, register_mapper
 from decodex.mappers.gpu import choose_unit, layer_runs, template_named
 from decodex.mappers.schedule import Block, Schedule, Stream, Task
-from decodex.workloads.batch import Batch
+from decodex.workloads.batch import Batch, Routing
 from decodex.workloads.builder import build_step_graph
 from decodex.workloads.graph import Graph, LayerTemplate
+from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.ops import CollectiveOp, Op, OpKind
 from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
 
 ATTENTION_BLOCKS = ("attention", "embedding", "head")
 FFN_LAYOUTS = ("ep", "tp-ep")
@@ -116,6 +119,15 @@ def _ops(template: LayerTemplate | None, blocks: tuple[str, ...]) -> tuple[Op, .
     return () if template is None else tuple(op for op in template.ops if op.block in blocks)
 
 
+@lru_cache(maxsize=512)  # a graph holds its MoE routing arrays: ~0.1 MB each for DeepSeek-V3
+def decode_graph(model: ModelConfig, requests: int, routing: Routing, precision: Precision,
+                 parallelism: Parallelism) -> Graph:
+    """The graph of ``requests`` decodes of one cached token each (an FFN device's tokens), built
+    once per argument set: graphs are immutable, and a serving run prices the same FFN token
+    counts under many attention batches."""
+    return build_step_graph(model, Batch.decode(requests, 1, routing), precision, parallelism)
+
+
 @register_mapper("afd")
 @dataclass(frozen=True)
 class AfdMapper:
@@ -165,22 +177,22 @@ class AfdMapper:
         link = system.link_for_group(system.interconnect.devices_per_node + 1) if not roles.colocated else None
         a_index, f_index = system.device_index(a_group), system.device_index(f_group)
         share = np.arange(batch.num_requests)[::active]
-        device_graph = build_step_graph(model, _subset(batch, share), precision, Parallelism())
+        device_graph = build_step_graph(model, _subset(batch, share), precision, Parallelism(), ffn=False)
 
         def ffn_graph(group_tokens: int) -> Graph:
             """One FFN device's graph for ``group_tokens`` tokens of its group."""
             if model.moe is None and self.dp_tokens:  # a dense FFN, data parallel: whole FFN, own tokens
                 own = -(-group_tokens // f_tp)
-                return build_step_graph(model, Batch.decode(own, 1, batch.routing), precision, Parallelism())
+                return decode_graph(model, own, batch.routing, precision, Parallelism())
             dp = self.dp_tokens and ep == f_tp and not hybrid
-            return build_step_graph(model, Batch.decode(group_tokens, 1, batch.routing), precision,
-                                    Parallelism(tp=f_tp, ep=ep, dp_tokens=dp))
+            return decode_graph(model, group_tokens, batch.routing, precision,
+                                Parallelism(tp=f_tp, ep=ep, dp_tokens=dp))
 
         self._check_fit(device_graph, ffn_graph(f_tp), a_group, f_group, roles)
         streams, placements = [], []
         memories: set[tuple[str, int, str]] = set()
         for number, index in enumerate(deal(batch, active, microbatches)):
-            att = build_step_graph(model, _subset(batch, index), precision, Parallelism())
+            att = build_step_graph(model, _subset(batch, index), precision, Parallelism(), ffn=False)
             tokens = float(att.batch.num_tokens) * active  # the micro-batch's tokens over the busy attention devices
             group_tokens = max(1, round(tokens / f_groups))  # each FFN group takes its share
             ffn = ffn_graph(group_tokens)

@@ -7,9 +7,10 @@ from decodex.hw_models.cost import OpCost
 from decodex.mappers.base import Placement
 from decodex.workloads.ops import CollectiveOp
 
+_MEMO = "_decodex_costs"  # per-op memo of its costs, in the op's own __dict__ (it lives as long as the op)
 
-def placement_cost(placement: Placement) -> OpCost:
-    """Time and dynamic energy (per device) of one instance of a placed op."""
+
+def _price(placement: Placement) -> OpCost:
     op = placement.op
     if isinstance(op, CollectiveOp):
         assert placement.link is not None
@@ -18,3 +19,21 @@ def placement_cost(placement: Placement) -> OpCost:
     assert placement.unit is not None
     device = placement.device
     return device.units[placement.unit].op_cost(op, device.memories)
+
+
+def placement_cost(placement: Placement) -> OpCost:
+    """Time and dynamic energy (per device) of one instance of a placed op.
+
+    An op is immutable, so its cost on one unit of one device (or on one link) is computed once:
+    graphs that a mapper reuses (:func:`mappers.afd.decode_graph`) are priced once per op. The
+    memo is keyed by the unit or link and checked by the identity of the device or link spec."""
+    op = placement.op
+    where = placement.link if placement.link is not None else placement.device
+    key = placement.link.name if placement.link is not None else placement.unit
+    memo: dict[object, tuple[object, OpCost]] = op.__dict__.setdefault(_MEMO, {})
+    hit = memo.get(key)
+    if hit is not None and hit[0] is where:
+        return hit[1]
+    cost = _price(placement)
+    memo[key] = (where, cost)
+    return cost

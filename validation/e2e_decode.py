@@ -20,7 +20,6 @@ kernel fields (``hw_models/decode_attention.py``): it fits them on one half and 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -67,25 +66,17 @@ def load_e2e_records(root: Path = RECORDS_DIR, device: str | None = None) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def _model_reaching(name: str, position: int) -> Any:
-    from decodex.workloads.catalog import load_model
-
-    model = load_model(name)
-    if model.max_position_embeddings < position:
-        model = dataclasses.replace(model, max_position_embeddings=position)
-    return model
-
-
 def compare_e2e(records: pd.DataFrame) -> pd.DataFrame:
     """One row per measured point of ``records`` (from :func:`load_e2e_records`; skipped points
     are left out): measured and predicted step, attention, projections and rest (s), and the
     signed errors predicted / measured - 1. The prediction is ``estimate`` on the record's device
     (its catalog system of one GPU), bf16, tp 1."""
     from decodex.sim import estimate
+    from decodex.workloads.catalog import model_reaching
 
     rows = []
     for r in records[records["skipped"] == ""].itertuples(index=False):
-        result = estimate(_model_reaching(str(r.model), int(r.context) + 1), str(r.device), int(r.batch),
+        result = estimate(model_reaching(str(r.model), int(r.context) + 1), str(r.device), int(r.batch),
                           context=int(r.context), precision="bf16")
         by_kind: dict[str, float] = {}
         for rec in result.records:

@@ -86,17 +86,29 @@ class Routing:
         def pick(size: int) -> np.ndarray:
             return rng.integers(num_experts, size=size) if uniform else rng.choice(num_experts, size=size, p=prob)
 
-        picks = np.empty((draws * tokens, top_k), dtype=np.int64)
+        # pick j of every token in row j, in the narrowest integer type that holds an expert index
+        dtype = np.int16 if num_experts <= np.iinfo(np.int16).max else np.int64
+        picks = np.empty((top_k, draws * tokens), dtype=dtype)
+
+        def clashes(column: np.ndarray, j: int, index: np.ndarray | None = None) -> np.ndarray:
+            """Whether each token's new pick repeats one of its first ``j`` picks (at ``index`` only)."""
+            earlier = picks[:j] if index is None else picks[:j, index]
+            out = np.zeros(column.size, dtype=bool)
+            for row in earlier:
+                out |= row == column
+            return out
+
         for j in range(top_k):
-            column = pick(draws * tokens)
-            clash = (picks[:, :j] == column[:, None]).any(axis=1)
+            column = pick(draws * tokens).astype(dtype)
+            clash = clashes(column, j)
             while clash.any():
                 index = np.flatnonzero(clash)
                 column[index] = pick(index.size)
-                clash[index] = (picks[index, :j] == column[index, None]).any(axis=1)
-            picks[:, j] = column
-        flat = picks.reshape(draws, -1) + num_experts * np.arange(draws)[:, None]
-        return np.bincount(flat.ravel(), minlength=draws * num_experts).reshape(draws, num_experts)
+                clash[index] = clashes(column[index], j, index)
+            picks[j] = column
+        for d in range(draws):  # draw d is tokens d*tokens .. (d+1)*tokens - 1
+            counts[d] = np.bincount(picks[:, d * tokens:(d + 1) * tokens].ravel(), minlength=num_experts)
+        return counts
 
     @staticmethod
     def _gumbel_top_k(rng: np.random.Generator, log_p: np.ndarray, tokens: int, top_k: int, draws: int,

@@ -323,9 +323,11 @@ def _check(model: ModelConfig, batch: Batch, par: Parallelism) -> None:
 
 
 def build_step_graph(model: ModelConfig, batch: Batch, precision: Precision | None = None,
-                     parallelism: Parallelism | None = None) -> Graph:
+                     parallelism: Parallelism | None = None, *, ffn: bool = True) -> Graph:
     """The step graph of ``model`` on ``batch``: what each device of one replica runs.
 
+    ``ffn=False`` leaves the FFN (dense or MoE) out of the decoder layers: the attention side of
+    a disaggregated mapper (:mod:`mappers.afd`), whose ops are those of the full graph.
     Raises ArgumentError for a context beyond the model's positions, and InfeasibleError for a
     parallel split that does not divide the model (heads, FFN width, experts, layers).
     """
@@ -344,7 +346,7 @@ def build_step_graph(model: ModelConfig, batch: Batch, precision: Precision | No
     for kind in ("dense", "moe"):
         if kind in by_kind:
             layers = tuple(by_kind[kind])
-            ops = tuple(b.attention_block() + ffn_of[kind](layers))
+            ops = tuple(b.attention_block() + (ffn_of[kind](layers) if ffn else []))
             templates.append(LayerTemplate(f"{kind}_layer", ops, len(layers), layers))
     if par.pp > 1:
         templates.append(LayerTemplate("pipeline", tuple(b.pipeline_sends()), par.pp - 1))

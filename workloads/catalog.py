@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,3 +46,13 @@ def load_model(name_or_path: str | Path | ModelConfig) -> ModelConfig:
         return load_model_config(path)  # raises "file not found" naming the path
     raise ArgumentError(f"model: unknown model {text!r}; catalog: {', '.join(list_models())} "
                         "(or a path to a config.json)")
+
+
+def model_reaching(name_or_path: str | Path | ModelConfig, position: int) -> ModelConfig:
+    """The model of :func:`load_model` with its position limit raised to ``position`` tokens where
+    it is lower: a what-if beyond the published window (e.g. Llama-2 at 8k context, as a
+    measurement with random weights runs it); the model itself where it already reaches."""
+    model = load_model(name_or_path)
+    if model.max_position_embeddings < position:
+        model = dataclasses.replace(model, max_position_embeddings=position)
+    return model

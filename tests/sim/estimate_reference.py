@@ -1,9 +1,10 @@
-"""The reference numbers of ``decodex.estimate`` that the fast paths must keep: every result field
+"""The reference numbers of ``decodex.estimate`` and ``serve`` that the fast paths must keep: every result field
 that is a number, for a grid of points over every mapper, written by the code as it stood before
 the scalar estimate was made faster (issue [perf], commit 777ae42) and checked by
 ``tests/sim/test_fast_paths.py`` to 1e-12.
 
     python tests/sim/estimate_reference.py   # rewrites tests/sim/data/estimate_reference.json
+                                             # and serve_reference.json (serving summaries)
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "estimate_reference.json"
+SERVE_REFERENCE = Path(__file__).resolve().parent / "data" / "serve_reference.json"
+SERVE_RUNS = (("deepseek-v3", "deepseek-ep32-h800", "fp8"), ("step3", "step3-2a2f-h800", "fp8"),
+              ("mixtral-8x7b", "4x-h100-sxm", "fp8"), ("llama3-8b", "h100-sxm", "bf16"))
 FIELDS = ("step_time_s", "tokens_per_s", "energy_j", "flops", "bytes", "weight_bytes", "kv_bytes",
           "memory_required_bytes", "band_low_s", "band_high_s")
 LLAMAS = ("llama2-7b", "llama3-8b", "llama2-13b", "llama3-70b")
@@ -54,7 +58,18 @@ def run(point: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
 
 
+def serve_summary(model: str, system: str, precision: str) -> dict[str, Any]:
+    """The numeric and text fields of ``serve``'s summary: 300 ShareGPT-like requests at 20/s, seed 1."""
+    from decodex.sim.serving import Workload, serve
+
+    result = serve(model, system, Workload.preset("sharegpt", rate=20.0), requests=300, precision=precision, seed=1)
+    return {k: v for k, v in result.summary().items() if isinstance(v, int | float | str)}
+
+
 if __name__ == "__main__":
     rows = [{"point": p, "result": run(p)} for p in points()]
     REFERENCE.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"{len(rows)} points -> {REFERENCE}")
+    served = {system: serve_summary(model, system, precision) for model, system, precision in SERVE_RUNS}
+    SERVE_REFERENCE.write_text(json.dumps(served, indent=1, sort_keys=True) + "\n")
+    print(f"{len(served)} serving runs -> {SERVE_REFERENCE}")

@@ -1,8 +1,9 @@
 """The fast paths return what the reference path returns (issue [perf]).
 
-- ``estimate`` (with its band) over every mapper: equal to the numbers written by the code as it
-  stood before it was made faster (``tests/sim/data/estimate_reference.json``, see
-  ``tests/sim/estimate_reference.py``), to 1e-12.
+- ``estimate`` (with its band) over every mapper, and ``serve`` on four systems (two AFD): equal to
+  the numbers written by the code as it stood before it was made faster
+  (``tests/sim/data/estimate_reference.json``, ``serve_reference.json``, see
+  ``tests/sim/estimate_reference.py``), to 1e-12; the routing draws to fixed digests.
 - The scalar efficiency lookup equals ``numpy.interp`` (the vector path) bit for bit.
 - The cached band table equals a fresh read of the records, and a new record is seen.
 - An op's cached FLOP and byte counts equal the sum of their parts.
@@ -21,7 +22,7 @@ from decodex.hw_models.efficiency import EfficiencyCurve
 from decodex.validation import bands
 from decodex.validation.records import RECORDS_DIR, load_band_columns
 
-from .estimate_reference import REFERENCE, run
+from .estimate_reference import REFERENCE, SERVE_REFERENCE, SERVE_RUNS, run, serve_summary
 
 ROWS = json.loads(REFERENCE.read_text())
 
@@ -37,6 +38,31 @@ def test_estimate_equals_the_reference(row: dict) -> None:
             np.testing.assert_allclose(got[key], value, rtol=1e-12, atol=0.0)
         else:
             assert got[key] == value, key
+
+
+@pytest.mark.parametrize(("model", "system", "precision"), SERVE_RUNS, ids=[r[1] for r in SERVE_RUNS])
+def test_serve_equals_the_reference(model: str, system: str, precision: str) -> None:
+    """Serving (routing draws, the AFD mapper's reused FFN graphs, memoized op costs) gives the
+    summary the code gave before those fast paths, to 1e-12."""
+    want = json.loads(SERVE_REFERENCE.read_text())[system]
+    got = serve_summary(model, system, precision)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == (pytest.approx(value, rel=1e-12, abs=0.0) if isinstance(value, float) else value), key
+
+
+def test_routing_draws_are_the_reference_draws() -> None:
+    """The draw with narrow pick arrays and per-column clash checks is the former draw: fixed
+    digests of the counts (uniform, Zipf, few experts, Gumbel top-k)."""
+    import hashlib
+
+    from decodex.workloads.batch import Routing
+
+    cases = {(Routing(), 512, 256, 8, 58): "36c564d6b8", (Routing(kind="zipf", skew=1.2, seed=3), 512, 256, 8, 58):
+             "d0178250b5", (Routing(seed=5), 300, 8, 2, 32): "0f53dcf3de", (Routing(seed=5), 300, 16, 12, 4):
+             "77b3d46c15"}
+    for (routing, *args), digest in cases.items():
+        assert hashlib.md5(routing._draw(*args).tobytes()).hexdigest()[:10] == digest
 
 
 def test_scalar_efficiency_lookup_is_numpy_interp() -> None:
