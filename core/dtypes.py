@@ -17,10 +17,7 @@ class DType(StrEnum):
     INT8 = "int8"
     INT4 = "int4"
 
-    @property
-    def nbytes(self) -> float:
-        """Storage size of one element, bytes (0.5 for int4)."""
-        return _DTYPE_BYTES[self]
+    nbytes: float  # storage size of one element, bytes (0.5 for int4); set on each member below
 
     @property
     def is_float(self) -> bool:
@@ -45,3 +42,5 @@ _DTYPE_BYTES: dict[DType, float] = {
     DType.INT8: 1.0,
     DType.INT4: 0.5,
 }
+for _dtype, _size in _DTYPE_BYTES.items():  # a plain attribute: read for every op's bytes
+    _dtype.nbytes = _size

@@ -38,7 +38,8 @@ class Plan:
     """A graph mapped onto a system: every op placed, in execution order.
 
     ``devices_used``: devices one model replica occupies. ``schedule``: the streams, blocks and
-    tasks the discrete-event engine runs (``placements`` is what the analytical path sums).
+    tasks the discrete-event engine runs (``placements`` is what the analytical path sums),
+    given as ``schedule_source``: the schedule or a function that builds it.
     """
 
     graph: Graph
@@ -47,7 +48,17 @@ class Plan:
     placements: tuple[Placement, ...]
     devices_used: int
     options: Mapping[str, Any] = field(default_factory=dict)
-    schedule: Schedule | None = None
+    schedule_source: Schedule | Callable[[], Schedule] | None = None
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The engine's schedule; a mapper may give a builder instead, run on first use (the
+        analytical path, which sums ``placements``, never needs it)."""
+        source = self.schedule_source
+        if callable(source):
+            source = source()
+            object.__setattr__(self, "schedule_source", source)
+        return source
 
 
 class Mapper(Protocol):

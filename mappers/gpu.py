@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -235,11 +236,12 @@ class GpuMapper:
         micro = self.microbatches or (min(par.pp, graph.batch.num_requests) if par.pp > 1 else 1)
         if par.pp == 1 and micro > 1:
             raise ArgumentError("microbatches: needs pipeline parallelism (--pp > 1)")
-        if par.pp > 1:
+        schedule: Schedule | Callable[[], Schedule]
+        if par.pp > 1:  # built now: it checks the micro-batches and rounds
             schedule = pipeline_schedule(source, system, device, micro, self.rounds,
                                          None if software == "optimized" else lambda g: apply_software(g, software))
-        else:
-            schedule = single_stream_schedule(graph, placed, device)
+        else:  # built when the engine asks (estimate never does)
+            schedule = partial(single_stream_schedule, graph, placed, device)
         options = {"microbatches": micro} if software == "optimized" else {"microbatches": micro, "software": software}
         # the plan keeps the source graph: memory use counts the stored KV cache, not the kernels
         return Plan(source, system, self.name, placements, devices, options, schedule)

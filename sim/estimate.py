@@ -26,33 +26,50 @@ DEFAULT_CONTEXT = 1024
 MAX_MAPPER_COUNT = 65536  # a count a mapper option holds (microbatches, rounds, ffn_devices ...)
 
 
-def _ceilings(placement: Placement) -> dict[str, float]:
+def _ceilings(placement: Placement) -> tuple[float, float]:
+    """The placement's peak FLOP/s and peak memory (or link) bandwidth, B/s."""
     if placement.link is not None:
-        return {"peak_flops": 0.0, "peak_bandwidth_bytes_per_s": placement.link.bandwidth_bytes_per_s}
+        return 0.0, placement.link.bandwidth_bytes_per_s
     assert placement.unit is not None
     unit = placement.device.units[placement.unit]
     memory = placement.device.memories[unit.memory]
     view = getattr(unit, "internal_memory", None)  # a near-memory unit reads through its own path
     if view is not None:
         memory = view(memory)
-    return {"peak_flops": unit.peak_flops(placement.op.dtype),
-            "peak_bandwidth_bytes_per_s": memory.bandwidth_bytes_per_s}
+    return unit.peak_flops(placement.op.dtype), memory.bandwidth_bytes_per_s
 
 
 class ConcurrentGroup:
     """Placements that run at once (:attr:`Placement.concurrent`): the group takes its slowest
     member's time, and at least the time the members' shared memory needs for all their bytes
-    at its shared bandwidth (a fluid lower bound of the engine's contention)."""
+    at its shared bandwidth (a fluid lower bound of the engine's contention). A group of one
+    (most ops) keeps no byte account."""
+
+    __slots__ = ("_first", "bytes_by_memory", "members", "slowest_s")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the group (the next op starts a new one)."""
         self.slowest_s = 0.0
         self.members = 0
         self.bytes_by_memory: dict[tuple[int, str], tuple[float, float]] = {}
+        self._first: tuple[Placement, float] | None = None
 
     def add(self, placement: Placement, time_s: float, nbytes: float) -> None:
         """Add one member: its time (s, all repeats) and bytes moved (B, all repeats)."""
-        self.slowest_s = max(self.slowest_s, time_s)
+        if time_s > self.slowest_s:
+            self.slowest_s = time_s
         self.members += 1
+        if self.members == 1:
+            self._first = (placement, nbytes)
+            return
+        if self.members == 2 and self._first is not None:
+            self._account(*self._first)
+        self._account(placement, nbytes)
+
+    def _account(self, placement: Placement, nbytes: float) -> None:
         if placement.unit is None:
             return
         unit = placement.device.units[placement.unit]
@@ -87,19 +104,20 @@ def evaluate(plan: Plan) -> StepResult:
         repeat = template.repeat
         if not placement.concurrent:
             step_time += group.time_s()
-            group = ConcurrentGroup()
+            group.reset()
         group.add(placement, cost.time_s * repeat, op.bytes * repeat)
         dynamic_energy += cost.energy_j * op.devices * repeat
         flops += op.flops * repeat
         nbytes += op.bytes * repeat
-        records.append(OpRecord(
-            template=template.name, block=op.block, name=op.name, kind=str(op.kind),
-            unit=placement.unit or (placement.link.name if placement.link else ""), repeat=repeat,
-            devices=op.devices, dtype=str(op.dtype), flops=op.flops, bytes=op.bytes,
-            weight_bytes=op.weight_bytes, kv_bytes=op.kv_bytes, activation_bytes=op.activation_bytes,
-            arithmetic_intensity=op.arithmetic_intensity, time_s=cost.time_s, compute_s=cost.compute_s,
-            memory_s=cost.memory_s, overhead_s=cost.overhead_s, bound=cost.bound,
-            energy_j=cost.energy_j * op.devices, **_ceilings(placement),
+        peak_flops, peak_bandwidth = _ceilings(placement)
+        records.append(OpRecord.of(
+            template.name, op.block, op.name, str(op.kind),
+            placement.unit or (placement.link.name if placement.link else ""), repeat,
+            op.devices, str(op.dtype), op.flops, op.bytes,
+            op.weight_bytes, op.kv_bytes, op.activation_bytes,
+            op.arithmetic_intensity, cost.time_s, cost.compute_s,
+            cost.memory_s, cost.overhead_s, cost.bound,
+            cost.energy_j * op.devices, peak_flops, peak_bandwidth,
         ))
     step_time += group.time_s()
     device = plan.system.primary_device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,6 +43,22 @@ class OpRecord:
         """Time of all ``repeat`` instances, s."""
         return self.time_s * self.repeat
 
+    @classmethod
+    def of(cls, *values: Any) -> OpRecord:
+        """A record from its field values in declaration order (all of them), built without the
+        frozen ``__init__``'s per-field checks: the analytical path makes one per op."""
+        record = object.__new__(cls)
+        for setter, value in zip(_RECORD_SETTERS, values, strict=True):
+            setter(record, value)
+        return record
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+_RECORD_SETTERS = tuple(getattr(OpRecord, f.name).__set__ for f in fields(OpRecord))  # the slots' descriptors
 
 SUMMARY_KEYS = (
     "model", "system", "mapper", "precision", "parallelism", "devices", "batch_size", "tokens",
@@ -95,6 +112,18 @@ class StepResult:
     band_high_s: float = float("nan")
     band_source: str = ""
     warnings: tuple[str, ...] = ()
+
+    def with_fields(self, **changes: Any) -> StepResult:
+        """``dataclasses.replace(self, **changes)`` for field names of this result, without running
+        ``__init__`` again (results have no ``__post_init__``): the band is attached to every
+        estimate."""
+        unknown = set(changes) - _field_names(type(self))
+        if unknown:
+            raise TypeError(f"with_fields: not fields of {type(self).__name__}: {', '.join(sorted(unknown))}")
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
 
     def summary(self) -> dict[str, Any]:
         """The summary keys as a plain dict (JSON-ready)."""

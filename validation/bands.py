@@ -15,7 +15,6 @@ prediction either way); the warning says which.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -220,5 +219,5 @@ def attach_band(result: StepResult, table: BandTable | None = None) -> StepResul
     band = (table or band_table()).step_band(result.device, result.device_kind, ops)
     analytical = getattr(result, "analytical_step_time_s", result.step_time_s)
     scale = result.step_time_s / analytical if analytical > 0 else 1.0
-    return dataclasses.replace(result, band_low_s=band.low_s * scale, band_high_s=band.high_s * scale,
-                               band_source=band.source, warnings=band.warnings)
+    return result.with_fields(band_low_s=band.low_s * scale, band_high_s=band.high_s * scale,
+                              band_source=band.source, warnings=band.warnings)
