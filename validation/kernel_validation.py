@@ -28,7 +28,8 @@ from decodex.validation import records
 from decodex.validation.host import calibrate_host, host_device, library_versions, machine_info
 from decodex.validation.kernels.cuda_import import NoGpuError, require_gpu
 
-__all__ = ["NoGpuError", "gpu_identity", "predict", "sm_fill", "spec_for_gpu", "validate_cpu", "validate_gpu"]
+__all__ = ["NoGpuError", "gpu_identity", "predict", "sm_fill", "spec_for_gpu", "validate_cpu", "validate_gpu",
+           "vector_unit_name"]
 
 # GPU product names (as the driver reports them) to catalog devices
 GPU_NAMES = ((r"H200", "h200"), (r"H100", "h100-sxm"), (r"H800", "h800"), (r"H20\b", "h20"),
@@ -39,7 +40,8 @@ TIMING_METHOD = ("queued: bursts of launches behind a spin kernel, CUDA events a
                  "(validation/kernels/timing.py)")
 
 
-def _vector_unit(device: DeviceSpec, role: str) -> str:
+def vector_unit_name(device: DeviceSpec, role: str) -> str:
+    """The first unit of ``role`` with an fp32 datapath (the validation kernels compute in fp32)."""
     for name, unit in device.units.items():
         if unit.role == role and unit.supports(DType.FP32):
             return name
@@ -68,7 +70,7 @@ def predict(spec: Any, shape: dict[str, int], dtype: str, device: DeviceSpec,
     a case of fewer thread blocks than SMs computes on that many SMs only. Without it (CPUs) the
     unit's roofline as it stands."""
     op = spec.op(shape, dtype)
-    unit = device.units[_vector_unit(device, spec.unit_role)]
+    unit = device.units[vector_unit_name(device, spec.unit_role)]
     cost = op_time(op, unit, device)
     if sms is None:
         return op, cost.time_s

@@ -4,7 +4,7 @@
 Method. The record's rows (``validation/records/<device>/gpu-*.csv``: FLOP, bytes and measured
 seconds per kernel case) are sorted by kernel and FLOP, and taken alternately into a fit half and a
 check half, so each kernel family and size range is in both. On the fit half a least-squares fit of
-log(predicted / measured) (the unit stage of :mod:`validation.external_fit`) sets the vector unit's
+log(predicted / measured) (the solver of :mod:`validation.external_fit`) sets the vector unit's
 compute-efficiency curve over FLOP at :data:`KNOTS` (non-decreasing with size) and its op overhead
 (s); the fp32 peak, the HBM bandwidth and its efficiency curve stay as the spec has them (the HBM
 curve is shared with the tensor unit, whose GEMMs the end-to-end record checks). The check half
@@ -61,10 +61,13 @@ def _stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
 
 
 def _vector_unit(device: Any) -> tuple[str, RooflineUnit]:
-    for name, unit in device.units.items():
-        if unit.role == "vector" and isinstance(unit, RooflineUnit) and unit.supports(DType.FP32):
-            return name, unit
-    raise DecodexError(f"device {device.name!r} has no roofline vector unit with an fp32 datapath to fit")
+    from decodex.validation.kernel_validation import vector_unit_name
+
+    name = vector_unit_name(device, "vector")
+    unit = device.units[name]
+    if not isinstance(unit, RooflineUnit):
+        raise DecodexError(f"device {device.name!r}: its vector unit {name!r} is not a roofline unit to fit")
+    return name, unit
 
 
 def _record_path(record: str | Path) -> Path:
