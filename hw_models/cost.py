@@ -11,7 +11,7 @@ class UnsupportedOpError(DecodexError):
     """A unit cannot run an op (e.g. a dtype it has no datapath for)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpCost:
     """Time (s) of one op instance on one device, its parts, its bound and dynamic energy (J).
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from decodex.mappers.schedule import Schedule
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Placement:
     """Where one op runs: a unit of a device (compute ops) or a link (collectives).
 
