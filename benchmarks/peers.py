@@ -29,6 +29,10 @@ noise hits all tools alike (the heap left by imports and warm-up is frozen out o
 collector's scans, ``gc.freeze``). Per point and tool: the median over rounds. Per tool: the median and
 p90 over points of those medians (ms per point), and the ratio peer time / decodex time.
 
+Then each tool alone: the same number of rounds over the points it predicted, one tool after
+another (``alone_ms`` per point, ``alone_median_ms_per_point`` per tool): what interleaving costs
+each tool.
+
 Agreement: per point, each tool's predicted step time (s), decodex / peer, and the
 memory-bandwidth floor (Decodex's weight + KV bytes read per device per step over the nominal HBM
 bandwidth, 3.35e12 B/s H100 SXM, 2.039e12 B/s A100 80GB); a prediction below it is flagged
@@ -285,9 +289,28 @@ def time_tools(points: Sequence[Point], tools: Sequence[Tool], rounds: int,
     gc.freeze()
     try:
         _timed_rounds(points, live, rounds, runs, progress)
+        _timed_alone(points, live, rounds, runs)
     finally:
         gc.unfreeze()
     return runs
+
+
+def _timed_alone(points: Sequence[Point], live: Sequence[Tool], rounds: int,
+                 runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Each tool on its own after the interleaved rounds: ``rounds`` passes over the points it
+    predicted, one tool after another, each call timed (``alone_seconds``, s). Set against the
+    interleaved times, it shows what running between the other tools (their caches, their heap)
+    costs each tool."""
+    for tool in live:
+        ok = [index for index, entry in enumerate(runs[tool.name]) if entry["error"] is None]
+        for _ in range(rounds):
+            for index in ok:
+                start = time.perf_counter()
+                try:
+                    tool.predict(points[index])
+                except Exception:  # failed in the interleaved rounds too: already recorded
+                    continue
+                runs[tool.name][index].setdefault("alone_seconds", []).append(time.perf_counter() - start)
 
 
 def _timed_rounds(points: Sequence[Point], live: Sequence[Tool], rounds: int, runs: dict[str, list[dict[str, Any]]],
@@ -352,6 +375,8 @@ def build_report(points: Sequence[Point], tools: Sequence[Tool], runs: dict[str,
             result: dict[str, Any] = {
                 "ok": ok, "step_time_s": run["step_time_s"] if ok else None,
                 "ms": 1e3 * statistics.median(run["seconds"]) if ok and run["seconds"] else None,
+                "alone_ms": 1e3 * statistics.median(run["alone_seconds"]) if ok and run.get("alone_seconds")
+                else None,
                 "error": run["error"]}
             if tool.compared:
                 both = ok and decodex_s is not None and run["step_time_s"]
@@ -363,22 +388,27 @@ def build_report(points: Sequence[Point], tools: Sequence[Tool], runs: dict[str,
     summary: dict[str, Any] = {}
     for tool in tools:
         times = [p["tools"][tool.name]["ms"] for p in per_point if p["tools"][tool.name]["ok"]]
+        alone = [p["tools"][tool.name]["alone_ms"] for p in per_point if p["tools"][tool.name].get("alone_ms")]
         summary[tool.name] = {
             "available": tool.available, "package": tool.package, "version": tool.version, "call": tool.note,
             "median_ms_per_point": _median_or_none(times), "p90_ms_per_point": _p90(times) if times else None,
+            "alone_median_ms_per_point": _median_or_none(alone),
             "points_ok": len(times), "points_failed": len(per_point) - len(times)}
 
     ratios: dict[str, Any] = {}
     agreement: dict[str, Any] = {}
     base = summary.get("decodex", {}).get("median_ms_per_point")
+    base_alone = summary.get("decodex", {}).get("alone_median_ms_per_point")
     for tool in tools:
         if tool.name == "decodex":
             continue
         paired = [p["tools"][tool.name]["ms"] / p["tools"]["decodex"]["ms"] for p in per_point
                   if p["tools"][tool.name]["ok"] and p["tools"].get("decodex", {}).get("ok")]
         own = summary[tool.name]["median_ms_per_point"]
+        own_alone = summary[tool.name]["alone_median_ms_per_point"]
         ratios[tool.name] = {
             "median_ms_over_decodex": own / base if own is not None and base else None,
+            "alone_median_ms_over_decodex": own_alone / base_alone if own_alone is not None and base_alone else None,
             "median_per_point_ratio": _median_or_none(paired), "points": len(paired)}
         if not tool.compared:
             continue
@@ -428,8 +458,8 @@ def _fmt(value: float | None, width: int, digits: int) -> str:
 def table(report: dict[str, Any]) -> str:
     """A short text table of the report: per tool, ms per point (median, p90), points ok/failed,
     time over decodex's, and the median decodex / peer step time with the points below the floor."""
-    lines = [f"{'tool':<13} {'version':<8} {'ms/pt':>8} {'p90':>8} {'ok':>4} {'fail':>4} {'x decodex':>9} "
-             f"{'dx/peer':>8} {'<floor':>7}"]
+    lines = [f"{'tool':<13} {'version':<8} {'ms/pt':>8} {'p90':>8} {'alone':>8} {'ok':>4} {'fail':>4} "
+             f"{'x decodex':>9} {'dx/peer':>8} {'<floor':>7}"]
     for name, row in report["summary"].items():
         ratio = report["ratios"].get(name, {}).get("median_ms_over_decodex")
         agree = report["agreement"].get(name, {})
@@ -438,7 +468,8 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"{name:<13} {'-':<8} not available: {row['call']}")
             continue
         lines.append(f"{name:<13} {row['version'] or '-':<8} {_fmt(row['median_ms_per_point'], 8, 3)} "
-                     f"{_fmt(row['p90_ms_per_point'], 8, 3)} {row['points_ok']:>4} {row['points_failed']:>4} "
+                     f"{_fmt(row['p90_ms_per_point'], 8, 3)} {_fmt(row['alone_median_ms_per_point'], 8, 3)} "
+                     f"{row['points_ok']:>4} {row['points_failed']:>4} "
                      f"{_fmt(ratio, 9, 2)} {_fmt(agree.get('median_decodex_over_peer'), 8, 3)} {floor:>7}")
     return "\n".join(lines)
 

@@ -57,6 +57,11 @@ def test_two_points_decodex_and_mocked_peers(peers: ModuleType, tmp_path: Path) 
     assert decodex["available"] and decodex["points_ok"] == 2 and decodex["points_failed"] == 0
     assert decodex["median_ms_per_point"] > 0 and decodex["p90_ms_per_point"] >= decodex["median_ms_per_point"]
     assert data["summary"]["decodex_band"]["median_ms_per_point"] > 0
+    # each tool also alone, on the points it predicted
+    assert decodex["alone_median_ms_per_point"] > 0
+    assert data["summary"]["llm_analysis"]["alone_median_ms_per_point"] > 0
+    assert data["summary"]["genz"]["alone_median_ms_per_point"] is None
+    assert data["ratios"]["llm_analysis"]["alone_median_ms_over_decodex"] > 0
     assert data["summary"]["genz"]["available"] is False and data["summary"]["genz"]["points_ok"] == 0
     assert data["summary"]["llm_analysis"]["points_ok"] == 1 and data["summary"]["llm_analysis"]["points_failed"] == 1
 
