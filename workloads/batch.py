@@ -150,7 +150,7 @@ def token_counts(values: object, name: str, lo: int, hi: int = MAX_TOKENS_PER_RE
         if values.size and (values.min() < lo or values.max() > hi):
             value = values.min() if values.min() < lo else values.max()
             raise ArgumentError(f"batch: {name} {value} outside [{lo}, {hi}]")
-        return values
+        return values if not values.flags.writeable else values.copy()  # never freeze a caller's array
     array = np.asarray(values)
     if array.dtype == object:  # integers beyond int64, or mixed types
         try:

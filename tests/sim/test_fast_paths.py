@@ -100,3 +100,13 @@ def test_cached_op_counts_are_their_parts() -> None:
         op = placement.op
         assert op.bytes == op.weight_bytes + op.kv_bytes + op.activation_bytes
         assert op.bytes == op.bytes and op.flops >= 0
+
+
+def test_the_int64_fast_path_of_the_batch_checks_leaves_the_callers_array_alone() -> None:
+    from decodex.workloads.batch import Batch
+
+    context = np.array([5, 6], dtype=np.int64)
+    batch = Batch(context, np.ones(2, np.int64), np.ones(2, bool))
+    assert context.flags.writeable and not batch.context_lens.flags.writeable
+    context[0] = 9
+    assert batch.context_lens.tolist() == [5, 6]
