@@ -9,7 +9,6 @@ numba-cuda (it raises :class:`validation.kernels.cuda_import.NoGpuError` otherwi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +27,10 @@ from decodex.validation.kernels.launch_geometry import (
     GEMV_WARPS,
     ROW_THREADS,
     WARP,
-    attention_splits,
+    attention_grid,
+    gemm_grid,
     grid_stride_blocks,
+    row_blocks,
     row_threads,
 )
 
@@ -104,7 +105,7 @@ def gemm(dev: Mapping[str, Any], tile: int = GEMM_TILE, reg: int = GEMM_REG) -> 
     m, n = int(a.shape[0]), int(b.shape[1])
     c = cuda.device_array((m, n), dtype=np.float32)
     bm = tile * reg
-    grid = (math.ceil(n / bm), math.ceil(m / bm))
+    grid = gemm_grid(m, n, tile, reg)
     shared = 4 * (tile * (bm + 1) + tile * bm)
     config = LaunchConfig("gemm_tiled", grid, (tile, tile), shared, {"tile": tile, "reg": reg, "block_tile": bm})
     return _single(config, gemm_kernel(tile, reg), (a, b, c), c)
@@ -122,14 +123,14 @@ def attention(dev: Mapping[str, Any], splits: int = 0) -> CudaRun:
     kv_heads = int(kc.shape[2])
     group = q_heads // kv_heads
     host_lens = lens.copy_to_host() if hasattr(lens, "copy_to_host") else np.asarray(lens)
-    nsplit = splits or attention_splits(batch, kv_heads, int(host_lens.max()) + 1, sm_count())
+    grid = attention_grid(batch, kv_heads, int(host_lens.max()) + 1, sm_count(), splits)
+    nsplit = grid[1]
     out = cuda.device_array((batch, q_heads, head_dim), dtype=np.float32)
     ws_shape = (batch, q_heads, nsplit) if nsplit > 1 else (1, 1, 1)
     ws_m = cuda.device_array(ws_shape, dtype=np.float32)
     ws_l = cuda.device_array(ws_shape, dtype=np.float32)
     ws_o = cuda.device_array((*ws_shape, head_dim if nsplit > 1 else 1), dtype=np.float32)
     kernel = attention_kernel(group, head_dim, int(kc.dtype.itemsize))
-    grid = (batch * kv_heads, nsplit)
     block = ATTN_WARPS * WARP
     shared = 4 * (group * head_dim + ATTN_WARPS * group * (head_dim + 2))
     configs = [LaunchConfig("decode_attention", grid, (block,), shared,
@@ -153,7 +154,7 @@ def _rowwise(name: str, kernel_for: Callable[[int], Any], x: Any, args: tuple[An
     rows, width = int(x.shape[0]), int(x.shape[1])
     y = cuda.device_array((rows, width), dtype=np.float32)
     tpr = row_threads(width)
-    grid = grid_stride_blocks(rows, ROW_THREADS // tpr, sm_count())
+    grid = row_blocks(rows, width, sm_count())
     config = LaunchConfig(name, (grid,), (ROW_THREADS,), 4 * shared_arrays * (ROW_THREADS // WARP),
                           {"threads_per_row": tpr})
     return _single(config, kernel_for(tpr), (x, *args, y), y)

@@ -75,21 +75,39 @@ def grid_stride_blocks(rows: int, rows_per_block: int, sms: int) -> int:
     return max(1, min(math.ceil(rows / rows_per_block), BLOCKS_PER_SM * sms))
 
 
+def gemm_grid(m: int, n: int, tile: int = GEMM_TILE, reg: int = GEMM_REG) -> tuple[int, int]:
+    """Grid of the GEMM kernel for an (m x n) output: one block per ``tile * reg`` square,
+    ``(ceil(n / side), ceil(m / side))``."""
+    side = tile * reg
+    return math.ceil(n / side), math.ceil(m / side)
+
+
+def attention_grid(batch: int, kv_heads: int, max_len: int, sms: int, splits: int = 0) -> tuple[int, int]:
+    """Grid of the decode-attention kernel: ``(batch * kv_heads, splits)``, with ``splits`` 0 taken
+    from :func:`attention_splits` (``max_len``: the longest request's tokens after the step)."""
+    return batch * kv_heads, splits or attention_splits(batch, kv_heads, max_len, sms)
+
+
+def row_blocks(rows: int, width: int, sms: int) -> int:
+    """Blocks of a row-wise kernel (RMSNorm, softmax) over ``rows`` rows of ``width`` elements."""
+    return grid_stride_blocks(rows, ROW_THREADS // row_threads(width), sms)
+
+
 def case_blocks(kernel: str, shape: dict[str, int], sms: int = DEFAULT_SMS) -> int:
     """Thread blocks of a validation case's main launch on a GPU of ``sms`` multiprocessors, by the
-    launchers' grid rules (:mod:`validation.kernels.cuda_launch`): GEMV and the row-wise kernels
-    grid-stride over rows, a GEMM has one block per ``tile * reg`` square of its output, decode
-    attention one per (request, KV head) and split of the tokens (the shape's ``splits``, else
-    :func:`attention_splits`)."""
+    grid rules the launchers use (:mod:`validation.kernels.cuda_launch`): GEMV and the row-wise
+    kernels grid-stride over rows, a GEMM has one block per ``tile * reg`` square of its output,
+    decode attention one per (request, KV head) and split of the tokens (the shape's ``splits``,
+    else :func:`attention_splits`)."""
     if kernel == "gemv":
         return grid_stride_blocks(shape["n"], GEMV_WARPS, sms)
     if kernel == "gemm":
-        side = shape.get("tile", GEMM_TILE) * shape.get("reg", GEMM_REG)
-        return math.ceil(shape["n"] / side) * math.ceil(shape["m"] / side)
+        x, y = gemm_grid(shape["m"], shape["n"], shape.get("tile", GEMM_TILE), shape.get("reg", GEMM_REG))
+        return x * y
     if kernel == "attention":
-        splits = shape.get("splits") or attention_splits(shape["batch"], shape["kv_heads"], shape["ctx"] + 1, sms)
-        return shape["batch"] * shape["kv_heads"] * splits
+        heads, splits = attention_grid(shape["batch"], shape["kv_heads"], shape["ctx"] + 1, sms,
+                                       shape.get("splits", 0))
+        return heads * splits
     if kernel in ("rmsnorm", "softmax"):
-        width = shape.get("dim", shape.get("cols", 0))
-        return grid_stride_blocks(shape["rows"], ROW_THREADS // row_threads(width), sms)
+        return row_blocks(shape["rows"], shape.get("dim", shape.get("cols", 0)), sms)
     raise ValueError(f"case_blocks: unknown kernel {kernel!r}")
