@@ -24,9 +24,12 @@ does not fit) are recorded with the tool's error and left out of its timing summ
 
 Timing: each tool is warmed once on every (model, system) pair; then, for ``--rounds`` rounds
 (default 5), every point in order, the tools one after another on that point (decodex,
-decodex_band, genz, llm-analysis), each call timed with ``time.perf_counter``, so that machine
-noise hits all tools alike (the heap left by imports and warm-up is frozen out of the garbage
-collector's scans, ``gc.freeze``). Per point and tool: the median over rounds. Per tool: the median and
+decodex_band, genz, llm-analysis in a seeded random order drawn anew at each point and round, so
+that no tool always runs right after the same one: after GenZ's 90 ms call the CPU caches are
+cold for whatever follows, and ``decodex_band`` right after ``decodex`` would find them warm),
+each call timed with ``time.perf_counter``, so that machine noise hits all tools alike (the heap
+left by imports and warm-up is frozen out of the garbage collector's scans, ``gc.freeze``). Per
+point and tool: the median over rounds. Per tool: the median and
 p90 over points of those medians (ms per point), and the ratio peer time / decodex time.
 
 Then each tool alone: the same number of rounds over the points it predicted, one tool after
@@ -61,6 +64,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -78,6 +83,7 @@ CONTEXTS = (512, 2048, 8192)
 QUICK_BATCHES = (8,)
 QUICK_CONTEXTS = (2048,)
 ROUNDS = 5
+ORDER_SEED = 20261204  # the tools' order at each point and round (numpy.random.default_rng)
 
 
 @dataclass(frozen=True)
@@ -316,10 +322,12 @@ def _timed_alone(points: Sequence[Point], live: Sequence[Tool], rounds: int,
 def _timed_rounds(points: Sequence[Point], live: Sequence[Tool], rounds: int, runs: dict[str, list[dict[str, Any]]],
                   progress: bool) -> None:
     """The timed part of ``time_tools``: fills ``runs`` (call times in s)."""
+    order = np.random.default_rng(ORDER_SEED)
     for round_index in range(rounds):
         round_start = time.perf_counter()
         for index, point in enumerate(points):
-            for tool in live:
+            for position in order.permutation(len(live)):  # no tool always follows the same one
+                tool = live[position]
                 start = time.perf_counter()
                 try:
                     outcome: Prediction | Exception = tool.predict(point)

@@ -21,6 +21,8 @@ Ranges of individual fields are the readers' job (``hw_models.spec_reader.TableR
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +34,16 @@ MAX_SPEC_BYTES = 4 * 2**20  # B; a spec, config or sweep file (the largest catal
 MAX_TRACE_BYTES = 512 * 2**20  # B; a request trace (the Azure 2023 conversation trace is ~1 MB)
 MAX_NESTING = 32  # tables/lists inside each other (catalog files use at most 4)
 MAX_ABS_INT = 2**63 - 1  # the largest integer a field may hold (int64, what numpy arrays take)
+
+
+def file_mtime_ns(path: str) -> int | None:
+    """Modification time (ns) of the regular file at ``path``; None when there is none (missing,
+    a folder, unreadable): one ``stat`` call, what the spec caches key an edited file by."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_mtime_ns if stat.S_ISREG(info.st_mode) else None
 
 
 def read_text(path: str | Path, *, max_bytes: int = MAX_SPEC_BYTES, what: str = "spec file") -> str:

@@ -11,6 +11,9 @@ import numpy as np
 
 from decodex.hw_models.spec_reader import TableReader
 
+_TINY = 1e-30  # sizes below it count as it (log of 0)
+_LOG_TINY = math.log(_TINY)
+
 
 @dataclass(frozen=True)
 class EfficiencyCurve:
@@ -41,9 +44,9 @@ class EfficiencyCurve:
         values = self.values
         if len(values) == 1:
             return values[0]
-        x = math.log(max(size, 1e-30))
-        if x != x:  # NaN size
+        if size != size:  # NaN size
             return math.nan
+        x = math.log(size) if size > _TINY else _LOG_TINY
         xs: tuple[float, ...] = self._log_sizes  # type: ignore[attr-defined]
         if x <= xs[0]:
             return values[0]
@@ -59,7 +62,7 @@ class EfficiencyCurve:
         """Vectorized :meth:`at`."""
         if len(self.values) == 1:
             return np.full(np.shape(sizes), self.values[0])
-        return np.interp(np.log(np.maximum(sizes, 1e-30)), np.log(self.sizes), self.values)
+        return np.interp(np.log(np.maximum(sizes, _TINY)), np.log(self.sizes), self.values)
 
     def scaled(self, factor: float) -> EfficiencyCurve:
         """The same curve with every value multiplied by ``factor`` (capped at 1)."""

@@ -51,7 +51,7 @@ def padded_rows(m: int, tile_m: int) -> int:
 
 def overlap(compute_s: float, memory_s: float, exponent: float) -> float:
     """Time of a compute term and a memory term that overlap with ``exponent`` (0: perfectly, the max), s."""
-    high, low = max(compute_s, memory_s), min(compute_s, memory_s)
+    high, low = (memory_s, compute_s) if memory_s > compute_s else (compute_s, memory_s)  # max, min without calls
     if exponent <= 0 or low <= 0:
         return high
     return high * (1.0 + (low / high) ** exponent) ** (1.0 / exponent)
@@ -87,9 +87,16 @@ class RooflineUnit:
 
     def tiled_flops(self, op: Op, flops: float) -> float:
         """FLOP the unit spends on ``op`` once its rows are padded to whole tiles (see module docstring)."""
-        if self.tile_m <= 0 or not isinstance(op, MatmulOp) or op.m <= 0:
+        if not isinstance(op, MatmulOp):
             return flops
-        return flops * padded_rows(op.m, self.tile_m) / op.m
+        return self.tiled_work(flops, op.m)
+
+    def tiled_work(self, flops: float, m: int) -> float:
+        """FLOP the unit spends on a matmul of ``flops`` FLOP over ``m`` rows, its rows padded to
+        whole tiles (see module docstring)."""
+        if self.tile_m <= 0 or m <= 0:
+            return flops
+        return flops * padded_rows(m, self.tile_m) / m
 
     def supports(self, dtype: DType) -> bool:
         return dtype in self.peak_flops_by_dtype
@@ -119,24 +126,28 @@ class RooflineUnit:
     def _roofline_cost(self, op: Op, memory: MemorySpec) -> OpCost:
         """``op`` on the roofline of the module docstring (tiles, overlap, overhead)."""
         flops = self.executed_flops(op)
+        work = self.tiled_flops(op, flops) if flops > 0 else 0.0
+        return self.roofline_priced(flops, work, op.bytes, op.dtype, memory, self.weight_only_factor(op))
+
+    def roofline_priced(self, flops: float, work: float, nbytes: float, dtype: DType, memory: MemorySpec,
+                        bandwidth_factor: float) -> OpCost:
+        """One op on the roofline from its quantities: ``flops`` FLOP executed (energy), ``work``
+        FLOP once its rows are padded to tiles (:meth:`tiled_work`), ``nbytes`` B moved in
+        ``memory``, ``bandwidth_factor`` the fraction of the memory's efficiency it reaches
+        (:meth:`weight_only_factor`); times in s, energy in J per device."""
         compute_s = 0.0
         if flops > 0:
-            work = self.tiled_flops(op, flops)
-            compute_s = work / (self.peak_flops(op.dtype) * self.efficiency.at(work))
-        nbytes = op.bytes
-        memory_s = memory.transfer_time(nbytes) / self.weight_only_factor(op)
+            compute_s = work / (self.peak_flops(dtype) * self.efficiency.at(work))
+        memory_s = memory.transfer_time(nbytes) / bandwidth_factor
         time_s = overlap(compute_s, memory_s, self.overlap_exponent) + self.op_overhead_s
-        energy = flops * self.energy_per_flop_j.get(op.dtype, 0.0) + nbytes * memory.energy_per_byte_j
+        energy = flops * self.energy_per_flop_j.get(dtype, 0.0) + nbytes * memory.energy_per_byte_j
         return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
                       roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
 
     def _decode_attention_cost(self, op: AttentionOp, memory: MemorySpec) -> OpCost:
         """The decode requests of ``op`` as the kernel runs them (:mod:`hw_models.decode_attention`),
         plus its prefill chunks on the roofline; energy as the roofline counts it."""
-        kernel = self.decode_attention
-        assert kernel is not None
         decode = op.query_lens == 1
-        requests = int(decode.sum())
         prefill = None
         if not decode.all():  # the prefill chunks of a mixed batch, on the roofline
             rest = dataclasses.replace(op, context_lens=op.context_lens[~decode], query_lens=op.query_lens[~decode])
@@ -144,18 +155,30 @@ class RooflineUnit:
             decode_op = dataclasses.replace(op, context_lens=op.context_lens[decode], query_lens=op.query_lens[decode])
         else:
             decode_op = op
-        heads = requests * op.kv_heads
-        head_bytes = decode_op.bytes / heads  # K and V read and the new token's written, query and output
-        block_flops = decode_op.flops / heads
-        peak = self.peak_flops(op.dtype)
-        time_s = kernel.time_s(requests, op.kv_heads, head_bytes, block_flops, memory.bandwidth_bytes_per_s, peak)
-        compute_s = decode_op.flops / peak
-        memory_s = decode_op.bytes / (kernel.memory_efficiency * memory.bandwidth_bytes_per_s)
+        return self.decode_attention_priced(int(decode.sum()), op.kv_heads, decode_op.flops, decode_op.bytes,
+                                            op.dtype, memory, op.flops, op.bytes, prefill)
+
+    def decode_attention_priced(self, requests: int, kv_heads: int, flops: float, nbytes: float, dtype: DType,
+                                memory: MemorySpec, op_flops: float, op_bytes: float,
+                                prefill: OpCost | None = None) -> OpCost:
+        """An attention op whose ``requests`` decodes over ``kv_heads`` KV heads (this device) take
+        ``flops`` FLOP and move ``nbytes`` B, priced by the decode kernel; ``prefill`` the cost of
+        its prefill chunks (None: none); energy from the whole op's ``op_flops`` and ``op_bytes``.
+        Times in s, energy in J per device."""
+        kernel = self.decode_attention
+        assert kernel is not None
+        heads = requests * kv_heads
+        head_bytes = nbytes / heads  # K and V read and the new token's written, query and output
+        block_flops = flops / heads
+        peak = self.peak_flops(dtype)
+        time_s = kernel.time_s(requests, kv_heads, head_bytes, block_flops, memory.bandwidth_bytes_per_s, peak)
+        compute_s = flops / peak
+        memory_s = nbytes / (kernel.memory_efficiency * memory.bandwidth_bytes_per_s)
         if prefill is not None:
             time_s, compute_s, memory_s = time_s + prefill.time_s, compute_s + prefill.compute_s, \
                 memory_s + prefill.memory_s
         overhead_s = max(0.0, time_s - max(compute_s, memory_s))
-        energy = op.flops * self.energy_per_flop_j.get(op.dtype, 0.0) + op.bytes * memory.energy_per_byte_j
+        energy = op_flops * self.energy_per_flop_j.get(dtype, 0.0) + op_bytes * memory.energy_per_byte_j
         return OpCost(time_s, compute_s, memory_s, overhead_s, roofline_bound(compute_s, memory_s, overhead_s), energy)
 
     def experts_times(self, op: MoEExpertsOp, memory: MemorySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

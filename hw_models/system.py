@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from decodex.core.errors import ArgumentError, InfeasibleError
+from decodex.core.input_files import file_mtime_ns
 from decodex.hw_models.device import DeviceSpec, device_from_dict, load_device, read_device_toml
 from decodex.hw_models.memory import LinkSpec
 from decodex.hw_models.spec_reader import TableReader, read_toml
@@ -228,14 +230,9 @@ def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:
     if not text.strip() or "\0" in text:
         raise ArgumentError(f"system: {text!r} is not a system name; catalog: {', '.join(list_systems())} "
                             "(or a path to a system or device TOML file)")
-    candidate = SYSTEMS_DIR / f"{text}.toml"
-    if candidate.is_file():
-        path = candidate
-    elif (DEVICES_DIR / f"{text}.toml").is_file():
-        path = DEVICES_DIR / f"{text}.toml"
-    else:
-        path = Path(text)
-        if not path.is_file():
-            raise ArgumentError(f"system: unknown system {text!r}; catalog: {', '.join(list_systems())} "
-                                "(or a path to a system or device TOML file)")
-    return _load_system_file(str(path), path.stat().st_mtime_ns)
+    for path in (f"{SYSTEMS_DIR}{os.sep}{text}.toml", f"{DEVICES_DIR}{os.sep}{text}.toml", text):
+        mtime = file_mtime_ns(path)
+        if mtime is not None:
+            return _load_system_file(path, mtime)
+    raise ArgumentError(f"system: unknown system {text!r}; catalog: {', '.join(list_systems())} "
+                        "(or a path to a system or device TOML file)")

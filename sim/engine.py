@@ -20,15 +20,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import simpy
+from typing import TYPE_CHECKING, Any
 
 from decodex.hw_models.cost import OpCost
 from decodex.mappers.base import Placement, Plan
 from decodex.mappers.schedule import Schedule, Task
 from decodex.sim.costing import placement_cost
 from decodex.sim.fluid import FluidChannel
+
+if TYPE_CHECKING:
+    import simpy  # imported when a run starts: `decodex estimate` never loads it
 
 FOLD_REPEATS = 3
 
@@ -62,6 +63,8 @@ class _Run:
 
     def __init__(self, plan: Plan, schedule: Schedule, costs: Mapping[int, OpCost], repeats: Mapping[str, int],
                  record: bool) -> None:
+        import simpy
+
         self.env = simpy.Environment()
         self.schedule = schedule
         self.costs = costs
@@ -84,6 +87,8 @@ class _Run:
 
     def resource(self, name: str) -> simpy.PriorityResource:
         if name not in self.resources:
+            import simpy
+
             self.resources[name] = simpy.PriorityResource(self.env, capacity=1)
         return self.resources[name]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import simpy
+if TYPE_CHECKING:
+    import simpy
 
 _DONE = 1e-9  # fraction of a transfer's bytes below which it counts as finished
 

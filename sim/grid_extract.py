@@ -114,16 +114,20 @@ class _Sample:
 
     plan: Plan
     signature: tuple[object, ...]
-    ops: np.ndarray  # (placements, 4): executed FLOP, FLOP, bytes, m or payload
+    ops: np.ndarray  # (placements, 7): executed FLOP, FLOP, bytes, m or payload, weight, KV, activation bytes
     memory: np.ndarray  # weights per stage, KV per stage, activations per op
 
 
+OP_QUANTITIES = 7  # the columns of _op_row
+
+
 def _op_row(op: Op, unit: RooflineUnit | None) -> list[float]:
+    parts = [op.weight_bytes, op.kv_bytes, op.activation_bytes]
     if isinstance(op, CollectiveOp):
-        return [0.0, op.flops, op.bytes, op.payload_bytes]
+        return [0.0, op.flops, op.bytes, op.payload_bytes, *parts]
     assert unit is not None
     rows = float(op.m) if isinstance(op, MatmulOp) else 0.0
-    return [unit.executed_flops(op), op.flops, op.bytes, rows]
+    return [unit.executed_flops(op), op.flops, op.bytes, rows, *parts]
 
 
 def _sample(model: ModelConfig, system: SystemSpec, precision: Precision, par: Parallelism,
@@ -153,7 +157,7 @@ def _sample(model: ModelConfig, system: SystemSpec, precision: Precision, par: P
     for template in plan.graph.templates:
         signature.append((template.name, template.repeat, template.layers, tuple(op.name for op in template.ops)))
     weights, kv, activations = _stage_memory(plan.graph)
-    return _Sample(plan, tuple(signature), np.array(rows, dtype=np.float64).reshape(-1, 4),
+    return _Sample(plan, tuple(signature), np.array(rows, dtype=np.float64).reshape(-1, OP_QUANTITIES),
                    np.array(weights + kv + activations, dtype=np.float64))
 
 
@@ -213,7 +217,7 @@ def grid_form(model_key: object, system_key: object, precision: Precision, par: 
     samples = corners + [_sample(model, system, precision, par, b, c) for b, c in checks]
     if any(s.signature != corners[0].signature for s in samples):
         raise NotVectorizable("estimate_grid: the step's ops or placements change with batch or context")
-    op_coef = _solve(*(s.ops for s in corners), b0, b1, c0, c1)  # (4, placements, 4 quantities)
+    op_coef = _solve(*(s.ops for s in corners), b0, b1, c0, c1)  # (4, placements, OP_QUANTITIES)
     mem_coef = _solve(*(s.memory for s in corners), b0, b1, c0, c1)  # (4, memory quantities)
     for (b, c), sample in zip(checks, samples[4:], strict=True):
         batch, context = np.array([float(b)]), np.array([float(c)])
@@ -232,7 +236,7 @@ def grid_form(model_key: object, system_key: object, precision: Precision, par: 
         if placement.link is not None:
             assert isinstance(op, CollectiveOp)
             terms.append(LinkTerms(placement.template.repeat, op.devices, coef[:, 1], coef[:, 2], coef[:, 3],
-                                   op.collective, placement.link))
+                                   op.collective, placement.link, parts=coef[:, 4:]))
             continue
         assert placement.unit is not None
         unit = placement.device.units[placement.unit]
@@ -248,7 +252,7 @@ def grid_form(model_key: object, system_key: object, precision: Precision, par: 
             memory=placement.device.memories[unit.memory],
             dense_equal=bool(np.array_equal(coef[:, 0], coef[:, 1])), bandwidth_factor=unit.weight_only_factor(op),
             kernel=unit.decode_attention if isinstance(op, AttentionOp) else None,
-            kv_heads=op.kv_heads if isinstance(op, AttentionOp) else 0))
+            kv_heads=op.kv_heads if isinstance(op, AttentionOp) else 0, parts=coef[:, 4:]))
     form = GridForm(model=model, terms=tuple(terms), stage_weights=mem_coef[:, :pp], stage_kv=mem_coef[:, pp:2 * pp],
                     activations=mem_coef[:, 2 * pp:], capacity_bytes=device.capacity_bytes,
                     device_name=device.name, power=device.power, devices_used=plan.devices_used,

@@ -42,6 +42,7 @@ class UnitTerms:
     bandwidth_factor: float = 1.0  # weight-only dequantization (RooflineUnit.weight_only_factor)
     kernel: DecodeAttentionKernel | None = None  # decode attention priced by kernel waves (hw_models.decode_attention)
     kv_heads: int = 0  # the attention op's KV heads on one device (with ``kernel``)
+    parts: np.ndarray | None = None  # (4, 3): weight, KV-cache and activation bytes per device (the records)
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +56,7 @@ class LinkTerms:
     payload: np.ndarray  # B per device
     collective: str
     link: LinkSpec
+    parts: np.ndarray | None = None  # (4, 3): weight, KV-cache and activation bytes per device (the records)
 
     @property
     def unit(self) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -60,10 +60,10 @@ class KindBand:
     bytes_range: tuple[float, float]
 
 
-@dataclass(frozen=True)
-class ErrorBand:
+class ErrorBand(NamedTuple):
     """A step's band: the measured step time should lie in [low_s, high_s]; ``covered`` is the
-    share of the predicted time whose op kinds have records; ``source`` the records used."""
+    share of the predicted time whose op kinds have records; ``source`` the records used (a named
+    tuple, as :class:`OpForBand`: one per estimate)."""
 
     low_s: float
     high_s: float
@@ -72,9 +72,9 @@ class ErrorBand:
     warnings: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class OpForBand:
-    """What the band needs of one op: kind, dtype, size and its predicted time per step."""
+class OpForBand(NamedTuple):
+    """What the band needs of one op: kind, dtype, size and its predicted time per step (a named
+    tuple: one per op of every estimate, built several times faster than a frozen dataclass)."""
 
     kind: str
     dtype: str
@@ -138,6 +138,8 @@ class BandTable:
         self.by_device = {str(d): _bands(part("device", d)) for d in devices}
         self.by_kind = {str(k): _bands(part("device_kind", k)) for k in device_kinds}
         self.devices_of_kind = {str(k): sorted(map(str, set(part("device_kind", k)["device"]))) for k in device_kinds}
+        self._widest = {id(bands): (min(b.e_low for b in bands.values()), max(b.e_high for b in bands.values()))
+                        for bands in (*self.by_device.values(), *self.by_kind.values()) if bands}
 
     def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand]) -> ErrorBand:
         """The band of a step made of ``ops`` on ``device`` (see module docstring)."""
@@ -153,8 +155,7 @@ class BandTable:
         low = high = covered = total = 0.0
         unvalidated: dict[str, float] = {}
         if bands:  # an unvalidated kind is no better than the worst validated one
-            wide_low = min(b.e_low for b in bands.values())
-            wide_high = max(b.e_high for b in bands.values())
+            wide_low, wide_high = self._widest[id(bands)]
             wide_why = "band: the widest of the validated kinds"
         else:
             (wide_low, wide_high), wide_why = UNVALIDATED_ERROR, "band: a factor 2 either way, nothing validated"
@@ -194,20 +195,28 @@ def _table(root: str, stamp: tuple[int, ...]) -> BandTable:
 def records_stamp(root: Path) -> tuple[int, ...]:
     """Modification times (ns) of ``root`` and of its device folders: a record written, renamed
     or removed changes its folder's (records are written by an atomic rename,
-    :func:`validation.records.write_record`); a few stat calls, no listing of the files."""
+    :func:`validation.records.write_record`); a few stat calls, no listing of the files (the
+    device folders are listed again only when the root's own time changes)."""
+    key = str(root)
     try:
-        stamps = [os.stat(root).st_mtime_ns]
-        with os.scandir(root) as entries:
-            stamps += sorted(e.stat().st_mtime_ns for e in entries if e.is_dir())
+        root_mtime = os.stat(key).st_mtime_ns
+        listed = _DEVICE_FOLDERS.get(key)
+        if listed is None or listed[0] != root_mtime:  # a folder added, renamed or removed: list again
+            with os.scandir(key) as entries:
+                listed = (root_mtime, tuple(e.path for e in entries if e.is_dir()))
+            _DEVICE_FOLDERS[key] = listed
+        return (root_mtime, *sorted(os.stat(folder).st_mtime_ns for folder in listed[1]))
     except FileNotFoundError:
         return ()
-    return tuple(stamps)
+
+
+_DEVICE_FOLDERS: dict[str, tuple[int, tuple[str, ...]]] = {}  # root -> (its mtime, its device folders)
 
 
 def band_table(root: Path = RECORDS_DIR) -> BandTable:
     """The band table of the records under ``root``, read again only when a record is added,
     replaced or removed (:func:`records_stamp`)."""
-    return _table(str(root), records_stamp(Path(root)))
+    return _table(str(root), records_stamp(root))
 
 
 def attach_band(result: StepResult, table: BandTable | None = None) -> StepResult:

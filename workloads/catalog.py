@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from decodex.core.errors import ArgumentError
+from decodex.core.input_files import file_mtime_ns
 from decodex.workloads.hf_config import load_model_config
 from decodex.workloads.model_config import ModelConfig
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+CATALOG_PREFIX = f"{CATALOG_DIR}{os.sep}"  # a catalog file is this + name + ".json" (one stat per lookup)
 
 
 def list_models() -> list[str]:
@@ -36,9 +39,10 @@ def load_model(name_or_path: str | Path | ModelConfig) -> ModelConfig:
     if not text.strip() or "\0" in text:
         raise ArgumentError(f"model: {text!r} is not a model name; catalog: {', '.join(list_models())} "
                             "(or a path to a config.json)")
-    candidate = CATALOG_DIR / f"{text}.json"
-    if candidate.is_file():
-        return _load_cached(str(candidate), text, candidate.stat().st_mtime_ns)
+    candidate = f"{CATALOG_PREFIX}{text}.json"
+    mtime = file_mtime_ns(candidate)
+    if mtime is not None:
+        return _load_cached(candidate, text, mtime)
     path = Path(text)
     if path.is_file():
         return _load_cached(str(path.resolve()), path.stem, path.stat().st_mtime_ns)
