@@ -18,6 +18,7 @@ the general path. Units: s, J, FLOP, B.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 
@@ -255,6 +256,8 @@ def _memory_use(form: PointForm, b: float, c: float, bc: float) -> MemoryUse:
 
 _FORMS: OrderedDict[object, PointForm | None] = OrderedDict()  # None: outside the fast path
 _SEEN: OrderedDict[object, None] = OrderedDict()  # keys estimated once (a form is built on the second)
+_LOCK = threading.Lock()  # the dashboard estimates from several threads
+_MISSING = object()
 
 
 def _remember(cache: OrderedDict, key: object, value: object) -> None:
@@ -267,26 +270,29 @@ def cached_form(model: ModelConfig, system: SystemSpec, precision: Precision, pa
     """The point form of this key once it has been asked for twice (None before, and for a key
     outside the fast path): a single estimate does not pay for the extraction."""
     key = (cache_key(model), cache_key(system), precision, par)
-    form = _FORMS.get(key, _SEEN)
-    if form is not _SEEN:
-        _FORMS.move_to_end(key)
-        return form  # type: ignore[return-value]
-    if key not in _SEEN:
-        _remember(_SEEN, key, None)
-        return None
-    del _SEEN[key]
-    try:
+    with _LOCK:
+        form = _FORMS.get(key, _MISSING)
+        if form is not _MISSING:
+            _FORMS.move_to_end(key)
+            return form  # type: ignore[return-value]
+        if key not in _SEEN:
+            _remember(_SEEN, key, None)
+            return None
+        del _SEEN[key]
+    try:  # built outside the lock (a few ms): two threads may both build it, with equal results
         built: PointForm | None = build_point_form(model, system, precision, par)
     except DecodexError:  # outside the fast path (NotVectorizable), or refused: the general path says why
         built = None
-    _remember(_FORMS, key, built)
+    with _LOCK:
+        _remember(_FORMS, key, built)
     return built
 
 
 def clear_cache() -> None:
     """Forget every form and first sighting (tests, benchmarks)."""
-    _FORMS.clear()
-    _SEEN.clear()
+    with _LOCK:
+        _FORMS.clear()
+        _SEEN.clear()
 
 
 def point_estimate(model: object, system: object, batch: object, context: object, precision: object,

@@ -159,3 +159,22 @@ def test_an_edited_system_is_a_new_key() -> None:
     assert edited.step_time_s > base.step_time_s
     assert pe.differences(edited, evaluate(plan_step("llama3-8b", slower, 8, context=512))) == []
     assert pe.differences(base, evaluate(plan_step("llama3-8b", spec, 8, context=512))) == []
+
+
+def test_threads_share_the_cache_safely(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Estimates from several threads (the dashboard) over more keys than the cache holds (one):
+    no error, and every result equals the general path's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(pe, "CACHED_KEYS", 1)
+    keys = [(b, c) for b in (1, 2, 3) for c in (64, 128)]
+
+    def work(i: int) -> list[str]:
+        batch, context = keys[i % len(keys)]
+        got = estimate("llama3-8b", "h100-sxm", batch, context=context, precision="bf16",
+                       parallelism=Parallelism(tp=1 + i % 2))
+        return pe.differences(got, _reference("llama3-8b", "h100-sxm", "bf16", Parallelism(tp=1 + i % 2),
+                                              batch, context))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(wrong == [] for wrong in pool.map(work, range(60)))
