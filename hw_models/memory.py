@@ -61,7 +61,7 @@ class MemorySpec:
             return 0.0
         if self.bandwidth_bytes_per_s <= 0:
             return math.inf
-        return nbytes / (self.bandwidth_bytes_per_s * self.efficiency.at(nbytes))  # effective_bandwidth
+        return nbytes / self.effective_bandwidth(nbytes)
 
     @classmethod
     def read(cls, name: str, table: TableReader) -> MemorySpec:

@@ -32,6 +32,11 @@ class Placement:
     link: LinkSpec | None = None
     concurrent: bool = False
 
+    @property
+    def location(self) -> str:
+        """The unit's name, or the link's (what an op record names as its ``unit``)."""
+        return self.unit or (self.link.name if self.link else "")
+
 
 @dataclass(frozen=True, eq=False)
 class Plan:

@@ -114,7 +114,7 @@ def evaluate(plan: Plan) -> StepResult:
         peak_flops, peak_bandwidth = op_ceilings(placement)
         records.append(OpRecord(
             template.name, op.block, op.name, str(op.kind),
-            placement.unit or (placement.link.name if placement.link else ""), repeat,
+            placement.location, repeat,
             op.devices, str(op.dtype), op.flops, op.bytes,
             op.weight_bytes, op.kv_bytes, op.activation_bytes,
             op.arithmetic_intensity, cost.time_s, cost.compute_s,

@@ -39,10 +39,10 @@ class UnitTerms:
     energy_per_flop_j: float
     memory: MemorySpec
     dense_equal: bool  # executed and counted FLOP are the same polynomial
+    parts: np.ndarray  # (4, 3): weight, KV-cache and activation bytes per device (the records)
     bandwidth_factor: float = 1.0  # weight-only dequantization (RooflineUnit.weight_only_factor)
     kernel: DecodeAttentionKernel | None = None  # decode attention priced by kernel waves (hw_models.decode_attention)
     kv_heads: int = 0  # the attention op's KV heads on one device (with ``kernel``)
-    parts: np.ndarray | None = None  # (4, 3): weight, KV-cache and activation bytes per device (the records)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +56,7 @@ class LinkTerms:
     payload: np.ndarray  # B per device
     collective: str
     link: LinkSpec
-    parts: np.ndarray | None = None  # (4, 3): weight, KV-cache and activation bytes per device (the records)
+    parts: np.ndarray  # (4, 3): weight, KV-cache and activation bytes per device (the records)
 
     @property
     def unit(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from decodex.workloads.graph import Graph
@@ -47,7 +48,13 @@ def memory_use(graph: Graph) -> MemoryUse:
         for stage, count in enumerate(layers_per_stage):
             weights[stage] += template_weights * count
             kv[stage] += template_kv * count
-    heaviest = max(range(pp), key=lambda s: weights[s] + kv[s])
+    return heaviest_stage(weights, kv, workspace)
+
+
+def heaviest_stage(weights: Sequence[float], kv: Sequence[float], workspace: float) -> MemoryUse:
+    """The use of the pipeline stage storing the most bytes (the first of equals), from each
+    stage's weight and KV bytes per device and the workspace (B)."""
+    heaviest = max(range(len(weights)), key=lambda s: weights[s] + kv[s])
     return MemoryUse(weights[heaviest], kv[heaviest], workspace)
 
 

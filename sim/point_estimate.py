@@ -33,7 +33,7 @@ from decodex.sim.costing import collective_op_cost
 from decodex.sim.estimate import DEFAULT_CONTEXT, evaluate, op_ceilings, plan_step
 from decodex.sim.grid_extract import NotVectorizable, cache_key, grid_form
 from decodex.sim.grid_terms import GridForm, LinkTerms, UnitTerms
-from decodex.sim.memory import MemoryUse, fit_reason
+from decodex.sim.memory import MemoryUse, fit_reason, heaviest_stage
 from decodex.sim.results import OpRecord, StepResult
 from decodex.workloads.batch import MAX_BATCH_REQUESTS, Batch
 from decodex.workloads.catalog import load_model
@@ -118,11 +118,10 @@ def _point_ops(grid: GridForm, model: ModelConfig, system: SystemSpec, precision
     ops = []
     for placement, term in zip(plan.placements, grid.terms, strict=True):
         op = placement.op
-        assert term.parts is not None
         weight, kv, activation = (_coef(term.parts[:, i]) for i in range(3))
         peak_flops, peak_bandwidth = op_ceilings(placement)
         common = dict(template=placement.template.name, block=op.block, name=op.name, kind=str(op.kind),
-                      location=placement.unit or (placement.link.name if placement.link else ""),
+                      location=placement.location,
                       repeat=term.repeat, devices=term.devices, dtype_name=str(op.dtype), peak_flops=peak_flops,
                       peak_bandwidth=peak_bandwidth, flops=_coef(term.flops),
                       weight=weight, kv=kv, activation=activation, dtype=op.dtype)
@@ -250,8 +249,7 @@ def _memory_use(form: PointForm, b: float, c: float, bc: float) -> MemoryUse:
     weights = [x[0] + x[1] * b + x[2] * c + x[3] * bc for x in form.stage_weights]
     kv = [x[0] + x[1] * b + x[2] * c + x[3] * bc for x in form.stage_kv]
     workspace = max([0.0, *(x[0] + x[1] * b + x[2] * c + x[3] * bc for x in form.activations)])
-    heaviest = max(range(len(weights)), key=lambda s: weights[s] + kv[s])
-    return MemoryUse(weights[heaviest], kv[heaviest], workspace)
+    return heaviest_stage(weights, kv, workspace)
 
 
 _FORMS: OrderedDict[object, PointForm | None] = OrderedDict()  # None: outside the fast path
