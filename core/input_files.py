@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,23 @@ def file_mtime_ns(path: str) -> int | None:
     return info.st_mtime_ns if stat.S_ISREG(info.st_mode) else None
 
 
+_READS = threading.local()  # .logs: the lists of the files_read blocks open in this thread
+
+
+@contextmanager
+def files_read() -> Iterator[list[tuple[str, int]]]:
+    """The files :func:`read_text` reads in this thread inside the block, as (absolute path, its
+    modification time in ns when read): what a cached spec depends on, to be checked before it is
+    reused (:func:`hw_models.system.load_system`: a system file and the device files it names)."""
+    logs: list[list[tuple[str, int]]] = _READS.__dict__.setdefault("logs", [])
+    log: list[tuple[str, int]] = []
+    logs.append(log)
+    try:
+        yield log
+    finally:
+        logs.remove(log)
+
+
 def read_text(path: str | Path, *, max_bytes: int = MAX_SPEC_BYTES, what: str = "spec file") -> str:
     """The text of the file at ``path`` (UTF-8, a byte-order mark dropped), at most ``max_bytes``
     bytes; every failure is a SpecError naming the file."""
@@ -54,14 +73,16 @@ def read_text(path: str | Path, *, max_bytes: int = MAX_SPEC_BYTES, what: str = 
     try:
         if path.is_dir():
             raise SpecError(source, "", f"is a folder, not a {what}")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise SpecError(source, "", f"{size:,} B is more than the {max_bytes:,} B allowed for a {what}")
+        info = path.stat()  # before the read: an edit during it shows as a newer time later
+        if info.st_size > max_bytes:
+            raise SpecError(source, "", f"{info.st_size:,} B is more than the {max_bytes:,} B allowed for a {what}")
         data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(source, "", "file not found") from None
     except OSError as err:
         raise SpecError(source, "", f"cannot be read: {err.strerror or err}") from None
+    for log in getattr(_READS, "logs", ()):
+        log.append((os.path.abspath(source), info.st_mtime_ns))
     return decode_text(data, source)
 
 

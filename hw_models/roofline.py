@@ -22,7 +22,7 @@ prefill chunks stay on the roofline.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,14 +135,30 @@ class RooflineUnit:
         FLOP once its rows are padded to tiles (:meth:`tiled_work`), ``nbytes`` B moved in
         ``memory``, ``bandwidth_factor`` the fraction of the memory's efficiency it reaches
         (:meth:`weight_only_factor`); times in s, energy in J per device."""
-        compute_s = 0.0
-        if flops > 0:
-            compute_s = work / (self.peak_flops(dtype) * self.efficiency.at(work))
-        memory_s = memory.transfer_time(nbytes) / bandwidth_factor
-        time_s = overlap(compute_s, memory_s, self.overlap_exponent) + self.op_overhead_s
-        energy = flops * self.energy_per_flop_j.get(dtype, 0.0) + nbytes * memory.energy_per_byte_j
-        return OpCost(time_s, compute_s, memory_s, self.op_overhead_s,
-                      roofline_bound(compute_s, memory_s, self.op_overhead_s), energy)
+        return self.roofline_pricer(dtype, memory, bandwidth_factor)(flops, work, nbytes)
+
+    def roofline_pricer(self, dtype: DType, memory: MemorySpec,
+                        bandwidth_factor: float) -> Callable[[float, float, float], OpCost]:
+        """:meth:`roofline_priced` for ``dtype`` in ``memory`` at ``bandwidth_factor`` as a function
+        of (``flops``, ``work``, ``nbytes``), with what does not depend on them looked up once (the
+        scalar fast path, :mod:`sim.point_estimate`, keeps one per op). Raises UnsupportedOpError
+        for a dtype the unit has no datapath for."""
+        peak = self.peak_flops_by_dtype.get(dtype)  # None: no datapath, an error for an op with FLOP
+        efficiency = self.efficiency.at
+        transfer_time = memory.transfer_time
+        exponent, overhead_s = self.overlap_exponent, self.op_overhead_s
+        joules_per_flop, joules_per_byte = self.energy_per_flop_j.get(dtype, 0.0), memory.energy_per_byte_j
+
+        def price(flops: float, work: float, nbytes: float) -> OpCost:
+            compute_s = work / ((peak or self.peak_flops(dtype)) * efficiency(work)) if flops > 0 else 0.0
+            memory_s = transfer_time(nbytes) / bandwidth_factor
+            time_s = overlap(compute_s, memory_s, exponent) + overhead_s
+            # tuple.__new__ is what OpCost's own __new__ calls, without its Python frame (one per op)
+            return tuple.__new__(OpCost, (time_s, compute_s, memory_s, overhead_s,
+                                          roofline_bound(compute_s, memory_s, overhead_s),
+                                          flops * joules_per_flop + nbytes * joules_per_byte))
+
+        return price
 
     def _decode_attention_cost(self, op: AttentionOp, memory: MemorySpec) -> OpCost:
         """The decode requests of ``op`` as the kernel runs them (:mod:`hw_models.decode_attention`),

@@ -6,12 +6,11 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from decodex.core.errors import ArgumentError, InfeasibleError
-from decodex.core.input_files import file_mtime_ns
+from decodex.core.input_files import file_mtime_ns, files_read
 from decodex.hw_models.device import DeviceSpec, device_from_dict, load_device, read_device_toml
 from decodex.hw_models.memory import LinkSpec
 from decodex.hw_models.spec_reader import TableReader, read_toml
@@ -19,6 +18,8 @@ from decodex.hw_models.spec_reader import TableReader, read_toml
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 DEVICES_DIR = CATALOG_DIR / "devices"
 SYSTEMS_DIR = CATALOG_DIR / "systems"
+# a catalog system (or device) file is this + name + ".toml" (load_system: one stat per candidate)
+SYSTEMS_PREFIX, DEVICES_PREFIX = f"{SYSTEMS_DIR}{os.sep}", f"{DEVICES_DIR}{os.sep}"
 
 
 ROLES = ("", "attention", "ffn", "colocated")
@@ -207,13 +208,34 @@ def list_systems() -> list[str]:
     return sorted(p.stem for p in SYSTEMS_DIR.glob("*.toml"))
 
 
-@lru_cache(maxsize=256)
+CACHED_SYSTEM_FILES = 256  # system and device files kept parsed (the least recently read go first)
+# path -> (its modification time, (path, time) of every other file it was built from, the spec)
+_SYSTEM_FILES: dict[str, tuple[int, tuple[tuple[str, int], ...], SystemSpec]] = {}
+
+
 def _load_system_file(path: str, mtime_ns: int) -> SystemSpec:
-    del mtime_ns  # part of the cache key only: an edited file is read again
-    data = read_toml(path)
-    if "device" in data and "system" not in data:
-        data = read_device_toml(path)  # a device file: resolve its device.extends
-    return system_from_dict(data, path, base=Path(path).parent)
+    """The spec of the system or device file at ``path`` modified at ``mtime_ns``: the one built
+    before while neither it nor any file it was built from (the device files a system names, a
+    device's ``extends`` chain) has changed since, else read again. An unchanged spec is the same
+    object (the scalar fast path finds its forms by the specs' identity)."""
+    cached = _SYSTEM_FILES.get(path)
+    if cached is not None and cached[0] == mtime_ns:
+        for dep, seen in cached[1]:
+            if file_mtime_ns(dep) != seen:
+                break
+        else:
+            return cached[2]
+    with files_read() as read:
+        data = read_toml(path)
+        if "device" in data and "system" not in data:
+            data = read_device_toml(path)  # a device file: resolve its device.extends
+        spec = system_from_dict(data, path, base=Path(path).parent)
+    own = os.path.abspath(path)
+    _SYSTEM_FILES.pop(path, None)
+    _SYSTEM_FILES[path] = (mtime_ns, tuple(dict.fromkeys(entry for entry in read if entry[0] != own)), spec)
+    if len(_SYSTEM_FILES) > CACHED_SYSTEM_FILES:
+        del _SYSTEM_FILES[next(iter(_SYSTEM_FILES))]
+    return spec
 
 
 def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:
@@ -222,7 +244,7 @@ def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:
     unknown name)."""
     if isinstance(name_or_path, SystemSpec):
         return name_or_path
-    if not isinstance(name_or_path, str | Path):
+    if not isinstance(name_or_path, (str, Path)):  # a tuple: no union object built per call
         raise ArgumentError(f"system: must be a catalog name ({', '.join(list_systems())}), a path to a system "
                             f"or device TOML file or a SystemSpec, got {type(name_or_path).__name__} "
                             f"{name_or_path!r:.80}")
@@ -230,7 +252,7 @@ def load_system(name_or_path: str | Path | SystemSpec) -> SystemSpec:
     if not text.strip() or "\0" in text:
         raise ArgumentError(f"system: {text!r} is not a system name; catalog: {', '.join(list_systems())} "
                             "(or a path to a system or device TOML file)")
-    for path in (f"{SYSTEMS_DIR}{os.sep}{text}.toml", f"{DEVICES_DIR}{os.sep}{text}.toml", text):
+    for path in (f"{SYSTEMS_PREFIX}{text}.toml", f"{DEVICES_PREFIX}{text}.toml", text):
         mtime = file_mtime_ns(path)
         if mtime is not None:
             return _load_system_file(path, mtime)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from decodex.workloads.precision import Precision
 DEFAULT_CONTEXT = 1024
 MAX_MAPPER_COUNT = 65536  # a count a mapper option holds (microbatches, rounds, ffn_devices ...)
 # the first estimate of a process (one CLI run) does not import the fast path (sim.point_estimate, ~15 ms)
-FAST_PATH = {"armed": False}
+FAST_PATH: dict[str, Any] = {"armed": False, "point_estimate": None}  # the function once imported
 
 
 def op_ceilings(placement: Placement) -> tuple[float, float]:
@@ -247,8 +248,11 @@ def estimate(model: str | Path | ModelConfig, system: str | Path | SystemSpec, b
     """
     if routing is None and not mapper_options and mapper in (None, "gpu"):
         if FAST_PATH["armed"]:
-            from decodex.sim.point_estimate import point_estimate  # imports this module
+            point_estimate = FAST_PATH["point_estimate"]
+            if point_estimate is None:
+                from decodex.sim.point_estimate import point_estimate  # imports this module
 
+                FAST_PATH["point_estimate"] = point_estimate
             fast = point_estimate(model, system, batch, context, precision, parallelism)
             if fast is not None:
                 return fast

@@ -10,20 +10,25 @@ checked against :func:`sim.estimate.evaluate` at two points (every field and eve
 functions (:meth:`hw_models.roofline.RooflineUnit.roofline_priced`,
 :meth:`~hw_models.roofline.RooflineUnit.decode_attention_priced`,
 :func:`sim.costing.collective_op_cost`) and summed in ``evaluate``'s order, so the StepResult is
-``evaluate``'s without building, mapping or placing the graph. Anything else (another mapper,
+``evaluate``'s without building, mapping or placing the graph. Ops priced from the same inputs
+(a layer's norms, its all-reduces) are priced once, and a quantity that is 0 at every point (the
+KV bytes of a matmul) is not evaluated. Anything else (another mapper,
 mapper options, MoE routing, per-request contexts, a context beyond the model's window) takes
 the general path. Units: s, J, FLOP, B.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from decodex.core.dtypes import DType
 from decodex.core.errors import DecodexError
+from decodex.hw_models.cost import OpCost
 from decodex.hw_models.decode_attention import DecodeAttentionKernel
 from decodex.hw_models.device import PowerSpec
 from decodex.hw_models.memory import LinkSpec, MemorySpec
@@ -70,9 +75,9 @@ class PointOp:
     peak_bandwidth: float
     executed: Coef | None  # FLOP the unit executes (None: those counted)
     flops: Coef  # FLOP counted
-    weight: Coef  # bytes per device (their sum is the op's bytes)
-    kv: Coef
-    activation: Coef
+    weight: Coef | None  # bytes per device (their sum is the op's bytes); None: none at any point
+    kv: Coef | None
+    activation: Coef | None
     rows: Coef | None  # matmul rows (tile padding), None for other ops
     unit: RooflineUnit | None  # None: a collective on ``link``
     dtype: DType
@@ -83,6 +88,8 @@ class PointOp:
     link: LinkSpec | None
     collective: str
     payload: Coef
+    price: Callable[[float, float, float], OpCost] | None  # RooflineUnit.roofline_pricer for this op
+    twin: int  # an earlier op priced from the same inputs (its record's numbers are this one's), or -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +99,7 @@ class PointForm:
     ops: tuple[PointOp, ...]
     stage_weights: tuple[Coef, ...]  # stored weight bytes per device of each pipeline stage
     stage_kv: tuple[Coef, ...]
-    activations: tuple[Coef, ...]  # every op's activation bytes (the workspace is their largest)
+    activations: tuple[Coef, ...]  # the ops' activation polynomials that can be the largest (the workspace)
     model: str
     system: str
     mapper: str
@@ -118,7 +125,7 @@ def _point_ops(grid: GridForm, model: ModelConfig, system: SystemSpec, precision
     ops = []
     for placement, term in zip(plan.placements, grid.terms, strict=True):
         op = placement.op
-        weight, kv, activation = (_coef(term.parts[:, i]) for i in range(3))
+        weight, kv, activation = (_nonzero(_coef(term.parts[:, i])) for i in range(3))
         peak_flops, peak_bandwidth = op_ceilings(placement)
         common = dict(template=placement.template.name, block=op.block, name=op.name, kind=str(op.kind),
                       location=placement.location,
@@ -128,7 +135,7 @@ def _point_ops(grid: GridForm, model: ModelConfig, system: SystemSpec, precision
         if isinstance(term, LinkTerms):
             ops.append(PointOp(**common, executed=None, rows=None, unit=None, memory=None,
                                bandwidth_factor=1.0, kernel=None, kv_heads=0, link=term.link,
-                               collective=term.collective, payload=_coef(term.payload)))
+                               collective=term.collective, payload=_coef(term.payload), price=None, twin=-1))
             continue
         assert isinstance(term, UnitTerms) and placement.unit is not None
         unit = placement.device.units[placement.unit]
@@ -136,8 +143,42 @@ def _point_ops(grid: GridForm, model: ModelConfig, system: SystemSpec, precision
         ops.append(PointOp(**common, executed=None if term.dense_equal else _coef(term.executed_flops),
                            rows=None if term.rows is None else _coef(term.rows), unit=unit, memory=term.memory,
                            bandwidth_factor=term.bandwidth_factor, kernel=term.kernel, kv_heads=term.kv_heads,
-                           link=None, collective="", payload=(0.0, 0.0, 0.0, 0.0)))
-    return tuple(ops), evaluate(plan), (batch, context)
+                           link=None, collective="", payload=(0.0, 0.0, 0.0, 0.0),
+                           price=unit.roofline_pricer(op.dtype, term.memory, term.bandwidth_factor), twin=-1))
+    return _with_twins(ops), evaluate(plan), (batch, context)
+
+
+def _pricing_inputs(op: PointOp) -> tuple[object, ...]:
+    """Everything an op's record numbers (from ``devices`` on) follow from: two ops equal here
+    have equal numbers at every point (a step's norms, its all-reduces)."""
+    return (id(op.unit), op.dtype, id(op.memory), op.bandwidth_factor, id(op.kernel), op.kv_heads, op.executed,
+            op.flops, op.weight, op.kv, op.activation, op.rows, id(op.link), op.collective, op.payload, op.devices,
+            op.dtype_name, op.peak_flops, op.peak_bandwidth)
+
+
+def _with_twins(ops: list[PointOp]) -> tuple[PointOp, ...]:
+    """``ops`` with each op's ``twin``: the first earlier op with the same pricing inputs."""
+    first: dict[tuple[object, ...], int] = {}
+    out = []
+    for index, op in enumerate(ops):
+        key = _pricing_inputs(op)
+        out.append(dataclasses.replace(op, twin=first.get(key, -1)))
+        first.setdefault(key, index)
+    return tuple(out)
+
+
+def _nonzero(coef: Coef) -> Coef | None:
+    """``coef``, or None when every term is 0 (the quantity is 0 at every point)."""
+    return coef if any(coef) else None
+
+
+def _undominated(polys: list[Coef]) -> tuple[Coef, ...]:
+    """``polys`` without repeats and without those another one bounds term by term: the monomials
+    1, B, C and B·C are never negative, so the largest value at any (B, C) is among those left
+    (rounding is monotonic: floating-point too)."""
+    distinct = list(dict.fromkeys(polys))
+    return tuple(p for p in distinct
+                 if not any(q != p and all(qi >= pi for qi, pi in zip(q, p, strict=True)) for q in distinct))
 
 
 def build_point_form(model: ModelConfig, system: SystemSpec, precision: Precision, par: Parallelism) -> PointForm:
@@ -148,7 +189,7 @@ def build_point_form(model: ModelConfig, system: SystemSpec, precision: Precisio
     form = PointForm(
         ops=ops, stage_weights=tuple(_coef(grid.stage_weights[:, s]) for s in range(grid.stage_weights.shape[1])),
         stage_kv=tuple(_coef(grid.stage_kv[:, s]) for s in range(grid.stage_kv.shape[1])),
-        activations=tuple(_coef(grid.activations[:, i]) for i in range(grid.activations.shape[1])),
+        activations=_undominated([_coef(grid.activations[:, i]) for i in range(grid.activations.shape[1])]),
         model=result.model, system=result.system, mapper=result.mapper, precision=result.precision,
         parallelism=result.parallelism, devices_used=result.devices, capacity_bytes=result.memory_capacity_bytes,
         device=result.device, device_kind=result.device_kind, power=system.primary_device.power,
@@ -189,15 +230,29 @@ def price_point(form: PointForm, batch: int, context: int) -> StepResult:
     ``form`` op by op as :func:`sim.estimate.evaluate` prices the plan (times in s, energy in J)."""
     b, c = float(batch), float(context)
     bc = b * c
-    records = []
+    records: list[OpRecord] = []
     step_time = dynamic_energy = flops_total = bytes_total = 0.0
     for op in form.ops:
-        w0, w1, w2, w3 = op.weight
-        k0, k1, k2, k3 = op.kv
-        a0, a1, a2, a3 = op.activation
-        weight = w0 + w1 * b + w2 * c + w3 * bc
-        kv = k0 + k1 * b + k2 * c + k3 * bc
-        activation = a0 + a1 * b + a2 * c + a3 * bc
+        repeat = op.repeat
+        if op.twin >= 0:  # the numbers of an earlier op with the same inputs (tuple.__new__: see below)
+            record = tuple.__new__(OpRecord, (op.template, op.block, op.name, op.kind, op.location, repeat,
+                                              *records[op.twin][6:]))
+            records.append(record)
+            step_time += record.time_s * repeat
+            dynamic_energy += record.energy_j * repeat
+            flops_total += record.flops * repeat
+            bytes_total += record.bytes * repeat
+            continue
+        weight = kv = activation = 0.0  # a quantity that is 0 at every point has no polynomial
+        if op.weight is not None:
+            w0, w1, w2, w3 = op.weight
+            weight = w0 + w1 * b + w2 * c + w3 * bc
+        if op.kv is not None:
+            k0, k1, k2, k3 = op.kv
+            kv = k0 + k1 * b + k2 * c + k3 * bc
+        if op.activation is not None:
+            a0, a1, a2, a3 = op.activation
+            activation = a0 + a1 * b + a2 * c + a3 * bc
         nbytes = weight + kv + activation  # as Op.bytes adds them
         f0, f1, f2, f3 = op.flops
         flops = f0 + f1 * b + f2 * c + f3 * bc
@@ -218,22 +273,22 @@ def price_point(form: PointForm, batch: int, context: int) -> StepResult:
             if executed > 0 and op.rows is not None:
                 f0, f1, f2, f3 = op.rows
                 work = unit.tiled_work(executed, round(f0 + f1 * b + f2 * c + f3 * bc))
-            cost = unit.roofline_priced(executed, work, nbytes, op.dtype, op.memory,  # type: ignore[arg-type]
-                                        op.bandwidth_factor)
-        repeat = op.repeat
+            cost = op.price(executed, work, nbytes)  # type: ignore[misc]
         time_s = cost.time_s
+        energy = cost.energy_j * op.devices
         step_time += time_s * repeat
-        dynamic_energy += cost.energy_j * op.devices * repeat
+        dynamic_energy += energy * repeat
         flops_total += flops * repeat
         bytes_total += nbytes * repeat
-        records.append(OpRecord(
+        # tuple.__new__ is what OpRecord's own __new__ calls, without its Python frame (one per op)
+        records.append(tuple.__new__(OpRecord, (
             op.template, op.block, op.name, op.kind, op.location, repeat, op.devices, op.dtype_name, flops, nbytes,
             weight, kv, activation, flops / nbytes if nbytes > 0 else 0.0, time_s, cost.compute_s, cost.memory_s,
-            cost.overhead_s, cost.bound, cost.energy_j * op.devices, op.peak_flops, op.peak_bandwidth))
+            cost.overhead_s, cost.bound, energy, op.peak_flops, op.peak_bandwidth)))
     use = _memory_use(form, b, c, bc)
     energy = form.power.step_energy(dynamic_energy, step_time, form.devices_used)
     reason = fit_reason(use, form.capacity_bytes, form.device)
-    return StepResult(
+    return StepResult.of_fields(
         model=form.model, system=form.system, mapper=form.mapper, precision=form.precision,
         parallelism=form.parallelism, devices=form.devices_used, batch_size=batch, tokens=batch,
         output_tokens=batch, mean_context=c, step_time_s=step_time,
@@ -241,7 +296,7 @@ def price_point(form: PointForm, batch: int, context: int) -> StepResult:
         energy_per_token_j=energy / batch, weight_bytes=use.weight_bytes, kv_bytes=use.kv_bytes,
         memory_required_bytes=use.total_bytes, memory_capacity_bytes=form.capacity_bytes, fits=not reason,
         reason=reason, flops=flops_total, bytes=bytes_total, records=tuple(records), device=form.device,
-        device_kind=form.device_kind)
+        device_kind=form.device_kind, band_low_s=math.nan, band_high_s=math.nan, band_source="", warnings=())
 
 
 def _memory_use(form: PointForm, b: float, c: float, bc: float) -> MemoryUse:
@@ -254,6 +309,10 @@ def _memory_use(form: PointForm, b: float, c: float, bc: float) -> MemoryUse:
 
 _FORMS: OrderedDict[object, PointForm | None] = OrderedDict()  # None: outside the fast path
 _SEEN: OrderedDict[object, None] = OrderedDict()  # keys estimated once (a form is built on the second)
+# the same forms by the identity of the (immutable) specs: the loaders return one object per
+# unchanged file, so a repeated key is found without hashing a model or system by value; each
+# entry holds its specs, so their ids are not reused while it is kept
+_BY_IDENTITY: dict[tuple[int, int, int, Parallelism], tuple[object, object, object, PointForm | None]] = {}
 _LOCK = threading.Lock()  # the dashboard estimates from several threads
 _MISSING = object()
 
@@ -267,11 +326,16 @@ def _remember(cache: OrderedDict, key: object, value: object) -> None:
 def cached_form(model: ModelConfig, system: SystemSpec, precision: Precision, par: Parallelism) -> PointForm | None:
     """The point form of this key once it has been asked for twice (None before, and for a key
     outside the fast path): a single estimate does not pay for the extraction."""
+    identity = (id(model), id(system), id(precision), par)
+    hit = _BY_IDENTITY.get(identity)
+    if hit is not None and hit[0] is model and hit[1] is system and hit[2] is precision:
+        return hit[3]
     key = (cache_key(model), cache_key(system), precision, par)
     with _LOCK:
         form = _FORMS.get(key, _MISSING)
         if form is not _MISSING:
             _FORMS.move_to_end(key)
+            _remember_identity(identity, (model, system, precision, form))  # type: ignore[arg-type]
             return form  # type: ignore[return-value]
         if key not in _SEEN:
             _remember(_SEEN, key, None)
@@ -283,7 +347,17 @@ def cached_form(model: ModelConfig, system: SystemSpec, precision: Precision, pa
         built = None
     with _LOCK:
         _remember(_FORMS, key, built)
+        _remember_identity(identity, (model, system, precision, built))
     return built
+
+
+def _remember_identity(identity: tuple[int, int, int, Parallelism],
+                       entry: tuple[object, object, object, PointForm | None]) -> None:
+    """Keep ``entry`` under its specs' identity (the caller holds the lock); the oldest entry
+    goes beyond :data:`CACHED_KEYS`."""
+    _BY_IDENTITY[identity] = entry
+    if len(_BY_IDENTITY) > CACHED_KEYS:
+        del _BY_IDENTITY[next(iter(_BY_IDENTITY))]
 
 
 def clear_cache() -> None:
@@ -291,6 +365,7 @@ def clear_cache() -> None:
     with _LOCK:
         _FORMS.clear()
         _SEEN.clear()
+        _BY_IDENTITY.clear()
 
 
 def point_estimate(model: object, system: object, batch: object, context: object, precision: object,

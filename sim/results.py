@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,6 +102,19 @@ class StepResult:
     band_high_s: float = float("nan")
     band_source: str = ""
     warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of_fields(cls, **values: Any) -> Self:
+        """The result holding ``values``, which name every field (TypeError otherwise), built
+        without running the dataclass ``__init__`` (a third of the time: the scalar fast path,
+        :mod:`sim.point_estimate`, builds one per estimate); values are not converted or checked."""
+        if values.keys() != _field_names(cls):
+            given = set(values)
+            raise TypeError(f"of_fields: missing {', '.join(sorted(_field_names(cls) - given)) or '-'}; "
+                            f"not fields: {', '.join(sorted(given - _field_names(cls))) or '-'}")
+        new = object.__new__(cls)
+        new.__dict__.update(values)
+        return new
 
     def with_fields(self, **changes: Any) -> StepResult:
         """``dataclasses.replace(self, **changes)`` for field names of this result, without running

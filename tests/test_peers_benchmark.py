@@ -57,11 +57,12 @@ def test_two_points_decodex_and_mocked_peers(peers: ModuleType, tmp_path: Path) 
     assert decodex["available"] and decodex["points_ok"] == 2 and decodex["points_failed"] == 0
     assert decodex["median_ms_per_point"] > 0 and decodex["p90_ms_per_point"] >= decodex["median_ms_per_point"]
     assert data["summary"]["decodex_band"]["median_ms_per_point"] > 0
-    # each tool also alone, on the points it predicted
-    assert decodex["alone_median_ms_per_point"] > 0
-    assert data["summary"]["llm_analysis"]["alone_median_ms_per_point"] > 0
-    assert data["summary"]["genz"]["alone_median_ms_per_point"] is None
-    assert data["ratios"]["llm_analysis"]["alone_median_ms_over_decodex"] > 0
+    # each tool also warm (calls in a row), on the points it predicted
+    assert decodex["warm_median_ms_per_point"] > 0
+    assert data["summary"]["llm_analysis"]["warm_median_ms_per_point"] > 0
+    assert data["summary"]["genz"]["warm_median_ms_per_point"] is None
+    assert data["ratios"]["llm_analysis"]["warm_median_ms_over_decodex"] > 0
+    assert len(runs["decodex"][0]["warm_seconds"]) == peers.WARM_ROUNDS * (peers.WARM_CALLS - 1)
     assert data["summary"]["genz"]["available"] is False and data["summary"]["genz"]["points_ok"] == 0
     assert data["summary"]["llm_analysis"]["points_ok"] == 1 and data["summary"]["llm_analysis"]["points_failed"] == 1
 
@@ -78,6 +79,27 @@ def test_two_points_decodex_and_mocked_peers(peers: ModuleType, tmp_path: Path) 
     assert data["ratios"]["llm_analysis"]["median_ms_over_decodex"] > 0
     assert data["ratios"]["genz"]["median_ms_over_decodex"] is None
     assert "decodex" in peers.table(report)
+    goal = data["goal"]  # on the one point the mocked peer predicted
+    assert goal["points"] == 1 and goal["target_ratio"] == 2.5
+    assert goal["interleaved_ratio"] == pytest.approx(peer["ms"] / first["tools"]["decodex_band"]["ms"])
+    assert goal["met"] == (goal["interleaved_ratio"] >= 2.5 and goal["interleaved_ratio_per_point"] >= 2.5)
+
+
+def test_the_goal_by_hand(peers: ModuleType) -> None:
+    def point(band: float, peer: float | None, band_warm: float, peer_warm: float) -> dict:
+        return {"tools": {"decodex_band": {"ok": True, "ms": band, "warm_ms": band_warm},
+                          "llm_analysis": {"ok": peer is not None, "ms": peer, "warm_ms": peer_warm}}}
+
+    rows = [point(0.1, 0.3, 0.05, 0.2), point(0.2, 0.4, 0.1, 0.2), point(0.1, None, 0.1, 0.1),
+            point(0.4, 1.2, 0.1, 0.5)]
+    goal = peers.speed_goal(rows)
+    assert goal["points"] == 3
+    assert goal["interleaved_ratio"] == pytest.approx(0.4 / 0.2)  # medians 0.4 and 0.2
+    assert goal["interleaved_ratio_per_point"] == pytest.approx(3.0)  # ratios 3, 2, 3
+    assert goal["warm_ratio"] == pytest.approx(0.2 / 0.1) and goal["warm_ratio_per_point"] == pytest.approx(4.0)
+    assert goal["met"] is False  # 2.0x of the medians
+    assert peers.speed_goal(rows, target=2.0)["met"] is True
+    assert peers.speed_goal([])["met"] is None
 
 
 def test_main_quick_without_peers(peers: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

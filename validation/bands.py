@@ -16,6 +16,7 @@ prediction either way); the warning says which.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +29,7 @@ from decodex.sim.results import StepResult
 
 if TYPE_CHECKING:
     import pandas as pd
+from decodex.validation import records as _records  # its write count, read at every band
 from decodex.validation.records import RECORDS_DIR, load_band_columns, relative_errors
 
 # records that are not bands of estimate's ops: `decodex validate gpu` times Numba kernels on a
@@ -141,8 +143,10 @@ class BandTable:
         self._widest = {id(bands): (min(b.e_low for b in bands.values()), max(b.e_high for b in bands.values()))
                         for bands in (*self.by_device.values(), *self.by_kind.values()) if bands}
 
-    def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand]) -> ErrorBand:
-        """The band of a step made of ``ops`` on ``device`` (see module docstring)."""
+    def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand | tuple[str, str, float, float, float]]
+                  ) -> ErrorBand:
+        """The band of a step made of ``ops`` on ``device`` (see module docstring): OpForBands or
+        plain tuples of their fields (kind, dtype, FLOP, B, s per step)."""
         warnings: list[str] = []
         bands = self.by_device.get(device)
         source = f"records of {device}"
@@ -159,26 +163,27 @@ class BandTable:
             wide_why = "band: the widest of the validated kinds"
         else:
             (wide_low, wide_high), wide_why = UNVALIDATED_ERROR, "band: a factor 2 either way, nothing validated"
-        for op in ops:
-            total += op.time_s
-            kind = op.kind if op.kind in bands else FALLBACK_KIND.get(op.kind, op.kind)
-            band = bands.get(kind)
+        for op_kind, dtype, flops, nbytes, time_s in ops:
+            total += time_s
+            band = bands.get(op_kind if op_kind in bands else FALLBACK_KIND.get(op_kind, op_kind))
             if band is None:
-                low += op.time_s / (1.0 + wide_high)
-                high += op.time_s / (1.0 + wide_low)
-                unvalidated[op.kind] = unvalidated.get(op.kind, 0.0) + op.time_s
+                low += time_s / (1.0 + wide_high)
+                high += time_s / (1.0 + wide_low)
+                unvalidated[op_kind] = unvalidated.get(op_kind, 0.0) + time_s
                 continue
-            covered += op.time_s
-            low += op.time_s / (1.0 + band.e_high)
-            high += op.time_s / (1.0 + band.e_low)
-            if op.kind != "collective" and op.dtype not in band.dtypes:
-                warnings.append(f"{op.kind} in {op.dtype}: validated only in {', '.join(sorted(band.dtypes))}")
-            if op.flops > 0 and not band.flops_range[0] <= op.flops <= band.flops_range[1]:
-                warnings.append(f"{op.kind} of {op.flops:.3g} FLOP outside the validated "
-                                f"{band.flops_range[0]:.3g}-{band.flops_range[1]:.3g} FLOP")
-            if op.bytes > 0 and not band.bytes_range[0] <= op.bytes <= band.bytes_range[1]:
-                warnings.append(f"{op.kind} of {op.bytes:.3g} B outside the validated "
-                                f"{band.bytes_range[0]:.3g}-{band.bytes_range[1]:.3g} B")
+            covered += time_s
+            low += time_s / (1.0 + band.e_high)
+            high += time_s / (1.0 + band.e_low)
+            if op_kind != "collective" and dtype not in band.dtypes:
+                warnings.append(f"{op_kind} in {dtype}: validated only in {', '.join(sorted(band.dtypes))}")
+            flops_low, flops_high = band.flops_range
+            if flops > 0 and not flops_low <= flops <= flops_high:
+                warnings.append(f"{op_kind} of {flops:.3g} FLOP outside the validated "
+                                f"{flops_low:.3g}-{flops_high:.3g} FLOP")
+            bytes_low, bytes_high = band.bytes_range
+            if nbytes > 0 and not bytes_low <= nbytes <= bytes_high:
+                warnings.append(f"{op_kind} of {nbytes:.3g} B outside the validated "
+                                f"{bytes_low:.3g}-{bytes_high:.3g} B")
         for kind, seconds in unvalidated.items():
             share = seconds / total if total > 0 else 0.0
             warnings.append(f"{kind} unvalidated on {device} ({100 * share:.0f}% of the step time; {wide_why})")
@@ -190,6 +195,9 @@ class BandTable:
 def _table(root: str, stamp: tuple[int, ...]) -> BandTable:
     del stamp  # part of the cache key only: new records are read again
     return BandTable(load_band_columns(Path(root)))
+
+
+RECORDS_RECHECK_S = 1.0  # s; how often band_table reads the records' folder times again (no stat in between)
 
 
 def records_stamp(root: Path) -> tuple[int, ...]:
@@ -211,12 +219,24 @@ def records_stamp(root: Path) -> tuple[int, ...]:
 
 
 _DEVICE_FOLDERS: dict[str, tuple[int, tuple[str, ...]]] = {}  # root -> (its mtime, its device folders)
+_CHECKED: dict[str, tuple[int, float, BandTable]] = {}  # root -> (records written then, when checked, its table)
 
 
 def band_table(root: Path = RECORDS_DIR) -> BandTable:
     """The band table of the records under ``root``, read again only when a record is added,
-    replaced or removed (:func:`records_stamp`)."""
-    return _table(str(root), records_stamp(root))
+    replaced or removed (:func:`records_stamp`). A record written by this process
+    (:func:`validation.records.write_record`, ``decodex validate``) is seen at once; one written by
+    another process, or copied in by hand, within :data:`RECORDS_RECHECK_S`: between two checks
+    no file is looked at (a cached estimate takes about 0.07 ms; the folders' stat calls were a
+    tenth of it, and more after other work has cooled the CPU's caches)."""
+    key = str(root)
+    written, now = _records.records_written, time.monotonic()
+    checked = _CHECKED.get(key)
+    if checked is not None and checked[0] == written and now - checked[1] < RECORDS_RECHECK_S:
+        return checked[2]
+    table = _table(key, records_stamp(root))
+    _CHECKED[key] = (written, now, table)
+    return table
 
 
 def attach_band(result: StepResult, table: BandTable | None = None) -> StepResult:
@@ -224,7 +244,7 @@ def attach_band(result: StepResult, table: BandTable | None = None) -> StepResul
     committed ones, :func:`band_table`). The band of an analytical result adds its ops' bands
     (module docstring); a discrete-event result (with ``analytical_step_time_s``) takes the band
     of its analytical ops scaled by engine time / analytical time. Times in s."""
-    ops = (OpForBand(r.kind, r.dtype, r.flops, r.bytes, r.time_s * r.repeat) for r in result.records)
+    ops = ((r.kind, r.dtype, r.flops, r.bytes, r.time_s * r.repeat) for r in result.records)  # OpForBand's fields
     band = (table or band_table()).step_band(result.device, result.device_kind, ops)
     analytical = getattr(result, "analytical_step_time_s", result.step_time_s)
     scale = result.step_time_s / analytical if analytical > 0 else 1.0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RECORDS_DIR = Path(__file__).resolve().parent / "records"
+records_written = 0  # records written by this process (write_record); validation.bands.band_table reads it
 STEP_KINDS = ("e2e",)
 """Record kinds that hold whole decode steps (``validation/e2e_decode.py``), not kernel or operator cases."""
 CASE_COLUMNS = ("kernel", "op_kind", "shape", "dtype", "flops", "bytes", "measured_s", "predicted_s", "error")
@@ -86,6 +87,8 @@ def write_record(device: str, machine: Mapping[str, Any], cases: pd.DataFrame, *
     _atomic_write(base.with_suffix(".csv"), cases.loc[:, columns].to_csv(index=False))
     meta = {"device": device, "kind": kind, "run_id": run_id, **machine}
     _atomic_write(base.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+    global records_written
+    records_written += 1  # this process's error bands read the records again at once (validation.bands)
     return base.with_suffix(".csv")
 
 

@@ -32,7 +32,7 @@ def load_model(name_or_path: str | Path | ModelConfig) -> ModelConfig:
     ArgumentError for anything else (another type, an empty or unknown name)."""
     if isinstance(name_or_path, ModelConfig):
         return name_or_path
-    if not isinstance(name_or_path, str | Path):
+    if not isinstance(name_or_path, (str, Path)):  # a tuple: no union object built per call
         raise ArgumentError(f"model: must be a catalog name ({', '.join(list_models())}), a path to a "
                             f"config.json or a ModelConfig, got {type(name_or_path).__name__} {name_or_path!r:.80}")
     text = str(name_or_path)

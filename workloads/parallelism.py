@@ -32,6 +32,10 @@ class Parallelism:
     dp_tokens: bool = False
 
     def __post_init__(self) -> None:
+        tp, pp, ep, dp = self.tp, self.pp, self.ep, self.dp_tokens
+        if (type(tp) is int and type(pp) is int and type(ep) is int and dp is False
+                and 1 <= tp <= MAX_DEGREE and 1 <= pp <= MAX_DEGREE and ep == 1):
+            return  # the common case (plain ints, no experts split): valid as given, nothing to convert
         for name in ("tp", "pp", "ep"):
             value = getattr(self, name)
             if not is_whole(value) or not 1 <= value <= MAX_DEGREE:

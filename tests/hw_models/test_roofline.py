@@ -104,3 +104,33 @@ def test_op_time_by_unit_name() -> None:
     assert op_time(op, "tensor", IDEAL) == IDEAL.units["tensor"].op_cost(op, IDEAL.memories)
     with pytest.raises(ArgumentError, match="no unit 'npu'"):
         op_time(op, "npu", IDEAL)
+
+
+@settings(max_examples=60, deadline=None)
+@given(flops=st.floats(0, 1e15), rows=st.integers(1, 4096), nbytes=st.floats(0, 1e12),
+       factor=st.floats(0.1, 1.0), exponent=st.sampled_from([0.0, 1.0, 3.0]))
+def test_the_pricer_is_roofline_priced(flops: float, rows: int, nbytes: float, factor: float, exponent: float) -> None:
+    """``roofline_pricer`` (what the scalar fast path keeps per op) gives what ``roofline_priced``
+    gives, to the bit, with curves, tiles, imperfect overlap and an overhead."""
+    spec = ideal_device(**{"units.tensor.tile_m": 64, "units.tensor.overlap_exponent": exponent,
+                           "units.tensor.op_overhead_s": 2e-6,
+                           "units.tensor.efficiency": {"sizes": [1e6, 1e9, 1e12], "values": [0.2, 0.6, 0.9]},
+                           "memories.hbm.efficiency": {"sizes": [1e3, 1e9], "values": [0.3, 0.9]}})
+    device = device_from_dict(spec, "<curves>")
+    unit, memory = device.units["tensor"], device.memories["hbm"]
+    work = unit.tiled_work(flops, rows)
+    priced = unit.roofline_priced(flops, work, nbytes, DType.BF16, memory, factor)
+    assert unit.roofline_pricer(DType.BF16, memory, factor)(flops, work, nbytes) == priced
+    assert priced.time_s >= max(priced.compute_s, priced.memory_s)
+
+
+def test_the_pricer_raises_for_a_missing_datapath_only_when_there_is_work() -> None:
+    """A dtype the unit lacks: an op without FLOP (a copy) is still priced by its bytes, as before."""
+    from decodex.hw_models.cost import UnsupportedOpError
+
+    unit, memory = IDEAL.units["tensor"], IDEAL.memories["hbm"]
+    missing = next(d for d in DType if d not in unit.peak_flops_by_dtype)
+    price = unit.roofline_pricer(missing, memory, 1.0)
+    assert price(0.0, 0.0, 1e6).memory_s == pytest.approx(1e6 / 1e12)
+    with pytest.raises(UnsupportedOpError, match=r"no .* datapath"):
+        price(1e9, 1e9, 1e6)

@@ -121,3 +121,42 @@ def test_efficiency_curve_interpolates_in_log_size() -> None:
     assert EfficiencyCurve.read(TableReader({"efficiency": 0.7}, "t")).at(5.0) == 0.7
     with pytest.raises(SpecError, match="points but sizes"):
         EfficiencyCurve.read(TableReader({"efficiency": {"sizes": [1.0, 2.0], "values": [0.5]}}, "t"))
+
+
+def _write_edit(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in ``path`` and move its modification time on (a coarse clock
+    could give the edit the time of the first write)."""
+    import os
+
+    text = path.read_text()
+    assert old in text
+    before = path.stat().st_mtime_ns
+    path.write_text(text.replace(old, new))
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_an_edit_of_any_file_a_system_is_built_from_is_seen(tmp_path: Path) -> None:
+    """A system file names a device file, which extends another: an edit of any of the three is
+    seen by the next load_system; while nothing changes, the same spec object comes back."""
+    (tmp_path / "base.toml").write_text((DEVICES_DIR / "h100-sxm.toml").read_text().replace(
+        'name = "h100-sxm"', 'name = "base"'))
+    (tmp_path / "fast.toml").write_text('[device]\nname = "fast"\nextends = "base"\n\n'
+                                        '[memories.hbm]\nbandwidth_bytes_per_s = 4.0e12\n')
+    system = tmp_path / "pair.toml"
+    system.write_text('[system]\nname = "pair"\ndefault_mapper = "gpu"\n\n[[system.devices]]\n'
+                      'device = "fast.toml"\ncount = 2\n\n[system.interconnect]\nintra_node_link = "nvlink"\n')
+    first = load_system(str(system))
+    assert load_system(str(system)) is first and load_system(system) is first
+    assert first.primary_device.main_memory.bandwidth_bytes_per_s == 4.0e12
+
+    _write_edit(tmp_path / "fast.toml", "4.0e12", "5.0e12")  # the device file the system names
+    second = load_system(str(system))
+    assert second is not first and second.primary_device.main_memory.bandwidth_bytes_per_s == 5.0e12
+
+    _write_edit(tmp_path / "base.toml", "idle_w = 70.0", "idle_w = 90.0")  # the file it extends
+    third = load_system(str(system))
+    assert third is not second and third.primary_device.power.idle_w == 90.0
+    assert load_system(str(system)) is third
+
+    _write_edit(system, "count = 2", "count = 4")  # the system file itself
+    assert load_system(str(system)).groups[0].count == 4

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from decodex.hw_models.efficiency import EfficiencyCurve
 from decodex.validation import bands
-from decodex.validation.records import RECORDS_DIR, load_band_columns
+from decodex.validation.records import CASE_COLUMNS, RECORDS_DIR, load_band_columns, load_records, write_record
 
 from .estimate_reference import REFERENCE, SERVE_REFERENCE, SERVE_RUNS, run, serve_summary
 
@@ -77,7 +78,10 @@ def test_scalar_efficiency_lookup_is_numpy_interp() -> None:
     assert np.isnan(curves[0].at(float("nan")))
 
 
-def test_the_cached_band_table_is_a_fresh_read_and_sees_new_records(tmp_path: Path) -> None:
+def test_the_cached_band_table_is_a_fresh_read_and_sees_new_records(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]  # s; the band's recheck clock, moved by hand
+    monkeypatch.setattr(bands, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     root = tmp_path / "records"
     shutil.copytree(RECORDS_DIR, root)
     cached = bands.band_table(root)
@@ -86,10 +90,28 @@ def test_the_cached_band_table_is_a_fresh_read_and_sees_new_records(tmp_path: Pa
     assert cached.by_device.keys() == fresh.by_device.keys() and cached.devices_of_kind == fresh.devices_of_kind
     for device, by_kind in fresh.by_device.items():
         assert repr(cached.by_device[device]) == repr(by_kind)
+    # a record file copied into a device folder by hand (or written by another process): seen at
+    # the first check after RECORDS_RECHECK_S, with no file looked at in between
     source = next(root.glob("*/*.csv"))
-    shutil.copy(source, source.with_name("extra-" + source.name))  # a new record file
+    shutil.copy(source, source.with_name("extra-" + source.name))
     shutil.copy(source.with_suffix(".json"), source.with_name("extra-" + source.stem + ".json"))
-    assert bands.band_table(root) is not cached
+    clock[0] += 0.5 * bands.RECORDS_RECHECK_S
+    monkeypatch.setattr(bands, "records_stamp", lambda root: pytest.fail("a file looked at within the recheck"))
+    assert bands.band_table(root) is cached
+    monkeypatch.undo()
+    monkeypatch.setattr(bands, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    clock[0] += bands.RECORDS_RECHECK_S
+    copied = bands.band_table(root)
+    assert copied is not cached
+    # a record written by this process's write_record (decodex validate): seen at once
+    frame = load_records(root, source.parent.name)
+    cases = frame.loc[:, [c for c in CASE_COLUMNS if c in frame.columns]]
+    write_record(source.parent.name, {"device_kind": str(frame["device_kind"].iloc[0])}, cases,
+                 kind=str(frame["kind"].iloc[0]), root=root, run_id="written-now")
+    written = bands.band_table(root)  # the clock has not moved
+    assert written is not copied
+    assert sum(band.n for band in written.by_device[source.parent.name].values()) > sum(
+        band.n for band in copied.by_device[source.parent.name].values())
 
 
 def test_cached_op_counts_are_their_parts() -> None:

@@ -105,7 +105,7 @@ def test_points_outside_the_fast_path_take_the_general_path(call: dict) -> None:
 
 def test_other_options_skip_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """A mapper other than gpu, mapper options or a routing reach the general path unchanged."""
-    monkeypatch.setattr(pe, "point_estimate", lambda *a: pytest.fail("fast path taken"))
+    monkeypatch.setitem(FAST_PATH, "point_estimate", lambda *a: pytest.fail("fast path taken"))
     estimate("llama3-8b", "h100-sxm", 8, routing=Routing(seed=1))
     with pytest.raises(ArgumentError, match="not an option"):
         estimate("llama3-8b", "h100-sxm", 8, nonsense=2)
@@ -178,3 +178,74 @@ def test_threads_share_the_cache_safely(monkeypatch: pytest.MonkeyPatch) -> None
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(wrong == [] for wrong in pool.map(work, range(60)))
+
+
+def test_a_repeated_key_is_found_by_identity_and_an_equal_copy_by_value() -> None:
+    """The loaders return one object per unchanged file, so a repeated key is found by the specs'
+    identity; an equal model built anew (another object) finds the same form by value."""
+    model, system, precision = load_model("llama3-8b"), load_system("h100-sxm"), Precision.parse("bf16")
+    assert pe.cached_form(model, system, precision, Parallelism()) is None  # first sighting
+    form = pe.cached_form(model, system, precision, Parallelism())
+    assert form is not None
+    assert pe.cached_form(load_model("llama3-8b"), load_system("h100-sxm"), Precision.parse("bf16"),
+                          Parallelism(tp=1)) is form
+    copy = dataclasses.replace(model)
+    assert copy is not model and copy == model
+    assert pe.cached_form(copy, system, precision, Parallelism()) is form
+    assert pe.cached_form(model, system, precision, Parallelism(tp=2)) is None  # another key: first sighting
+    pe.clear_cache()
+    assert pe.cached_form(model, system, precision, Parallelism()) is None  # forgotten, identity entries too
+
+
+def test_the_workspace_keeps_only_the_polynomials_that_can_be_largest() -> None:
+    """Dropping the activation polynomials that another bounds term by term (and repeats) never
+    changes the largest one at any batch >= 1 and context >= 1, negative coefficients included."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        polys = [tuple(float(x) for x in rng.choice([-3.0, 0.0, 1.0, 2.0, 5e3], 4)) for _ in range(rng.integers(1, 9))]
+        polys += polys[: rng.integers(0, 3)]  # repeats
+        kept = pe._undominated(polys)
+        assert set(kept) <= set(polys) and len(kept) == len(set(kept))
+        for b, c in zip(rng.integers(1, 5000, 20), rng.integers(1, 200_000, 20), strict=True):
+            b, c = float(b), float(c)
+            value = [p[0] + p[1] * b + p[2] * c + p[3] * b * c for p in polys]
+            assert max(value) == max(p[0] + p[1] * b + p[2] * c + p[3] * b * c for p in kept)
+
+
+def test_a_result_of_fields_is_the_constructors_and_names_every_field() -> None:
+    """StepResult.of_fields (the fast path's constructor, without __init__) builds an equal result,
+    and refuses a missing or unknown field by name; with_fields copies and replaces."""
+    result = estimate("llama3-8b", "h100-sxm", 8, context=512)
+    values = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    built = type(result).of_fields(**values)
+    assert built == result and repr(built) == repr(result) and built is not result
+    with pytest.raises(TypeError, match="missing warnings"):
+        type(result).of_fields(**{k: v for k, v in values.items() if k != "warnings"})
+    with pytest.raises(TypeError, match="not fields: speed"):
+        type(result).of_fields(**values, speed=1.0)
+    changed = result.with_fields(band_low_s=1.0, warnings=("w",))
+    assert changed.band_low_s == 1.0 and changed.warnings == ("w",) and result.warnings == ()
+    with pytest.raises(TypeError, match="not fields of StepResult: speed"):
+        result.with_fields(speed=1.0)
+
+
+def test_twin_ops_and_zero_quantities_are_used_and_exact() -> None:
+    """Ops priced from the same inputs (a layer's two norms, its all-reduces) take their twin's
+    numbers, and a quantity that is 0 everywhere (no KV bytes outside attention) is not evaluated:
+    both are exercised on a tp 8 step and give evaluate's records exactly."""
+    model, system, precision, par = load_model("llama3-70b"), load_system("8x-h100-sxm"), Precision.parse("bf16"), \
+        Parallelism(tp=8)
+    for _ in range(2):
+        form = pe.cached_form(model, system, precision, par)
+    assert form is not None
+    twins = [op for op in form.ops if op.twin >= 0]
+    assert {op.kind for op in twins} >= {"collective", "elementwise"}
+    for op in twins:
+        source = form.ops[op.twin]
+        assert pe._pricing_inputs(source) == pe._pricing_inputs(op) and source.twin == -1
+    assert sum(op.kv is None for op in form.ops) >= len(form.ops) - 2
+    for batch, context in ((1, 1), (37, 3000), (512, 8000)):
+        got = pe.price_point(form, batch, context)
+        want = _reference("llama3-70b", "8x-h100-sxm", "bf16", par, batch, context)
+        assert [tuple(r) for r in got.records] == [tuple(r) for r in want.records]
+        assert got.step_time_s == want.step_time_s and got.energy_j == want.energy_j
