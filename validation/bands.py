@@ -142,6 +142,7 @@ class BandTable:
         self.devices_of_kind = {str(k): sorted(map(str, set(part("device_kind", k)["device"]))) for k in device_kinds}
         self._widest = {id(bands): (min(b.e_low for b in bands.values()), max(b.e_high for b in bands.values()))
                         for bands in (*self.by_device.values(), *self.by_kind.values()) if bands}
+        self._lookup = {id(bands): _lookup(bands) for bands in (*self.by_device.values(), *self.by_kind.values())}
 
     def step_band(self, device: str, device_kind: str, ops: Iterable[OpForBand | tuple[str, str, float, float, float]]
                   ) -> ErrorBand:
@@ -163,24 +164,24 @@ class BandTable:
             wide_why = "band: the widest of the validated kinds"
         else:
             (wide_low, wide_high), wide_why = UNVALIDATED_ERROR, "band: a factor 2 either way, nothing validated"
+        lookup = self._lookup[id(bands)] if bands else {}
         for op_kind, dtype, flops, nbytes, time_s in ops:
             total += time_s
-            band = bands.get(op_kind if op_kind in bands else FALLBACK_KIND.get(op_kind, op_kind))
-            if band is None:
+            found = lookup.get(op_kind)
+            if found is None:
                 low += time_s / (1.0 + wide_high)
                 high += time_s / (1.0 + wide_low)
                 unvalidated[op_kind] = unvalidated.get(op_kind, 0.0) + time_s
                 continue
             covered += time_s
-            low += time_s / (1.0 + band.e_high)
-            high += time_s / (1.0 + band.e_low)
-            if op_kind != "collective" and dtype not in band.dtypes:
-                warnings.append(f"{op_kind} in {dtype}: validated only in {', '.join(sorted(band.dtypes))}")
-            flops_low, flops_high = band.flops_range
+            to_low, to_high, dtypes, flops_low, flops_high, bytes_low, bytes_high = found
+            low += time_s / to_low
+            high += time_s / to_high
+            if op_kind != "collective" and dtype not in dtypes:
+                warnings.append(f"{op_kind} in {dtype}: validated only in {', '.join(sorted(dtypes))}")
             if flops > 0 and not flops_low <= flops <= flops_high:
                 warnings.append(f"{op_kind} of {flops:.3g} FLOP outside the validated "
                                 f"{flops_low:.3g}-{flops_high:.3g} FLOP")
-            bytes_low, bytes_high = band.bytes_range
             if nbytes > 0 and not bytes_low <= nbytes <= bytes_high:
                 warnings.append(f"{op_kind} of {nbytes:.3g} B outside the validated "
                                 f"{bytes_low:.3g}-{bytes_high:.3g} B")
@@ -189,6 +190,19 @@ class BandTable:
             warnings.append(f"{kind} unvalidated on {device} ({100 * share:.0f}% of the step time; {wide_why})")
         return ErrorBand(low, high, covered / total if total > 0 else 0.0, source,
                          tuple(dict.fromkeys(warnings)))
+
+
+BandLookup = tuple[float, float, frozenset[str], float, float, float, float]
+
+
+def _lookup(bands: Mapping[str, KindBand]) -> dict[str, BandLookup]:
+    """What :meth:`BandTable.step_band` reads of the band of each op kind it may meet, fallback
+    kinds (:data:`FALLBACK_KIND`) resolved: the divisors of the step time for the low and high ends
+    (1 + e_high, 1 + e_low), the validated dtypes and the FLOP and byte ranges."""
+    kinds = {**{kind: bands[base] for kind, base in FALLBACK_KIND.items() if kind not in bands and base in bands},
+             **bands}
+    return {kind: (1.0 + band.e_high, 1.0 + band.e_low, band.dtypes, *band.flops_range, *band.bytes_range)
+            for kind, band in kinds.items()}
 
 
 @lru_cache(maxsize=4)
