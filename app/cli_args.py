@@ -47,6 +47,19 @@ def bounded_float(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
+def number_list(parse_one: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """argparse type factory: a comma-separated list, each item parsed (and bounded) by ``parse_one``
+    (e.g. ``number_list(bounded_int(1, 64))``: ``1,8,32``)."""
+
+    def parse(text: str) -> list[Any]:
+        items = [item.strip() for item in text.split(",")]
+        if not text.strip() or any(not item for item in items):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers")
+        return [parse_one(item) for item in items]
+
+    return parse
+
+
 SEED = bounded_int(0, 2**63 - 1)  # numpy.random.default_rng takes non-negative seeds
 
 

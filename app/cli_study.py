@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from decodex.app.cli_args import output_folder, positive_float, positive_int
+from decodex.app.cli_args import bounded_float, bounded_int, number_list, output_folder, positive_float, positive_int
 from decodex.app.cli_capacity import slo_spec
 
 STUDY_BATCHES = (32, 64, 128, 256, 512)  # requests per decode batch of the interleaving/row-buffer studies
@@ -128,6 +128,41 @@ def cmd_study_serving(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_specdec(args: argparse.Namespace) -> int:
+    """Write the speculative decoding study (speedup over plain decode against draft length and
+    acceptance on the GPU, Duplex, NeuPIMs and the U280; the best draft length of each; where the
+    near-memory and FPGA advantage over the GPU vanishes, by the verify step's Op/B) into ``args.out``
+    and print the best draft lengths."""
+    from decodex.core.run_limits import RunWatch
+    from decodex.explore.studies.specdec import (
+        advantage_crossover,
+        best_lengths,
+        crossover_figure,
+        deployments,
+        speedup_figure,
+        speedup_study,
+    )
+
+    points = sum(len(deployments(m)) for m in args.models) * len(args.batches) * len(args.contexts)
+    watch = RunWatch("study specdec", "points", points, progress=not args.quiet and sys.stderr.isatty())
+    watch.tick(0)
+    try:
+        frame = speedup_study(args.models, args.batches, args.contexts, args.lengths, args.acceptances,
+                              on_point=watch.advance)
+    finally:
+        watch.close()
+    best, crossover = best_lengths(frame), advantage_crossover(frame)
+    out = Path(args.out)
+    first_model, batch, context = args.models[0], args.batches[min(1, len(args.batches) - 1)], args.contexts[0]
+    acceptance = args.acceptances[len(args.acceptances) // 2]
+    _write(out, {"specdec_speedup": (frame, speedup_figure(frame, first_model, batch, context)),
+                 "specdec_crossover": (crossover, crossover_figure(frame, first_model, context, acceptance))})
+    best.to_csv(out / "specdec_best.csv", index=False)
+    print(f"wrote {out / 'specdec_best.csv'}", file=sys.stderr)
+    print(best.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
 def _write(out: Path, outputs: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, (frame, figure) in outputs.items():
@@ -149,8 +184,8 @@ def _status(args: argparse.Namespace, text: str) -> None:
 
 
 def add_study_parsers(sub: Any) -> None:
-    """Add ``study neupims``, ``duplex``, ``flightllm``, ``afd`` and ``serving`` to the ``decodex`` sub-commands
-    (``sub``: argparse sub-parsers)."""
+    """Add ``study neupims``, ``duplex``, ``flightllm``, ``afd``, ``serving`` and ``specdec`` to the
+    ``decodex`` sub-commands (``sub``: argparse sub-parsers)."""
     p = sub.add_parser("study", help="run a simulator study and write its figures and tables")
     which = p.add_subparsers(dest="study", required=True)
     neupims = which.add_parser("neupims", help="NeuPIMs: sub-batch interleaving, row buffers, PIM/NPU design sweep")
@@ -179,3 +214,19 @@ def add_study_parsers(sub: Any) -> None:
     serving.add_argument("--requests", type=positive_int, default=4000, help="requests per run (default 4000)")
     serving.add_argument("--scheduler", default=None, help="batching policy (default: vllm's, continuous)")
     serving.set_defaults(func=cmd_study_serving)
+    from decodex.explore.studies.specdec import ACCEPTANCES, BATCHES, CONTEXTS, LENGTHS, MODELS
+
+    spec = which.add_parser("specdec", help="speculative decoding: speedup by draft length and acceptance on the GPU, "
+                                            "Duplex, NeuPIMs and the U280; where their advantage vanishes")
+    _add_out(spec, "study-specdec")
+    spec.add_argument("--models", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
+                      default=list(MODELS), help=f"models, comma-separated (default {','.join(MODELS)})")
+    spec.add_argument("--batches", type=number_list(bounded_int(1, 4096)), default=list(BATCHES),
+                      help=f"batch sizes (default {','.join(map(str, BATCHES))})")
+    spec.add_argument("--contexts", type=number_list(bounded_int(1, 1 << 20)), default=list(CONTEXTS),
+                      help=f"context lengths (default {','.join(map(str, CONTEXTS))})")
+    spec.add_argument("--lengths", type=number_list(bounded_int(0, 64)), default=list(LENGTHS),
+                      help=f"draft lengths k (default {','.join(map(str, LENGTHS))})")
+    spec.add_argument("--acceptances", type=number_list(bounded_float(0.0, 1.0)), default=list(ACCEPTANCES),
+                      help=f"acceptance rates per drafted token (default {','.join(map(str, ACCEPTANCES))})")
+    spec.set_defaults(func=cmd_study_specdec)

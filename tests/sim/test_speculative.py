@@ -1,0 +1,111 @@
+"""A speculative step (sim.speculative): plain decode at k = 0, (k + 1) tokens for one verify with
+a free draft that is always accepted, verify FLOPs by hand, monotonicity, memory and bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from decodex.core.errors import ArgumentError
+from decodex.sim.estimate import estimate
+from decodex.sim.speculative import Draft, estimate_speculative
+from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance
+from decodex.workloads.catalog import load_model
+
+SYSTEMS = [("h100-sxm", "bf16"), ("neupims", "fp16"), ("duplex", "bf16"), ("alveo-u280", "w4a8")]
+
+
+@pytest.mark.parametrize(("system", "precision"), SYSTEMS)
+def test_no_draft_is_plain_decode_exactly(system: str, precision: str) -> None:
+    for draft in (Draft(), Draft("self", layers=2), Draft("model", model="llama2-7b")):
+        got = estimate_speculative("llama2-7b", system, 4, context=700, draft=draft, draft_length=0,
+                                   acceptance=ChainAcceptance((0.9,)), precision=precision)
+        plain = estimate("llama2-7b", system, 4, context=700, precision=precision)
+        assert got.step_time_s == plain.step_time_s and got.verify.records == plain.records
+        assert got.drafts == () and got.tokens_per_step == 1.0 and got.speedup == 1.0
+
+
+@pytest.mark.parametrize(("system", "precision"), SYSTEMS)
+def test_an_always_accepted_free_draft_gives_k_plus_1_tokens_per_verify(system: str, precision: str) -> None:
+    for k in (1, 3, 6):
+        got = estimate_speculative("llama2-7b", system, 2, context=512, draft=Draft(), draft_length=k,
+                                   acceptance=ChainAcceptance((1.0,)), precision=precision)
+        assert got.tokens_per_step == k + 1 and got.draft_time_s == 0.0
+        assert got.step_time_s == got.verify.step_time_s
+        assert got.time_per_token_s == pytest.approx(got.verify.step_time_s / (k + 1))
+        assert got.verify.tokens == 2 * (k + 1)  # k + 1 query tokens per request
+        # the verify reads the weights once: never more than k + 1 plain steps
+        assert got.verify.step_time_s <= (k + 1) * got.plain.step_time_s * (1 + 1e-9)
+
+
+def test_verify_flops_by_hand_for_a_chain() -> None:
+    """Llama-2-7B: 32 heads of 128; each of the k + 1 query tokens of a request attends its C
+    cached keys and, causally, 1 ... k + 1 of the step's new ones; the linear layers run k + 1
+    tokens per request."""
+    batch, context, k = 3, 1000, 4
+    got = estimate_speculative("llama2-7b", "h100-sxm", batch, context=context, draft=Draft(), draft_length=k,
+                               acceptance=ChainAcceptance((0.5,)))
+    attention = next(r for r in got.verify.records if r.kind == "attention")
+    pairs = batch * ((k + 1) * context + (k + 1) * (k + 2) / 2)
+    assert attention.flops == pytest.approx(2 * 32 * (128 + 128) * pairs)
+    model = load_model("llama2-7b")
+    for name in ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"):
+        verify = next(r for r in got.verify.records if r.name == name)
+        plain = next(r for r in got.plain.records if r.name == name)
+        assert verify.flops == pytest.approx((k + 1) * plain.flops)  # (k + 1) B rows instead of B
+        assert verify.weight_bytes == plain.weight_bytes  # the weights are read once either way
+    assert model.num_layers == next(r for r in got.verify.records if r.name == "qkv_proj").repeat
+
+
+def test_speedup_is_monotone_in_acceptance_and_the_draft_costs_time() -> None:
+    for system, precision in SYSTEMS:
+        speedups = [estimate_speculative("llama2-7b", system, 8, context=1024, draft=Draft("self", layers=4),
+                                         draft_length=4, acceptance=ChainAcceptance((a,)),
+                                         precision=precision).speedup for a in np.linspace(0, 1, 6)]
+        assert all(b > a for a, b in itertools.pairwise(speedups)), (system, speedups)
+    free = estimate_speculative("llama2-7b", "h100-sxm", 8, context=1024, draft=Draft(), draft_length=3,
+                                acceptance=ChainAcceptance((0.7,)))
+    drafted = estimate_speculative("llama2-7b", "h100-sxm", 8, context=1024, draft=Draft("self", layers=4),
+                                   draft_length=3, acceptance=ChainAcceptance((0.7,)))
+    assert drafted.draft_time_s > 0 and drafted.speedup < free.speedup
+    assert len(drafted.drafts) == 3 and [d.mean_context for d in drafted.drafts] == [1024, 1025, 1026]
+    # a self-draft of L layers reads about L / layers of the weights per draft token
+    assert drafted.drafts[0].weight_bytes < 0.25 * drafted.plain.weight_bytes
+
+
+def test_a_draft_model_elsewhere_and_its_memory_beside_the_target() -> None:
+    empirical = EmpiricalAcceptance((20, 30, 50))
+    on_gpu = estimate_speculative("llama2-13b", "h100-sxm", 8, context=1024, draft=Draft("model", model="llama2-7b"),
+                                  draft_length=2, acceptance=empirical)
+    assert on_gpu.fits and on_gpu.expected_accepted == pytest.approx(1.3)
+    assert {d.system for d in on_gpu.drafts} == {"h100-sxm"}
+    beside = estimate_speculative("llama2-13b", "a100-40g", 8, context=1024, draft=Draft("model", model="llama2-7b"),
+                                  draft_length=2, acceptance=empirical)
+    assert beside.plain.fits and not beside.fits and "target and draft" in beside.reason
+    apart = estimate_speculative("llama2-13b", "a100-40g", 8, context=1024,
+                                 draft=Draft("model", model="llama2-7b", system="h100-sxm"), draft_length=2,
+                                 acceptance=empirical)
+    assert apart.fits and {d.system for d in apart.drafts} == {"h100-sxm"}
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(draft_length=-1), "draft_length"), (dict(draft_length=2.5), "draft_length"),
+    (dict(batch=0), "batch"), (dict(context=-1), "context"), (dict(acceptance=0.8), "acceptance"),
+    (dict(draft="self"), "draft"), (dict(acceptance=EmpiricalAcceptance((1, 1)), draft_length=3), r"\[0, 1\]"),
+    (dict(draft=Draft("self", layers=32)), "fewer than"),
+])
+def test_bad_arguments_name_the_field(kwargs: dict, match: str) -> None:
+    args = dict(batch=2, context=100, draft=Draft("self", layers=2), draft_length=2, acceptance=ChainAcceptance((0.5,)))
+    args.update(kwargs)
+    with pytest.raises(ArgumentError, match=match):
+        estimate_speculative("llama2-7b", "h100-sxm", args.pop("batch"), **args)
+
+
+def test_bad_drafts_name_the_field() -> None:
+    for kwargs, match in ((dict(kind="heads"), "draft.kind"), (dict(kind="model"), "draft.model"),
+                          (dict(kind="self", layers=0), "draft.layers"), (dict(kind="free", layers=2), "draft.layers"),
+                          (dict(kind="self", layers=2, model="llama2-7b"), "draft.model")):
+        with pytest.raises(ArgumentError, match=match):
+            Draft(**kwargs)
