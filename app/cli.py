@@ -166,6 +166,7 @@ ADDERS = (
     ("decodex.app.cli_capacity", "add_capacity_parser", ("capacity",)),
     ("decodex.app.cli_validate", "add_validation_parsers", ("reproduce", "calibrate", "validate")),
     ("decodex.app.cli_study", "add_study_parsers", ("study",)),
+    ("decodex.app.cli_speculate", "add_speculate_parser", ("speculate",)),
     ("decodex.app.cli_explore", "add_explore_parsers", ("sweep", "pareto", "sensitivity", "optimize")),
     ("decodex.app.cli_examples", "add_examples_parser", ("examples",)),
     ("decodex.app.cli_app", "add_app_parser", ("app",)),

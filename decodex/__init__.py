@@ -15,6 +15,9 @@ Running a design point (times in s, energy in J, memory in B):
 ``evaluate``            price a plan analytically (no band attached)
 ``reproduce``           run the seed papers' reproduction targets (``"all"``, a group or a name)
 ``pareto_front``        the non-dominated rows of a sweep's frame
+``estimate_speculative`` one speculative step: draft, verify, tokens per step, speedup
+                        (``Draft``, ``ChainAcceptance``/``TreeAcceptance``/``EmpiricalAcceptance``,
+                        ``TokenTree``; :mod:`decodex.sim.speculative`)
 ======================  =====================================================================
 
 Inputs:
@@ -58,6 +61,12 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "decodex.sim.estimate",
     "reproduce": "decodex.validation.reproduce",
     "pareto_front": "decodex.explore.pareto",
+    "estimate_speculative": "decodex.sim.speculative",
+    "Draft": "decodex.sim.speculative",
+    "ChainAcceptance": "decodex.workloads.acceptance",
+    "TreeAcceptance": "decodex.workloads.acceptance",
+    "EmpiricalAcceptance": "decodex.workloads.acceptance",
+    "TokenTree": "decodex.workloads.token_tree",
     "load_model": "decodex.workloads.catalog",
     "list_models": "decodex.workloads.catalog",
     "load_system": "decodex.hw_models.system",
@@ -88,9 +97,12 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "ArgumentError",
     "Batch",
+    "ChainAcceptance",
     "DType",
     "DecodexError",
     "DeviceSpec",
+    "Draft",
+    "EmpiricalAcceptance",
     "InfeasibleError",
     "ModelConfig",
     "Parallelism",
@@ -102,10 +114,13 @@ __all__ = [
     "SpecError",
     "StepResult",
     "SystemSpec",
+    "TokenTree",
+    "TreeAcceptance",
     "Workload",
     "__version__",
     "copy_example",
     "estimate",
+    "estimate_speculative",
     "evaluate",
     "list_devices",
     "list_examples",

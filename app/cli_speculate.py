@@ -1,0 +1,81 @@
+"""``decodex speculate``: a speculative decode step against plain decode, for several draft lengths."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from decodex.app.cli_args import (
+    add_model_system_options,
+    bounded_float,
+    bounded_int,
+    number_list,
+    positive_int,
+    print_json,
+)
+
+
+def draft_spec(text: str) -> dict[str, Any]:
+    """argparse type: ``free``, ``self:LAYERS`` or ``model:NAME`` / ``model:NAME@SYSTEM`` (the
+    draft model on another system), as :class:`~decodex.sim.speculative.Draft` fields."""
+    kind, _, rest = text.strip().partition(":")
+    if kind == "free" and not rest:
+        return {"kind": "free"}
+    if kind == "self" and rest:
+        return {"kind": "self", "layers": positive_int(rest)}
+    if kind == "model" and rest:
+        name, _, system = rest.partition("@")
+        if name:
+            return {"kind": "model", "model": name, "system": system or None}
+    raise argparse.ArgumentTypeError(f"{text!r}: use free, self:LAYERS, model:NAME or model:NAME@SYSTEM")
+
+
+def cmd_speculate(args: argparse.Namespace) -> int:
+    """Print (or write as JSON) one speculative step per draft length, with the plain step's time."""
+    from decodex.app.formatting import table
+    from decodex.sim.speculative import Draft, speculative_parts
+    from decodex.workloads.acceptance import ChainAcceptance
+    from decodex.workloads.parallelism import Parallelism
+
+    acceptance = ChainAcceptance(tuple(args.acceptance))
+    parts = speculative_parts(args.model, args.system, args.batch, context=args.context, draft=Draft(**args.draft),
+                              lengths=args.lengths, precision=args.precision, parallelism=Parallelism(tp=args.tp))
+    steps = [parts.step(k, acceptance.expected_accepted(k)) for k in sorted(set(args.lengths))]
+    rows = [{"draft_length": s.draft_length, "tokens_per_step": s.tokens_per_step, "draft_s": s.draft_time_s,
+             "verify_s": s.verify.step_time_s, "step_s": s.step_time_s, "time_per_token_s": s.time_per_token_s,
+             "tokens_per_s": s.tokens_per_s, "speedup": s.speedup, "verify_op_per_byte": s.verify_intensity,
+             "fits": s.fits, "reason": s.reason} for s in steps]
+    if args.json:
+        print_json({"model": parts.plain.model, "system": parts.plain.system, "batch": args.batch,
+                    "context": args.context, "draft": args.draft, "acceptance": list(acceptance.probs),
+                    "plain_step_s": parts.plain.step_time_s, "steps": rows})
+        return 0
+    print(f"{parts.plain.model} on {parts.plain.system}, batch {args.batch}, context {args.context}: "
+          f"plain decode {parts.plain.step_time_s * 1e3:.3f} ms per step")
+    header = ["k", "tokens/step", "draft ms", "verify ms", "ms/token", "tokens/s", "speedup", "verify Op/B", "fits"]
+    cells = [[r["draft_length"], f"{r['tokens_per_step']:.2f}", f"{r['draft_s'] * 1e3:.3f}",
+              f"{r['verify_s'] * 1e3:.3f}", f"{r['time_per_token_s'] * 1e3:.3f}", f"{r['tokens_per_s']:.4g}",
+              f"{r['speedup']:.2f}x", f"{r['verify_op_per_byte']:.1f}", "yes" if r["fits"] else r["reason"]]
+             for r in rows]
+    print(table(header, cells))
+    return 0
+
+
+def add_speculate_parser(sub: Any) -> None:
+    """Add ``speculate`` to the ``decodex`` sub-commands (``sub``: argparse sub-parsers)."""
+    p = sub.add_parser("speculate", help="speculative decoding: draft + verify against plain decode, by draft length")
+    add_model_system_options(p)
+    p.add_argument("--batch", type=bounded_int(1, 1 << 21), default=1, help="requests in the batch (default 1)")
+    p.add_argument("--context", type=bounded_int(1, 1 << 22), default=1024,
+                   help="cached tokens per request (default 1024)")
+    p.add_argument("--precision", default="bf16", help="the target's precision preset (default bf16)")
+    p.add_argument("--tp", type=positive_int, default=1, help="the target's tensor-parallel degree (default 1)")
+    p.add_argument("--draft", type=draft_spec, default={"kind": "free"},
+                   help="free (default), self:LAYERS (the target's first layers) or model:NAME[@SYSTEM]")
+    p.add_argument("--lengths", type=number_list(bounded_int(0, 64)), default=[0, 1, 2, 3, 4, 6, 8],
+                   help="draft lengths k, comma-separated (default 0,1,2,3,4,6,8)")
+    p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
+                   help="acceptance probability per drafted position, comma-separated; the last repeats "
+                        "(default 0.7)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_speculate)

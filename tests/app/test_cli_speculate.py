@@ -1,0 +1,44 @@
+"""``decodex speculate``: the table and JSON by draft length, and its draft option."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from decodex.app.cli import main
+from decodex.app.cli_speculate import draft_spec
+from decodex.sim.speculative import Draft, estimate_speculative
+from decodex.workloads.acceptance import ChainAcceptance
+
+
+def test_the_table_has_one_row_per_length(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--batch", "4", "--context", "512",
+                 "--draft", "self:4", "--lengths", "0,2,3", "--acceptance", "0.9,0.7"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert [row[0] for row in rows] == ["0", "2", "3"] and rows[0][6] == "1.00x"
+    assert "plain decode" in out
+
+
+def test_the_json_equals_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["speculate", "--model", "llama2-13b", "--system", "h100-sxm", "--batch", "8", "--context", "1000",
+                 "--draft", "model:llama2-7b", "--lengths", "3", "--acceptance", "0.8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    step = estimate_speculative("llama2-13b", "h100-sxm", 8, context=1000, draft=Draft("model", model="llama2-7b"),
+                                draft_length=3, acceptance=ChainAcceptance((0.8,)))
+    (row,) = data["steps"]
+    assert row["speedup"] == pytest.approx(step.speedup)
+    assert row["tokens_per_step"] == pytest.approx(step.tokens_per_step)
+    assert data["plain_step_s"] == pytest.approx(step.plain.step_time_s) and row["fits"] is True
+
+
+def test_draft_specs() -> None:
+    assert draft_spec("free") == {"kind": "free"}
+    assert draft_spec("self:8") == {"kind": "self", "layers": 8}
+    assert draft_spec("model:llama2-7b") == {"kind": "model", "model": "llama2-7b", "system": None}
+    assert draft_spec("model:llama2-7b@duplex") == {"kind": "model", "model": "llama2-7b", "system": "duplex"}
+    for bad in ("self", "self:0", "model:", "heads:4", "free:1", "self:x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            draft_spec(bad)
