@@ -111,9 +111,6 @@ def activation_bytes(tokens: float, hidden: int, dtype: DType) -> float:
     return float(tokens * hidden * dtype.nbytes + scales)
 
 
-def _subset(batch: Batch, index: np.ndarray) -> Batch:
-    return Batch(batch.context_lens[index], batch.query_lens[index], batch.emits_token[index], batch.routing)
-
 
 def _ops(template: LayerTemplate | None, blocks: tuple[str, ...]) -> tuple[Op, ...]:
     return () if template is None else tuple(op for op in template.ops if op.block in blocks)
@@ -177,7 +174,7 @@ class AfdMapper:
         link = system.link_for_group(system.interconnect.devices_per_node + 1) if not roles.colocated else None
         a_index, f_index = system.device_index(a_group), system.device_index(f_group)
         share = np.arange(batch.num_requests)[::active]
-        device_graph = build_step_graph(model, _subset(batch, share), precision, Parallelism(), ffn=False)
+        device_graph = build_step_graph(model, batch.subset(share), precision, Parallelism(), ffn=False)
 
         def ffn_graph(group_tokens: int) -> Graph:
             """One FFN device's graph for ``group_tokens`` tokens of its group."""
@@ -192,7 +189,7 @@ class AfdMapper:
         streams, placements = [], []
         memories: set[tuple[str, int, str]] = set()
         for number, index in enumerate(deal(batch, active, microbatches)):
-            att = build_step_graph(model, _subset(batch, index), precision, Parallelism(), ffn=False)
+            att = build_step_graph(model, batch.subset(index), precision, Parallelism(), ffn=False)
             tokens = float(att.batch.num_tokens) * active  # the micro-batch's tokens over the busy attention devices
             group_tokens = max(1, round(tokens / f_groups))  # each FFN group takes its share
             ffn = ffn_graph(group_tokens)

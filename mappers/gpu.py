@@ -177,8 +177,7 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
     out = []
     for part in range(parts):
         index = np.arange(part, batch.num_requests, parts)
-        out.append(Batch(batch.context_lens[index], batch.query_lens[index], batch.emits_token[index],
-                         batch.routing))
+        out.append(batch.subset(index))
     return out
 
 

@@ -44,7 +44,6 @@ from decodex.hw_models.system import SystemSpec
 from decodex.mappers.base import PimUnits, Placement, Plan, find_pim_units, register_mapper, replica_device
 from decodex.mappers.gpu import layer_runs, op_task, template_named
 from decodex.mappers.schedule import Block, Schedule, Stream, Task
-from decodex.workloads.batch import Batch
 from decodex.workloads.builder import build_step_graph
 from decodex.workloads.graph import Graph, LayerTemplate
 from decodex.workloads.ops import AttentionOp, ElementwiseOp, Op, OpKind
@@ -89,9 +88,6 @@ def pim_attention(op: AttentionOp, channel_of_request: np.ndarray) -> ChannelAss
     return ChannelAssignedAttentionOp(**values, channel_of_request=np.asarray(channel_of_request, dtype=np.int64))
 
 
-def _sub_batch(batch: Batch, index: np.ndarray) -> Batch:
-    return Batch(batch.context_lens[index], batch.query_lens[index], batch.emits_token[index], batch.routing)
-
 
 @register_mapper("neupims")
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ class NeuPimsMapper:
         else:
             subs = []
             for index in split_channels(channel, loads, pim.channels, parts):
-                sub = build_step_graph(graph.model, _sub_batch(graph.batch, index), graph.precision,
+                sub = build_step_graph(graph.model, graph.batch.subset(index), graph.precision,
                                        par).without(graph.omitted)
                 subs.append((sub, channel[index]))
         streams = []

@@ -37,12 +37,12 @@ from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate, evaluate, plan_step
 from decodex.sim.results import StepResult
-from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance
+from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance, TreeAcceptance
 from decodex.workloads.batch import MAX_BATCH_REQUESTS, MAX_TOKENS_PER_REQUEST, Batch, is_whole
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.parallelism import Parallelism
-from decodex.workloads.token_tree import MAX_TREE_NODES
+from decodex.workloads.token_tree import MAX_TREE_NODES, TokenTree
 
 DRAFT_KINDS = ("model", "self", "free")
 
@@ -127,14 +127,17 @@ def _self_draft_model(model: ModelConfig, layers: int) -> ModelConfig:
 
 def estimate_speculative(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *,
                          context: int, draft: Draft, draft_length: int,
-                         acceptance: ChainAcceptance | EmpiricalAcceptance, precision: str = "bf16",
+                         acceptance: ChainAcceptance | EmpiricalAcceptance | TreeAcceptance, precision: str = "bf16",
                          parallelism: Parallelism | None = None, mapper: str | None = None) -> SpeculativeResult:
     """One speculative step of ``batch`` requests holding ``context`` cached tokens each, drafting
     ``draft_length`` tokens per request (see module docstring); ``acceptance`` gives E[accepted].
     ``mapper``: the target's (default its system's). Times in s."""
+    if isinstance(acceptance, TreeAcceptance):
+        return _tree_step(model, system, batch, context, draft, draft_length, acceptance, precision, parallelism,
+                          mapper)
     if not isinstance(acceptance, ChainAcceptance | EmpiricalAcceptance):
-        raise ArgumentError(f"acceptance: a ChainAcceptance or EmpiricalAcceptance, got {type(acceptance).__name__} "
-                            "(token trees are verified as chains for now)")
+        raise ArgumentError(f"acceptance: a ChainAcceptance, EmpiricalAcceptance or TreeAcceptance, got "
+                            f"{type(acceptance).__name__}")
     parts = speculative_parts(model, system, batch, context=context, draft=draft, lengths=(draft_length,),
                               precision=precision, parallelism=parallelism, mapper=mapper)
     return parts.step(int(draft_length), acceptance.expected_accepted(int(draft_length)))
@@ -204,6 +207,42 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     drafts = _draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism)
     shares = draft.kind == "model" and (draft.system is None or load_system(draft.system) is target_system)
     return SpeculativeParts(plain, verifies, drafts, draft, shares)
+
+
+def verify_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *, context: int,
+                tree: TokenTree, precision: str = "bf16", parallelism: Parallelism | None = None,
+                mapper: str | None = None) -> StepResult:
+    """The target's verify step over ``tree``'s drafted tokens for each of ``batch`` requests
+    holding ``context`` cached tokens: ``tree.query_tokens`` query tokens each, attention with the
+    tree's mask (a chain's is the causal one). Times in s."""
+    if not isinstance(tree, TokenTree):
+        raise ArgumentError(f"tree: must be a TokenTree, got {type(tree).__name__}")
+    if not is_whole(batch) or not 1 <= batch <= MAX_BATCH_REQUESTS:
+        raise ArgumentError(f"batch: {batch!r} must be an integer in [1, {MAX_BATCH_REQUESTS}]")
+    requests = int(batch)
+    queries = Batch(np.full(requests, context), np.full(requests, tree.query_tokens), np.ones(requests, bool),
+                    tree=None if tree.is_chain else tree)
+    return evaluate(plan_step(model, system, queries, precision=precision, mapper=mapper, parallelism=parallelism))
+
+
+def _tree_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, context: int,
+               draft: Draft, draft_length: int, acceptance: TreeAcceptance, precision: str,
+               parallelism: Parallelism | None, mapper: str | None) -> SpeculativeResult:
+    """:func:`estimate_speculative` of a drafted tree: its verify (:func:`verify_step`) and
+    ``acceptance``'s E[accepted]; the tree is drafted for free (the time of drafting a tree with a
+    model or heads is not priced yet)."""
+    tree = acceptance.tree
+    if draft_length != tree.size:
+        raise ArgumentError(f"draft_length: {draft_length!r} must equal the tree's {tree.size} drafted tokens")
+    if draft.kind != "free":
+        raise ArgumentError(f"draft: a drafted tree is priced with a free draft for now, not {draft.kind!r} "
+                            "(a chain prices every kind)")
+    plain = estimate(model, system, batch, context=context, precision=precision, mapper=mapper,
+                     parallelism=parallelism)
+    verify = verify_step(model, system, batch, context=context, tree=tree, precision=precision,
+                         parallelism=parallelism, mapper=mapper) if tree.size else plain
+    parts = SpeculativeParts(plain, {tree.size: verify}, (), draft, shares_memory=False)
+    return parts.step(tree.size, acceptance.expected_accepted())
 
 
 def _draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int, k: int, draft: Draft,

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from decodex.core.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from decodex.workloads.token_tree import TokenTree
 
 ROUTING_KINDS = ("uniform", "zipf")
 MAX_SKEW = 10.0  # Zipf exponent: at 10 one expert already takes all but ~1e-3 of the picks
@@ -210,8 +214,14 @@ class Batch:
     query_lens: np.ndarray
     emits_token: np.ndarray
     routing: Routing = field(default_factory=Routing)
+    tree: TokenTree | None = None  # a speculative verify: requests with tree.query_tokens new tokens follow its mask
 
     def __post_init__(self) -> None:
+        if self.tree is not None:
+            from decodex.workloads.token_tree import TokenTree  # token_tree imports this module
+
+            if not isinstance(self.tree, TokenTree):
+                raise ArgumentError(f"batch.tree: must be a TokenTree or None, got {type(self.tree).__name__}")
         ctx = token_counts(self.context_lens, "context lengths", 0)
         query = token_counts(self.query_lens, "query lengths (tokens each request processes)", 1)
         emits = token_flags(self.emits_token, "emits_token")
@@ -226,6 +236,10 @@ class Batch:
         for name, value in (("context_lens", ctx), ("query_lens", query), ("emits_token", emits)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
+
+    def subset(self, index: np.ndarray) -> Batch:
+        """The requests at ``index`` (an integer or boolean array), with this batch's routing and tree."""
+        return Batch(self.context_lens[index], self.query_lens[index], self.emits_token[index], self.routing, self.tree)
 
     @classmethod
     def decode(cls, batch_size: int, context_len: int | np.ndarray, routing: Routing | None = None) -> Batch:

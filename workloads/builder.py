@@ -103,7 +103,7 @@ class _Builder:
         return AttentionOp(name=name, dtype=self.prec.attention, block=self.block, devices=self.tp,
                            context_lens=ctx, query_lens=query, q_heads=q_heads, kv_heads=kv_heads,
                            qk_dim=qk_dim, v_dim=v_dim, kv_elements_per_token=kv_elements,
-                           kv_dtype=self.prec.kv_cache, kv_replicated=kv_replicated)
+                           kv_dtype=self.prec.kv_cache, kv_replicated=kv_replicated, tree=self.batch.tree)
 
     def activation(self, name: str, width: int, ffn: FFNConfig, rows: int | None = None) -> ElementwiseOp:
         """The FFN's activation on ``rows`` x ``width`` elements (times the up half when gated)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from decodex.core.dtypes import DType
 from decodex.workloads.precision import Sparsity
+from decodex.workloads.token_tree import TokenTree
 
 
 class OpKind(StrEnum):
@@ -170,7 +171,10 @@ class AttentionOp(Op):
     """Attention of a batch of requests over their KV caches (one layer, one device).
 
     Request ``i`` has ``context_lens[i]`` cached tokens and ``query_lens[i]`` new ones; query
-    token ``j`` attends to ``context_lens[i] + j + 1`` keys (causal). ``q_heads`` query heads
+    token ``j`` attends to ``context_lens[i] + j + 1`` keys (causal). A request whose new tokens
+    are a speculative verify over ``tree`` (``query_lens[i] == tree.query_tokens``) attends with
+    the tree's mask instead: each query its cached keys, its ancestors and itself
+    (:class:`~workloads.token_tree.TokenTree`). ``q_heads`` query heads
     share ``kv_heads`` K/V heads (GQA/MQA; MLA and MFA are ``kv_heads = 1`` with wide heads).
     ``kv_elements_per_token``: elements cached per token on this device.
     """
@@ -185,6 +189,7 @@ class AttentionOp(Op):
     kv_elements_per_token: int
     kv_dtype: DType
     kv_replicated: bool = False  # each device of the group stores the same KV heads
+    tree: TokenTree | None = None  # the drafted tokens' tree of a speculative verify (None: causal)
     attended_pairs: float = field(init=False)
     cached_tokens: float = field(init=False)
     new_tokens: float = field(init=False)
@@ -192,7 +197,10 @@ class AttentionOp(Op):
     def __post_init__(self) -> None:
         ctx = self.context_lens.astype(np.float64)
         q = self.query_lens.astype(np.float64)
-        object.__setattr__(self, "attended_pairs", float((q * ctx + q * (q + 1.0) / 2.0).sum()))
+        new_keys = q * (q + 1.0) / 2.0  # causal among the step's new tokens
+        if self.tree is not None:
+            new_keys = np.where(self.query_lens == self.tree.query_tokens, float(self.tree.attended_new_keys), new_keys)
+        object.__setattr__(self, "attended_pairs", float((q * ctx + new_keys).sum()))
         object.__setattr__(self, "new_tokens", float(q.sum()))
         object.__setattr__(self, "cached_tokens", float(ctx.sum()))
 

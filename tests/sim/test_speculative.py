@@ -109,3 +109,58 @@ def test_bad_drafts_name_the_field() -> None:
                           (dict(kind="self", layers=2, model="llama2-7b"), "draft.model")):
         with pytest.raises(ArgumentError, match=match):
             Draft(**kwargs)
+
+
+def test_tree_verify_flops_by_hand_on_every_mapper() -> None:
+    """A (2, 2, 1) tree (10 nodes): each request's 11 queries attend C cached keys each, and 1 + 2*2
+    + 4*3 + 4*4 = 33 new ones (root: itself; a depth-d node: the root, its d - 1 drafted ancestors
+    and itself), not the 66 of a causal chunk of 11."""
+    from decodex.workloads.acceptance import TreeAcceptance
+    from decodex.workloads.token_tree import TokenTree
+
+    tree = TokenTree.branching((2, 2, 1))
+    acceptance = TreeAcceptance(tree, (0.5, 0.3, 0.4, 0.3, 0.4, 0.3, 0.6, 0.6, 0.6, 0.6))
+    batch, context = 4, 1000
+    for system, precision in SYSTEMS:
+        got = estimate_speculative("llama2-7b", system, batch, context=context, draft=Draft(), draft_length=10,
+                                   acceptance=acceptance, precision=precision)
+        attention = next(r for r in got.verify.records if r.kind == "attention")
+        assert tree.attended_new_keys == 33
+        assert attention.flops == pytest.approx(2 * 32 * 256 * batch * (11 * context + 33)), system
+        assert got.tokens_per_step == pytest.approx(1 + acceptance.expected_accepted())
+        assert got.verify.tokens == batch * 11
+
+
+def test_a_chain_shaped_tree_is_the_chain() -> None:
+    from decodex.sim.speculative import verify_step
+    from decodex.workloads.token_tree import TokenTree
+
+    chain = ChainAcceptance((0.8, 0.6))
+    as_chain = estimate_speculative("llama2-7b", "duplex", 8, context=900, draft=Draft(), draft_length=4,
+                                    acceptance=chain)
+    as_tree = estimate_speculative("llama2-7b", "duplex", 8, context=900, draft=Draft(), draft_length=4,
+                                   acceptance=chain.for_tree(TokenTree.chain(4)))
+    assert as_tree.step_time_s == as_chain.step_time_s and as_tree.verify.records == as_chain.verify.records
+    assert as_tree.expected_accepted == pytest.approx(as_chain.expected_accepted)
+    # with a branching tree, fewer attended pairs than the causal chunk of the same size
+    branching = verify_step("llama2-7b", "h100-sxm", 8, context=900, tree=TokenTree.branching((2, 2)))
+    causal = verify_step("llama2-7b", "h100-sxm", 8, context=900, tree=TokenTree.chain(6))
+    assert branching.flops < causal.flops
+    with pytest.raises(ArgumentError, match="free draft"):
+        estimate_speculative("llama2-7b", "duplex", 8, context=900, draft=Draft("self", layers=2), draft_length=4,
+                             acceptance=chain.for_tree(TokenTree.chain(4)))
+    with pytest.raises(ArgumentError, match="must equal the tree"):
+        estimate_speculative("llama2-7b", "duplex", 8, context=900, draft=Draft(), draft_length=3,
+                             acceptance=chain.for_tree(TokenTree.chain(4)))
+
+
+def test_a_batch_keeps_its_tree_in_subsets() -> None:
+    from decodex.workloads.batch import Batch
+    from decodex.workloads.token_tree import TokenTree
+
+    tree = TokenTree.branching((2,))
+    batch = Batch(np.array([5, 6, 7]), np.array([3, 3, 1]), np.ones(3, bool), tree=tree)
+    part = batch.subset(np.array([0, 2]))
+    assert part.tree is tree and part.context_lens.tolist() == [5, 7] and part.query_lens.tolist() == [3, 1]
+    with pytest.raises(ArgumentError, match=r"batch\.tree"):
+        Batch(np.array([5]), np.array([1]), np.ones(1, bool), tree=(-1,))
