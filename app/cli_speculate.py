@@ -17,17 +17,20 @@ from decodex.app.cli_args import (
 
 def draft_spec(text: str) -> dict[str, Any]:
     """argparse type: ``free``, ``self:LAYERS`` or ``model:NAME`` / ``model:NAME@SYSTEM`` (the
-    draft model on another system), as :class:`~decodex.sim.speculative.Draft` fields."""
-    kind, _, rest = text.strip().partition(":")
-    if kind == "free" and not rest:
-        return {"kind": "free"}
-    if kind == "self" and rest:
-        return {"kind": "self", "layers": positive_int(rest)}
-    if kind == "model" and rest:
-        name, _, system = rest.partition("@")
-        if name:
-            return {"kind": "model", "model": name, "system": system or None}
-    raise argparse.ArgumentTypeError(f"{text!r}: use free, self:LAYERS, model:NAME or model:NAME@SYSTEM")
+    draft model on another system, :meth:`~decodex.sim.speculative.Draft.parse`), as Draft fields."""
+    from decodex.core.errors import ArgumentError
+    from decodex.sim.speculative import Draft
+
+    try:
+        draft = Draft.parse(text)
+    except ArgumentError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    fields: dict[str, Any] = {"kind": draft.kind}
+    if draft.kind == "self":
+        fields["layers"] = draft.layers
+    if draft.kind == "model":
+        fields.update(model=draft.model, system=draft.system)
+    return fields
 
 
 def cmd_speculate(args: argparse.Namespace) -> int:

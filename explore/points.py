@@ -35,7 +35,7 @@ import numpy as np
 
 from decodex.explore.optimize import Constraint
 from decodex.explore.spec_overrides import system_with
-from decodex.explore.sweep_space import constraint_reason, point_id
+from decodex.explore.sweep_space import SPECULATIVE_KEYS, constraint_reason, point_id
 from decodex.hw_models.system import SystemSpec
 from decodex.sim.pricing import usd_per_million_tokens
 from decodex.workloads.batch import Routing
@@ -104,10 +104,43 @@ def _step_metrics(system: SystemSpec, devices: int, step_time_s: float, tokens_p
     return row
 
 
+def _speculative_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """The metrics of a speculative step (``draft_length``, ``acceptance``, ``draft``;
+    :func:`sim.speculative.estimate_speculative`): its time per token as ``tpot_s``, the step's
+    time as ``step_time_s``, tokens/s, and ``tokens_per_step``, ``speedup``, ``verify_op_per_byte``,
+    ``draft_time_s``; no unit shares (a step of several steps)."""
+    from decodex.core.errors import ArgumentError
+    from decodex.sim.speculative import Draft, estimate_speculative
+    from decodex.workloads.acceptance import ChainAcceptance
+
+    if mode != "estimate":
+        raise ArgumentError(f"draft_length/acceptance/draft: speculative decoding is priced in estimate mode, "
+                            f"not {mode}")
+    if _mapper_options(point) or "routing" in point or "skew" in point:
+        raise ArgumentError("draft_length/acceptance/draft: a speculative point takes no mapper options or routing")
+    system = _system(point)
+    common = _common(point)
+    step = estimate_speculative(point["model"], system, int(point.get("batch", 1)),
+                                context=int(point.get("context", 1024)), draft=Draft.parse(point.get("draft", "free")),
+                                draft_length=int(point.get("draft_length", 0)),
+                                acceptance=ChainAcceptance((float(point.get("acceptance", 0.7)),)),
+                                precision=common["precision"], parallelism=common.get("parallelism"))
+    verify = step.verify
+    row = _step_metrics(system, verify.devices, step.step_time_s, step.tokens_per_s,
+                        step.energy_per_token_j, verify.memory_required_bytes, verify.memory_capacity_bytes,
+                        step.fits, step.reason, {})
+    row["tpot_s"] = step.time_per_token_s
+    row.update(tokens_per_step=step.tokens_per_step, speedup=step.speedup, verify_op_per_byte=step.verify_intensity,
+               draft_time_s=step.draft_time_s)
+    return row
+
+
 def _step_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
     from decodex.sim.estimate import estimate
     from decodex.sim.simulate import simulate
 
+    if any(key in point for key in SPECULATIVE_KEYS):
+        return _speculative_row(point, mode)
     system = _system(point)
     run = simulate if mode == "simulate" else estimate
     result = run(point["model"], system, int(point.get("batch", 1)), context=int(point.get("context", 1024)),
@@ -182,7 +215,7 @@ def _grid_rows(points: Sequence[Mapping[str, Any]], constraints: Sequence[Constr
     from decodex.sim.vector_estimate import estimate_grid
 
     first = points[0]
-    if any(k.startswith("mapper.") or k in ("mapper", "routing", "skew") for k in first):
+    if any(k.startswith("mapper.") or k in ("mapper", "routing", "skew", *SPECULATIVE_KEYS) for k in first):
         return None
     try:
         system = _system(first)

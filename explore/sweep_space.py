@@ -65,16 +65,23 @@ POINT_KEYS = {
     "output_len": "serve: mean output tokens", "scheduler": "serve: static, continuous, inflight or chunked",
     "software": "serve: serving software (vllm, trtllm, ideal): host time, admission, KV sizing",
     "max_batch": "serve: most running requests", "chunk": "serve: chunked token budget",
-    "slo_ttft_s": "serve: TTFT SLO (s)", "slo_tpot_s": "serve: TPOT SLO (s)", "seed": "serve: workload seed",
+    "slo_ttft_s": "serve: TTFT SLO (s)", "slo_tpot_s": "serve: TPOT SLO (s)",
+    "seed": "serve: workload seed",
+    "draft_length": "estimate: speculative decoding, tokens drafted per request and step (0: plain decode)",
+    "acceptance": "estimate: speculative decoding, acceptance rate per drafted token (default 0.7)",
+    "draft": "estimate: speculative draft: free (default), self:LAYERS, model:NAME[@SYSTEM]",
 }
+SPECULATIVE_KEYS = ("draft_length", "acceptance", "draft")  # a point with any of them is a speculative step
 PREFIXES = ("mapper.", "spec.")
 OPS = ("<=", ">=")
 # what a point's row holds besides its inputs, by mode (explore/points.py writes them; a test checks
 # that every metric written is declared here); ``util.UNIT`` columns come on top in estimate and simulate
 STEP_METRICS = ("step_time_s", "tpot_s", "tokens_per_s", "devices", "tokens_per_s_per_device", "energy_per_token_j",
                 "memory_required_bytes", "memory_capacity_bytes", "fits", "usd_per_hour", "usd_per_mtok", "price_usd")
+# a speculative point's (estimate mode): tokens per request and step, speedup over plain decode, verify FLOP/B
+SPECULATIVE_METRICS = ("tokens_per_step", "speedup", "verify_op_per_byte", "draft_time_s")
 METRICS = {
-    "estimate": STEP_METRICS, "simulate": STEP_METRICS,
+    "estimate": STEP_METRICS + SPECULATIVE_METRICS, "simulate": STEP_METRICS,
     "serve": ("tokens_per_s", "devices", "tokens_per_s_per_device", "goodput_requests_per_s", "slo_attainment",
               "ttft_p50_s", "ttft_p99_s", "tpot_s", "tpot_p99_s", "energy_per_token_j", "fits", "usd_per_hour",
               "usd_per_mtok", "price_usd"),

@@ -75,6 +75,20 @@ class Draft:
         elif self.layers != 0:
             raise ArgumentError(f"draft.layers: only a self-draft takes layers (this draft is {self.kind!r})")
 
+    @classmethod
+    def parse(cls, text: str) -> Draft:
+        """A draft from ``free``, ``self:LAYERS``, ``model:NAME`` or ``model:NAME@SYSTEM`` (the
+        draft model on another system); ArgumentError otherwise."""
+        kind, _, rest = str(text).strip().partition(":")
+        if kind == "free" and not rest:
+            return cls("free")
+        if kind == "self" and rest.isdigit() and int(rest) >= 1:
+            return cls("self", layers=int(rest))
+        name, _, system = rest.partition("@")
+        if kind == "model" and name:
+            return cls("model", model=name, system=system or None)
+        raise ArgumentError(f"draft: {text!r} is not free, self:LAYERS, model:NAME or model:NAME@SYSTEM")
+
 
 @dataclass(frozen=True)
 class SpeculativeResult:
@@ -110,6 +124,16 @@ class SpeculativeResult:
     def speedup(self) -> float:
         """Plain decode's time per token over this step's (> 1: speculation pays)."""
         return self.plain.step_time_s / self.time_per_token_s
+
+    @property
+    def energy_j(self) -> float:
+        """The step's energy: the draft steps' and the verify's, J."""
+        return self.verify.energy_j + sum(step.energy_j for step in self.drafts)
+
+    @property
+    def energy_per_token_j(self) -> float:
+        """Energy per emitted token, J."""
+        return self.energy_j / (self.plain.batch_size * self.tokens_per_step)
 
     @property
     def verify_intensity(self) -> float:

@@ -79,3 +79,30 @@ def test_the_cli_writes_the_tables_and_figures(tmp_path: Path) -> None:
     for name in ("specdec_speedup.csv", "specdec_speedup.html", "specdec_crossover.csv", "specdec_best.csv"):
         assert (out / name).is_file()
     assert len(pd.read_csv(out / "specdec_speedup.csv")) == 4 * 2
+
+
+def test_speculative_sweep_points() -> None:
+    """draft_length, acceptance and draft as sweep parameters (estimate mode): the row is the
+    speculative step's, k = 0 is plain decode's, and another mode is a row with its reason."""
+    from decodex.explore.points import evaluate_point, evaluate_points
+    from decodex.explore.sweep_space import METRICS
+    from decodex.sim.speculative import Draft, estimate_speculative
+    from decodex.workloads.acceptance import ChainAcceptance
+
+    point = {"model": "llama3-8b", "system": "duplex", "batch": 8, "context": 2048, "draft_length": 3,
+             "acceptance": 0.8, "draft": "self:4"}
+    row = evaluate_point(point)
+    step = estimate_speculative("llama3-8b", "duplex", 8, context=2048, draft=Draft("self", layers=4), draft_length=3,
+                                acceptance=ChainAcceptance((0.8,)))
+    assert row["feasible"] and row["tpot_s"] == step.time_per_token_s and row["speedup"] == step.speedup
+    assert row["energy_per_token_j"] == pytest.approx(step.energy_per_token_j)
+    assert set(row) - set(point) - {"point_id", "feasible", "reason"} <= set(METRICS["estimate"])
+    plain = evaluate_point({"model": "llama3-8b", "system": "duplex", "batch": 8, "context": 2048})
+    zero = evaluate_point({**point, "draft_length": 0})
+    assert zero["tpot_s"] == pytest.approx(plain["tpot_s"]) and zero["speedup"] == 1.0
+    rows = evaluate_points([{**point, "batch": b} for b in (1, 2, 4)])  # never the vectorized plain path
+    assert all(r["speedup"] > 1 for r in rows)
+    refused = evaluate_point(point, mode="simulate")
+    assert not refused["feasible"] and "estimate mode" in refused["reason"]
+    bad = evaluate_point({**point, "draft": "heads:4"})
+    assert not bad["feasible"] and "draft" in bad["reason"]
