@@ -223,11 +223,9 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     target_system = load_system(system)
     plain = estimate(target, target_system, requests, context=context, precision=precision, mapper=mapper,
                      parallelism=parallelism)
-    verifies = {}
-    for length in sorted({int(length) for length in lengths}):
-        verify_batch = Batch(np.full(requests, context), np.full(requests, length + 1), np.ones(requests, bool))
-        verifies[length] = evaluate(plan_step(target, target_system, verify_batch, precision=precision,
-                                              mapper=mapper, parallelism=parallelism)) if length else plain
+    verifies = {length: verify_step(target, target_system, requests, context=int(context), tree=TokenTree.chain(length),
+                                    precision=precision, parallelism=parallelism, mapper=mapper) if length else plain
+                for length in sorted({int(length) for length in lengths})}
     drafts = _draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism)
     shares = draft.kind == "model" and (draft.system is None or load_system(draft.system) is target_system)
     return SpeculativeParts(plain, verifies, drafts, draft, shares)
