@@ -17,10 +17,11 @@ from decodex.core.errors import ArgumentError, SpecError
 from decodex.core.input_files import read_toml
 from decodex.workloads.acceptance import ChainAcceptance
 from decodex.workloads.batch import is_number, is_whole
+from decodex.workloads.token_tree import MAX_TREE_NODES
 
 DATA_DIR = Path(__file__).resolve().parent / "catalog" / "speculative"
 SOURCE_FIELDS = ("reference", "repository", "path", "commit", "device", "batch", "precision")
-MAX_TOKENS_PER_STEP = 1025.0  # a tree of MAX_TREE_NODES accepted whole, and the target's own token
+MAX_TOKENS_PER_STEP = MAX_TREE_NODES + 1.0  # a tree of MAX_TREE_NODES accepted whole, and the target's own token
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def chain_acceptance_matching(tokens_per_step: float, draft_length: int) -> Chai
     """The one-rate chain acceptance under which a chain of ``draft_length`` gives
     ``tokens_per_step`` on average: alpha with (1 - alpha^(k+1)) / (1 - alpha) = tokens per step
     (bisection, to 1e-12). ArgumentError when no rate gets there (more than k + 1 tokens)."""
-    if not is_whole(draft_length) or not 1 <= draft_length <= 1024:
-        raise ArgumentError(f"draft_length: {draft_length!r} must be an integer in [1, 1024]")
+    if not is_whole(draft_length) or not 1 <= draft_length <= MAX_TREE_NODES:
+        raise ArgumentError(f"draft_length: {draft_length!r} must be an integer in [1, {MAX_TREE_NODES}]")
     k = int(draft_length)
     if not is_number(tokens_per_step) or not 1.0 <= float(tokens_per_step) <= k + 1:
         raise ArgumentError(f"tokens_per_step: {tokens_per_step!r} must be in [1, {k + 1}] for a chain of {k}")
