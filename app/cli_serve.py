@@ -19,11 +19,13 @@ from decodex.app.cli_args import (
     bounded_int,
     byte_size,
     fraction,
+    number_list,
     positive_int,
     print_json,
     routing_from_args,
 )
 from decodex.app.cli_layout import serving_parallelism, system_with_edits
+from decodex.app.cli_speculate import draft_spec
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
@@ -142,6 +144,14 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "for the KV cache (the software's basis; default: the software's; vllm 0.9 of all)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the workload draws (default 0)")
     add_deployment_options(p)
+    p.add_argument("--speculate", type=draft_spec, default=None, metavar="DRAFT",
+                   help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS or "
+                        "model:NAME[@SYSTEM]) and verifies; one replica only")
+    p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
+                   help="tokens drafted per decode with --speculate (default 4)")
+    p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
+                   help="acceptance probability per drafted position with --speculate, comma-separated; the last "
+                        "repeats (default 0.7)")
     p.add_argument("--slo-ttft", type=SLO_SECONDS, default=DEFAULT_SLO_TTFT_S,
                    help=f"TTFT SLO for goodput, s (default {DEFAULT_SLO_TTFT_S:g})")
     p.add_argument("--slo-tpot", type=SLO_SECONDS, default=DEFAULT_SLO_TPOT_S,
@@ -214,6 +224,9 @@ def serve_report(summary: dict[str, Any]) -> str:
         ["makespan", si(summary["makespan_s"], "s")],
         ["KV cache", f"{summary['kv_blocks']} blocks of {summary['block_size']} tokens, "
                      f"peak {summary['peak_kv_blocks_used']} used"],
+        *([["speculation", f"{summary['speculation']}: {summary['tokens_per_decode_step']:.2f} tokens per decode "
+                           f"step, {100 * summary['acceptance_rate']:.1f}% of drafted tokens accepted"]]
+          if summary.get("speculation") else []),
     ])
     return "\n".join([head, "", latency, "", system, "", BUSY_NOTE])
 
@@ -272,6 +285,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.decode_router is not None:
         raise ArgumentError("--decode-router: only with --prefill-systems/--decode-systems")
     systems = _cluster_systems(args)
+    if args.speculate is not None and systems is not None:
+        raise ArgumentError("--speculate: one replica only (not with --replicas, --systems or --router)")
     edited = [system_with_edits(args, one) for one in (systems or [args.system])]
     common: dict[str, Any] = dict(
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
@@ -288,7 +303,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             print(cluster_report(cluster.summary()))
         return 0
-    result = serve(args.model, edited[0], _workload(args), **common)
+    result = serve(args.model, edited[0], _workload(args), speculation=_speculation(args), **common)
     summary = result.summary()
     _write_out(args, {"requests": result.requests, "iterations": result.iterations}, summary)
     if args.json:
@@ -296,6 +311,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         print(serve_report(summary))
     return 0
+
+
+def _speculation(args: argparse.Namespace) -> Any:
+    """The run's Speculation from ``--speculate``/``--draft-length``/``--acceptance`` (None without
+    ``--speculate``)."""
+    if args.speculate is None:
+        return None
+    from decodex.sim.serving.speculation import Speculation
+    from decodex.sim.speculative import Draft
+    from decodex.workloads.acceptance import ChainAcceptance
+
+    return Speculation(Draft(**args.speculate), args.draft_length, ChainAcceptance(tuple(args.acceptance)))
 
 
 def disagg_report(summary: dict[str, Any]) -> str:

@@ -226,7 +226,7 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     verifies = {length: verify_step(target, target_system, requests, context=int(context), tree=TokenTree.chain(length),
                                     precision=precision, parallelism=parallelism, mapper=mapper) if length else plain
                 for length in sorted({int(length) for length in lengths})}
-    drafts = _draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism)
+    drafts = draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism)
     shares = draft.kind == "model" and (draft.system is None or load_system(draft.system) is target_system)
     return SpeculativeParts(plain, verifies, drafts, draft, shares)
 
@@ -267,9 +267,10 @@ def _tree_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec,
     return parts.step(tree.size, acceptance.expected_accepted())
 
 
-def _draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int, k: int, draft: Draft,
-                 precision: str, parallelism: Parallelism | None) -> tuple[StepResult, ...]:
-    """The ``k`` draft decode steps (none for a free draft), at contexts C ... C + k - 1."""
+def draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int | np.ndarray, k: int,
+                draft: Draft, precision: str, parallelism: Parallelism | None) -> tuple[StepResult, ...]:
+    """The ``k`` draft decode steps of ``batch`` requests (none for a free draft), at contexts
+    C ... C + k - 1 (``context``: C, one for all or one per request); times in s."""
     if k == 0 or draft.kind == "free":
         return ()
     if draft.kind == "self":

@@ -1,7 +1,7 @@
 """Request-level serving: requests arrive over time, a scheduler batches them, the step model
 prices every iteration.
 
-``serve(model, system, workload, scheduler=...)`` returns a :class:`ServingResult` (TTFT, TPOT,
+``serve(model, system, workload, scheduler=..., speculation=...)`` returns a :class:`ServingResult` (TTFT, TPOT,
 E2E, time between tokens, throughput, goodput, utilisation, energy per token, preemptions);
 ``serve_cluster`` runs replicas behind a router on one clock (:class:`ClusterResult`),
 ``serve_disaggregated`` prefill and decode instances with the KV cache sent between them
@@ -21,11 +21,12 @@ from decodex.sim.serving.disagg_result import DisaggResult
 from decodex.sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
 from decodex.sim.serving.result import ServingResult
 from decodex.sim.serving.schedulers import SCHEDULERS, Scheduler, get_scheduler, register_scheduler
+from decodex.sim.serving.speculation import Speculation
 from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.traces import TRACES, load_trace
 from decodex.sim.serving.workload import PRESET_NAMES, Lengths, RequestArrays, Workload
 
 __all__ = ["DEFAULT_SLO_TPOT_S", "DEFAULT_SLO_TTFT_S", "PRESET_NAMES", "ROUTERS", "SCHEDULERS", "TRACES",
            "BlockManager", "ClusterResult", "DisaggResult", "KVCapacity", "Lengths", "RequestArrays", "Scheduler",
-           "ServingResult", "StepTimes", "Workload", "get_scheduler", "kv_capacity", "load_trace",
+           "ServingResult", "Speculation", "StepTimes", "Workload", "get_scheduler", "kv_capacity", "load_trace",
            "register_scheduler", "serve", "serve_cluster", "serve_disaggregated"]

@@ -15,6 +15,7 @@ from decodex.sim.serving.kv_cache import BlockManager, kv_capacity
 from decodex.sim.serving.result import ServingResult
 from decodex.sim.serving.schedulers import SCHEDULERS, get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
+from decodex.sim.serving.speculation import Speculation, SpeculativeStepTimes, share_capacity
 from decodex.sim.serving.state import ReplicaState
 from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.workload import MAX_TOKENS, Workload, check_bool, check_float, check_int
@@ -92,7 +93,8 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
           seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
           bucket_width: float = 0.01, routing: Routing | None = None, time_limit_s: float | None = None,
           max_memory_bytes: float | str | None = None, progress: bool = False,
-          loop: str = "compiled", step_cache: StepTimes | None = None) -> ServingResult:
+          loop: str = "compiled", step_cache: StepTimes | None = None,
+          speculation: Speculation | None = None) -> ServingResult:
     """Simulate one replica of ``model`` on ``system`` serving ``workload``.
 
     ``model``/``system``: catalog names, file paths or loaded specs (as for ``estimate``).
@@ -126,7 +128,11 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     :mod:`sim.serving.stretch`) or ``"step"`` (Python, iteration by iteration: the reference).
     ``step_cache``: a :class:`StepTimes` to reuse across runs (a capacity search, a sweep over
     rates) so that no batch is priced twice; it must price this model on this system with this
-    precision, parallelism, bucket width and routing (checked).
+    precision, parallelism, bucket width, routing and speculation (checked).
+    ``speculation``: speculative decoding (:class:`sim.serving.speculation.Speculation`: a draft,
+    its length and an acceptance model): every decode drafts and verifies, emitting ``1 +
+    accepted`` tokens drawn from ``seed``; the run goes iteration by iteration (``loop`` is
+    ignored), and TPOT is per emitted token.
 
     Ranges: ``requests`` [1, MAX_REQUESTS]; ``chunk`` [1, MAX_STEP_TOKENS] and
     ``max_prefill_tokens`` [1, MAX_PREFILL_TOKENS] tokens; ``max_batch`` [1, MAX_BATCH];
@@ -148,6 +154,9 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     check_bool("progress", progress)
     if loop not in LOOPS:
         raise ArgumentError(f"loop: {loop!r:.40} not one of {', '.join(LOOPS)}")
+    if speculation is not None and not isinstance(speculation, Speculation):
+        raise ArgumentError(f"speculation: must be a Speculation or None, got {type(speculation).__name__}")
+    lookahead = speculation.draft_length if speculation is not None else 0
     _check_memory(RUN_BASE_BYTES + (requests or DEFAULT_REQUESTS) * REQUEST_BYTES, limit, requests or DEFAULT_REQUESTS)
     model_cfg = load_model(model)
     system_spec = load_system(system)
@@ -158,30 +167,34 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     context_window = model_cfg.context_window or MAX_TOKENS
     prefill_cap = max(model_cfg.max_position_embeddings, 2048) if max_prefill_tokens is None else max_prefill_tokens
     sched = get_scheduler(scheduler)(max_batch=max_batch, chunk=chunk, max_prefill_tokens=prefill_cap)
-    arrivals = workload.generate(requests, seed, max_total_tokens=context_window)
+    arrivals = workload.generate(requests, seed, max_total_tokens=context_window - lookahead)
     count = int(arrivals.arrival_s.size)
     held = RUN_BASE_BYTES + count * REQUEST_BYTES + float(arrivals.output_tokens.sum()) * TOKEN_BYTES
     _check_memory(held, limit, count)
     capacity = kv_capacity(model_cfg, system_spec, precision=prec, parallelism=par, block_size=block_size,
-                           memory_utilization=memory_utilization, workspace_tokens=sched.max_step_tokens,
+                           memory_utilization=memory_utilization,
+                           workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead) if lookahead else 0),
                            total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
+    capacity = share_capacity(capacity, speculation, system_spec, prec, kv_blocks)
     longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if engine_sw.reserves_output else 1)).max())
+    longest += lookahead
     if -(-longest // capacity.block_size) > capacity.total_blocks:
         what = "kv_blocks" if kv_blocks is not None else "memory_utilization"
         raise ArgumentError(f"{what}: the KV cache holds {capacity.total_tokens} tokens "
                             f"({capacity.total_blocks} blocks of {capacity.block_size}); the longest request needs "
                             f"{longest}; raise {what}")
-    step_times = _step_times(step_cache, model_cfg, system_spec, prec, par, bucket_width, routing)
+    step_times = _step_times(step_cache, model_cfg, system_spec, prec, par, bucket_width, routing, speculation)
     hits_before, misses_before = step_times.hits, step_times.misses
     blocks = BlockManager(capacity.total_blocks, capacity.block_size, arrivals.arrival_s.size)
     state = ReplicaState(arrivals.input_tokens, arrivals.output_tokens, blocks,
-                         reserve_output=engine_sw.reserves_output)
+                         reserve_output=engine_sw.reserves_output, lookahead=lookahead)
+    draws = speculation.draws(seed) if speculation is not None else None
     probe = estimate(model_cfg, system_spec, Batch.decode(1, 1), precision=prec, parallelism=par)
     idle_power = system_spec.primary_device.power.idle_w * probe.devices
     engine = ServingEngine(arrivals.arrival_s, state, sched, step_times,
                            host_overhead_s=engine_sw.iteration_host_overhead_s,
                            request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power,
-                           fast_forward=loop != "step", compiled=loop == "compiled")
+                           fast_forward=loop != "step", compiled=loop == "compiled", speculation=draws)
     watch = RunWatch("serving run", "requests", count, time_limit_s=time_limit, memory_limit_bytes=limit,
                      progress=progress, advice="; lower --requests or raise the limit")
     try:
@@ -206,23 +219,30 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
         idle_power_w=idle_power,
         slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, step_cache_hits=step_times.hits - hits_before,
         step_cache_misses=step_times.misses - misses_before,
+        speculation="" if speculation is None else speculation.label,
+        drafted_tokens=0 if draws is None else draws.drafted, accepted_tokens=0 if draws is None else draws.accepted,
+        speculative_steps=0 if draws is None else draws.steps,
     )
 
 
 def _step_times(cache: StepTimes | None, model: ModelConfig, system: SystemSpec, precision: Precision,
-                parallelism: Parallelism, bucket_width: float, routing: Routing | None) -> StepTimes:
+                parallelism: Parallelism, bucket_width: float, routing: Routing | None,
+                speculation: Speculation | None) -> StepTimes:
     """``cache`` when it prices exactly this run's steps, a new StepTimes when None; ArgumentError
     naming what differs otherwise."""
+    if cache is None and speculation is not None:
+        return SpeculativeStepTimes(model, system, speculation=speculation, precision=precision,
+                                    parallelism=parallelism, bucket_width=bucket_width, routing=routing)
     if cache is None:
         return StepTimes(model, system, precision=precision, parallelism=parallelism, bucket_width=bucket_width,
                          routing=routing)
     if not isinstance(cache, StepTimes):
         raise ArgumentError(f"step_cache: must be a StepTimes or None, got {type(cache).__name__}")
     wanted = {"model": model, "system": system, "precision": precision, "parallelism": parallelism,
-              "bucket_width": float(bucket_width), "routing": routing or Routing()}
+              "bucket_width": float(bucket_width), "routing": routing or Routing(), "speculation": speculation}
     for name, value in wanted.items():
-        if getattr(cache, name) != value:
-            raise ArgumentError(f"step_cache: it prices {name} {getattr(cache, name)!r:.60}, this run "
+        if getattr(cache, name, None) != value:
+            raise ArgumentError(f"step_cache: it prices {name} {getattr(cache, name, None)!r:.60}, this run "
                                 f"{value!r:.60}; use one cache per model, system and settings")
     return cache
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from decodex.sim.serving.schedulers import Scheduler
 from decodex.sim.serving.state import Iteration, ReplicaState
 from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.stretch import Stretch, plan_stretch
+
+if TYPE_CHECKING:
+    from decodex.sim.serving.speculation import AcceptanceDraws
 
 ARRIVAL = 0
 ITERATION_END = 1
@@ -50,12 +54,17 @@ class ServingEngine:
     outside keeps it off, since a router reads its state between iterations. ``compiled``:
     :meth:`run` runs the compiled loop (:mod:`sim.serving.compiled_engine`; the same record)
     when the scheduler is a built-in one, this loop otherwise.
+
+    ``speculation``: the accepted-token draws of speculative decoding
+    (:mod:`sim.serving.speculation`): each decode then emits ``1 + accepted`` tokens, stamped at
+    the iteration's end; such a run goes iteration by iteration (no stretches, no compiled loop).
     """
 
     def __init__(self, arrival_s: np.ndarray, state: ReplicaState, scheduler: Scheduler,
                  step_times: StepTimes, *, host_overhead_s: float = 0.0, request_overhead_s: float = 0.0,
                  host_power_w: float = 0.0, sequence: Iterator[int] | None = None,
-                 fast_forward: bool = False, compiled: bool = False) -> None:
+                 fast_forward: bool = False, compiled: bool = False,
+                 speculation: AcceptanceDraws | None = None) -> None:
         self.arrival_s = arrival_s
         self.host_overhead_s = float(host_overhead_s)
         self.request_overhead_s = float(request_overhead_s)
@@ -74,8 +83,9 @@ class ServingEngine:
         np.cumsum(state.output_tokens, out=self.token_offsets[1:])
         self.token_time_s = np.full(int(self.token_offsets[-1]), np.nan)
         self.finished = 0
-        self.fast_forward = bool(fast_forward)
-        self.compiled = bool(compiled)
+        self.speculation = speculation
+        self.fast_forward = bool(fast_forward) and speculation is None
+        self.compiled = bool(compiled) and speculation is None
         self.iteration_count: int | None = None  # set by the compiled loop; else len(it_start)
         self.arrived = 0  # arrival events handled by run()
         self.stretches = 0  # decode stretches planned (each counts its iterations in it_*)
@@ -246,7 +256,20 @@ class ServingEngine:
         emitted = 0
         finished = []
         dec = it.decode_ids
-        if dec.size:
+        if dec.size and self.speculation is not None:
+            before = generated[dec]
+            emit = self.speculation.emitted(outputs[dec] - before)
+            count = before + emit
+            generated[dec] = count
+            total = int(emit.sum())
+            starts = np.cumsum(emit) - emit  # each request's first slot among the emitted tokens
+            slots = np.repeat(self.token_offsets[dec] + before - starts, emit) + np.arange(total)
+            self.token_time_s[slots] = now
+            emitted += total
+            done = count == outputs[dec]
+            if done.any():
+                finished.append(dec[done])
+        elif dec.size:
             count = generated[dec] + 1
             generated[dec] = count
             self.token_time_s[self.token_offsets[dec] + count - 1] = now

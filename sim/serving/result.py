@@ -63,6 +63,10 @@ class ServingResult(RequestMetrics):
     step_cache_hits: int = 0
     step_cache_misses: int = 0
     software: str = ""
+    speculation: str = ""  # the speculative decoding of the run (Speculation.label), "" for none
+    drafted_tokens: int = 0  # tokens drafted by all speculative decode steps
+    accepted_tokens: int = 0  # of those, accepted and emitted
+    speculative_steps: int = 0  # decode steps (request x iteration) that drafted
 
     # system metrics ------------------------------------------------------------------------
     @property
@@ -132,4 +136,15 @@ class ServingResult(RequestMetrics):
             "kv_bytes_per_token": self.kv.kv_bytes_per_token,
             "peak_kv_blocks_used": int(self.iteration_kv_blocks.max()),
             "step_cache_hits": self.step_cache_hits, "step_cache_misses": self.step_cache_misses,
+            **self._speculation_summary(),
         }
+
+    def _speculation_summary(self) -> dict[str, Any]:
+        """The speculative decoding figures of :meth:`summary` (none without speculation)."""
+        if not self.speculation:
+            return {}
+        steps = max(self.speculative_steps, 1)
+        return {"speculation": self.speculation, "drafted_tokens": self.drafted_tokens,
+                "accepted_tokens": self.accepted_tokens,
+                "acceptance_rate": self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0,
+                "tokens_per_decode_step": (self.speculative_steps + self.accepted_tokens) / steps}

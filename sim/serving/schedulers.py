@@ -16,7 +16,8 @@ scheduler that does not override it promises nothing and runs iteration by itera
   else (a prefill-only iteration, as vLLM v0 does); otherwise it decodes every running request.
 - ``inflight`` (TensorRT-LLM in-flight batching, chunked context off): every running decode, then
   whole prompts of waiting requests (FCFS) while the iteration's tokens stay within ``chunk``
-  (TensorRT-LLM's ``max_num_tokens``: a decode counts one token, a prompt all of its tokens) and
+  (TensorRT-LLM's ``max_num_tokens``: a decode counts one token, or ``1 + state.lookahead`` when it
+  verifies drafted tokens, a prompt all of its tokens) and
   ``max_batch`` requests run; a prompt longer than ``chunk`` runs alone in an iteration with the
   decodes. Prefill and decode share iterations, prompts are never split.
 - ``chunked`` (Sarathi-Serve, vLLM chunked prefill): a budget of ``chunk`` tokens per iteration;
@@ -183,7 +184,7 @@ class ChunkedScheduler(Scheduler):
     def next_batch(self, now: float, state: ReplicaState) -> Iteration | None:
         """Every decode plus prefill chunks filling the rest of the ``chunk`` token budget."""
         decodes, context = state.reserve_decodes(state.decoding())
-        budget = self.chunk - decodes.size
+        budget = self.chunk - decodes.size * (1 + state.lookahead)  # a verify's drafted tokens count
         ids: list[int] = []
         chunks: list[int] = []
         done: list[int] = []
@@ -235,7 +236,7 @@ class InflightScheduler(ChunkedScheduler):
     def next_batch(self, now: float, state: ReplicaState) -> Iteration | None:
         """Every decode plus whole waiting prompts filling the rest of the ``chunk`` token budget."""
         decodes, context = state.reserve_decodes(state.decoding())
-        budget = self.chunk - decodes.size
+        budget = self.chunk - decodes.size * (1 + state.lookahead)  # a verify's drafted tokens count
         ids: list[int] = []
         waiting = state.waiting
         while waiting and state.running.size < self.max_batch:

@@ -64,10 +64,14 @@ class ReplicaState:
     token) at once, so that running requests never run short and nothing is preempted
     (TensorRT-LLM's ``GUARANTEED_NO_EVICT`` capacity policy); False takes the prompt's blocks and
     grows them token by token, preempting when short (vLLM).
+
+    ``lookahead``: tokens a decode writes beyond its next one (a speculative verify's drafted
+    tokens, :mod:`sim.serving.speculation`): decodes reserve blocks that far ahead, and an
+    admission that reserves the whole request reserves them too.
     """
 
     def __init__(self, input_tokens: np.ndarray, output_tokens: np.ndarray, kv: BlockManager, *,
-                 reserve_output: bool = False) -> None:
+                 reserve_output: bool = False, lookahead: int = 0) -> None:
         n = input_tokens.size
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
@@ -78,6 +82,7 @@ class ReplicaState:
         self.alive = np.zeros(n, dtype=bool)  # admitted and not finished or preempted
         self.kv = kv
         self.reserve_output = bool(reserve_output)
+        self.lookahead = int(lookahead)
         self.waiting: deque[int] = deque()
         self.running: np.ndarray = _EMPTY
 
@@ -89,7 +94,7 @@ class ReplicaState:
         """Tokens whose KV blocks ``request`` takes when admitted now: its prompt, or with
         ``reserve_output`` its whole sequence (input and all output tokens)."""
         if self.reserve_output:
-            return int(self.input_tokens[request] + self.output_tokens[request])
+            return int(self.input_tokens[request] + self.output_tokens[request]) + self.lookahead
         return self.recompute_tokens(request)
 
     def can_admit(self, request: int) -> bool:
@@ -136,7 +141,7 @@ class ReplicaState:
         """
         while decodes.size:
             tokens = self.input_tokens[decodes] + self.generated[decodes]
-            if self.kv.grow(decodes, tokens):
+            if self.kv.grow(decodes, tokens + self.lookahead if self.lookahead else tokens):
                 return decodes, int(tokens.sum()) - decodes.size
             victim = int(self.running[-1])
             self.preempt(victim)

@@ -42,3 +42,15 @@ def test_draft_specs() -> None:
     for bad in ("self", "self:0", "model:", "heads:4", "free:1", "self:x"):
         with pytest.raises(argparse.ArgumentTypeError):
             draft_spec(bad)
+
+
+def test_serve_speculate_reports_the_accepted_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["serve", "--model", "llama3-8b", "--system", "h100-sxm", "--rate", "4", "--requests", "30",
+            "--speculate", "self:8", "--draft-length", "3", "--acceptance", "0.8"]
+    assert main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["speculation"] == "self:8 k=3"
+    assert summary["drafted_tokens"] > summary["accepted_tokens"] > 0
+    assert 1.0 < summary["tokens_per_decode_step"] <= 1.0 + 0.8 + 0.64 + 0.512
+    assert main(args) == 0
+    assert "tokens per decode step" in capsys.readouterr().out

@@ -1,0 +1,179 @@
+"""Speculative decoding in a serving run: every decode iteration drafts and verifies.
+
+With a :class:`Speculation`, each decode of an iteration is a speculative step
+(:mod:`sim.speculative`): the draft proposes ``draft_length`` tokens per decoding request, the
+target verifies them in the same forward pass as the iteration's prefill chunks (the decodes'
+query length is ``draft_length + 1``), and request ``i`` emits ``1 + a_i`` tokens, ``a_i`` drawn
+from the acceptance model with the run's seeded generator (a stream of its own, so the workload's
+draws do not move), and capped at the tokens the request still has to produce (tokens are
+conserved: every request emits exactly its output length).
+
+Pricing (:class:`SpeculativeStepTimes`): the verify iteration through the step model, plus the
+``draft_length`` draft decode steps of the decoding requests at contexts ``C .. C + k - 1``
+(none for a ``free`` draft), plus, for a separate draft model, its prefill of the iteration's
+prompt chunks (it keeps a KV cache of its own). Drafting and verifying run one after the other.
+
+Memory: the verify writes the K/V of ``k + 1`` tokens before the rejected ones are dropped, so a
+decode reserves KV blocks ``k`` tokens ahead (vLLM's lookahead slots); a draft model on the
+target's devices takes its weights out of the KV budget and adds its own K/V bytes per token
+(:func:`share_capacity`). A request's sequence stays ``k`` tokens inside the model's context
+window, so that its last verify fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.system import SystemSpec, load_system
+from decodex.sim.estimate import estimate
+from decodex.sim.serving.kv_cache import KVCapacity
+from decodex.sim.serving.step_times import StepKey, StepTimes
+from decodex.sim.speculative import Draft, draft_steps
+from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance
+from decodex.workloads.batch import Batch, Routing, is_whole
+from decodex.workloads.catalog import load_model
+from decodex.workloads.model_config import ModelConfig
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
+from decodex.workloads.token_tree import MAX_TREE_NODES
+
+SPECULATION_STREAM = 0x5BEC  # seeds the acceptance draws apart from the workload's (seed, stream)
+KV_PROBE_CONTEXTS = (1000, 2000)  # contexts (tokens) whose KV bytes differ by 1000 tokens' worth
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """Speculative decoding for :func:`sim.serving.serve`: ``draft`` (a :class:`Draft`) proposes
+    ``draft_length`` tokens per decode and ``acceptance`` (a chain's per-position probabilities,
+    or a measured distribution) says how many are accepted."""
+
+    draft: Draft
+    draft_length: int
+    acceptance: ChainAcceptance | EmpiricalAcceptance
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.draft, Draft):
+            raise ArgumentError(f"speculation.draft: must be a Draft, got {type(self.draft).__name__}")
+        if not is_whole(self.draft_length) or not 1 <= self.draft_length <= MAX_TREE_NODES:
+            raise ArgumentError(f"speculation.draft_length: {self.draft_length!r} must be an integer in "
+                                f"[1, {MAX_TREE_NODES}]")
+        object.__setattr__(self, "draft_length", int(self.draft_length))
+        if not isinstance(self.acceptance, ChainAcceptance | EmpiricalAcceptance):
+            raise ArgumentError(f"speculation.acceptance: a ChainAcceptance or EmpiricalAcceptance, got "
+                                f"{type(self.acceptance).__name__}")
+        self.acceptance.expected_accepted(self.draft_length)  # a measured one must cover the length
+
+    @property
+    def label(self) -> str:
+        """``"<draft> k=<length>"``, e.g. ``"self:4 k=3"``."""
+        draft = self.draft
+        where = {"free": "free", "self": f"self:{draft.layers}"}.get(draft.kind)
+        if where is None:
+            model = draft.model.name if isinstance(draft.model, ModelConfig) else str(draft.model)
+            system = draft.system.name if isinstance(draft.system, SystemSpec) else draft.system
+            where = f"model:{model}" + (f"@{system}" if system else "")
+        return f"{where} k={self.draft_length}"
+
+    @property
+    def expected_accepted(self) -> float:
+        """E[drafted tokens accepted] per decode step."""
+        return self.acceptance.expected_accepted(self.draft_length)
+
+    def draws(self, seed: int) -> AcceptanceDraws:
+        """The run's accepted-token draws, seeded by ``seed`` (the run's seed)."""
+        return AcceptanceDraws(self, np.random.default_rng([int(seed), SPECULATION_STREAM]))
+
+
+class AcceptanceDraws:
+    """Accepted drafted tokens per decoding request, one call per iteration, from one generator
+    (the same run draws the same tokens). ``drafted``/``accepted`` count drafted tokens and those
+    that were accepted and emitted (a request's last step may need fewer than were accepted)."""
+
+    def __init__(self, speculation: Speculation, rng: np.random.Generator) -> None:
+        self.speculation = speculation
+        self.rng = rng
+        self.drafted = 0
+        self.accepted = 0
+        self.steps = 0
+
+    def emitted(self, remaining: np.ndarray) -> np.ndarray:
+        """Tokens each decode emits this step: ``1 + accepted``, at most ``remaining`` (its output
+        tokens still to produce, >= 1); int64."""
+        k = self.speculation.draft_length
+        accepted = self.speculation.acceptance.draw(k, self.rng, remaining.size)
+        emit = np.minimum(accepted + 1, remaining)
+        self.steps += int(remaining.size)
+        self.drafted += k * int(remaining.size)
+        self.accepted += int(emit.sum()) - int(remaining.size)
+        return emit
+
+
+class SpeculativeStepTimes(StepTimes):
+    """:class:`StepTimes` of speculative iterations (module doc): decodes verify
+    ``draft_length + 1`` tokens each and their draft steps are added; keyed as StepTimes."""
+
+    def __init__(self, model: ModelConfig, system: SystemSpec, *, speculation: Speculation, precision: Precision,
+                 parallelism: Parallelism, bucket_width: float = 0.01, routing: Routing | None = None) -> None:
+        super().__init__(model, system, precision=precision, parallelism=parallelism, bucket_width=bucket_width,
+                         routing=routing)
+        self.speculation = speculation
+
+    def represented(self, key: StepKey) -> tuple[int, int]:
+        """As :meth:`StepTimes.represented`, each decode's verify kept inside the window (its
+        ``k + 1`` query tokens included)."""
+        decode_sum, prefill_sum = super().represented(key)
+        if self._window is not None and key[0]:
+            decode_sum = min(decode_sum, key[0] * max(self._window - 1 - self.speculation.draft_length, 0))
+        return decode_sum, prefill_sum
+
+    def batch_for(self, key: StepKey) -> Batch:
+        """The representative verify iteration of a key: the decodes query ``k + 1`` tokens."""
+        batch = super().batch_for(key)
+        query = batch.query_lens.copy()
+        query[: key[0]] = self.speculation.draft_length + 1
+        return Batch(batch.context_lens, query, batch.emits_token, batch.routing)
+
+    def _price(self, key: StepKey) -> tuple[float, float]:
+        batch = self.batch_for(key)
+        verify = estimate(self.model, self.system, batch, precision=self.precision, parallelism=self.parallelism)
+        time, energy = verify.step_time_s, verify.energy_j
+        draft = self.speculation.draft
+        decodes = key[0]
+        if decodes and draft.kind != "free":
+            for step in draft_steps(self.model, self.system, decodes, batch.context_lens[:decodes],
+                                    self.speculation.draft_length, draft, self.precision.name, self.parallelism):
+                time += step.step_time_s
+                energy += step.energy_j
+        if key[1] and draft.kind == "model":  # the draft model prefills the same prompt chunks
+            prompts = batch.subset(np.arange(decodes, batch.num_requests))
+            where = self.system if draft.system is None else load_system(draft.system)
+            pre = estimate(draft.model, where, prompts,  # type: ignore[arg-type]
+                           precision=draft.precision or self.precision.name)
+            time += pre.step_time_s
+            energy += pre.energy_j
+        return time, energy
+
+
+def share_capacity(capacity: KVCapacity, speculation: Speculation | None, system: SystemSpec,
+                   precision: Precision, kv_blocks: int | None) -> KVCapacity:
+    """``capacity`` less what a draft model on the target's devices holds (module doc): its
+    weights out of the free bytes, its K/V bytes per token added to the target's; unchanged for
+    other drafts, a draft on another system, or a block count given by the user (``kv_blocks``)."""
+    if speculation is None or speculation.draft.kind != "model" or kv_blocks is not None:
+        return capacity
+    draft = speculation.draft
+    if draft.system is not None and load_system(draft.system) is not system:
+        return capacity
+    model = load_model(draft.model)  # type: ignore[arg-type]
+    low, high = (estimate(model, system, 1, context=c, precision=draft.precision or precision.name)
+                 for c in KV_PROBE_CONTEXTS)
+    per_token = (high.kv_bytes - low.kv_bytes) / (KV_PROBE_CONTEXTS[1] - KV_PROBE_CONTEXTS[0])
+    free = capacity.free_bytes - low.weight_bytes
+    bytes_per_token = capacity.kv_bytes_per_token + per_token
+    blocks = max(int(free // (capacity.block_size * bytes_per_token)), 0) if free > 0 else 0
+    return dataclasses.replace(capacity, kv_bytes_per_token=bytes_per_token, free_bytes=free,
+                               weight_bytes=capacity.weight_bytes + low.weight_bytes, total_blocks=blocks)

@@ -1,0 +1,157 @@
+"""Serving with speculative decoding: tokens conserved, seeded draws, the step model's verify and
+draft priced per iteration, KV blocks reserved ahead, and the bounds a free draft gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from decodex.core.errors import ArgumentError
+from decodex.hw_models.system import load_system
+from decodex.sim.estimate import estimate
+from decodex.sim.serving import SCHEDULERS, Lengths, ServingResult, Speculation, StepTimes, Workload, serve
+from decodex.sim.serving.kv_cache import BlockManager
+from decodex.sim.serving.speculation import SpeculativeStepTimes
+from decodex.sim.serving.state import ReplicaState
+from decodex.sim.speculative import Draft, verify_step
+from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance
+from decodex.workloads.batch import Batch
+from decodex.workloads.catalog import load_model
+from decodex.workloads.parallelism import Parallelism
+from decodex.workloads.precision import Precision
+from decodex.workloads.token_tree import TokenTree
+
+MODEL, SYSTEM = "llama3-8b", "h100-sxm"
+SHORT = Workload(arrival="poisson", rate=50.0, input_lengths=Lengths.uniform(50, 400),
+                 output_lengths=Lengths.uniform(1, 300))
+
+
+def free(k: int, alpha: float) -> Speculation:
+    return Speculation(Draft("free"), k, ChainAcceptance((alpha,)))
+
+
+def assert_conserved(result: ServingResult) -> None:
+    """Every request emitted exactly its output tokens, each once, never before an earlier one."""
+    assert result.iterations["output_tokens"].sum() == result.total_output_tokens
+    times = result.token_time_s
+    assert np.isfinite(times).all()
+    for request in range(result.num_requests):
+        own = times[result.token_offsets[request]:result.token_offsets[request + 1]]
+        assert own.size == result.output_tokens[request]
+        assert own[0] == result.first_token_s[request] and own[-1] == result.finish_s[request]
+        assert (np.diff(own) >= 0).all()
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_tokens_conserved_with_speculation(scheduler: str) -> None:
+    spec = Speculation(Draft("self", layers=8), 3, ChainAcceptance((0.8, 0.6)))
+    result = serve(MODEL, SYSTEM, SHORT, requests=120, scheduler=scheduler, max_batch=32, speculation=spec)
+    assert_conserved(result)
+    summary = result.summary()
+    # each decode step emits 1 + accepted tokens: 1 .. k + 1, the mean near 1 + E[accepted] (capped at the end)
+    assert 1.0 < summary["tokens_per_decode_step"] <= 1.0 + spec.expected_accepted + 1e-9
+    assert summary["accepted_tokens"] <= summary["drafted_tokens"] == 3 * result.speculative_steps
+    assert summary["speculation"] == "self:8 k=3"
+
+
+def test_tokens_conserved_under_preemption_with_lookahead() -> None:
+    result = serve(MODEL, SYSTEM, SHORT, requests=120, scheduler="continuous", max_batch=32, kv_blocks=100,
+                   speculation=free(4, 0.7))
+    assert result.preemptions > 0
+    assert_conserved(result)
+    assert (result.iterations["kv_blocks_used"] <= 100).all()
+
+
+def test_same_seed_same_run_other_seed_other_draws() -> None:
+    spec = free(4, 0.6)
+    a = serve(MODEL, SYSTEM, SHORT, requests=60, speculation=spec, seed=3)
+    b = serve(MODEL, SYSTEM, SHORT, requests=60, speculation=spec, seed=3)
+    np.testing.assert_array_equal(a.token_time_s, b.token_time_s)
+    assert a.accepted_tokens == b.accepted_tokens
+    c = serve(MODEL, SYSTEM, SHORT, requests=60, speculation=spec, seed=4)
+    assert c.accepted_tokens != a.accepted_tokens
+
+
+def test_acceptance_draws_follow_the_model() -> None:
+    # 400 requests x ~150 decode steps: the accepted share is the chain's E[accepted] / k within 2 %
+    spec = free(4, 0.7)
+    result = serve(MODEL, SYSTEM, Workload.preset("fixed", 100.0, input_len=64, output_len=400), requests=200,
+                   speculation=spec)
+    expected = spec.expected_accepted  # 0.7 + 0.49 + 0.343 + 0.2401
+    steps = result.speculative_steps
+    per_step = result.summary()["tokens_per_decode_step"] - 1
+    assert per_step == pytest.approx(expected, rel=0.03)  # the last step of each request is capped
+    assert steps * (1 + expected) == pytest.approx(result.total_output_tokens - result.num_requests, rel=0.03)
+
+
+def test_full_acceptance_with_a_free_draft_emits_k_plus_one_per_verify() -> None:
+    # one request, 1 + 4 * 10 output tokens: a prefill then exactly 10 decode iterations of 4 tokens each
+    workload = Workload.preset("fixed", 1.0, input_len=100, output_len=41)
+    result = serve(MODEL, SYSTEM, workload, requests=1, speculation=free(3, 1.0), bucket_width=0.0)
+    it = result.iterations
+    decodes = it[it["decode_requests"] == 1]
+    assert len(decodes) == 10 and (decodes["output_tokens"] == 4).all()
+    # each iteration is one verify of 4 tokens at the request's context, plus the software's host time
+    host = result.iteration_duration_s[0] - estimate(MODEL, SYSTEM, Batch.mixed([], [100])).step_time_s
+    for j, duration in enumerate(decodes["duration_s"]):
+        verify = verify_step(MODEL, SYSTEM, 1, context=100 + 4 * j, tree=TokenTree.chain(3))
+        assert duration == pytest.approx(verify.step_time_s + host, rel=1e-9)
+
+
+def test_zero_acceptance_is_slower_than_plain_decode() -> None:
+    workload = Workload.preset("fixed", 2.0, input_len=200, output_len=100)
+    plain = serve(MODEL, SYSTEM, workload, requests=40)
+    spec = serve(MODEL, SYSTEM, workload, requests=40, speculation=free(4, 0.0))
+    assert spec.accepted_tokens == 0
+    assert len(spec.iteration_start_s) == pytest.approx(len(plain.iteration_start_s), rel=0.1)
+    assert spec.tpot_s.mean() > plain.tpot_s.mean()  # the same tokens, each decode verifying 5
+
+
+def test_tpot_falls_with_acceptance() -> None:
+    workload = Workload.preset("fixed", 4.0, input_len=200, output_len=200)
+    tpots = [serve(MODEL, SYSTEM, workload, requests=60, speculation=free(4, alpha), seed=1).tpot_s.mean()
+             for alpha in (0.3, 0.6, 0.9)]
+    assert tpots[0] > tpots[1] > tpots[2]
+
+
+def test_draft_model_steps_are_priced_and_its_memory_shared() -> None:
+    model, system = load_model(MODEL), load_system(SYSTEM)
+    prec, par = Precision.parse("bf16"), Parallelism()
+    spec = Speculation(Draft("model", model="llama3.2-1b"), 4, ChainAcceptance((0.7,)))
+    times = SpeculativeStepTimes(model, system, speculation=spec, precision=prec, parallelism=par, bucket_width=0.0)
+    verify = verify_step(model, system, 8, context=1000, tree=TokenTree.chain(4))
+    drafts = [estimate("llama3.2-1b", system, 8, context=1000 + j) for j in range(4)]
+    expected = verify.step_time_s + sum(d.step_time_s for d in drafts)
+    assert times.lookup(8, 8000, 0, 0, 0)[0] == pytest.approx(expected, rel=1e-9)
+    plain = serve(MODEL, SYSTEM, SHORT, requests=20)
+    shared = serve(MODEL, SYSTEM, SHORT, requests=20, speculation=spec)
+    assert shared.kv.total_blocks < plain.kv.total_blocks  # the draft's weights and K/V take their share
+    assert shared.kv.kv_bytes_per_token > plain.kv.kv_bytes_per_token
+
+
+def test_lookahead_reserves_blocks_for_the_drafted_tokens() -> None:
+    blocks = BlockManager(100, 16, 2)
+    state = ReplicaState(np.array([15, 30]), np.array([10, 10]), blocks, lookahead=4)
+    for request in (0, 1):
+        state.admit(request)
+        state.prefilled[request] = state.prompt_tokens[request]
+    state.generated[:] = 1
+    decodes, context = state.reserve_decodes(state.decoding())
+    assert decodes.tolist() == [0, 1]
+    assert context == 15 + 30  # the tokens cached before the step; the lookahead is room, not context
+    assert list(blocks.held[:2]) == [2, 3]  # 16 + 4 and 31 + 4 tokens of room
+
+
+def test_bad_speculation_arguments() -> None:
+    with pytest.raises(ArgumentError, match="speculation: must be a Speculation"):
+        serve(MODEL, SYSTEM, SHORT, requests=5, speculation="self:4")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match=r"draft_length: 0 must be an integer in \[1,"):
+        free(0, 0.5)
+    with pytest.raises(ArgumentError, match="measured at"):
+        Speculation(Draft("free"), 5, EmpiricalAcceptance((1, 2, 3)))
+    with pytest.raises(ArgumentError, match="acceptance: a ChainAcceptance or EmpiricalAcceptance"):
+        Speculation(Draft("free"), 2, 0.7)  # type: ignore[arg-type]
+    cache = StepTimes(load_model(MODEL), load_system(SYSTEM), precision=Precision.parse("bf16"),
+                      parallelism=Parallelism())
+    with pytest.raises(ArgumentError, match="step_cache: it prices speculation"):
+        serve(MODEL, SYSTEM, SHORT, requests=5, speculation=free(2, 0.5), step_cache=cache)
