@@ -42,7 +42,8 @@ def cmd_speculate(args: argparse.Namespace) -> int:
 
     acceptance = ChainAcceptance(tuple(args.acceptance))
     parts = speculative_parts(args.model, args.system, args.batch, context=args.context, draft=Draft(**args.draft),
-                              lengths=args.lengths, precision=args.precision, parallelism=Parallelism(tp=args.tp))
+                              lengths=args.lengths, precision=args.precision, parallelism=Parallelism(tp=args.tp),
+                              engine="simulate" if args.simulate else "estimate")
     steps = [parts.step(k, acceptance.expected_accepted(k)) for k in sorted(set(args.lengths))]
     rows = [{"draft_length": s.draft_length, "tokens_per_step": s.tokens_per_step, "draft_s": s.draft_time_s,
              "verify_s": s.verify.step_time_s, "step_s": s.step_time_s, "time_per_token_s": s.time_per_token_s,
@@ -50,11 +51,13 @@ def cmd_speculate(args: argparse.Namespace) -> int:
              "fits": s.fits, "reason": s.reason} for s in steps]
     if args.json:
         print_json({"model": parts.plain.model, "system": parts.plain.system, "batch": args.batch,
+                    "engine": "simulate" if args.simulate else "estimate",
                     "context": args.context, "draft": args.draft, "acceptance": list(acceptance.probs),
                     "plain_step_s": parts.plain.step_time_s, "steps": rows})
         return 0
+    how = "simulated" if args.simulate else "estimated"
     print(f"{parts.plain.model} on {parts.plain.system}, batch {args.batch}, context {args.context}: "
-          f"plain decode {parts.plain.step_time_s * 1e3:.3f} ms per step")
+          f"plain decode {parts.plain.step_time_s * 1e3:.3f} ms per step ({how})")
     header = ["k", "tokens/step", "draft ms", "verify ms", "ms/token", "tokens/s", "speedup", "verify Op/B", "fits"]
     cells = [[r["draft_length"], f"{r['tokens_per_step']:.2f}", f"{r['draft_s'] * 1e3:.3f}",
               f"{r['verify_s'] * 1e3:.3f}", f"{r['time_per_token_s'] * 1e3:.3f}", f"{r['tokens_per_s']:.4g}",
@@ -80,5 +83,8 @@ def add_speculate_parser(sub: Any) -> None:
     p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
                    help="acceptance probability per drafted position, comma-separated; the last repeats "
                         "(default 0.7)")
+    p.add_argument("--simulate", action="store_true",
+                   help="price every step with the discrete-event engine (overlap and contention) instead of the "
+                        "analytical estimate")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_speculate)

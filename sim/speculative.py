@@ -27,7 +27,7 @@ token per request, the same StepResult as :func:`sim.estimate.estimate`. Times i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec, load_system
-from decodex.sim.estimate import estimate, evaluate, plan_step
+from decodex.sim.estimate import estimate
 from decodex.sim.results import StepResult
 from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance, TreeAcceptance
 from decodex.workloads.batch import MAX_BATCH_REQUESTS, MAX_TOKENS_PER_REQUEST, Batch, is_whole
@@ -45,6 +45,7 @@ from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.token_tree import MAX_TREE_NODES, TokenTree
 
 DRAFT_KINDS = ("model", "self", "free")
+ENGINES = ("estimate", "simulate")  # the step model every part of a speculative step is priced with
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,17 @@ class SpeculativeResult:
         return self.verify.flops / self.verify.bytes if self.verify.bytes > 0 else 0.0
 
 
+def step_pricer(engine: str) -> Callable[..., StepResult]:
+    """The step model of ``engine`` (``"estimate"`` or ``"simulate"``), called as ``estimate`` is."""
+    if engine == "estimate":
+        return estimate
+    if engine == "simulate":
+        from decodex.sim.simulate import simulate  # simpy loads on use
+
+        return simulate
+    raise ArgumentError(f"engine: {engine!r:.40} not one of {', '.join(ENGINES)}")
+
+
 def _self_draft_model(model: ModelConfig, layers: int) -> ModelConfig:
     """The target's first ``layers`` layers with its embedding, final norm and LM head."""
     if layers >= model.num_layers:
@@ -152,18 +164,21 @@ def _self_draft_model(model: ModelConfig, layers: int) -> ModelConfig:
 def estimate_speculative(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *,
                          context: int, draft: Draft, draft_length: int,
                          acceptance: ChainAcceptance | EmpiricalAcceptance | TreeAcceptance, precision: str = "bf16",
-                         parallelism: Parallelism | None = None, mapper: str | None = None) -> SpeculativeResult:
+                         parallelism: Parallelism | None = None, mapper: str | None = None,
+                         engine: str = "estimate") -> SpeculativeResult:
     """One speculative step of ``batch`` requests holding ``context`` cached tokens each, drafting
     ``draft_length`` tokens per request (see module docstring); ``acceptance`` gives E[accepted].
-    ``mapper``: the target's (default its system's). Times in s."""
+    ``mapper``: the target's (default its system's). ``engine``: ``"estimate"`` (analytical) or
+    ``"simulate"`` (every step through the discrete-event engine; the results are SimResults with
+    their timelines). Times in s."""
     if isinstance(acceptance, TreeAcceptance):
         return _tree_step(model, system, batch, context, draft, draft_length, acceptance, precision, parallelism,
-                          mapper)
+                          mapper, engine)
     if not isinstance(acceptance, ChainAcceptance | EmpiricalAcceptance):
         raise ArgumentError(f"acceptance: a ChainAcceptance, EmpiricalAcceptance or TreeAcceptance, got "
                             f"{type(acceptance).__name__}")
     parts = speculative_parts(model, system, batch, context=context, draft=draft, lengths=(draft_length,),
-                              precision=precision, parallelism=parallelism, mapper=mapper)
+                              precision=precision, parallelism=parallelism, mapper=mapper, engine=engine)
     return parts.step(int(draft_length), acceptance.expected_accepted(int(draft_length)))
 
 
@@ -202,9 +217,11 @@ class SpeculativeParts:
 
 def speculative_parts(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *,
                       context: int, draft: Draft, lengths: Sequence[int], precision: str = "bf16",
-                      parallelism: Parallelism | None = None, mapper: str | None = None) -> SpeculativeParts:
+                      parallelism: Parallelism | None = None, mapper: str | None = None,
+                      engine: str = "estimate") -> SpeculativeParts:
     """Price the plain step, a verify step for each draft length in ``lengths`` and the draft steps
     of the longest (arguments as :func:`estimate_speculative`)."""
+    price = step_pricer(engine)
     if isinstance(lengths, str | bytes) or not isinstance(lengths, Sequence) or not lengths:
         raise ArgumentError(f"draft lengths: a non-empty sequence of integers, got {lengths!r:.80}")
     for length in lengths:
@@ -221,22 +238,25 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     requests = int(batch)
     target = load_model(model)
     target_system = load_system(system)
-    plain = estimate(target, target_system, requests, context=context, precision=precision, mapper=mapper,
-                     parallelism=parallelism)
+    plain = price(target, target_system, requests, context=context, precision=precision, mapper=mapper,
+                  parallelism=parallelism)
     verifies = {length: verify_step(target, target_system, requests, context=int(context), tree=TokenTree.chain(length),
-                                    precision=precision, parallelism=parallelism, mapper=mapper) if length else plain
-                for length in sorted({int(length) for length in lengths})}
-    drafts = draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism)
+                                    precision=precision, parallelism=parallelism, mapper=mapper, engine=engine)
+                if length else plain for length in sorted({int(length) for length in lengths})}
+    drafts = draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism,
+                         engine)
     shares = draft.kind == "model" and (draft.system is None or load_system(draft.system) is target_system)
     return SpeculativeParts(plain, verifies, drafts, draft, shares)
 
 
 def verify_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *, context: int,
                 tree: TokenTree, precision: str = "bf16", parallelism: Parallelism | None = None,
-                mapper: str | None = None) -> StepResult:
+                mapper: str | None = None, engine: str = "estimate") -> StepResult:
     """The target's verify step over ``tree``'s drafted tokens for each of ``batch`` requests
     holding ``context`` cached tokens: ``tree.query_tokens`` query tokens each, attention with the
-    tree's mask (a chain's is the causal one). Times in s."""
+    tree's mask (a chain's is the causal one); ``engine`` as for :func:`estimate_speculative`.
+    Times in s."""
+    price = step_pricer(engine)
     if not isinstance(tree, TokenTree):
         raise ArgumentError(f"tree: must be a TokenTree, got {type(tree).__name__}")
     if not is_whole(batch) or not 1 <= batch <= MAX_BATCH_REQUESTS:
@@ -244,12 +264,12 @@ def verify_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec
     requests = int(batch)
     queries = Batch(np.full(requests, context), np.full(requests, tree.query_tokens), np.ones(requests, bool),
                     tree=None if tree.is_chain else tree)
-    return evaluate(plan_step(model, system, queries, precision=precision, mapper=mapper, parallelism=parallelism))
+    return price(model, system, queries, precision=precision, mapper=mapper, parallelism=parallelism)
 
 
 def _tree_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, context: int,
                draft: Draft, draft_length: int, acceptance: TreeAcceptance, precision: str,
-               parallelism: Parallelism | None, mapper: str | None) -> SpeculativeResult:
+               parallelism: Parallelism | None, mapper: str | None, engine: str) -> SpeculativeResult:
     """:func:`estimate_speculative` of a drafted tree: its verify (:func:`verify_step`) and
     ``acceptance``'s E[accepted]; the tree is drafted for free (the time of drafting a tree with a
     model or heads is not priced yet)."""
@@ -259,23 +279,25 @@ def _tree_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec,
     if draft.kind != "free":
         raise ArgumentError(f"draft: a drafted tree is priced with a free draft for now, not {draft.kind!r} "
                             "(a chain prices every kind)")
-    plain = estimate(model, system, batch, context=context, precision=precision, mapper=mapper,
-                     parallelism=parallelism)
+    plain = step_pricer(engine)(model, system, batch, context=context, precision=precision, mapper=mapper,
+                                parallelism=parallelism)
     verify = verify_step(model, system, batch, context=context, tree=tree, precision=precision,
-                         parallelism=parallelism, mapper=mapper) if tree.size else plain
+                         parallelism=parallelism, mapper=mapper, engine=engine) if tree.size else plain
     parts = SpeculativeParts(plain, {tree.size: verify}, (), draft, shares_memory=False)
     return parts.step(tree.size, acceptance.expected_accepted())
 
 
 def draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int | np.ndarray, k: int,
-                draft: Draft, precision: str, parallelism: Parallelism | None) -> tuple[StepResult, ...]:
+                draft: Draft, precision: str, parallelism: Parallelism | None,
+                engine: str = "estimate") -> tuple[StepResult, ...]:
     """The ``k`` draft decode steps of ``batch`` requests (none for a free draft), at contexts
     C ... C + k - 1 (``context``: C, one for all or one per request); times in s."""
+    price = step_pricer(engine)
     if k == 0 or draft.kind == "free":
         return ()
     if draft.kind == "self":
-        return tuple(estimate(_self_draft_model(target, int(draft.layers)), system, batch, context=context + j,
+        return tuple(price(_self_draft_model(target, int(draft.layers)), system, batch, context=context + j,
                               precision=precision, parallelism=parallelism) for j in range(k))
     where = system if draft.system is None else load_system(draft.system)
-    return tuple(estimate(draft.model, where, batch, context=context + j,  # type: ignore[arg-type]
+    return tuple(price(draft.model, where, batch, context=context + j,  # type: ignore[arg-type]
                           precision=draft.precision or precision) for j in range(k))

@@ -54,3 +54,14 @@ def test_serve_speculate_reports_the_accepted_tokens(capsys: pytest.CaptureFixtu
     assert 1.0 < summary["tokens_per_decode_step"] <= 1.0 + 0.8 + 0.64 + 0.512
     assert main(args) == 0
     assert "tokens per decode step" in capsys.readouterr().out
+
+
+def test_speculate_simulate_runs_the_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["speculate", "--model", "llama3-8b", "--system", "duplex", "--batch", "8", "--lengths", "0,3"]
+    assert main([*args, "--simulate", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    step = estimate_speculative("llama3-8b", "duplex", 8, context=1024, draft=Draft(), draft_length=3,
+                                acceptance=ChainAcceptance((0.7,)), engine="simulate")
+    assert data["engine"] == "simulate" and data["steps"][1]["step_s"] == pytest.approx(step.step_time_s)
+    assert main([*args, "--simulate"]) == 0
+    assert "(simulated)" in capsys.readouterr().out

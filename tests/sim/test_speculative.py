@@ -164,3 +164,25 @@ def test_a_batch_keeps_its_tree_in_subsets() -> None:
     assert part.tree is tree and part.context_lens.tolist() == [5, 7] and part.query_lens.tolist() == [3, 1]
     with pytest.raises(ArgumentError, match=r"batch\.tree"):
         Batch(np.array([5]), np.array([1]), np.ones(1, bool), tree=(-1,))
+
+
+@pytest.mark.parametrize(("system", "precision"), SYSTEMS)
+def test_the_simulated_step_is_made_of_simulated_steps(system: str, precision: str) -> None:
+    from decodex.sim.simulate import SimResult, simulate
+    from decodex.workloads.batch import Batch
+
+    got = estimate_speculative("llama2-7b", system, 4, context=700, draft=Draft("self", layers=4), draft_length=3,
+                               acceptance=ChainAcceptance((0.8,)), precision=precision, engine="simulate")
+    assert isinstance(got.verify, SimResult) and got.verify.timeline
+    assert all(isinstance(step, SimResult) for step in got.drafts) and len(got.drafts) == 3
+    queries = Batch(np.full(4, 700), np.full(4, 4), np.ones(4, bool))
+    assert got.verify.step_time_s == simulate("llama2-7b", system, queries, precision=precision).step_time_s
+    assert got.plain.step_time_s == simulate("llama2-7b", system, 4, context=700, precision=precision).step_time_s
+    assert got.step_time_s == pytest.approx(got.draft_time_s + got.verify.step_time_s, rel=1e-12)
+    # the engine runs the analytical plan: overlap can only shorten it, contention lengthen it a little
+    estimated = estimate_speculative("llama2-7b", system, 4, context=700, draft=Draft("self", layers=4),
+                                     draft_length=3, acceptance=ChainAcceptance((0.8,)), precision=precision)
+    assert got.speedup == pytest.approx(estimated.speedup, rel=0.25)
+    with pytest.raises(ArgumentError, match="engine: 'des' not one of estimate, simulate"):
+        estimate_speculative("llama2-7b", system, 4, context=700, draft=Draft(), draft_length=3,
+                             acceptance=ChainAcceptance((0.8,)), precision=precision, engine="des")
