@@ -263,7 +263,7 @@ def verify_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec
         raise ArgumentError(f"batch: {batch!r} must be an integer in [1, {MAX_BATCH_REQUESTS}]")
     requests = int(batch)
     queries = Batch(np.full(requests, context), np.full(requests, tree.query_tokens), np.ones(requests, bool),
-                    tree=None if tree.is_chain else tree)
+                    tree=None if tree.is_chain else tree, verifies=np.full(requests, tree.size > 0))
     return price(model, system, queries, precision=precision, mapper=mapper, parallelism=parallelism)
 
 

@@ -207,7 +207,9 @@ class Batch:
     ``context_lens[i]``: tokens of request ``i`` already in the KV cache before this step.
     ``query_lens[i]``: tokens request ``i`` processes in this step (1 for a decode; a prefill
     chunk's length otherwise). ``emits_token[i]``: whether request ``i`` produces an output token
-    this step (decodes do; a prefill chunk does only if it ends the prompt).
+    this step (decodes do; a prefill chunk does only if it ends the prompt). ``verifies[i]``:
+    request ``i``'s query tokens are drafted tokens to verify (a speculative verify), so the LM
+    head computes logits at every one of them (None: no request verifies).
     """
 
     context_lens: np.ndarray
@@ -215,6 +217,7 @@ class Batch:
     emits_token: np.ndarray
     routing: Routing = field(default_factory=Routing)
     tree: TokenTree | None = None  # a speculative verify: requests with tree.query_tokens new tokens follow its mask
+    verifies: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.tree is not None:
@@ -233,13 +236,20 @@ class Batch:
             raise ArgumentError(f"batch: {ctx.size} requests in one step, more than {MAX_BATCH_REQUESTS}")
         if not (ctx.shape == query.shape == emits.shape):
             raise ArgumentError("batch: context_lens, query_lens and emits_token must have equal lengths")
-        for name, value in (("context_lens", ctx), ("query_lens", query), ("emits_token", emits)):
+        fields = [("context_lens", ctx), ("query_lens", query), ("emits_token", emits)]
+        if self.verifies is not None:
+            verifies = token_flags(self.verifies, "verifies")
+            if verifies.shape != ctx.shape:
+                raise ArgumentError("batch: verifies must have one flag per request")
+            fields.append(("verifies", verifies))
+        for name, value in fields:
             value.setflags(write=False)
             object.__setattr__(self, name, value)
 
     def subset(self, index: np.ndarray) -> Batch:
         """The requests at ``index`` (an integer or boolean array), with this batch's routing and tree."""
-        return Batch(self.context_lens[index], self.query_lens[index], self.emits_token[index], self.routing, self.tree)
+        return Batch(self.context_lens[index], self.query_lens[index], self.emits_token[index], self.routing, self.tree,
+                     None if self.verifies is None else self.verifies[index])
 
     @classmethod
     def decode(cls, batch_size: int, context_len: int | np.ndarray, routing: Routing | None = None) -> Batch:
@@ -288,6 +298,14 @@ class Batch:
     def num_output_tokens(self) -> int:
         """Output tokens this step produces."""
         return int(self.emits_token.sum())
+
+    @property
+    def num_logit_tokens(self) -> int:
+        """Tokens whose logits the LM head computes: every query token of a verifying request,
+        the emitting tokens of the others (logits only where a token is sampled)."""
+        if self.verifies is None:
+            return self.num_output_tokens
+        return int(np.where(self.verifies, self.query_lens, self.emits_token).sum())
 
     @property
     def is_decode_only(self) -> bool:

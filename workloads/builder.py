@@ -290,7 +290,7 @@ class _Builder:
         ops: list[Op] = [self.norm("final_norm", self.tokens * self.d, self.d)]
         if m.embed_proj_dim:
             ops.append(self.linear("project_out", width, self.d, replicated=True))
-        emitting = self.batch.num_output_tokens  # logits only where a token is sampled
+        emitting = self.batch.num_logit_tokens  # logits where a token is sampled or verified
         if emitting == 0:
             return ops
         head = self.linear("lm_head", vocab, width, m=emitting, shared=m.tie_word_embeddings)

@@ -135,7 +135,9 @@ class SpeculativeStepTimes(StepTimes):
         batch = super().batch_for(key)
         query = batch.query_lens.copy()
         query[: key[0]] = self.speculation.draft_length + 1
-        return Batch(batch.context_lens, query, batch.emits_token, batch.routing)
+        verifies = np.zeros(batch.num_requests, bool)
+        verifies[: key[0]] = True
+        return Batch(batch.context_lens, query, batch.emits_token, batch.routing, verifies=verifies)
 
     def _price(self, key: StepKey) -> tuple[float, float]:
         batch = self.batch_for(key)

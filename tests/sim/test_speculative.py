@@ -59,6 +59,19 @@ def test_verify_flops_by_hand_for_a_chain() -> None:
     assert model.num_layers == next(r for r in got.verify.records if r.name == "qkv_proj").repeat
 
 
+@pytest.mark.parametrize(("system", "precision"), SYSTEMS)
+def test_the_verify_computes_logits_at_every_drafted_position(system: str, precision: str) -> None:
+    """Verifying k drafted tokens needs the target's distribution after each of them and after
+    the last emitted one: k + 1 rows of logits per request (2 d V FLOP each), one for plain decode."""
+    batch, k = 3, 4
+    got = estimate_speculative("llama2-7b", system, batch, context=600, draft=Draft(), draft_length=k,
+                               acceptance=ChainAcceptance((0.5,)), precision=precision)
+    verify = [r for r in got.verify.records if r.name == "lm_head"]
+    plain = [r for r in got.plain.records if r.name == "lm_head"]
+    assert sum(r.flops * r.repeat for r in verify) == pytest.approx(batch * (k + 1) * 2 * 4096 * 32000)
+    assert sum(r.flops * r.repeat for r in plain) == pytest.approx(batch * 2 * 4096 * 32000)
+
+
 def test_speedup_is_monotone_in_acceptance_and_the_draft_costs_time() -> None:
     for system, precision in SYSTEMS:
         speedups = [estimate_speculative("llama2-7b", system, 8, context=1024, draft=Draft("self", layers=4),
@@ -175,7 +188,7 @@ def test_the_simulated_step_is_made_of_simulated_steps(system: str, precision: s
                                acceptance=ChainAcceptance((0.8,)), precision=precision, engine="simulate")
     assert isinstance(got.verify, SimResult) and got.verify.timeline
     assert all(isinstance(step, SimResult) for step in got.drafts) and len(got.drafts) == 3
-    queries = Batch(np.full(4, 700), np.full(4, 4), np.ones(4, bool))
+    queries = Batch(np.full(4, 700), np.full(4, 4), np.ones(4, bool), verifies=np.ones(4, bool))
     assert got.verify.step_time_s == simulate("llama2-7b", system, queries, precision=precision).step_time_s
     assert got.plain.step_time_s == simulate("llama2-7b", system, 4, context=700, precision=precision).step_time_s
     assert got.step_time_s == pytest.approx(got.draft_time_s + got.verify.step_time_s, rel=1e-12)
