@@ -145,7 +145,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0, help="seed of the workload draws (default 0)")
     add_deployment_options(p)
     p.add_argument("--speculate", type=draft_spec, default=None, metavar="DRAFT",
-                   help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS or "
+                   help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS, heads:HEADS or "
                         "model:NAME[@SYSTEM]) and verifies; one replica only")
     p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
                    help="tokens drafted per decode with --speculate (default 4)")

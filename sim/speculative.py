@@ -1,23 +1,18 @@
-"""A speculative decode step, analytically: draft k tokens, verify them in one pass of the target.
+"""A speculative decode step: draft k tokens (or a tree of them), verify them in one pass of the target.
 
 One step of a batch of ``B`` requests holding ``C`` cached tokens each:
 
-1. **Draft**, ``k`` tokens per request, one after another (:class:`Draft`):
-
-   - ``"model"``: a separate (small) model runs ``k`` decode steps of its own, at contexts
-     ``C, C + 1, ... C + k - 1`` (its own KV cache), on the target's system or on another one
-     (``Draft.system``: e.g. the draft on a PIM or FPGA, the verify on the GPU);
-   - ``"self"``: the target's first ``layers`` layers with its LM head (an early-exit self-draft,
-     Kangaroo's shallow sub-network; its adapter is not priced), sharing the target's weights and
-     KV cache;
-   - ``"free"``: no draft cost (an upper bound on what drafting can give).
+1. **Draft** (:class:`~sim.speculative_draft.Draft`: a draft model, the target's first layers,
+   Medusa-style decoding heads, or free): ``k`` tokens per request one after another, or a tree
+   level by level (:mod:`sim.speculative_draft` prices them).
 
 2. **Verify**: the target over ``k + 1`` query tokens per request (the last emitted token and
    the ``k`` drafted ones; a :class:`~workloads.batch.Batch` with ``query_lens = k + 1``), the
-   attention causal over them (a chain; :class:`~workloads.token_tree.TokenTree`). The verify
-   writes the K/V of all ``k + 1`` tokens, as the kernels do before attending them; the cache then
-   keeps the ``1 + accepted`` tokens and drops the rest without moving any bytes (vLLM frees the
-   rejected slots).
+   attention causal over them for a chain, with the tree's mask for a tree
+   (:class:`~workloads.token_tree.TokenTree`), logits at every query token. The verify writes the
+   K/V of all ``k + 1`` tokens, as the kernels do before attending them; the cache then keeps the
+   ``1 + accepted`` tokens and drops the rest without moving any bytes (vLLM frees the rejected
+   slots).
 
 The step emits ``1 + E[accepted]`` tokens per request (:mod:`workloads.acceptance`); its time is
 the draft's plus the verify's (no overlap). ``k = 0`` is plain decode: no draft, a verify of one
@@ -26,8 +21,7 @@ token per request, the same StepResult as :func:`sim.estimate.estimate`. Times i
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,60 +29,17 @@ import numpy as np
 
 from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec, load_system
-from decodex.sim.estimate import estimate
 from decodex.sim.results import StepResult
+from decodex.sim.speculative_draft import Draft, draft_steps, step_pricer, tree_draft_steps
+
+__all__ = ["Draft", "SpeculativeParts", "SpeculativeResult", "draft_steps", "estimate_speculative",
+           "speculative_parts", "step_pricer", "verify_step"]
 from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance, TreeAcceptance
 from decodex.workloads.batch import MAX_BATCH_REQUESTS, MAX_TOKENS_PER_REQUEST, Batch, is_whole
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.token_tree import MAX_TREE_NODES, TokenTree
-
-DRAFT_KINDS = ("model", "self", "free")
-ENGINES = ("estimate", "simulate")  # the step model every part of a speculative step is priced with
-
-
-@dataclass(frozen=True)
-class Draft:
-    """Who drafts (see module docstring): ``kind`` ``"model"`` (``model``, on ``system``, default
-    the target's), ``"self"`` (the target's first ``layers`` layers) or ``"free"``; ``precision``
-    of a draft model (default the target's)."""
-
-    kind: str = "free"
-    model: str | Path | ModelConfig | None = None
-    layers: int = 0
-    system: str | Path | SystemSpec | None = None
-    precision: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in DRAFT_KINDS:
-            raise ArgumentError(f"draft.kind: {self.kind!r} not one of {', '.join(DRAFT_KINDS)}")
-        if self.kind == "model" and self.model is None:
-            raise ArgumentError("draft.model: a draft of kind 'model' needs a model (catalog name, config.json path "
-                                "or ModelConfig)")
-        if self.kind != "model" and (self.model is not None or self.system is not None):
-            raise ArgumentError(f"draft.model/system: only a draft of kind 'model' runs its own model "
-                                f"(this one is {self.kind!r})")
-        if self.kind == "self":
-            if not is_whole(self.layers) or self.layers < 1:
-                raise ArgumentError(f"draft.layers: {self.layers!r} must be an integer >= 1 (the target's first "
-                                    "layers that draft)")
-        elif self.layers != 0:
-            raise ArgumentError(f"draft.layers: only a self-draft takes layers (this draft is {self.kind!r})")
-
-    @classmethod
-    def parse(cls, text: str) -> Draft:
-        """A draft from ``free``, ``self:LAYERS``, ``model:NAME`` or ``model:NAME@SYSTEM`` (the
-        draft model on another system); ArgumentError otherwise."""
-        kind, _, rest = str(text).strip().partition(":")
-        if kind == "free" and not rest:
-            return cls("free")
-        if kind == "self" and rest.isdigit() and int(rest) >= 1:
-            return cls("self", layers=int(rest))
-        name, _, system = rest.partition("@")
-        if kind == "model" and name:
-            return cls("model", model=name, system=system or None)
-        raise ArgumentError(f"draft: {text!r} is not free, self:LAYERS, model:NAME or model:NAME@SYSTEM")
 
 
 @dataclass(frozen=True)
@@ -142,25 +93,6 @@ class SpeculativeResult:
         return self.verify.flops / self.verify.bytes if self.verify.bytes > 0 else 0.0
 
 
-def step_pricer(engine: str) -> Callable[..., StepResult]:
-    """The step model of ``engine`` (``"estimate"`` or ``"simulate"``), called as ``estimate`` is."""
-    if engine == "estimate":
-        return estimate
-    if engine == "simulate":
-        from decodex.sim.simulate import simulate  # simpy loads on use
-
-        return simulate
-    raise ArgumentError(f"engine: {engine!r:.40} not one of {', '.join(ENGINES)}")
-
-
-def _self_draft_model(model: ModelConfig, layers: int) -> ModelConfig:
-    """The target's first ``layers`` layers with its embedding, final norm and LM head."""
-    if layers >= model.num_layers:
-        raise ArgumentError(f"draft.layers: {layers} must be fewer than the target's {model.num_layers} layers")
-    return dataclasses.replace(model, name=f"{model.name}[:{layers}]", num_layers=layers,
-                               layer_kinds=model.layer_kinds[:layers])
-
-
 def estimate_speculative(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *,
                          context: int, draft: Draft, draft_length: int,
                          acceptance: ChainAcceptance | EmpiricalAcceptance | TreeAcceptance, precision: str = "bf16",
@@ -186,13 +118,15 @@ def estimate_speculative(model: str | Path | ModelConfig, system: str | Path | S
 class SpeculativeParts:
     """The steps speculative decoding is made of, priced once for several draft lengths: the plain
     decode step, the verify step of each length, and the draft steps of the longest (a shorter
-    draft is their first steps); :meth:`step` puts one together for an acceptance."""
+    chain is their first steps) or, in ``drafts_by_length``, of each length (decoding heads, a
+    tree); :meth:`step` puts one together for an acceptance."""
 
     plain: StepResult
     verifies: dict[int, StepResult]
     drafts: tuple[StepResult, ...]
     draft: Draft
-    shares_memory: bool  # the draft model runs on the target's devices (their memory holds both)
+    shares_memory: bool  # the draft holds weights on the target's devices (their memory holds both)
+    drafts_by_length: dict[int, tuple[StepResult, ...]] | None = None
 
     def step(self, draft_length: int, expected_accepted: float) -> SpeculativeResult:
         """The step drafting ``draft_length`` tokens (one of the lengths priced) of which
@@ -202,7 +136,7 @@ class SpeculativeParts:
         if not 0.0 <= expected_accepted <= draft_length:
             raise ArgumentError(f"expected_accepted: {expected_accepted!r} must be in [0, {draft_length}]")
         verify = self.verifies[draft_length]
-        drafts = self.drafts[:draft_length]
+        drafts = self.drafts[:draft_length] if self.drafts_by_length is None else self.drafts_by_length[draft_length]
         draft_time = sum(step.step_time_s for step in drafts)
         fits, reason = verify.fits, verify.reason
         if fits and self.shares_memory and drafts:
@@ -243,9 +177,13 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     verifies = {length: verify_step(target, target_system, requests, context=int(context), tree=TokenTree.chain(length),
                                     precision=precision, parallelism=parallelism, mapper=mapper, engine=engine)
                 if length else plain for length in sorted({int(length) for length in lengths})}
+    shares = draft.shares_target_devices or (draft.kind == "model" and load_system(draft.system) is target_system)
+    if draft.kind == "heads":  # one pass of k heads over the verify's k + 1 tokens: priced per length
+        by_length = {k: draft_steps(target, target_system, requests, int(context), k, draft, precision, parallelism,
+                                    engine) for k in verifies}
+        return SpeculativeParts(plain, verifies, (), draft, shares, by_length)
     drafts = draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism,
                          engine)
-    shares = draft.kind == "model" and (draft.system is None or load_system(draft.system) is target_system)
     return SpeculativeParts(plain, verifies, drafts, draft, shares)
 
 
@@ -270,34 +208,21 @@ def verify_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec
 def _tree_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, context: int,
                draft: Draft, draft_length: int, acceptance: TreeAcceptance, precision: str,
                parallelism: Parallelism | None, mapper: str | None, engine: str) -> SpeculativeResult:
-    """:func:`estimate_speculative` of a drafted tree: its verify (:func:`verify_step`) and
-    ``acceptance``'s E[accepted]; the tree is drafted for free (the time of drafting a tree with a
-    model or heads is not priced yet)."""
+    """:func:`estimate_speculative` of a drafted tree: its drafting
+    (:func:`~sim.speculative_draft.tree_draft_steps`), its verify (:func:`verify_step`) and
+    ``acceptance``'s E[accepted]."""
     tree = acceptance.tree
     if draft_length != tree.size:
         raise ArgumentError(f"draft_length: {draft_length!r} must equal the tree's {tree.size} drafted tokens")
-    if draft.kind != "free":
-        raise ArgumentError(f"draft: a drafted tree is priced with a free draft for now, not {draft.kind!r} "
-                            "(a chain prices every kind)")
-    plain = step_pricer(engine)(model, system, batch, context=context, precision=precision, mapper=mapper,
+    if not isinstance(draft, Draft):
+        raise ArgumentError(f"draft: must be a Draft, got {type(draft).__name__}")
+    target, target_system = load_model(model), load_system(system)
+    plain = step_pricer(engine)(target, target_system, batch, context=context, precision=precision, mapper=mapper,
                                 parallelism=parallelism)
-    verify = verify_step(model, system, batch, context=context, tree=tree, precision=precision,
+    verify = verify_step(target, target_system, batch, context=context, tree=tree, precision=precision,
                          parallelism=parallelism, mapper=mapper, engine=engine) if tree.size else plain
-    parts = SpeculativeParts(plain, {tree.size: verify}, (), draft, shares_memory=False)
+    drafts = tree_draft_steps(target, target_system, int(batch), int(context), tree, draft, precision, parallelism,
+                              engine)
+    shares = draft.shares_target_devices or (draft.kind == "model" and load_system(draft.system) is target_system)
+    parts = SpeculativeParts(plain, {tree.size: verify}, (), draft, shares, {tree.size: drafts})
     return parts.step(tree.size, acceptance.expected_accepted())
-
-
-def draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int | np.ndarray, k: int,
-                draft: Draft, precision: str, parallelism: Parallelism | None,
-                engine: str = "estimate") -> tuple[StepResult, ...]:
-    """The ``k`` draft decode steps of ``batch`` requests (none for a free draft), at contexts
-    C ... C + k - 1 (``context``: C, one for all or one per request); times in s."""
-    price = step_pricer(engine)
-    if k == 0 or draft.kind == "free":
-        return ()
-    if draft.kind == "self":
-        return tuple(price(_self_draft_model(target, int(draft.layers)), system, batch, context=context + j,
-                              precision=precision, parallelism=parallelism) for j in range(k))
-    where = system if draft.system is None else load_system(draft.system)
-    return tuple(price(draft.model, where, batch, context=context + j,  # type: ignore[arg-type]
-                          precision=draft.precision or precision) for j in range(k))

@@ -106,3 +106,14 @@ class TokenTree:
     def children(self, node: int) -> tuple[int, ...]:
         """The nodes that continue ``node`` (-1: the root)."""
         return tuple(i for i, parent in enumerate(self.parents) if parent == node)
+
+    def expanding_per_level(self) -> tuple[int, ...]:
+        """For each level ``j`` = 1 ... depth, the nodes of depth ``j - 1`` that have children (the
+        root for level 1): what a draft runs over to propose level ``j`` (a chain: all ones)."""
+        depths = (0, *self.depths)  # index 0 is the root, node i is index i + 1
+        expanding = {parent + 1 for parent in self.parents}
+        counts = [0] * self.depth
+        for index in expanding:
+            counts[depths[index]] += 1
+        return tuple(counts)
+

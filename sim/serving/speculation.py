@@ -32,7 +32,7 @@ from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
 from decodex.sim.serving.kv_cache import KVCapacity
 from decodex.sim.serving.step_times import StepKey, StepTimes
-from decodex.sim.speculative import Draft, draft_steps
+from decodex.sim.speculative_draft import Draft, draft_steps
 from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance
 from decodex.workloads.batch import Batch, Routing, is_whole
 from decodex.workloads.catalog import load_model
@@ -71,7 +71,7 @@ class Speculation:
     def label(self) -> str:
         """``"<draft> k=<length>"``, e.g. ``"self:4 k=3"``."""
         draft = self.draft
-        where = {"free": "free", "self": f"self:{draft.layers}"}.get(draft.kind)
+        where = {"free": "free", "self": f"self:{draft.layers}", "heads": f"heads:{draft.heads}"}.get(draft.kind)
         if where is None:
             model = draft.model.name if isinstance(draft.model, ModelConfig) else str(draft.model)
             system = draft.system.name if isinstance(draft.system, SystemSpec) else draft.system

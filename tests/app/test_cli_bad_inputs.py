@@ -34,7 +34,7 @@ CASES = {
     "study out is a file": ["study", "duplex", "--out", "{file}"],
     "study tpot nan": ["study", "afd", "--tpot-ms", "nan"],
     "study tpot negative": ["study", "afd", "--tpot-ms", "-1"],
-    "speculate draft unknown": ["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--draft", "heads:4"],
+    "speculate draft unknown": ["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--draft", "heads:x"],
     "speculate acceptance above 1": ["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--acceptance",
                                      "1.2"],
     "speculate self-draft too deep": ["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--draft",

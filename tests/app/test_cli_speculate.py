@@ -39,7 +39,8 @@ def test_draft_specs() -> None:
     assert draft_spec("self:8") == {"kind": "self", "layers": 8}
     assert draft_spec("model:llama2-7b") == {"kind": "model", "model": "llama2-7b", "system": None}
     assert draft_spec("model:llama2-7b@duplex") == {"kind": "model", "model": "llama2-7b", "system": "duplex"}
-    for bad in ("self", "self:0", "model:", "heads:4", "free:1", "self:x"):
+    assert draft_spec("heads:3") == {"kind": "heads", "heads": 3}
+    for bad in ("self", "self:0", "model:", "heads:0", "tree:4", "free:1", "self:x"):
         with pytest.raises(argparse.ArgumentTypeError):
             draft_spec(bad)
 

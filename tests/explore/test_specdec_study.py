@@ -104,5 +104,5 @@ def test_speculative_sweep_points() -> None:
     assert all(r["speedup"] > 1 for r in rows)
     refused = evaluate_point(point, mode="simulate")
     assert not refused["feasible"] and "estimate mode" in refused["reason"]
-    bad = evaluate_point({**point, "draft": "heads:4"})
+    bad = evaluate_point({**point, "draft": "heads:0"})
     assert not bad["feasible"] and "draft" in bad["reason"]
