@@ -119,7 +119,7 @@ class RooflineUnit:
         memory = memories[self.memory]
         if isinstance(op, MoEExpertsOp):
             return self._experts_cost(op, memory)
-        if isinstance(op, AttentionOp) and self.decode_attention is not None and bool((op.query_lens == 1).any()):
+        if isinstance(op, AttentionOp) and self.decode_attention is not None and bool(op.decode_like.any()):
             return self._decode_attention_cost(op, memory)
         return self._roofline_cost(op, memory)
 
@@ -161,14 +161,14 @@ class RooflineUnit:
         return price
 
     def _decode_attention_cost(self, op: AttentionOp, memory: MemorySpec) -> OpCost:
-        """The decode requests of ``op`` as the kernel runs them (:mod:`hw_models.decode_attention`),
-        plus its prefill chunks on the roofline; energy as the roofline counts it."""
-        decode = op.query_lens == 1
+        """The decode requests of ``op`` (and a speculative verify's, each a decode with a few query
+        rows per block) as the kernel runs them (:mod:`hw_models.decode_attention`), plus its prefill
+        chunks on the roofline; energy as the roofline counts it."""
+        decode = op.decode_like
         prefill = None
         if not decode.all():  # the prefill chunks of a mixed batch, on the roofline
-            rest = dataclasses.replace(op, context_lens=op.context_lens[~decode], query_lens=op.query_lens[~decode])
-            prefill = self._roofline_cost(rest, memory)
-            decode_op = dataclasses.replace(op, context_lens=op.context_lens[decode], query_lens=op.query_lens[decode])
+            prefill = self._roofline_cost(op.subset(~decode), memory)
+            decode_op = op.subset(decode)
         else:
             decode_op = op
         return self.decode_attention_priced(int(decode.sum()), op.kv_heads, decode_op.flops, decode_op.bytes,

@@ -155,8 +155,7 @@ def split_attention(op: AttentionOp) -> tuple[AttentionOp, AttentionOp] | None:
         return None
 
     def part(mask: np.ndarray, suffix: str) -> AttentionOp:
-        return replace(op, name=f"{op.name}.{suffix}", context_lens=op.context_lens[mask],
-                       query_lens=op.query_lens[mask])
+        return op.subset(mask, f"{op.name}.{suffix}")
 
     return part(prefill, "prefill"), part(~prefill, "decode")
 

@@ -99,11 +99,13 @@ class _Builder:
                              payload_bytes=rows * width * self.v.nbytes)]
 
     def attention(self, name: str, ctx: np.ndarray, query: np.ndarray, q_heads: int, kv_heads: int,
-                  qk_dim: int, v_dim: int, kv_elements: int, kv_replicated: bool) -> AttentionOp:
+                  qk_dim: int, v_dim: int, kv_elements: int, kv_replicated: bool,
+                  verifies: np.ndarray | None = None) -> AttentionOp:
         return AttentionOp(name=name, dtype=self.prec.attention, block=self.block, devices=self.tp,
                            context_lens=ctx, query_lens=query, q_heads=q_heads, kv_heads=kv_heads,
                            qk_dim=qk_dim, v_dim=v_dim, kv_elements_per_token=kv_elements,
-                           kv_dtype=self.prec.kv_cache, kv_replicated=kv_replicated, tree=self.batch.tree)
+                           kv_dtype=self.prec.kv_cache, kv_replicated=kv_replicated, tree=self.batch.tree,
+                           verifies=verifies)
 
     def activation(self, name: str, width: int, ffn: FFNConfig, rows: int | None = None) -> ElementwiseOp:
         """The FFN's activation on ``rows`` x ``width`` elements (times the up half when gated)."""
@@ -135,7 +137,8 @@ class _Builder:
             ops.append(self.elementwise("rope", tokens * (q_heads + kv_heads) * att.head_dim, ROPE_FLOPS_PER_ELEMENT))
         ops.append(self.attention("attention", self.batch.context_lens, self.batch.query_lens, q_heads,
                                   kv_heads, att.head_dim, att.v_head_dim,
-                                  kv_heads * (att.head_dim + att.v_head_dim), att.num_kv_heads < tp))
+                                  kv_heads * (att.head_dim + att.v_head_dim), att.num_kv_heads < tp,
+                                  self.batch.verifies))
         ops.append(self.linear("o_proj", d, q_heads * att.v_head_dim, bias=att.out_bias))
         return ops + self.all_reduce("attn_all_reduce", d)
 
@@ -156,7 +159,7 @@ class _Builder:
             self.elementwise("rope", tokens * (q_heads + kv_heads) * att.head_dim, ROPE_FLOPS_PER_ELEMENT),
             self.attention("attention", self.batch.context_lens, self.batch.query_lens, q_heads, kv_heads,
                            att.head_dim, att.v_head_dim, kv_heads * (att.head_dim + att.v_head_dim),
-                           kv_replicated),
+                           kv_replicated, self.batch.verifies),
             self.linear("o_proj", d, q_heads * att.v_head_dim),
         ]
         return ops + self.all_reduce("attn_all_reduce", d)
@@ -182,14 +185,15 @@ class _Builder:
                 self.elementwise("rope", tokens * (heads + 1) * rope, ROPE_FLOPS_PER_ELEMENT)]
         query = self.batch.query_lens
         ctx = self.batch.context_lens
-        decode = query == 1
+        verifies = self.batch.verifies
+        decode = query == 1 if verifies is None else (query == 1) | verifies  # a verify runs absorbed, as decode
         kv_elements = rank + rope
         if decode.any():
-            t_dec = int(decode.sum())
+            t_dec = int(query[decode].sum())
             ops += [
                 self.linear("q_absorb", rank, nope, m=t_dec, count=heads),
                 self.attention("attention", ctx[decode], query[decode], heads, 1, rank + rope, rank,
-                               kv_elements, tp > 1),
+                               kv_elements, tp > 1, None if verifies is None else verifies[decode]),
                 self.linear("v_absorb", v, rank, m=t_dec, count=heads),
             ]
         if (~decode).any():

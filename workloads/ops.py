@@ -13,7 +13,7 @@ quantities stay numpy arrays on one op. Conventions (documented in ``docs/worklo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import ClassVar
@@ -174,7 +174,8 @@ class AttentionOp(Op):
     token ``j`` attends to ``context_lens[i] + j + 1`` keys (causal). A request whose new tokens
     are a speculative verify over ``tree`` (``query_lens[i] == tree.query_tokens``) attends with
     the tree's mask instead: each query its cached keys, its ancestors and itself
-    (:class:`~workloads.token_tree.TokenTree`). ``q_heads`` query heads
+    (:class:`~workloads.token_tree.TokenTree`); ``verifies`` marks such requests (a GPU runs them
+    with its decode-attention kernel, :mod:`hw_models.decode_attention`). ``q_heads`` query heads
     share ``kv_heads`` K/V heads (GQA/MQA; MLA and MFA are ``kv_heads = 1`` with wide heads).
     ``kv_elements_per_token``: elements cached per token on this device.
     """
@@ -190,6 +191,7 @@ class AttentionOp(Op):
     kv_dtype: DType
     kv_replicated: bool = False  # each device of the group stores the same KV heads
     tree: TokenTree | None = None  # the drafted tokens' tree of a speculative verify (None: causal)
+    verifies: np.ndarray | None = None  # per request: its new tokens are a speculative verify (None: none is)
     attended_pairs: float = field(init=False)
     cached_tokens: float = field(init=False)
     new_tokens: float = field(init=False)
@@ -225,6 +227,18 @@ class AttentionOp(Op):
     @property
     def resident_kv_bytes(self) -> float:
         return (self.cached_tokens + self.new_tokens) * self.kv_bytes_per_token
+
+    def subset(self, mask: np.ndarray, name: str | None = None) -> AttentionOp:
+        """This op over the requests of ``mask`` (a boolean array), renamed ``name`` if given."""
+        return replace(self, name=self.name if name is None else name,
+                                   context_lens=self.context_lens[mask], query_lens=self.query_lens[mask],
+                                   verifies=None if self.verifies is None else self.verifies[mask])
+
+    @property
+    def decode_like(self) -> np.ndarray:
+        """Per request: one new token, or a speculative verify's few (what a decode kernel runs)."""
+        one = self.query_lens == 1
+        return one if self.verifies is None else one | self.verifies
 
     @property
     def query_heads_per_kv_head(self) -> float:

@@ -197,3 +197,24 @@ def test_the_simulated_step_is_made_of_simulated_steps(system: str, precision: s
     with pytest.raises(ArgumentError, match="engine: 'des' not one of estimate, simulate"):
         estimate_speculative("llama2-7b", system, 4, context=700, draft=Draft(), draft_length=3,
                              acceptance=ChainAcceptance((0.8,)), precision=precision, engine="des")
+
+
+@pytest.mark.parametrize("system", ["a100-80g", "h100-sxm"])
+def test_a_verify_costs_at_least_plain_decode_and_grows_with_k(system: str) -> None:
+    """A verify's attention streams each request's KV once, as decode does, with k + 1 query rows
+    per block (the GPU's decode-attention kernel, not the prefill roofline); a longer draft never
+    makes it cheaper."""
+    from decodex.sim.speculative import verify_step
+    from decodex.workloads.token_tree import TokenTree
+
+    for batch, context in ((1, 600), (16, 2000)):
+        plain = estimate("llama2-7b", system, batch, context=context, precision="fp16")
+        times = [verify_step("llama2-7b", system, batch, context=context, tree=TokenTree.chain(k),
+                             precision="fp16").step_time_s for k in (1, 2, 4, 8)]
+        assert plain.step_time_s <= times[0] and times == sorted(times)
+        attention = next(r for r in verify_step("llama2-7b", system, batch, context=context,
+                                                tree=TokenTree.chain(2), precision="fp16").records
+                         if r.name == "attention")
+        plain_attention = next(r for r in plain.records if r.name == "attention")
+        assert attention.time_s >= plain_attention.time_s
+        assert attention.time_s < 1.5 * plain_attention.time_s  # the KV stream dominates, as in decode
