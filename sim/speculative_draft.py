@@ -11,8 +11,8 @@ A :class:`Draft` is one of:
   al. 2024, arXiv 2401.10774: head ``i`` predicts the token ``i + 1`` ahead; each is a residual
   block of one ``d x d`` linear layer with SiLU and its own ``d x V`` LM head). They run once per
   step, on the hidden states of every token the verify ran (Medusa evaluates its heads at every
-  candidate position and keeps the accepted one's), so a step's drafts cost one pass of the heads
-  however many tokens they propose;
+  candidate position and keeps the accepted one's), so a step's drafts cost one pass of all the
+  heads however many tokens they propose (Medusa runs every head each step);
 - ``"free"``: no draft cost (an upper bound on what drafting can give).
 
 A chain of ``k`` tokens is drafted by ``k`` decode steps of a model or self-draft at contexts
@@ -134,15 +134,15 @@ def draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: in
                 engine: str = "estimate") -> tuple[StepResult, ...]:
     """What drafting a chain of ``k`` tokens for ``batch`` requests costs: ``k`` decode steps of a
     model or self-draft at contexts C ... C + k - 1 (``context``: C, one for all or one per
-    request), one pass of ``k`` decoding heads over the verify's ``k + 1`` tokens per request, or
+    request), one pass of every decoding head over the verify's ``k + 1`` tokens per request, or
     nothing (a free draft, or ``k = 0``); times in s."""
     if k == 0 or draft.kind == "free":
         return ()
     if draft.kind == "heads":
         if k > draft.heads:
             raise ArgumentError(f"draft_length: {k} tokens need {k} decoding heads; the draft has {draft.heads}")
-        return (heads_step(target, system, batch, context, rows=batch * (k + 1), heads=k, precision=precision,
-                           parallelism=parallelism),)
+        return (heads_step(target, system, batch, context, rows=batch * (k + 1), heads=int(draft.heads),
+                           precision=precision, parallelism=parallelism),)
     price = step_pricer(engine)
     if draft.kind == "self":
         return tuple(price(self_draft_model(target, int(draft.layers)), system, batch, context=context + j,
@@ -157,14 +157,14 @@ def tree_draft_steps(target: ModelConfig, system: SystemSpec, batch: int, contex
                      engine: str = "estimate") -> tuple[StepResult, ...]:
     """What drafting ``tree`` for each of ``batch`` requests holding ``context`` cached tokens
     costs (module docstring): one draft step per level for a model or self-draft, one pass of
-    ``tree.depth`` heads over the verify's tokens, nothing for a free draft; times in s."""
+    every decoding head over the verify's tokens, nothing for a free draft; times in s."""
     if tree.size == 0 or draft.kind == "free":
         return ()
     if draft.kind == "heads":
         if tree.depth > draft.heads:
             raise ArgumentError(f"tree: {tree.depth} levels need {tree.depth} decoding heads; the draft has "
                                 f"{draft.heads}")
-        return (heads_step(target, system, batch, context, rows=batch * tree.query_tokens, heads=tree.depth,
+        return (heads_step(target, system, batch, context, rows=batch * tree.query_tokens, heads=int(draft.heads),
                            precision=precision, parallelism=parallelism),)
     price = step_pricer(engine)
     if draft.kind == "self":

@@ -161,4 +161,5 @@ def _register_builtin_runners() -> None:
     import decodex.validation.runners_afd  # registers the attention-FFN disaggregation runners
     import decodex.validation.runners_duplex  # registers the Duplex runners
     import decodex.validation.runners_flightllm  # registers the FlightLLM runners
-    import decodex.validation.runners_neupims  # noqa: F401  (registers the NeuPIMs runner)
+    import decodex.validation.runners_neupims  # registers the NeuPIMs runner
+    import decodex.validation.runners_specdec  # noqa: F401  (registers the speculative-decoding runner)

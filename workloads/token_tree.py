@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
-from decodex.core.errors import ArgumentError
+from decodex.core.errors import ArgumentError, SpecError
 from decodex.workloads.batch import is_whole
 
 MAX_TREE_NODES = 1024  # drafted tokens per request and step (published trees: 4-60 nodes; DySpec up to 768)
+TREES_DIR = Path(__file__).resolve().parent / "catalog" / "trees"  # named trees as data (named_tree)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,30 @@ class TokenTree:
             start = len(parents)
             parents += [parent for parent in level for _ in range(int(width))]
             level = list(range(start, len(parents)))
+        return cls(tuple(parents))
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[Sequence[int]]) -> TokenTree:
+        """A tree from Medusa's notation: each path lists, level by level, the rank of the token
+        taken from that level's head (``[0, 1]``: the second-ranked token after the top-1). Every
+        prefix of a path must be a path too; nodes are numbered by depth, then path."""
+        if isinstance(paths, str | bytes) or not isinstance(paths, Sequence):
+            raise ArgumentError(f"token tree: paths must be a sequence of rank lists, got {paths!r:.80}")
+        keys = []
+        for index, path in enumerate(paths):
+            if isinstance(path, str | bytes) or not isinstance(path, Sequence) or not path or not all(
+                    is_whole(rank) and rank >= 0 for rank in path):
+                raise ArgumentError(f"token tree: paths[{index}] = {path!r:.60} must be a non-empty list of ranks >= 0")
+            keys.append(tuple(int(rank) for rank in path))
+        if len(set(keys)) != len(keys):
+            raise ArgumentError("token tree: a path is listed twice")
+        order = sorted(keys, key=lambda key: (len(key), key))
+        index_of = {key: i for i, key in enumerate(order)}
+        parents = []
+        for key in order:
+            if len(key) > 1 and key[:-1] not in index_of:
+                raise ArgumentError(f"token tree: path {list(key)} continues {list(key[:-1])}, which is not a path")
+            parents.append(-1 if len(key) == 1 else index_of[key[:-1]])
         return cls(tuple(parents))
 
     @property
@@ -116,4 +142,25 @@ class TokenTree:
         for index in expanding:
             counts[depths[index]] += 1
         return tuple(counts)
+
+
+def named_tree(name: str, root: Path = TREES_DIR) -> TokenTree:
+    """A published tree by name (the ``[NAME]`` tables of ``workloads/catalog/trees/*.toml``,
+    each with its ``paths`` in Medusa's notation and its ``source``); ArgumentError lists the
+    names, SpecError names a bad file and field."""
+    from decodex.core.input_files import read_toml
+
+    known: dict[str, tuple[Path, object]] = {}
+    for file in sorted(root.glob("*.toml")):
+        for key, table in read_toml(file).items():
+            known[key] = (file, table)
+    if name not in known:
+        raise ArgumentError(f"tree: unknown tree {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+    file, table = known[name]
+    if not isinstance(table, dict) or "paths" not in table:
+        raise SpecError(str(file), f"{name}.paths", "missing: the tree's paths of top-k ranks")
+    try:
+        return TokenTree.from_paths(table["paths"])
+    except ArgumentError as err:
+        raise SpecError(str(file), f"{name}.paths", str(err)) from None
 
