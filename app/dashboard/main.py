@@ -16,6 +16,8 @@ PAGES = [
     st.Page(VIEWS / "timeline.py", url_path="timeline", title="Timeline", icon=":material/view_timeline:"),
     st.Page(VIEWS / "serving.py", url_path="serving", title="Serving", icon=":material/query_stats:"),
     st.Page(VIEWS / "systems_compared.py", url_path="systems", title="Systems compared", icon=":material/compare:"),
+    st.Page(VIEWS / "speculative.py", url_path="speculative", title="Speculative decoding",
+            icon=":material/fast_forward:"),
     st.Page(VIEWS / "sweep_explorer.py", url_path="sweeps", title="Sweep explorer", icon=":material/scatter_plot:"),
     st.Page(VIEWS / "validation_records.py", url_path="validation", title="Validation", icon=":material/fact_check:"),
 ]

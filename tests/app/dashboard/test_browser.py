@@ -32,6 +32,7 @@ PAGE_TIMEOUT_S = 120.0
 
 # url path, title shown as the page's h1
 PAGES = [("", "Design point"), ("timeline", "Timeline"), ("serving", "Serving"), ("systems", "Systems compared"),
+         ("speculative", "Speculative decoding"),
          ("sweeps", "Sweep explorer"), ("validation", "Validation")]
 
 
