@@ -39,30 +39,42 @@ def draft_spec(text: str) -> dict[str, Any]:
 def cmd_speculate(args: argparse.Namespace) -> int:
     """Print (or write as JSON) one speculative step per draft length, with the plain step's time."""
     from decodex.app.formatting import table
-    from decodex.sim.speculative import Draft, speculative_parts
+    from decodex.sim.speculative import Draft, estimate_speculative, speculative_parts
     from decodex.workloads.acceptance import ChainAcceptance
     from decodex.workloads.parallelism import Parallelism
+    from decodex.workloads.token_tree import TokenTree
 
     acceptance = ChainAcceptance(tuple(args.acceptance))
+    engine = "simulate" if args.simulate else "estimate"
     parts = speculative_parts(args.model, args.system, args.batch, context=args.context, draft=Draft(**args.draft),
                               lengths=args.lengths, precision=args.precision, parallelism=Parallelism(tp=args.tp),
-                              engine="simulate" if args.simulate else "estimate")
-    steps = [parts.step(k, acceptance.expected_accepted(k)) for k in sorted(set(args.lengths))]
-    rows = [{"draft_length": s.draft_length, "tokens_per_step": s.tokens_per_step, "draft_s": s.draft_time_s,
+                              engine=engine)
+    if args.tree_width == 1:
+        steps = [parts.step(k, acceptance.expected_accepted(k)) for k in sorted(set(args.lengths))]
+    else:  # a spine tree per length: k positions, tree_width ranked candidates each
+        steps = [estimate_speculative(args.model, args.system, args.batch, context=args.context,
+                                      draft=Draft(**args.draft), draft_length=k * args.tree_width,
+                                      acceptance=acceptance.for_ranked_tree(TokenTree.spine(k, args.tree_width)),
+                                      precision=args.precision, parallelism=Parallelism(tp=args.tp), engine=engine)
+                 if k else parts.step(0, 0.0) for k in sorted(set(args.lengths))]
+    rows = [{"draft_length": s.draft_length, "positions": k, "tokens_per_step": s.tokens_per_step,
+             "draft_s": s.draft_time_s,
              "verify_s": s.verify.step_time_s, "step_s": s.step_time_s, "time_per_token_s": s.time_per_token_s,
              "tokens_per_s": s.tokens_per_s, "speedup": s.speedup, "verify_op_per_byte": s.verify_intensity,
-             "fits": s.fits, "reason": s.reason} for s in steps]
+             "fits": s.fits, "reason": s.reason} for k, s in zip(sorted(set(args.lengths)), steps, strict=True)]
     if args.json:
         print_json({"model": parts.plain.model, "system": parts.plain.system, "batch": args.batch,
                     "engine": "simulate" if args.simulate else "estimate",
                     "context": args.context, "draft": args.draft, "acceptance": list(acceptance.probs),
+                    "tree_width": args.tree_width,
                     "plain_step_s": parts.plain.step_time_s, "steps": rows})
         return 0
     how = "simulated" if args.simulate else "estimated"
     print(f"{parts.plain.model} on {parts.plain.system}, batch {args.batch}, context {args.context}: "
           f"plain decode {parts.plain.step_time_s * 1e3:.3f} ms per step ({how})")
-    header = ["k", "tokens/step", "draft ms", "verify ms", "ms/token", "tokens/s", "speedup", "verify Op/B", "fits"]
-    cells = [[r["draft_length"], f"{r['tokens_per_step']:.2f}", f"{r['draft_s'] * 1e3:.3f}",
+    header = ["k" if args.tree_width == 1 else f"k (x {args.tree_width} candidates)", "tokens/step", "draft ms",
+              "verify ms", "ms/token", "tokens/s", "speedup", "verify Op/B", "fits"]
+    cells = [[r["positions"], f"{r['tokens_per_step']:.2f}", f"{r['draft_s'] * 1e3:.3f}",
               f"{r['verify_s'] * 1e3:.3f}", f"{r['time_per_token_s'] * 1e3:.3f}", f"{r['tokens_per_s']:.4g}",
               f"{r['speedup']:.2f}x", f"{r['verify_op_per_byte']:.1f}", "yes" if r["fits"] else r["reason"]]
              for r in rows]
@@ -87,6 +99,9 @@ def add_speculate_parser(sub: Any) -> None:
     p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
                    help="acceptance probability per drafted position, comma-separated; the last repeats "
                         "(default 0.7)")
+    p.add_argument("--tree-width", type=bounded_int(1, 16), default=1, metavar="W",
+                   help="candidates per drafted position: 1 (default) drafts a chain of k; W a tree, the top-1 "
+                        "chain of k with W - 1 ranked alternatives at each position (k x W tokens verified)")
     p.add_argument("--simulate", action="store_true",
                    help="price every step with the discrete-event engine (overlap and contention) instead of the "
                         "analytical estimate")

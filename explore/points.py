@@ -105,13 +105,16 @@ def _step_metrics(system: SystemSpec, devices: int, step_time_s: float, tokens_p
 
 
 def _speculative_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
-    """The metrics of a speculative step (``draft_length``, ``acceptance``, ``draft``;
+    """The metrics of a speculative step (``draft_length``, ``acceptance``, ``draft``, ``tree_width``:
+    a :meth:`~workloads.token_tree.TokenTree.spine` with ranked acceptance;
     :func:`sim.speculative.estimate_speculative`): its time per token as ``tpot_s``, the step's
     time as ``step_time_s``, tokens/s, and ``tokens_per_step``, ``speedup``, ``verify_op_per_byte``,
     ``draft_time_s``; no unit shares (a step of several steps)."""
     from decodex.core.errors import ArgumentError
     from decodex.sim.speculative import Draft, estimate_speculative
     from decodex.workloads.acceptance import ChainAcceptance
+    from decodex.workloads.batch import is_whole
+    from decodex.workloads.token_tree import TokenTree
 
     if mode != "estimate":
         raise ArgumentError(f"draft_length/acceptance/draft: speculative decoding is priced in estimate mode, "
@@ -120,10 +123,18 @@ def _speculative_row(point: Mapping[str, Any], mode: str) -> dict[str, Any]:
         raise ArgumentError("draft_length/acceptance/draft: a speculative point takes no mapper options or routing")
     system = _system(point)
     common = _common(point)
+    length, width = point.get("draft_length", 0), point.get("tree_width", 1)
+    for name, value in (("draft_length", length), ("tree_width", width)):
+        if not is_whole(value):
+            raise ArgumentError(f"{name}: {value!r} must be a whole number")
+    chain = ChainAcceptance((float(point.get("acceptance", 0.7)),))
+    acceptance: Any = chain
+    if int(width) != 1:
+        acceptance = chain.for_ranked_tree(TokenTree.spine(int(length), int(width)))
+        length = acceptance.tree.size
     step = estimate_speculative(point["model"], system, int(point.get("batch", 1)),
                                 context=int(point.get("context", 1024)), draft=Draft.parse(point.get("draft", "free")),
-                                draft_length=int(point.get("draft_length", 0)),
-                                acceptance=ChainAcceptance((float(point.get("acceptance", 0.7)),)),
+                                draft_length=int(length), acceptance=acceptance,
                                 precision=common["precision"], parallelism=common.get("parallelism"))
     verify = step.verify
     row = _step_metrics(system, verify.devices, step.step_time_s, step.tokens_per_s,

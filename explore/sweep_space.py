@@ -69,9 +69,12 @@ POINT_KEYS = {
     "seed": "serve: workload seed",
     "draft_length": "estimate: speculative decoding, tokens drafted per request and step (0: plain decode)",
     "acceptance": "estimate: speculative decoding, acceptance rate per drafted token (default 0.7)",
-    "draft": "estimate: speculative draft: free (default), self:LAYERS, model:NAME[@SYSTEM]",
+    "draft": "estimate: speculative draft: free (default), self:LAYERS, heads:HEADS, model:NAME[@SYSTEM]",
+    "tree_width": "estimate: speculative tree, candidates per drafted position (1: a chain; w: the top-1 chain of "
+                  "draft_length tokens with w - 1 ranked alternatives at each)",
 }
-SPECULATIVE_KEYS = ("draft_length", "acceptance", "draft")  # a point with any of them is a speculative step
+# a point with any of these keys is a speculative step
+SPECULATIVE_KEYS = ("draft_length", "acceptance", "draft", "tree_width")
 PREFIXES = ("mapper.", "spec.")
 OPS = ("<=", ">=")
 # what a point's row holds besides its inputs, by mode (explore/points.py writes them; a test checks

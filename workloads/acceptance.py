@@ -85,6 +85,22 @@ class ChainAcceptance:
             raise ArgumentError("chain acceptance: the tree branches; give a TreeAcceptance (one probability per node)")
         return TreeAcceptance(tree, tuple(float(p) for p in self.position_probs(tree.size)))
 
+    def for_ranked_tree(self, tree: TokenTree) -> TreeAcceptance:
+        """This chain's acceptance on any ``tree`` whose siblings are ranked candidates (listed
+        best first, as Medusa's top-k): at depth ``d`` the top-1 candidate is right with the
+        chain's ``p_d``, the rank-``r`` one with ``p_d (1 - p_d) ** r`` (each further guess right
+        with ``p_d`` once those before it were wrong), an assumption that keeps siblings' sum
+        below 1. A chain gets back the chain's probabilities."""
+        rates = self.position_probs(max(tree.depth, 1))
+        rank: dict[int, int] = {}
+        probs = []
+        for node, parent in enumerate(tree.parents):
+            r = rank.get(parent, 0)
+            rank[parent] = r + 1
+            p = float(rates[tree.depths[node] - 1])
+            probs.append(p * (1.0 - p) ** r)
+        return TreeAcceptance(tree, tuple(probs))
+
 
 @dataclass(frozen=True)
 class TreeAcceptance:

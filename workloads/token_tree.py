@@ -72,6 +72,25 @@ class TokenTree:
         return cls(tuple(parents))
 
     @classmethod
+    def spine(cls, depth: int, width: int) -> TokenTree:
+        """A top-1 chain of ``depth`` drafted tokens whose every level also offers ``width - 1``
+        ranked alternatives that end there (``depth x width`` nodes; width 1: the chain): the
+        cheapest way to widen a draft, one candidate list per position."""
+        for name, value in (("depth", depth), ("width", width)):
+            if not is_whole(value) or not (0 if name == "depth" else 1) <= value <= MAX_TREE_NODES:
+                raise ArgumentError(f"token tree: spine {name} {value!r} must be an integer in "
+                                    f"[{0 if name == 'depth' else 1}, {MAX_TREE_NODES}]")
+        if int(depth) * int(width) > MAX_TREE_NODES:
+            raise ArgumentError(f"token tree: a spine of {depth} x {width} nodes is more than {MAX_TREE_NODES}")
+        parents: list[int] = []
+        top = -1
+        for _ in range(int(depth)):
+            level = len(parents)
+            parents += [top] * int(width)  # the top-1 candidate first, then the alternatives
+            top = level
+        return cls(tuple(parents))
+
+    @classmethod
     def from_paths(cls, paths: Sequence[Sequence[int]]) -> TokenTree:
         """A tree from Medusa's notation: each path lists, level by level, the rank of the token
         taken from that level's head (``[0, 1]``: the second-ranked token after the top-1). Every

@@ -66,3 +66,18 @@ def test_speculate_simulate_runs_the_engine(capsys: pytest.CaptureFixture[str]) 
     assert data["engine"] == "simulate" and data["steps"][1]["step_s"] == pytest.approx(step.step_time_s)
     assert main([*args, "--simulate"]) == 0
     assert "(simulated)" in capsys.readouterr().out
+
+
+def test_speculate_tree_width_verifies_a_spine_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    from decodex.workloads.token_tree import TokenTree
+
+    assert main(["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--batch", "8", "--lengths", "0,3",
+                 "--acceptance", "0.6", "--tree-width", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    tree = TokenTree.spine(3, 2)
+    step = estimate_speculative("llama3-8b", "h100-sxm", 8, context=1024, draft=Draft(), draft_length=6,
+                                acceptance=ChainAcceptance((0.6,)).for_ranked_tree(tree))
+    row = data["steps"][1]
+    assert row["positions"] == 3 and row["draft_length"] == 6
+    assert row["tokens_per_step"] == pytest.approx(1 + 0.84 * (1 + 0.6 + 0.36))  # each level: 1 - 0.4^2
+    assert row["speedup"] == pytest.approx(step.speedup)

@@ -106,3 +106,18 @@ def test_speculative_sweep_points() -> None:
     assert not refused["feasible"] and "estimate mode" in refused["reason"]
     bad = evaluate_point({**point, "draft": "heads:0"})
     assert not bad["feasible"] and "draft" in bad["reason"]
+
+
+def test_tree_width_is_a_sweep_axis() -> None:
+    from decodex.explore.points import evaluate_point
+
+    point = {"model": "llama3-8b", "system": "h100-sxm", "batch": 8, "context": 2048, "draft_length": 3,
+             "acceptance": 0.6}
+    rows = [evaluate_point({**point, "tree_width": w}) for w in (1, 2, 4)]
+    assert all(r["feasible"] for r in rows)
+    assert rows[0]["tokens_per_step"] == pytest.approx(evaluate_point(point)["tokens_per_step"])
+    assert rows[0]["tokens_per_step"] < rows[1]["tokens_per_step"] < rows[2]["tokens_per_step"]
+    assert rows[0]["verify_op_per_byte"] < rows[1]["verify_op_per_byte"] < rows[2]["verify_op_per_byte"]
+    bad = evaluate_point({**point, "tree_width": 0})
+    assert not bad["feasible"] and "width" in bad["reason"]
+

@@ -126,3 +126,19 @@ def test_empirical_acceptance_by_hand() -> None:
     for counts in ((1,), (0, 0), (1, -1), "12"):
         with pytest.raises(ArgumentError, match="empirical acceptance"):
             EmpiricalAcceptance(counts)  # type: ignore[arg-type]
+
+
+def test_a_spine_and_its_ranked_acceptance() -> None:
+    tree = TokenTree.spine(3, 2)
+    assert tree.parents == (-1, -1, 0, 0, 2, 2) and tree.depth == 3 and tree.expanding_per_level() == (1, 1, 1)
+    assert TokenTree.spine(4, 1) == TokenTree.chain(4)
+    ranked = ChainAcceptance((0.6,)).for_ranked_tree(tree)
+    assert ranked.probs == pytest.approx((0.6, 0.24) * 3)
+    # each level accepts one of its two candidates with 1 - 0.4^2, reached while the top-1 chain holds
+    assert ranked.expected_accepted() == pytest.approx(0.84 * (1 + 0.6 + 0.36))
+    chain = ChainAcceptance((0.9, 0.5))
+    assert chain.for_ranked_tree(TokenTree.chain(3)).probs == chain.for_tree(TokenTree.chain(3)).probs
+    wide = ChainAcceptance((0.6,)).for_ranked_tree(TokenTree.spine(3, 4))
+    assert wide.expected_accepted() > ranked.expected_accepted()
+    with pytest.raises(ArgumentError, match="spine width 0"):
+        TokenTree.spine(3, 0)
