@@ -146,7 +146,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_deployment_options(p)
     p.add_argument("--speculate", type=draft_spec, default=None, metavar="DRAFT",
                    help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS, heads:HEADS or "
-                        "model:NAME[@SYSTEM]) and verifies; one replica only")
+                        "model:NAME[@SYSTEM]) and verifies (one replica or --replicas/--systems)")
     p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
                    help="tokens drafted per decode with --speculate (default 4)")
     p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
@@ -224,11 +224,17 @@ def serve_report(summary: dict[str, Any]) -> str:
         ["makespan", si(summary["makespan_s"], "s")],
         ["KV cache", f"{summary['kv_blocks']} blocks of {summary['block_size']} tokens, "
                      f"peak {summary['peak_kv_blocks_used']} used"],
-        *([["speculation", f"{summary['speculation']}: {summary['tokens_per_decode_step']:.2f} tokens per decode "
-                           f"step, {100 * summary['acceptance_rate']:.1f}% of drafted tokens accepted"]]
-          if summary.get("speculation") else []),
+        *speculation_rows(summary),
     ])
     return "\n".join([head, "", latency, "", system, "", BUSY_NOTE])
+
+
+def speculation_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The speculative-decoding row of a serving report (none without speculation)."""
+    if not summary.get("speculation"):
+        return []
+    return [["speculation", f"{summary['speculation']}: {summary['tokens_per_decode_step']:.2f} tokens per decode "
+                            f"step, {100 * summary['acceptance_rate']:.1f}% of drafted tokens accepted"]]
 
 
 BUSY_NOTE = ("busy: the share of the time with an iteration running. A continuous-batching replica runs one "
@@ -254,6 +260,7 @@ def cluster_report(summary: dict[str, Any]) -> str:
         ["preemptions", summary["preemptions"]],
         ["output tokens", summary["output_tokens"]],
         ["makespan", si(summary["makespan_s"], "s")],
+        *speculation_rows(summary),
     ])
     replicas = table(["replica", "system", "requests", "output tokens", "busy", "tokens/s", "TTFT p99",
                       "TPOT p99", "preemptions", "peak KV blocks"], [
@@ -281,12 +288,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run ``serve`` (or ``serve_cluster`` with ``--replicas``/``--systems``/``--router``) with the
     parsed arguments and print the report (or ``--json``); returns 0."""
     if args.prefill_systems is not None or args.decode_systems is not None:
+        if args.speculate is not None:
+            raise ArgumentError("--speculate: not with --prefill-systems/--decode-systems (one replica or a cluster "
+                                "of replicas)")
         return _cmd_serve_disaggregated(args)
     if args.decode_router is not None:
         raise ArgumentError("--decode-router: only with --prefill-systems/--decode-systems")
     systems = _cluster_systems(args)
-    if args.speculate is not None and systems is not None:
-        raise ArgumentError("--speculate: one replica only (not with --replicas, --systems or --router)")
     edited = [system_with_edits(args, one) for one in (systems or [args.system])]
     common: dict[str, Any] = dict(
         requests=args.requests, scheduler=args.scheduler, chunk=args.chunk, max_batch=args.max_batch,
@@ -296,7 +304,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     if systems is not None:
-        cluster = serve_cluster(args.model, edited, _workload(args), router=args.router or "round-robin", **common)
+        cluster = serve_cluster(args.model, edited, _workload(args), router=args.router or "round-robin",
+                                speculation=_speculation(args), **common)
         _write_out(args, {"requests": cluster.requests, "replicas": cluster.replicas}, cluster.summary())
         if args.json:
             print_json(cluster.summary())

@@ -154,9 +154,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     check_bool("progress", progress)
     if loop not in LOOPS:
         raise ArgumentError(f"loop: {loop!r:.40} not one of {', '.join(LOOPS)}")
-    if speculation is not None and not isinstance(speculation, Speculation):
-        raise ArgumentError(f"speculation: must be a Speculation or None, got {type(speculation).__name__}")
-    lookahead = speculation.draft_length if speculation is not None else 0
+    lookahead = speculation_lookahead(speculation)
     _check_memory(RUN_BASE_BYTES + (requests or DEFAULT_REQUESTS) * REQUEST_BYTES, limit, requests or DEFAULT_REQUESTS)
     model_cfg = load_model(model)
     system_spec = load_system(system)
@@ -173,7 +171,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     _check_memory(held, limit, count)
     capacity = kv_capacity(model_cfg, system_spec, precision=prec, parallelism=par, block_size=block_size,
                            memory_utilization=memory_utilization,
-                           workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead) if lookahead else 0),
+                           workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead)),
                            total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
     capacity = share_capacity(capacity, speculation, system_spec, prec, kv_blocks)
     longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if engine_sw.reserves_output else 1)).max())
@@ -245,6 +243,16 @@ def _step_times(cache: StepTimes | None, model: ModelConfig, system: SystemSpec,
             raise ArgumentError(f"step_cache: it prices {name} {getattr(cache, name, None)!r:.60}, this run "
                                 f"{value!r:.60}; use one cache per model, system and settings")
     return cache
+
+
+def speculation_lookahead(speculation: object) -> int:
+    """Tokens a decode drafts beyond its next one under ``speculation`` (0 for None);
+    ArgumentError for anything but a :class:`Speculation` or None."""
+    if speculation is None:
+        return 0
+    if not isinstance(speculation, Speculation):
+        raise ArgumentError(f"speculation: must be a Speculation or None, got {type(speculation).__name__}")
+    return speculation.draft_length
 
 
 def _check_memory(need: float, limit: float, requests: int) -> None:

@@ -19,6 +19,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from decodex.sim.serving.api import (
     _check_arguments,
     _check_memory,
     _positive_float,
+    _step_times,
+    speculation_lookahead,
 )
 from decodex.sim.serving.cluster_result import ClusterResult
 from decodex.sim.serving.engine import ARRIVAL, WATCH_EVENTS, ServingEngine
@@ -43,8 +46,8 @@ from decodex.sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
 from decodex.sim.serving.result import ServingResult
 from decodex.sim.serving.schedulers import get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
+from decodex.sim.serving.speculation import Speculation, share_capacity
 from decodex.sim.serving.state import ReplicaState
-from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_bool, check_int
 from decodex.workloads.batch import Batch, Routing
 from decodex.workloads.catalog import load_model
@@ -110,7 +113,7 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
                   parallelism: Parallelism | None = None, seed: int = 0, slo_ttft_s: float = DEFAULT_SLO_TTFT_S,
                   slo_tpot_s: float = DEFAULT_SLO_TPOT_S, bucket_width: float = 0.01, routing: Routing | None = None,
                   time_limit_s: float | None = None, max_memory_bytes: float | str | None = None,
-                  progress: bool = False) -> ClusterResult:
+                  progress: bool = False, speculation: Speculation | None = None) -> ClusterResult:
     """Simulate replicas of ``model`` behind a global ``router`` serving ``workload``, on one clock.
 
     ``systems``: the system of every replica: one system (a catalog name, file path or
@@ -121,7 +124,8 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
     (fewest requests routed and not finished; ties to the lowest index) or ``"least-kv"`` (lowest
     fraction of KV blocks in use; ties to fewest outstanding, then lowest index); see ``ROUTERS``.
     Every other argument is as for :func:`serve` and applies to every replica (``kv_blocks``:
-    per replica). Ranges: ``replicas`` [1, MAX_REPLICAS]; the rest as :func:`serve`.
+    per replica; ``speculation``: each replica draws its accepted tokens from its own stream).
+    Ranges: ``replicas`` [1, MAX_REPLICAS]; the rest as :func:`serve`.
 
     Returns a :class:`ClusterResult` (times in s, energy in J, lengths in tokens). Raises
     ArgumentError for an argument out of range (checked before any work), including a KV cache
@@ -139,6 +143,7 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
     time_limit = check_time_limit(time_limit_s)
     limit = memory_limit(max_memory_bytes)
     check_bool("progress", progress)
+    lookahead = speculation_lookahead(speculation)
     n_rep = len(system_args)
     per_request = REQUEST_BYTES + (n_rep - 1) * REPLICA_REQUEST_BYTES
     count_guess = requests or 1000
@@ -157,11 +162,12 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
     context_window = model_cfg.context_window or MAX_TOKENS
     prefill_cap = max(model_cfg.max_position_embeddings, 2048) if max_prefill_tokens is None else max_prefill_tokens
     make_scheduler = get_scheduler(scheduler)
-    arrivals = workload.generate(requests, seed, max_total_tokens=context_window)
+    arrivals = workload.generate(requests, seed, max_total_tokens=context_window - lookahead)
     count = int(arrivals.arrival_s.size)
     held = n_rep * RUN_BASE_BYTES + count * per_request + float(arrivals.output_tokens.sum()) * TOKEN_BYTES
     _check_memory(held, limit, count)
     longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if engine_sw.reserves_output else 1)).max())
+    longest += lookahead
     per_system: dict[int, tuple[KVCapacity, float, int]] = {}  # id(spec) -> capacity, idle power (W), devices
     sequence = itertools.count(1)
     engines: list[ServingEngine] = []
@@ -169,8 +175,10 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
         sched = make_scheduler(max_batch=max_batch, chunk=chunk, max_prefill_tokens=prefill_cap)
         if id(spec) not in per_system:
             capacity = kv_capacity(model_cfg, spec, precision=prec, parallelism=par, block_size=block_size,
-                                   memory_utilization=memory_utilization, workspace_tokens=sched.max_step_tokens,
+                                   memory_utilization=memory_utilization,
+                                   workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead)),
                                    total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
+            capacity = share_capacity(capacity, speculation, spec, prec, kv_blocks)
             if -(-longest // capacity.block_size) > capacity.total_blocks:
                 what = "kv_blocks" if kv_blocks is not None else "memory_utilization"
                 raise ArgumentError(f"{what}: the KV cache of a {spec.name} replica holds {capacity.total_tokens} "
@@ -179,15 +187,15 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
             probe = estimate(model_cfg, spec, Batch.decode(1, 1), precision=prec, parallelism=par)
             per_system[id(spec)] = (capacity, spec.primary_device.power.idle_w * probe.devices, probe.devices)
         capacity, idle_power, _ = per_system[id(spec)]
-        step_times = StepTimes(model_cfg, spec, precision=prec, parallelism=par, bucket_width=bucket_width,
-                               routing=routing)
+        step_times = _step_times(None, model_cfg, spec, prec, par, bucket_width, routing, speculation)
         state = ReplicaState(arrivals.input_tokens, arrivals.output_tokens,
                              BlockManager(capacity.total_blocks, capacity.block_size, count),
-                             reserve_output=engine_sw.reserves_output)
+                             reserve_output=engine_sw.reserves_output, lookahead=lookahead)
         engine = ServingEngine(arrivals.arrival_s, state, sched, step_times,
                                host_overhead_s=engine_sw.iteration_host_overhead_s,
                                request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power,
-                               sequence=sequence)
+                               sequence=sequence,
+                               speculation=None if speculation is None else speculation.draws(seed, len(engines)))
         if engines:  # one request runs on one replica: all write their records into the same arrays
             first = engines[0]
             engine.scheduled_s, engine.first_token_s, engine.finish_s = (first.scheduled_s, first.first_token_s,
@@ -287,4 +295,14 @@ def _replica_result(engine: ServingEngine, arrivals: RequestArrays, mine: np.nda
         iteration_kv_blocks=np.asarray(engine.it_kv_blocks, dtype=np.int64),
         iteration_energy_j=np.asarray(engine.it_energy), kv=capacity, idle_power_w=idle_power_w,
         slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s, step_cache_hits=engine.step_times.hits,
-        step_cache_misses=engine.step_times.misses)
+        step_cache_misses=engine.step_times.misses, **speculation_record(engine))
+
+
+def speculation_record(engine: ServingEngine) -> dict[str, Any]:
+    """The speculative-decoding fields of a :class:`ServingResult` for ``engine``'s run (none
+    without speculation)."""
+    draws = engine.speculation
+    if draws is None:
+        return {}
+    return {"speculation": draws.speculation.label, "drafted_tokens": draws.drafted,
+            "accepted_tokens": draws.accepted, "speculative_steps": draws.steps}

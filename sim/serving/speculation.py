@@ -83,9 +83,10 @@ class Speculation:
         """E[drafted tokens accepted] per decode step."""
         return self.acceptance.expected_accepted(self.draft_length)
 
-    def draws(self, seed: int) -> AcceptanceDraws:
-        """The run's accepted-token draws, seeded by ``seed`` (the run's seed)."""
-        return AcceptanceDraws(self, np.random.default_rng([int(seed), SPECULATION_STREAM]))
+    def draws(self, seed: int, replica: int = 0) -> AcceptanceDraws:
+        """The accepted-token draws of one replica of a run, seeded by ``seed`` (the run's seed)
+        and the replica's index (each replica of a cluster draws its own)."""
+        return AcceptanceDraws(self, np.random.default_rng([int(seed), SPECULATION_STREAM, int(replica)]))
 
 
 class AcceptanceDraws:

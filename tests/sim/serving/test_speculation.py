@@ -155,3 +155,21 @@ def test_bad_speculation_arguments() -> None:
                       parallelism=Parallelism())
     with pytest.raises(ArgumentError, match="step_cache: it prices speculation"):
         serve(MODEL, SYSTEM, SHORT, requests=5, speculation=free(2, 0.5), step_cache=cache)
+
+
+def test_a_cluster_speculates_on_every_replica() -> None:
+    from decodex.sim.serving import serve_cluster
+
+    spec = free(3, 0.7)
+    cluster = serve_cluster(MODEL, SYSTEM, SHORT, replicas=2, requests=80, speculation=spec, seed=2)
+    for replica in cluster.replica_results:
+        assert replica.speculation == "free k=3" and replica.accepted_tokens > 0
+        assert_conserved(replica)
+    summary = cluster.summary()
+    assert summary["drafted_tokens"] == sum(r.drafted_tokens for r in cluster.replica_results)
+    assert 1.0 < summary["tokens_per_decode_step"] <= 1 + spec.expected_accepted + 1e-9
+    again = serve_cluster(MODEL, SYSTEM, SHORT, replicas=2, requests=80, speculation=spec, seed=2)
+    np.testing.assert_array_equal(again.token_time_s, cluster.token_time_s)
+    # the replicas draw from their own streams: not the same tokens per step
+    a, b = cluster.replica_results
+    assert (a.accepted_tokens / a.speculative_steps) != (b.accepted_tokens / b.speculative_steps)
