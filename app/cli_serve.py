@@ -25,7 +25,7 @@ from decodex.app.cli_args import (
     routing_from_args,
 )
 from decodex.app.cli_layout import serving_parallelism, system_with_edits
-from decodex.app.cli_speculate import draft_spec
+from decodex.app.cli_speculate import draft_spec, speculation_from_args, speculation_rows
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
@@ -229,14 +229,6 @@ def serve_report(summary: dict[str, Any]) -> str:
     return "\n".join([head, "", latency, "", system, "", BUSY_NOTE])
 
 
-def speculation_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """The speculative-decoding row of a serving report (none without speculation)."""
-    if not summary.get("speculation"):
-        return []
-    return [["speculation", f"{summary['speculation']}: {summary['tokens_per_decode_step']:.2f} tokens per decode "
-                            f"step, {100 * summary['acceptance_rate']:.1f}% of drafted tokens accepted"]]
-
-
 BUSY_NOTE = ("busy: the share of the time with an iteration running. A continuous-batching replica runs one "
              "whenever a request is in the system,\nso it is near 100% at any load that keeps it fed; the mean batch "
              "says how much work each iteration carries.")
@@ -305,14 +297,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
     if systems is not None:
         cluster = serve_cluster(args.model, edited, _workload(args), router=args.router or "round-robin",
-                                speculation=_speculation(args), **common)
+                                speculation=speculation_from_args(args), **common)
         _write_out(args, {"requests": cluster.requests, "replicas": cluster.replicas}, cluster.summary())
         if args.json:
             print_json(cluster.summary())
         else:
             print(cluster_report(cluster.summary()))
         return 0
-    result = serve(args.model, edited[0], _workload(args), speculation=_speculation(args), **common)
+    result = serve(args.model, edited[0], _workload(args), speculation=speculation_from_args(args), **common)
     summary = result.summary()
     _write_out(args, {"requests": result.requests, "iterations": result.iterations}, summary)
     if args.json:
@@ -320,18 +312,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         print(serve_report(summary))
     return 0
-
-
-def _speculation(args: argparse.Namespace) -> Any:
-    """The run's Speculation from ``--speculate``/``--draft-length``/``--acceptance`` (None without
-    ``--speculate``)."""
-    if args.speculate is None:
-        return None
-    from decodex.sim.serving.speculation import Speculation
-    from decodex.sim.speculative import Draft
-    from decodex.workloads.acceptance import ChainAcceptance
-
-    return Speculation(Draft(**args.speculate), args.draft_length, ChainAcceptance(tuple(args.acceptance)))
 
 
 def disagg_report(summary: dict[str, Any]) -> str:

@@ -36,6 +36,26 @@ def draft_spec(text: str) -> dict[str, Any]:
     return fields
 
 
+def speculation_from_args(args: argparse.Namespace) -> Any:
+    """The run's Speculation from ``--speculate``/``--draft-length``/``--acceptance`` (None without
+    ``--speculate``)."""
+    if args.speculate is None:
+        return None
+    from decodex.sim.serving.speculation import Speculation
+    from decodex.sim.speculative import Draft
+    from decodex.workloads.acceptance import ChainAcceptance
+
+    return Speculation(Draft(**args.speculate), args.draft_length, ChainAcceptance(tuple(args.acceptance)))
+
+
+def speculation_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The speculative-decoding row of a serving report (none without speculation)."""
+    if not summary.get("speculation"):
+        return []
+    return [["speculation", f"{summary['speculation']}: {summary['tokens_per_decode_step']:.2f} tokens per decode "
+                            f"step, {100 * summary['acceptance_rate']:.1f}% of drafted tokens accepted"]]
+
+
 def cmd_speculate(args: argparse.Namespace) -> int:
     """Print (or write as JSON) one speculative step per draft length, with the plain step's time."""
     from decodex.app.formatting import table
