@@ -15,6 +15,8 @@ per speculative step of each method's own loop).
   the tree and one pass of the heads.
 
 speedup = tokens per step x plain time per token / time per step, both with their host time.
+The same host constants serve the RTX 3090 rows (another machine, 12 CPU cores against 96: an
+assumption the two held-out 3090 targets put to the test).
 :func:`fit_host_time` derives the host constants (what the data file records) from the sources
 named there; the tests check that the file holds what it gives.
 """
@@ -50,12 +52,15 @@ def host_time(path: Path = HOST_FILE) -> dict[str, float]:
     return {key: float(value) for key, value in read_toml(path)["host"].items()}
 
 
-def measured(method: str, target: str) -> tuple[float, float]:
-    """(tokens per step, speedup) Spec-Bench measured for ``method`` on ``target``."""
+def measured(config: Mapping[str, Any]) -> tuple[float, float]:
+    """(tokens per step, speedup) Spec-Bench measured for the config's ``measured_method`` on
+    ``measured_target`` on ``measured_device`` (default the config's ``system``)."""
+    method, target = str(config["measured_method"]), str(config["measured_target"])
+    device = str(config.get("measured_device", config["system"]))
     for row in load_measured():
-        if row.method == method and row.target == target:
+        if row.method == method and row.target == target and row.source.get("device") == device:
             return row.tokens_per_step, row.speedup
-    raise KeyError(f"no Spec-Bench row for {method} on {target}")
+    raise KeyError(f"no Spec-Bench row for {method} on {target} on {device}")
 
 
 def step_times(config: Mapping[str, Any], per_layer_s: float) -> tuple[float, float, float]:
@@ -64,7 +69,7 @@ def step_times(config: Mapping[str, Any], per_layer_s: float) -> tuple[float, fl
     model = load_model(str(config["model"]))
     system = load_system(str(config["system"]))
     precision, context = str(config["precision"]), int(config["context"])
-    tokens, _ = measured(str(config["measured_method"]), str(config["measured_target"]))
+    tokens, _ = measured(config)
     host = per_layer_s * model.num_layers
     plain = estimate(model, system, 1, context=context, precision=precision).step_time_s + host
     if config["method"] == "sps":
@@ -106,7 +111,7 @@ def fit_host_time(vanilla_tokens_per_s: float, sps: Mapping[str, Any], medusa: M
     out = {"per_layer_s": per_layer}
     for key, config in (("assisted_step_s", sps), ("medusa_step_s", medusa)):
         tokens, plain, step = step_times(config, per_layer)
-        _, speedup = measured(str(config["measured_method"]), str(config["measured_target"]))
+        _, speedup = measured(config)
         out[key] = float(tokens * plain / speedup - step)
     return out
 
