@@ -29,6 +29,8 @@ def draft_spec(text: str) -> dict[str, Any]:
     fields: dict[str, Any] = {"kind": draft.kind}
     if draft.kind == "self":
         fields["layers"] = draft.layers
+        if draft.adapter:
+            fields["adapter"] = True
     if draft.kind == "heads":
         fields["heads"] = draft.heads
     if draft.kind == "model":
@@ -112,8 +114,8 @@ def add_speculate_parser(sub: Any) -> None:
     p.add_argument("--precision", default="bf16", help="the target's precision preset (default bf16)")
     p.add_argument("--tp", type=positive_int, default=1, help="the target's tensor-parallel degree (default 1)")
     p.add_argument("--draft", type=draft_spec, default={"kind": "free"},
-                   help="free (default), self:LAYERS (the target's first layers), heads:HEADS (Medusa-style decoding "
-                        "heads) or model:NAME[@SYSTEM]")
+                   help="free (default), self:LAYERS (the target's first layers; self:LAYERS+adapter with Kangaroo's "
+                        "adapter), heads:HEADS (Medusa-style decoding heads) or model:NAME[@SYSTEM]")
     p.add_argument("--lengths", type=number_list(bounded_int(0, 64)), default=[0, 1, 2, 3, 4, 6, 8],
                    help="draft lengths k, comma-separated (default 0,1,2,3,4,6,8)")
     p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],

@@ -37,7 +37,7 @@ def memory_use(graph: Graph) -> MemoryUse:
             layers_per_stage = [0] * pp
             for layer in template.layers:
                 layers_per_stage[graph.stage_of_layer(layer)] += 1
-        elif template.name in ("embedding", "head", "draft_heads"):  # decoding heads sit by the LM head
+        elif template.name in ("embedding", "head", "draft_heads", "adapter"):  # drafting parts sit by the LM head
             layers_per_stage = [0] * pp
             layers_per_stage[0 if template.name == "embedding" else pp - 1] = 1
         else:

@@ -5,8 +5,11 @@ A :class:`Draft` is one of:
 - ``"model"``: a separate (small) model with a KV cache of its own, on the target's system or
   another one (``Draft.system``: e.g. the draft on a PIM or FPGA, the verify on the GPU);
 - ``"self"``: the target's first ``layers`` layers with its LM head (an early-exit self-draft,
-  Kangaroo's shallow sub-network; its adapter is not priced), sharing the target's weights and
-  KV cache;
+  Kangaroo's shallow sub-network), sharing the target's weights and KV cache; with ``adapter``,
+  Kangaroo's adapter between them and the LM head (Liu et al. 2024, arXiv 2404.18911: one
+  multi-head attention and two normalization layers, with a KV cache of its own), priced as the
+  attention block of the target's first layer and a second norm, placed where the mapper places
+  that block;
 - ``"heads"``: ``heads`` Medusa-style decoding heads on the target's last hidden states (Cai et
   al. 2024, arXiv 2401.10774: head ``i`` predicts the token ``i + 1`` ahead; each is a residual
   block of one ``d x d`` linear layer with SiLU and its own ``d x V`` LM head). They run once per
@@ -68,6 +71,7 @@ class Draft:
     system: str | Path | SystemSpec | None = None
     precision: str | None = None
     heads: int = 0
+    adapter: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in DRAFT_KINDS:
@@ -88,20 +92,26 @@ class Draft:
             elif value != 0:
                 raise ArgumentError(f"draft.{field}: only a draft of kind {kind!r} takes {field} (this draft is "
                                     f"{self.kind!r})")
+        if not isinstance(self.adapter, bool) or (self.adapter and self.kind != "self"):
+            raise ArgumentError(f"draft.adapter: {self.adapter!r}: only a self-draft takes an adapter (True/False)")
 
     @classmethod
     def parse(cls, text: str) -> Draft:
-        """A draft from ``free``, ``self:LAYERS``, ``heads:HEADS``, ``model:NAME`` or
-        ``model:NAME@SYSTEM`` (the draft model on another system); ArgumentError otherwise."""
+        """A draft from ``free``, ``self:LAYERS``, ``self:LAYERS+adapter``, ``heads:HEADS``,
+        ``model:NAME`` or ``model:NAME@SYSTEM`` (the draft model on another system); ArgumentError
+        otherwise."""
         kind, _, rest = str(text).strip().partition(":")
         if kind == "free" and not rest:
             return cls("free")
+        if kind == "self" and rest.endswith("+adapter") and rest[:-8].isdigit() and int(rest[:-8]) >= 1:
+            return cls("self", layers=int(rest[:-8]), adapter=True)
         if kind in ("self", "heads") and rest.isdigit() and int(rest) >= 1:
             return cls(kind, **{"layers" if kind == "self" else "heads": int(rest)})
         name, _, system = rest.partition("@")
         if kind == "model" and name:
             return cls("model", model=name, system=system or None)
-        raise ArgumentError(f"draft: {text!r} is not free, self:LAYERS, heads:HEADS, model:NAME or model:NAME@SYSTEM")
+        raise ArgumentError(f"draft: {text!r} is not free, self:LAYERS[+adapter], heads:HEADS, model:NAME or "
+                            "model:NAME@SYSTEM")
 
     @property
     def shares_target_devices(self) -> bool:
@@ -144,6 +154,9 @@ def draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: in
         return (heads_step(target, system, batch, context, rows=batch * (k + 1), heads=int(draft.heads),
                            precision=precision, parallelism=parallelism),)
     price = step_pricer(engine)
+    if draft.kind == "self" and draft.adapter:
+        return tuple(adapter_draft_step(target, system, Batch.decode(batch, context + j), int(draft.layers),
+                                        precision, parallelism) for j in range(k))
     if draft.kind == "self":
         return tuple(price(self_draft_model(target, int(draft.layers)), system, batch, context=context + j,
                            precision=precision, parallelism=parallelism) for j in range(k))
@@ -178,8 +191,33 @@ def tree_draft_steps(target: ModelConfig, system: SystemSpec, batch: int, contex
     for level, width in enumerate(tree.expanding_per_level(), start=1):
         rows = Batch(np.full(batch, context + level - 1), np.full(batch, width), np.ones(batch, bool),
                      verifies=np.full(batch, width > 1))
-        steps.append(price(model, where, rows, precision=prec, parallelism=par))
+        steps.append(adapter_draft_step(target, system, rows, int(draft.layers), precision, parallelism)
+                     if draft.adapter else price(model, where, rows, precision=prec, parallelism=par))
     return tuple(steps)
+
+
+def adapter_draft_step(target: ModelConfig, system: SystemSpec, batch: Batch, layers: int, precision: str,
+                       parallelism: Parallelism | None) -> StepResult:
+    """One step of a Kangaroo self-draft over ``batch``: the target's first ``layers`` layers, the
+    adapter (the attention block of the first decoder layer and a second norm, module docstring,
+    with its own K/V) and the LM head, each op where the mapper places its like; times in s."""
+    plan = plan_step(self_draft_model(target, layers), system, batch, precision=precision, parallelism=parallelism)
+    layer = next((t for t in plan.graph.templates if t.layers), None)
+    if layer is None:
+        raise ArgumentError(f"draft.adapter: the {plan.mapper} plan of {target.name} has no decoder layer to copy")
+    block = [p for p in plan.placements if p.template is layer and p.op.block == "attention"]
+    norm = next((p for p in plan.placements if p.template is layer and p.op.name == "ffn_norm"), None)
+    template = LayerTemplate("adapter", tuple(p.op for p in block) + ((norm.op,) if norm else ()))
+    adapter = [Placement(template, p.op, p.device, p.unit, p.link, p.concurrent)
+               for p in (*block, *((norm,) if norm else ()))]
+    head_at = next(i for i, p in enumerate(plan.placements) if p.template.name == "head")
+    placements = (*plan.placements[:head_at], *adapter, *plan.placements[head_at:])
+    templates = plan.graph.templates
+    at = next(i for i, t in enumerate(templates) if t.name == "head")
+    graph = plan.graph
+    graph = Graph(dataclasses.replace(graph.model, name=f"{graph.model.name}+adapter"), graph.batch, graph.precision,
+                  graph.parallelism, (*templates[:at], template, *templates[at:]))
+    return evaluate(Plan(graph, plan.system, plan.mapper, placements, plan.devices_used))
 
 
 def heads_step(target: ModelConfig, system: SystemSpec, batch: int, context: int | np.ndarray, *, rows: int,

@@ -71,7 +71,9 @@ class Speculation:
     def label(self) -> str:
         """``"<draft> k=<length>"``, e.g. ``"self:4 k=3"``."""
         draft = self.draft
-        where = {"free": "free", "self": f"self:{draft.layers}", "heads": f"heads:{draft.heads}"}.get(draft.kind)
+        adapter = "+adapter" if draft.adapter else ""
+        where = {"free": "free", "self": f"self:{draft.layers}{adapter}",
+                 "heads": f"heads:{draft.heads}"}.get(draft.kind)
         if where is None:
             model = draft.model.name if isinstance(draft.model, ModelConfig) else str(draft.model)
             system = draft.system.name if isinstance(draft.system, SystemSpec) else draft.system

@@ -107,3 +107,21 @@ def test_draft_kinds_parse_and_refuse() -> None:
         Draft("heads")
     with pytest.raises(ArgumentError, match="only a draft of kind 'heads' takes heads"):
         Draft("self", layers=2, heads=3)
+
+
+def test_kangaroo_adapter_is_one_attention_block_more() -> None:
+    """Kangaroo's adapter: the attention block of a decoder layer and a second norm after the early
+    exit, with a K/V cache of its own: costlier than the bare self-draft, cheaper than one more
+    whole layer (no FFN)."""
+    kwargs = dict(context=2048, draft_length=3, acceptance=ChainAcceptance((0.7,)))
+    bare, adapted, deeper = (estimate_speculative("llama3-8b", "h100-sxm", 8, draft=Draft.parse(text), **kwargs)
+                             for text in ("self:4", "self:4+adapter", "self:5"))
+    assert bare.draft_time_s < adapted.draft_time_s < deeper.draft_time_s
+    step = adapted.drafts[0]
+    attention = [r for r in step.records if r.name == "attention"]
+    assert [r.template for r in attention] == ["dense_layer", "adapter"] and attention[1].repeat == 1
+    assert attention[1].flops == attention[0].flops
+    assert step.kv_bytes == pytest.approx(bare.drafts[0].kv_bytes * 5 / 4)  # its own cache: one layer's more
+    assert Draft.parse("self:4+adapter") == Draft("self", layers=4, adapter=True)
+    with pytest.raises(ArgumentError, match="only a self-draft takes an adapter"):
+        Draft("heads", heads=2, adapter=True)

@@ -31,6 +31,9 @@ with page_errors():  # any error ends the page in one message, never a traceback
     kind = bar.selectbox("Drafted by", list(DRAFT_KINDS), format_func=DRAFT_KINDS.get, key="spec.kind")
     if kind == "self":
         draft = f"self:{int(bar.number_input('Layers of the target', 1, 512, 4, key='spec.layers'))}"
+        if bar.checkbox("With Kangaroo's adapter", False, key="spec.adapter",
+                        help="One attention layer and two norms between the early exit and the LM head"):
+            draft += "+adapter"
     elif kind == "heads":
         draft = f"heads:{int(bar.number_input('Heads', 1, MAX_DRAFT_LENGTH, 5, key='spec.heads'))}"
     elif kind == "model":
