@@ -218,3 +218,16 @@ def test_a_verify_costs_at_least_plain_decode_and_grows_with_k(system: str) -> N
         plain_attention = next(r for r in plain.records if r.name == "attention")
         assert attention.time_s >= plain_attention.time_s
         assert attention.time_s < 1.5 * plain_attention.time_s  # the KV stream dominates, as in decode
+
+
+def test_the_afd_mapper_verifies_too() -> None:
+    """Attention-FFN disaggregation (Step-3 on 2A2F): plain decode at k = 0; a verify of k + 1 tokens
+    per request sends (k + 1) x the tokens to the FFN side, and an always-accepted free draft pays."""
+    plain = estimate("step3", "step3-2a2f-h800", 16, context=2048, precision="fp8")
+    zero = estimate_speculative("step3", "step3-2a2f-h800", 16, context=2048, draft=Draft(), draft_length=0,
+                                acceptance=ChainAcceptance((0.7,)), precision="fp8")
+    assert zero.step_time_s == plain.step_time_s and zero.verify.mapper == "afd"
+    two = estimate_speculative("step3", "step3-2a2f-h800", 16, context=2048, draft=Draft(), draft_length=2,
+                               acceptance=ChainAcceptance((1.0,)), precision="fp8")
+    assert two.verify.tokens == 3 * 16 and two.tokens_per_step == 3.0
+    assert plain.step_time_s < two.verify.step_time_s < 3 * plain.step_time_s and two.speedup > 1
