@@ -142,13 +142,15 @@ def cmd_study_specdec(args: argparse.Namespace) -> int:
         speedup_figure,
         speedup_study,
     )
+    from decodex.sim.speculative_draft import Draft
 
     points = sum(len(deployments(m)) for m in args.models) * len(args.batches) * len(args.contexts)
     watch = RunWatch("study specdec", "points", points, progress=not args.quiet and sys.stderr.isatty())
     watch.tick(0)
     try:
+        kwargs = {} if args.draft is None else {"draft": lambda _model: Draft.parse(args.draft)}
         frame = speedup_study(args.models, args.batches, args.contexts, args.lengths, args.acceptances,
-                              on_point=watch.advance)
+                              on_point=watch.advance, **kwargs)
     finally:
         watch.close()
     best, crossover = best_lengths(frame), advantage_crossover(frame)
@@ -229,4 +231,16 @@ def add_study_parsers(sub: Any) -> None:
                       help=f"draft lengths k (default {','.join(map(str, LENGTHS))})")
     spec.add_argument("--acceptances", type=number_list(bounded_float(0.0, 1.0)), default=list(ACCEPTANCES),
                       help=f"acceptance rates per drafted token (default {','.join(map(str, ACCEPTANCES))})")
+    spec.add_argument("--draft", type=_draft_text, default=None, metavar="DRAFT",
+                      help="the draft of every model: free, self:LAYERS[+adapter], heads:HEADS or model:NAME[@SYSTEM] "
+                           "(default: a self-draft of each model's first eighth of layers)")
     spec.set_defaults(func=cmd_study_specdec)
+
+
+def _draft_text(text: str) -> str:
+    """argparse type: a draft as ``Draft.parse`` reads it, kept as text (checked here)."""
+    from decodex.app.cli_speculate import draft_spec
+
+    draft_spec(text)
+    return text
+

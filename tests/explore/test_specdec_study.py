@@ -121,3 +121,18 @@ def test_tree_width_is_a_sweep_axis() -> None:
     bad = evaluate_point({**point, "tree_width": 0})
     assert not bad["feasible"] and "width" in bad["reason"]
 
+
+
+def test_the_study_takes_any_draft(tmp_path: Path) -> None:
+    from decodex.app.cli import main
+    from decodex.sim.speculative import Draft, estimate_speculative
+    from decodex.workloads.acceptance import ChainAcceptance
+
+    out = tmp_path / "study"
+    assert main(["study", "specdec", "--models", "llama3-8b", "--batches", "8", "--contexts", "2048", "--lengths",
+                 "0,3", "--acceptances", "0.7", "--draft", "heads:3", "--out", str(out)]) == 0
+    frame = pd.read_csv(out / "specdec_speedup.csv")
+    h100 = frame[(frame.deployment == "h100") & (frame.draft_length == 3)].iloc[0]
+    step = estimate_speculative("llama3-8b", "h100-sxm", 8, context=2048, draft=Draft("heads", heads=3),
+                                draft_length=3, acceptance=ChainAcceptance((0.7,)))
+    assert h100["speedup"] == pytest.approx(step.speedup)
