@@ -146,7 +146,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_deployment_options(p)
     p.add_argument("--speculate", type=draft_spec, default=None, metavar="DRAFT",
                    help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS, heads:HEADS or "
-                        "model:NAME[@SYSTEM]) and verifies (one replica or --replicas/--systems)")
+                        "model:NAME[@SYSTEM]) and verifies (with --prefill-systems/--decode-systems: the decode "
+                        "instances, a draft model refused)")
     p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
                    help="tokens drafted per decode with --speculate (default 4)")
     p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
@@ -280,9 +281,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run ``serve`` (or ``serve_cluster`` with ``--replicas``/``--systems``/``--router``) with the
     parsed arguments and print the report (or ``--json``); returns 0."""
     if args.prefill_systems is not None or args.decode_systems is not None:
-        if args.speculate is not None:
-            raise ArgumentError("--speculate: not with --prefill-systems/--decode-systems (one replica or a cluster "
-                                "of replicas)")
         return _cmd_serve_disaggregated(args)
     if args.decode_router is not None:
         raise ArgumentError("--decode-router: only with --prefill-systems/--decode-systems")
@@ -332,6 +330,7 @@ def disagg_report(summary: dict[str, Any]) -> str:
         ["KV sent", si(summary["kv_bytes_sent"], "B")],
         ["preemptions", summary["preemptions"]],
         ["makespan", si(summary["makespan_s"], "s")],
+        *speculation_rows(summary),
     ])
     instances = table(["role", "instance", "system", "requests", "busy", "peak KV blocks", "USD/h"], [
         [r["role"], r["instance"], r["system"], r["requests"], f"{100 * r['utilization']:.1f}%",
@@ -359,7 +358,8 @@ def _cmd_serve_disaggregated(args: argparse.Namespace) -> int:
         precision=args.precision, parallelism=serving_parallelism(args, args.model, [*prefill, *decode])[0],
         seed=args.seed,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot, routing=routing_from_args(args),
-        time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty())
+        time_limit_s=args.time_limit, max_memory_bytes=args.max_memory, progress=not args.quiet and sys.stderr.isatty(),
+        speculation=speculation_from_args(args))
     _write_out(args, {"requests": result.requests, "instances": result.instances_table}, result.summary())
     if args.json:
         print_json(result.summary())

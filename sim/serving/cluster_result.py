@@ -11,7 +11,7 @@ import numpy as np
 
 from decodex.sim.serving import metrics
 from decodex.sim.serving.request_metrics import RequestMetrics
-from decodex.sim.serving.result import ServingResult
+from decodex.sim.serving.result import ServingResult, speculation_totals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,17 +136,6 @@ class ClusterResult(RequestMetrics):
             "energy_j": self.energy_j, "energy_per_token_j": self.energy_per_token_j,
             "preemptions": self.preemptions,
             "per_replica": self.replicas.to_dict(orient="records"),
-            **self._speculation_summary(),
+            **speculation_totals(self.replica_results),
         }
 
-    def _speculation_summary(self) -> dict[str, Any]:
-        """Speculative decoding over all replicas (none without it): as
-        :meth:`ServingResult.summary` gives it for one."""
-        runs = [r for r in self.replica_results if r.speculation]
-        if not runs:
-            return {}
-        drafted, accepted = sum(r.drafted_tokens for r in runs), sum(r.accepted_tokens for r in runs)
-        steps = sum(r.speculative_steps for r in runs)
-        return {"speculation": runs[0].speculation, "drafted_tokens": drafted, "accepted_tokens": accepted,
-                "acceptance_rate": accepted / drafted if drafted else 0.0,
-                "tokens_per_decode_step": (steps + accepted) / max(steps, 1)}

@@ -71,6 +71,8 @@ from decodex.sim.serving.api import (
     _check_arguments,
     _check_memory,
     _positive_float,
+    _step_times,
+    speculation_lookahead,
 )
 from decodex.sim.serving.cluster import MAX_REPLICAS, REPLICA_REQUEST_BYTES, ROUTERS, Router, SystemArg, _replica_result
 from decodex.sim.serving.disagg_result import DisaggResult
@@ -78,8 +80,8 @@ from decodex.sim.serving.engine import ARRIVAL, ITERATION_END, WATCH_EVENTS, Ser
 from decodex.sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
 from decodex.sim.serving.schedulers import Scheduler, get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
+from decodex.sim.serving.speculation import Speculation
 from decodex.sim.serving.state import Iteration, ReplicaState
-from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_bool, check_int
 from decodex.workloads.batch import Batch, Routing, is_number
 from decodex.workloads.catalog import load_model
@@ -221,7 +223,7 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
                         slo_ttft_s: float = DEFAULT_SLO_TTFT_S, slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
                         bucket_width: float = 0.01, routing: Routing | None = None,
                         time_limit_s: float | None = None, max_memory_bytes: float | str | None = None,
-                        progress: bool = False) -> DisaggResult:
+                        progress: bool = False, speculation: Speculation | None = None) -> DisaggResult:
     """Simulate ``model`` served by prefill instances ``prefill_systems`` and decode instances
     ``decode_systems`` (each: one system -- catalog name, path or :class:`SystemSpec` -- or a
     sequence, one instance each), the KV cache of every request sent between them (module doc).
@@ -237,7 +239,9 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     instances run :class:`DecodeScheduler`. ``kv_blocks``: KV blocks of each prefill instance,
     ``decode_kv_blocks``: of each decode instance (None: sized from memory). ``max_memory_bytes``:
     as for :func:`serve`, with both pools' per-request records and each instance's request
-    arrays counted (:data:`DISAGG_REQUEST_BYTES`). Every other argument is as for :func:`serve`
+    arrays counted (:data:`DISAGG_REQUEST_BYTES`). ``speculation``: the decode instances speculate
+    (each its own seeded draws); a draft model is refused, since its own prompt KV cache would be
+    prefilled and sent too, which is not modelled. Every other argument is as for :func:`serve`
     and applies to both pools.
 
     Returns a :class:`DisaggResult` (times in s, bytes in B, energy in J, lengths in tokens).
@@ -254,6 +258,11 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
             raise ArgumentError(f"{name}: {value!r:.80} not one of {', '.join(ROUTERS)}")
     check_bool("layerwise_overlap", layerwise_overlap)
     check_bool("progress", progress)
+    lookahead = speculation_lookahead(speculation)
+    if speculation is not None and speculation.draft.kind == "model":
+        raise ArgumentError("speculation: a draft model keeps its own prompt KV cache, which a disaggregated run "
+                            "would prefill and send too (not modelled); use a self-draft, decoding heads or a free "
+                            "draft")
     _check_arguments(workload, requests, scheduler, chunk, max_batch, max_prefill_tokens, block_size,
                      memory_utilization, kv_blocks, parallelism, seed, bucket_width, routing)
     if decode_kv_blocks is not None:
@@ -277,7 +286,7 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     par = parallelism or Parallelism()
     context_window = model_cfg.context_window or MAX_TOKENS
     prefill_cap = max(model_cfg.max_position_embeddings, 2048) if max_prefill_tokens is None else max_prefill_tokens
-    arrivals = workload.generate(requests, seed, max_total_tokens=context_window)
+    arrivals = workload.generate(requests, seed, max_total_tokens=context_window - lookahead)
     n = int(arrivals.arrival_s.size)
     held = (instances * RUN_BASE_BYTES + n * (per_request + len(dec_args) * 8)
             + float(arrivals.output_tokens.sum()) * (TOKEN_BYTES + DISAGG_TOKEN_BYTES))
@@ -288,12 +297,13 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
     sequence = itertools.count(1)
     info: dict[tuple[int, bool], tuple[KVCapacity, float, int]] = {}  # (id(spec), decode) -> kv, idle W, devices
 
-    def build(spec: SystemSpec, decode: bool) -> ServingEngine:
+    def build(spec: SystemSpec, decode: bool, index: int) -> ServingEngine:
+        ahead = lookahead if decode else 0  # the decode instances speculate
         if decode:
             sched: Scheduler = DecodeScheduler(max_batch=max_batch, chunk=chunk, max_prefill_tokens=prefill_cap,
                                                num_requests=n)
             outputs, blocks = arrivals.output_tokens, decode_kv_blocks
-            longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if reserve else 1)).max())
+            longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if reserve else 1)).max()) + ahead
         else:
             sched = get_scheduler(scheduler)(max_batch=max_batch, chunk=chunk, max_prefill_tokens=prefill_cap)
             outputs, blocks = ones, kv_blocks
@@ -301,7 +311,8 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
         key = (id(spec), decode)
         if key not in info:
             capacity = kv_capacity(model_cfg, spec, precision=prec, parallelism=par, block_size=block_size,
-                                   memory_utilization=memory_utilization, workspace_tokens=sched.max_step_tokens,
+                                   memory_utilization=memory_utilization,
+                                   workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + ahead)),
                                    total_blocks=blocks, memory_basis=engine_sw.kv_memory_basis)
             if -(-longest // capacity.block_size) > capacity.total_blocks:
                 what = ("decode_kv_blocks" if decode else "kv_blocks") if blocks is not None else "memory_utilization"
@@ -312,16 +323,16 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
             info[key] = (capacity, spec.primary_device.power.idle_w * probe.devices, probe.devices)
         capacity, idle_power, _ = info[key]
         blocks_manager = BlockManager(capacity.total_blocks, capacity.block_size, n)
-        state = ReplicaState(arrivals.input_tokens, outputs, blocks_manager, reserve_output=reserve)
-        step_times = StepTimes(model_cfg, spec, precision=prec, parallelism=par, bucket_width=bucket_width,
-                               routing=routing)
+        state = ReplicaState(arrivals.input_tokens, outputs, blocks_manager, reserve_output=reserve, lookahead=ahead)
+        spec_here = speculation if decode else None
+        step_times = _step_times(None, model_cfg, spec, prec, par, bucket_width, routing, spec_here)
         return ServingEngine(arrivals.arrival_s, state, sched, step_times,
                              host_overhead_s=engine_sw.iteration_host_overhead_s,
                              request_overhead_s=engine_sw.request_host_overhead_s, host_power_w=idle_power,
-                             sequence=sequence)
+                             sequence=sequence, speculation=None if spec_here is None else spec_here.draws(seed, index))
 
-    pre_engines = [build(spec, False) for spec in pre_specs]
-    dec_engines = [build(spec, True) for spec in dec_specs]
+    pre_engines = [build(spec, False, i) for i, spec in enumerate(pre_specs)]
+    dec_engines = [build(spec, True, j) for j, spec in enumerate(dec_specs)]
     for group in (pre_engines, dec_engines):  # a pool writes one set of per-request records
         for engine in group[1:]:
             engine.scheduled_s, engine.first_token_s, engine.finish_s = (group[0].scheduled_s, group[0].first_token_s,

@@ -12,7 +12,7 @@ import numpy as np
 
 from decodex.sim.serving import metrics
 from decodex.sim.serving.request_metrics import RequestMetrics
-from decodex.sim.serving.result import ServingResult
+from decodex.sim.serving.result import ServingResult, speculation_totals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,4 +217,5 @@ class DisaggResult(RequestMetrics):
             "usd_per_hour": self.usd_per_hour, "tokens_per_s_per_usd_hour": self.tokens_per_s_per_usd_hour,
             "preemptions": self.preemptions,
             "per_instance": self.instances_table.to_dict(orient="records"),
+            **speculation_totals(self.decode_results),
         }

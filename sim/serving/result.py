@@ -141,10 +141,18 @@ class ServingResult(RequestMetrics):
 
     def _speculation_summary(self) -> dict[str, Any]:
         """The speculative decoding figures of :meth:`summary` (none without speculation)."""
-        if not self.speculation:
-            return {}
-        steps = max(self.speculative_steps, 1)
-        return {"speculation": self.speculation, "drafted_tokens": self.drafted_tokens,
-                "accepted_tokens": self.accepted_tokens,
-                "acceptance_rate": self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0,
-                "tokens_per_decode_step": (self.speculative_steps + self.accepted_tokens) / steps}
+        return speculation_totals((self,))
+
+
+def speculation_totals(runs: tuple[ServingResult, ...]) -> dict[str, Any]:
+    """Speculative decoding summed over the runs of one replica or instance each (none when no run
+    speculated): the label, drafted and accepted tokens, the accepted share and the tokens each
+    decode step emitted on average."""
+    runs = tuple(r for r in runs if r.speculation)
+    if not runs:
+        return {}
+    drafted, accepted = sum(r.drafted_tokens for r in runs), sum(r.accepted_tokens for r in runs)
+    steps = sum(r.speculative_steps for r in runs)
+    return {"speculation": runs[0].speculation, "drafted_tokens": drafted, "accepted_tokens": accepted,
+            "acceptance_rate": accepted / drafted if drafted else 0.0,
+            "tokens_per_decode_step": (steps + accepted) / max(steps, 1)}

@@ -173,3 +173,20 @@ def test_a_cluster_speculates_on_every_replica() -> None:
     # the replicas draw from their own streams: not the same tokens per step
     a, b = cluster.replica_results
     assert (a.accepted_tokens / a.speculative_steps) != (b.accepted_tokens / b.speculative_steps)
+
+
+def test_the_decode_instances_of_a_disaggregated_run_speculate() -> None:
+    from decodex.sim.serving import serve_disaggregated
+
+    spec = Speculation(Draft("self", layers=8), 3, ChainAcceptance((0.7,)))
+    run = serve_disaggregated(MODEL, SYSTEM, [SYSTEM, SYSTEM], SHORT, requests=60, speculation=spec, seed=1)
+    summary = run.summary()
+    assert summary["speculation"] == "self:8 k=3" and summary["accepted_tokens"] > 0
+    assert all(r.speculation == "self:8 k=3" for r in run.decode_results)
+    assert not any(r.speculation for r in run.prefill_results)
+    assert np.isfinite(run.token_time_s).all() and run.token_time_s.size == run.output_tokens.sum()
+    plain = serve_disaggregated(MODEL, SYSTEM, [SYSTEM, SYSTEM], SHORT, requests=60, seed=1)
+    assert run.tpot_s.mean() < plain.tpot_s.mean()
+    with pytest.raises(ArgumentError, match="a draft model keeps its own prompt KV cache"):
+        serve_disaggregated(MODEL, SYSTEM, SYSTEM, SHORT, requests=5,
+                            speculation=Speculation(Draft("model", model="llama3.2-1b"), 2, ChainAcceptance((0.5,))))
