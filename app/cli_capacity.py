@@ -26,6 +26,7 @@ from decodex.app.cli_args import (
 )
 from decodex.app.cli_layout import serving_parallelism, system_with_edits
 from decodex.app.cli_serve import MAX_REQUESTS, RATE_RANGE, system_list
+from decodex.app.cli_speculate import add_speculation_options, speculation_from_args
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS
@@ -86,6 +87,7 @@ def add_capacity_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="stop when the passing and failing rates are within this fraction (default 0.02)")
     p.add_argument("--max-runs", type=bounded_int(2, 200), default=DEFAULT_MAX_RUNS,
                    help=f"most serving runs (default {DEFAULT_MAX_RUNS})")
+    add_speculation_options(p)
     p.add_argument("--out", type=output_folder, default=None, metavar="DIR",
                    help="write curve.csv (and curve.parquet when pyarrow is installed) and capacity.html there")
     p.add_argument("--json", action="store_true", help="one JSON object: the summary and the curve")
@@ -146,6 +148,12 @@ def _router(args: argparse.Namespace) -> dict[str, str]:
     return {"router": args.router}
 
 
+def _speculation(args: argparse.Namespace) -> dict[str, object]:
+    """``speculation=`` for ``capacity`` when ``--speculate`` is given (else nothing)."""
+    speculation = speculation_from_args(args)
+    return {} if speculation is None else {"speculation": speculation}
+
+
 def cmd_capacity(args: argparse.Namespace) -> int:
     """Run ``capacity`` with the parsed arguments and print the report (or ``--json``); returns 0."""
     workload = args.trace if args.trace is not None else (args.preset or "sharegpt")
@@ -158,7 +166,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                       scheduler=args.scheduler, max_batch=args.max_batch, chunk=args.chunk, precision=args.precision,
                       parallelism=serving_parallelism(args, args.model, [system, *(decode or [])])[0],
                       routing=routing_from_args(args),
-                      replicas=args.replicas, decode_systems=decode, **_router(args))
+                      replicas=args.replicas, decode_systems=decode, **_router(args), **_speculation(args))
     written = write_outputs(result, args.out) if args.out is not None else []
     if args.json:
         print_json({**result.summary(), "files": [str(p) for p in written],

@@ -19,13 +19,12 @@ from decodex.app.cli_args import (
     bounded_int,
     byte_size,
     fraction,
-    number_list,
     positive_int,
     print_json,
     routing_from_args,
 )
 from decodex.app.cli_layout import serving_parallelism, system_with_edits
-from decodex.app.cli_speculate import draft_spec, speculation_from_args, speculation_rows
+from decodex.app.cli_speculate import add_speculation_options, speculation_from_args, speculation_rows
 from decodex.app.formatting import si, table
 from decodex.core.errors import ArgumentError
 from decodex.sim.serving import PRESET_NAMES, SCHEDULERS, Workload, serve
@@ -144,15 +143,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "for the KV cache (the software's basis; default: the software's; vllm 0.9 of all)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the workload draws (default 0)")
     add_deployment_options(p)
-    p.add_argument("--speculate", type=draft_spec, default=None, metavar="DRAFT",
-                   help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS, heads:HEADS or "
-                        "model:NAME[@SYSTEM]) and verifies (with --prefill-systems/--decode-systems: the decode "
-                        "instances, a draft model refused)")
-    p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
-                   help="tokens drafted per decode with --speculate (default 4)")
-    p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
-                   help="acceptance probability per drafted position with --speculate, comma-separated; the last "
-                        "repeats (default 0.7)")
+    add_speculation_options(p)
     p.add_argument("--slo-ttft", type=SLO_SECONDS, default=DEFAULT_SLO_TTFT_S,
                    help=f"TTFT SLO for goodput, s (default {DEFAULT_SLO_TTFT_S:g})")
     p.add_argument("--slo-tpot", type=SLO_SECONDS, default=DEFAULT_SLO_TPOT_S,

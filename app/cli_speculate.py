@@ -38,6 +38,20 @@ def draft_spec(text: str) -> dict[str, Any]:
     return fields
 
 
+def add_speculation_options(p: argparse.ArgumentParser) -> None:
+    """``--speculate DRAFT``, ``--draft-length K`` and ``--acceptance P,...`` of a serving command
+    (:func:`speculation_from_args` reads them)."""
+    p.add_argument("--speculate", type=draft_spec, default=None, metavar="DRAFT",
+                   help="speculative decoding: every decode drafts with DRAFT (free, self:LAYERS, heads:HEADS or "
+                        "model:NAME[@SYSTEM]) and verifies (with --prefill-systems/--decode-systems: the decode "
+                        "instances, a draft model refused)")
+    p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
+                   help="tokens drafted per decode with --speculate (default 4)")
+    p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
+                   help="acceptance probability per drafted position with --speculate, comma-separated; the last "
+                        "repeats (default 0.7)")
+
+
 def speculation_from_args(args: argparse.Namespace) -> Any:
     """The run's Speculation from ``--speculate``/``--draft-length``/``--acceptance`` (None without
     ``--speculate``)."""

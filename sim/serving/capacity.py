@@ -27,12 +27,11 @@ from decodex.core.errors import ArgumentError, DecodexError
 from decodex.core.run_limits import RunWatch
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
-from decodex.sim.serving.api import DEFAULT_REQUESTS, serve
+from decodex.sim.serving.api import DEFAULT_REQUESTS, _step_times, serve
 from decodex.sim.serving.capacity_runs import parse_slo, run_row
 from decodex.sim.serving.cluster import MAX_REPLICAS, SystemArg, serve_cluster
 from decodex.sim.serving.disagg import serve_disaggregated
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
-from decodex.sim.serving.step_times import StepTimes
 from decodex.sim.serving.traces import list_traces
 from decodex.sim.serving.workload import PRESET_NAMES, RATE_RANGE, Workload, check_bool, check_float, check_int
 from decodex.workloads.batch import Batch
@@ -255,9 +254,9 @@ def capacity(model: str | Path | ModelConfig, system: SystemArg | Sequence[Syste
 
     rows: dict[float, dict[str, Any]] = {}
     watch = RunWatch("capacity search", "runs", max_runs, progress=progress)
-    cache = StepTimes(model_cfg, system_spec, precision=Precision.parse(serve_kwargs.get("precision", "bf16")),
-                      parallelism=serve_kwargs.get("parallelism") or Parallelism(),
-                      bucket_width=serve_kwargs.get("bucket_width", 0.01), routing=serve_kwargs.get("routing"))
+    cache = _step_times(None, model_cfg, system_spec, Precision.parse(serve_kwargs.get("precision", "bf16")),
+                        serve_kwargs.get("parallelism") or Parallelism(), serve_kwargs.get("bucket_width", 0.01),
+                        serve_kwargs.get("routing"), serve_kwargs.get("speculation"))
     deployment: dict[str, Any] = {}
 
     def run(at: Workload) -> Any:

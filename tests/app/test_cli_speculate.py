@@ -81,3 +81,13 @@ def test_speculate_tree_width_verifies_a_spine_tree(capsys: pytest.CaptureFixtur
     assert row["positions"] == 3 and row["draft_length"] == 6
     assert row["tokens_per_step"] == pytest.approx(1 + 0.84 * (1 + 0.6 + 0.36))  # each level: 1 - 0.4^2
     assert row["speedup"] == pytest.approx(step.speedup)
+
+
+def test_capacity_takes_the_speculation(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["capacity", "--model", "llama3-8b", "--system", "h100-sxm", "--slo", "tpot_p99=0.006,ttft_p99=2",
+            "--preset", "alpaca", "--requests", "100", "--max-runs", "5", "--max-batch", "16", "--json", "-q"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--speculate", "free", "--draft-length", "3", "--acceptance", "1.0"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert fast["capacity_per_s"] > plain["capacity_per_s"]
