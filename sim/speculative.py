@@ -31,15 +31,15 @@ from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.results import StepResult
 from decodex.sim.speculative_draft import Draft, draft_steps, step_pricer, tree_draft_steps
-
-__all__ = ["Draft", "SpeculativeParts", "SpeculativeResult", "draft_steps", "estimate_speculative",
-           "speculative_parts", "step_pricer", "verify_step"]
 from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance, TreeAcceptance
 from decodex.workloads.batch import MAX_BATCH_REQUESTS, MAX_TOKENS_PER_REQUEST, Batch, is_whole
 from decodex.workloads.catalog import load_model
 from decodex.workloads.model_config import ModelConfig
 from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.token_tree import MAX_TREE_NODES, TokenTree
+
+__all__ = ["Draft", "SpeculativeParts", "SpeculativeResult", "draft_steps", "estimate_speculative",
+           "speculative_parts", "step_pricer", "verify_step"]
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     verifies = {length: verify_step(target, target_system, requests, context=int(context), tree=TokenTree.chain(length),
                                     precision=precision, parallelism=parallelism, mapper=mapper, engine=engine)
                 if length else plain for length in sorted({int(length) for length in lengths})}
-    shares = draft.shares_target_devices or (draft.kind == "model" and load_system(draft.system) is target_system)
+    shares = draft.holds_weights_on(target_system)
     if draft.kind == "heads":  # one pass of k heads over the verify's k + 1 tokens: priced per length
         by_length = {k: draft_steps(target, target_system, requests, int(context), k, draft, precision, parallelism,
                                     engine) for k in verifies}
@@ -223,6 +223,6 @@ def _tree_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec,
                          parallelism=parallelism, mapper=mapper, engine=engine) if tree.size else plain
     drafts = tree_draft_steps(target, target_system, int(batch), int(context), tree, draft, precision, parallelism,
                               engine)
-    shares = draft.shares_target_devices or (draft.kind == "model" and load_system(draft.system) is target_system)
+    shares = draft.holds_weights_on(target_system)
     parts = SpeculativeParts(plain, {tree.size: verify}, (), draft, shares, {tree.size: drafts})
     return parts.step(tree.size, acceptance.expected_accepted())

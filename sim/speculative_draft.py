@@ -113,11 +113,12 @@ class Draft:
         raise ArgumentError(f"draft: {text!r} is not free, self:LAYERS[+adapter], heads:HEADS, model:NAME or "
                             "model:NAME@SYSTEM")
 
-    @property
-    def shares_target_devices(self) -> bool:
-        """Whether the draft holds weights of its own on the target's devices (a draft model there,
-        or decoding heads), which must fit beside the target's."""
-        return self.kind == "heads" or (self.kind == "model" and self.system is None)
+    def holds_weights_on(self, system: SystemSpec) -> bool:
+        """Whether the draft holds weights of its own on the devices of ``system`` (the target's):
+        decoding heads, or a draft model placed there; they must fit beside the target's."""
+        if self.kind == "heads":
+            return True
+        return self.kind == "model" and (self.system is None or load_system(self.system) is system)
 
 
 def step_pricer(engine: str) -> Callable[..., StepResult]:
