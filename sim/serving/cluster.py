@@ -178,7 +178,7 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
                                    memory_utilization=memory_utilization,
                                    workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead)),
                                    total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
-            capacity = share_capacity(capacity, speculation, spec, prec, kv_blocks)
+            capacity = share_capacity(capacity, speculation, spec, model_cfg, prec, par, kv_blocks)
             if -(-longest // capacity.block_size) > capacity.total_blocks:
                 what = "kv_blocks" if kv_blocks is not None else "memory_utilization"
                 raise ArgumentError(f"{what}: the KV cache of a {spec.name} replica holds {capacity.total_tokens} "

@@ -15,9 +15,9 @@ prompt chunks (it keeps a KV cache of its own). Drafting and verifying run one a
 
 Memory: the verify writes the K/V of ``k + 1`` tokens before the rejected ones are dropped, so a
 decode reserves KV blocks ``k`` tokens ahead (vLLM's lookahead slots); a draft model on the
-target's devices takes its weights out of the KV budget and adds its own K/V bytes per token
-(:func:`share_capacity`). A request's sequence stays ``k`` tokens inside the model's context
-window, so that its last verify fits.
+target's devices takes its weights out of the KV budget and adds its own K/V bytes per token, and
+decoding heads take their weights (:func:`share_capacity`). A request's sequence stays ``k``
+tokens inside the model's context window, so that its last verify fits.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from decodex.hw_models.system import SystemSpec, load_system
 from decodex.sim.estimate import estimate
 from decodex.sim.serving.kv_cache import KVCapacity
 from decodex.sim.serving.step_times import StepKey, StepTimes
-from decodex.sim.speculative_draft import Draft, draft_steps
+from decodex.sim.speculative_draft import Draft, draft_steps, heads_step
 from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance
 from decodex.workloads.batch import Batch, Routing, is_whole
 from decodex.workloads.catalog import load_model
@@ -163,22 +163,26 @@ class SpeculativeStepTimes(StepTimes):
         return time, energy
 
 
-def share_capacity(capacity: KVCapacity, speculation: Speculation | None, system: SystemSpec,
-                   precision: Precision, kv_blocks: int | None) -> KVCapacity:
-    """``capacity`` less what a draft model on the target's devices holds (module doc): its
-    weights out of the free bytes, its K/V bytes per token added to the target's; unchanged for
-    other drafts, a draft on another system, or a block count given by the user (``kv_blocks``)."""
-    if speculation is None or speculation.draft.kind != "model" or kv_blocks is not None:
+def share_capacity(capacity: KVCapacity, speculation: Speculation | None, system: SystemSpec, model: ModelConfig,
+                   precision: Precision, parallelism: Parallelism, kv_blocks: int | None) -> KVCapacity:
+    """``capacity`` (of ``model`` on ``system``) less what the draft holds on the target's devices
+    (module doc): a draft model's weights out of the free bytes and its K/V bytes per token added
+    to the target's; decoding heads' weights out of the free bytes. Unchanged for other drafts, a
+    draft model on another system, or a block count given by the user (``kv_blocks``)."""
+    if speculation is None or kv_blocks is not None or not speculation.draft.holds_weights_on(system):
         return capacity
     draft = speculation.draft
-    if draft.system is not None and load_system(draft.system) is not system:
-        return capacity
-    model = load_model(draft.model)  # type: ignore[arg-type]
-    low, high = (estimate(model, system, 1, context=c, precision=draft.precision or precision.name)
-                 for c in KV_PROBE_CONTEXTS)
-    per_token = (high.kv_bytes - low.kv_bytes) / (KV_PROBE_CONTEXTS[1] - KV_PROBE_CONTEXTS[0])
-    free = capacity.free_bytes - low.weight_bytes
+    if draft.kind == "heads":
+        heads = heads_step(model, system, 1, 1, rows=1, heads=int(draft.heads), precision=precision.name,
+                           parallelism=parallelism)
+        weights, per_token = heads.weight_bytes, 0.0
+    else:
+        low, high = (estimate(load_model(draft.model), system, 1, context=c,  # type: ignore[arg-type]
+                              precision=draft.precision or precision.name) for c in KV_PROBE_CONTEXTS)
+        weights = low.weight_bytes
+        per_token = (high.kv_bytes - low.kv_bytes) / (KV_PROBE_CONTEXTS[1] - KV_PROBE_CONTEXTS[0])
+    free = capacity.free_bytes - weights
     bytes_per_token = capacity.kv_bytes_per_token + per_token
     blocks = max(int(free // (capacity.block_size * bytes_per_token)), 0) if free > 0 else 0
     return dataclasses.replace(capacity, kv_bytes_per_token=bytes_per_token, free_bytes=free,
-                               weight_bytes=capacity.weight_bytes + low.weight_bytes, total_blocks=blocks)
+                               weight_bytes=capacity.weight_bytes + weights, total_blocks=blocks)

@@ -203,3 +203,15 @@ def test_capacity_with_speculation_meets_a_tighter_tpot() -> None:
     plain = capacity(MODEL, SYSTEM, slo=slo, **kwargs)
     fast = capacity(MODEL, SYSTEM, slo=slo, speculation=free(3, 1.0), **kwargs)
     assert fast.capacity_per_s > plain.capacity_per_s
+
+
+def test_decoding_heads_take_their_weights_out_of_the_kv_budget() -> None:
+    plain = serve(MODEL, SYSTEM, SHORT, requests=10)
+    heads = serve(MODEL, SYSTEM, SHORT, requests=10,
+                  speculation=Speculation(Draft("heads", heads=4), 4, ChainAcceptance((0.6,))))
+    # 4 heads of Llama-3-8B: 4 x (4096^2 + 4096 + 4096 x 128256) bf16 weights, ~4.3 GB
+    taken = heads.kv.weight_bytes - plain.kv.weight_bytes
+    assert taken == pytest.approx(4 * (4096 * 4096 + 4096 + 4096 * 128256) * 2, rel=1e-3)
+    assert heads.kv.kv_bytes_per_token == plain.kv.kv_bytes_per_token
+    assert heads.kv.total_blocks == pytest.approx(plain.kv.total_blocks - taken / (16 * plain.kv.kv_bytes_per_token),
+                                                  abs=1)
