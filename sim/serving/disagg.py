@@ -80,7 +80,7 @@ from decodex.sim.serving.engine import ARRIVAL, ITERATION_END, WATCH_EVENTS, Ser
 from decodex.sim.serving.kv_cache import BlockManager, KVCapacity, kv_capacity
 from decodex.sim.serving.schedulers import Scheduler, get_scheduler
 from decodex.sim.serving.software import DEFAULT_SOFTWARE, ServingSoftware, load_software
-from decodex.sim.serving.speculation import Speculation
+from decodex.sim.serving.speculation import Speculation, share_capacity
 from decodex.sim.serving.state import Iteration, ReplicaState
 from decodex.sim.serving.workload import MAX_TOKENS, RequestArrays, Workload, check_bool, check_int
 from decodex.workloads.batch import Batch, Routing, is_number
@@ -314,6 +314,8 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
                                    memory_utilization=memory_utilization,
                                    workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + ahead)),
                                    total_blocks=blocks, memory_basis=engine_sw.kv_memory_basis)
+            if decode:  # decoding heads sit beside the target on the decode instances
+                capacity = share_capacity(capacity, speculation, spec, model_cfg, prec, par, blocks)
             if -(-longest // capacity.block_size) > capacity.total_blocks:
                 what = ("decode_kv_blocks" if decode else "kv_blocks") if blocks is not None else "memory_utilization"
                 raise ArgumentError(f"{what}: the KV cache of a {spec.name} {'decode' if decode else 'prefill'} "
