@@ -13,6 +13,11 @@ per speculative step of each method's own loop).
   verify of ``k + 1`` tokens, averaged over the schedule's lengths.
 - ``method = "medusa"``: ``heads`` decoding heads and the named tree: per step, one verify over
   the tree and one pass of the heads.
+- ``method = "eagle"``: EAGLE's draft, one decoder layer of the target's shape over the target's
+  features with the target's LM head (Li et al. 2024, arXiv 2401.15077; the small layer fusing
+  features and embeddings is not priced), priced as a one-layer self-draft that drafts the named
+  tree level by level (:func:`~sim.speculative_draft.tree_draft_steps`): per step, one draft
+  forward per level and one verify over the tree.
 
 speedup = tokens per step x plain time per token / time per step, both with their host time.
 The same host constants serve the RTX 3090 rows (another machine, 12 CPU cores against 96: an
@@ -34,7 +39,7 @@ from decodex.core.input_files import read_toml
 from decodex.hw_models.system import load_system
 from decodex.sim.estimate import estimate
 from decodex.sim.speculative import verify_step
-from decodex.sim.speculative_draft import heads_step
+from decodex.sim.speculative_draft import Draft, heads_step, tree_draft_steps
 from decodex.sim.speculative_schedule import heuristic_lengths, heuristic_rate_for
 from decodex.validation.reproduce import register_runner
 from decodex.workloads.acceptance import ChainAcceptance
@@ -44,6 +49,7 @@ from decodex.workloads.token_tree import TokenTree, named_tree
 
 HOST_FILE = Path(__file__).resolve().parent / "data" / "specbench" / "host-time.toml"
 MOST_DRAFT = 32  # the heuristic schedule's cap here: at the measured rates it stays below ~12
+STEP_HOST = {"sps": "assisted_step_s", "medusa": "medusa_step_s", "eagle": "eagle_step_s"}  # each loop's own
 
 
 @cache
@@ -83,8 +89,12 @@ def step_times(config: Mapping[str, Any], per_layer_s: float) -> tuple[float, fl
                    for k in range(1, share.size) if share[k] > 1e-9) + host
         return tokens, plain, float(step)
     tree = named_tree(str(config["tree"]))
-    heads = int(config["heads"])
     verify = verify_step(model, system, 1, context=context, tree=tree, precision=precision).step_time_s
+    if config["method"] == "eagle":
+        levels = tree_draft_steps(model, system, 1, context, tree, Draft("self", layers=1), precision, None)
+        drafting = sum(level.step_time_s + per_layer_s for level in levels)  # one layer's launches per level
+        return tokens, plain, verify + drafting + host
+    heads = int(config["heads"])
     drafting = heads_step(model, system, 1, context, rows=tree.query_tokens, heads=heads, precision=precision,
                           parallelism=None).step_time_s
     return tokens, plain, verify + drafting + host + per_layer_s  # the heads: one more module's launches
@@ -95,21 +105,23 @@ def specdec_speedup(config: Mapping[str, Any]) -> float:
     """Speedup of speculative over plain decoding (module docstring)."""
     host = host_time()
     tokens, plain, step = step_times(config, host["per_layer_s"])
-    own = host["assisted_step_s"] if config["method"] == "sps" else host["medusa_step_s"]
+    own = host[STEP_HOST[str(config["method"])]]
     return tokens * plain / (step + own)
 
 
-def fit_host_time(vanilla_tokens_per_s: float, sps: Mapping[str, Any], medusa: Mapping[str, Any]) -> dict[str, float]:
-    """The host constants (s): ``per_layer_s`` from a measured vanilla decoding rate of the ``sps``
-    config's target (its time per token less the step model's device time, over its layers), then
-    each method's per-step host time that makes its config's speedup the measured one (so the
-    fit uses one row per method; the others are held out)."""
+def fit_host_time(vanilla_tokens_per_s: float, fits: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The host constants (s): ``per_layer_s`` from a measured vanilla decoding rate of the
+    ``"sps"`` config's target (its time per token less the step model's device time, over its
+    layers), then each method's per-step host time that makes its config (``fits[method]``) give
+    the measured speedup (one row per method; the others are held out)."""
+    sps = fits["sps"]
     model = load_model(str(sps["model"]))
     device = estimate(model, load_system(str(sps["system"])), 1, context=int(sps["context"]),
                       precision=str(sps["precision"])).step_time_s
     per_layer = (1.0 / vanilla_tokens_per_s - device) / model.num_layers
     out = {"per_layer_s": per_layer}
-    for key, config in (("assisted_step_s", sps), ("medusa_step_s", medusa)):
+    for method, config in fits.items():
+        key = STEP_HOST[method]
         tokens, plain, step = step_times(config, per_layer)
         _, speedup = measured(config)
         out[key] = float(tokens * plain / speedup - step)

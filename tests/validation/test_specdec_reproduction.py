@@ -22,8 +22,8 @@ def targets() -> dict[str, object]:
 
 def test_the_host_constants_are_what_their_sources_give() -> None:
     by_name = targets()
-    fit = fit_host_time(ML_ENERGY_VICUNA_7B_A100_TOKENS_PER_S, by_name["specdec-specbench-sps-vicuna-7b"].config,
-                        by_name["specdec-specbench-medusa-vicuna-7b"].config)
+    fit = fit_host_time(ML_ENERGY_VICUNA_7B_A100_TOKENS_PER_S,
+                        {m: by_name[f"specdec-specbench-{m}-vicuna-7b"].config for m in ("sps", "medusa", "eagle")})
     recorded = host_time()
     for key, value in fit.items():
         assert recorded[key] == pytest.approx(value, rel=0.01), key
@@ -31,7 +31,7 @@ def test_the_host_constants_are_what_their_sources_give() -> None:
 
 def test_every_row_within_its_tolerance_and_the_fit_rows_exactly() -> None:
     by_name = targets()
-    assert len(by_name) == 8 and sum(t.config["role"] == "fit" for t in by_name.values()) == 2
+    assert len(by_name) == 12 and sum(t.config["role"] == "fit" for t in by_name.values()) == 3
     for name, target in by_name.items():
         result = run_target(target)
         assert result.passed, (name, result.simulated, result.target)
@@ -57,13 +57,15 @@ def test_speedup_grows_with_the_measured_acceptance() -> None:
     assert high > low
 
 
-def test_the_medusa_tree_is_the_published_one() -> None:
+def test_the_trees_are_the_published_ones() -> None:
     tree = named_tree("mc_sim_7b_63")
     assert tree.size == 63 and tree.depth == 4 and tree.expanding_per_level() == (1, 10, 10, 1)
+    eagle = named_tree("eagle_mc_sim_7b_63")
+    assert eagle.size == 25 and eagle.depth == 5 and eagle.expanding_per_level() == (1, 4, 4, 1, 1)
     assert TokenTree.from_paths([[0], [1], [0, 0]]) == TokenTree((-1, -1, 0))
     with pytest.raises(ArgumentError, match="not a path"):
         TokenTree.from_paths([[0], [1, 0]])
-    with pytest.raises(ArgumentError, match="unknown tree 'nope'; known: mc_sim_7b_63"):
+    with pytest.raises(ArgumentError, match="unknown tree 'nope'; known: eagle_mc_sim_7b_63, mc_sim_7b_63"):
         named_tree("nope")
 
 
