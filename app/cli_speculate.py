@@ -46,7 +46,13 @@ def add_speculation_options(p: argparse.ArgumentParser) -> None:
                         "model:NAME[@SYSTEM]) and verifies (with --prefill-systems/--decode-systems: the decode "
                         "instances, a draft model refused)")
     p.add_argument("--draft-length", type=bounded_int(1, 64), default=4, metavar="K",
-                   help="tokens drafted per decode with --speculate (default 4)")
+                   help="tokens drafted per decode with --speculate (default 4; the start of --draft-schedule "
+                        "heuristic)")
+    p.add_argument("--draft-schedule", choices=("fixed", "heuristic"), default="fixed",
+                   help="fixed: K every step; heuristic: each request's length moves as Hugging Face's assisted "
+                        "generation moves it (+2 after a whole chain accepted, -1 otherwise) (default fixed)")
+    p.add_argument("--max-draft-length", type=bounded_int(1, 64), default=None, metavar="K",
+                   help="the heuristic schedule's longest draft (default max(16, --draft-length))")
     p.add_argument("--acceptance", type=number_list(bounded_float(0.0, 1.0)), default=[0.7],
                    help="acceptance probability per drafted position with --speculate, comma-separated; the last "
                         "repeats (default 0.7)")
@@ -61,7 +67,8 @@ def speculation_from_args(args: argparse.Namespace) -> Any:
     from decodex.sim.speculative import Draft
     from decodex.workloads.acceptance import ChainAcceptance
 
-    return Speculation(Draft(**args.speculate), args.draft_length, ChainAcceptance(tuple(args.acceptance)))
+    return Speculation(Draft(**args.speculate), args.draft_length, ChainAcceptance(tuple(args.acceptance)),
+                       schedule=args.draft_schedule, max_draft_length=args.max_draft_length)
 
 
 def speculation_rows(summary: dict[str, Any]) -> list[list[str]]:

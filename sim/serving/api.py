@@ -252,7 +252,7 @@ def speculation_lookahead(speculation: object) -> int:
         return 0
     if not isinstance(speculation, Speculation):
         raise ArgumentError(f"speculation: must be a Speculation or None, got {type(speculation).__name__}")
-    return speculation.draft_length
+    return speculation.lookahead
 
 
 def _check_memory(need: float, limit: float, requests: int) -> None:

@@ -197,8 +197,13 @@ class ServingEngine:
             self.scheduled_s[fresh] = self.now
         prefill_tokens = int(pre.sum()) if pre.size else 0
         prefill_context = int(it.prefill_done.sum()) if pre.size else 0
-        duration, energy = self.step_times.lookup(it.decode_ids.size, it.decode_context, pre.size,
-                                                  prefill_tokens, prefill_context)
+        if self.speculation is not None:  # the decodes' drafted tokens in the key too
+            duration, energy = self.step_times.lookup_drafted(  # type: ignore[attr-defined]
+                self.speculation.drafted_for(it.decode_ids), it.decode_ids.size, it.decode_context, pre.size,
+                prefill_tokens, prefill_context)
+        else:
+            duration, energy = self.step_times.lookup(it.decode_ids.size, it.decode_context, pre.size,
+                                                      prefill_tokens, prefill_context)
         host = self.host_overhead_s + self.request_overhead_s * (it.decode_ids.size + pre.size)
         duration += host
         energy += host * self.host_power_w
@@ -258,7 +263,7 @@ class ServingEngine:
         dec = it.decode_ids
         if dec.size and self.speculation is not None:
             before = generated[dec]
-            emit = self.speculation.emitted(outputs[dec] - before)
+            emit = self.speculation.emitted(dec, outputs[dec] - before)
             count = before + emit
             generated[dec] = count
             total = int(emit.sum())

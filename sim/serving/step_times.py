@@ -45,7 +45,7 @@ from decodex.workloads.precision import Precision
 StepKey = tuple[int, int, int, int, int]
 
 
-def _split(total: int, parts: int) -> list[int]:
+def split_evenly(total: int, parts: int) -> list[int]:
     """``total`` split into ``parts`` integers differing by at most one."""
     base, extra = divmod(total, parts)
     return [base + 1] * extra + [base] * (parts - extra)
@@ -115,7 +115,7 @@ class StepTimes:
     def represented(self, key: StepKey) -> tuple[int, int]:
         """``(decode context sum, prefill context sum)`` in tokens that a key's batch is priced with:
         the buckets' sums, clamped so no request passes the model's context window (module doc)."""
-        decodes, prefills, prefill_tokens, decode_bucket, prefill_bucket = key
+        decodes, prefills, prefill_tokens, decode_bucket, prefill_bucket = key[:5]
         decode_sum = self.bucket_tokens(decode_bucket) if decodes else 0
         prefill_sum = self.bucket_tokens(prefill_bucket) if prefills else 0
         if self._window is not None:
@@ -127,10 +127,10 @@ class StepTimes:
         """The representative Batch of a key (module doc)."""
         decodes, prefills, prefill_tokens = key[:3]
         decode_sum, prefill_sum = self.represented(key)
-        decode_ctx = _split(decode_sum, decodes) if decodes else []
+        decode_ctx = split_evenly(decode_sum, decodes) if decodes else []
         if prefills:
-            chunks = _split(prefill_tokens, prefills)
-            prefill_ctx = _split(prefill_sum, prefills)[::-1]  # longer contexts with shorter chunks
+            chunks = split_evenly(prefill_tokens, prefills)
+            prefill_ctx = split_evenly(prefill_sum, prefills)[::-1]  # longer contexts with shorter chunks
         else:
             chunks, prefill_ctx = [], []
         return Batch.mixed(decode_ctx, chunks, prefill_ctx, routing=self.routing)

@@ -91,3 +91,11 @@ def test_capacity_takes_the_speculation(capsys: pytest.CaptureFixture[str]) -> N
     assert main([*args, "--speculate", "free", "--draft-length", "3", "--acceptance", "1.0"]) == 0
     fast = json.loads(capsys.readouterr().out)
     assert fast["capacity_per_s"] > plain["capacity_per_s"]
+
+
+def test_serve_takes_the_heuristic_draft_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--model", "llama3-8b", "--system", "h100-sxm", "--rate", "4", "--requests", "30",
+                 "--speculate", "free", "--draft-length", "5", "--draft-schedule", "heuristic", "--max-draft-length",
+                 "9", "--acceptance", "0.7", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["speculation"] == "free k=5..9" and summary["tokens_per_decode_step"] > 1

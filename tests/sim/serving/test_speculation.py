@@ -215,3 +215,52 @@ def test_decoding_heads_take_their_weights_out_of_the_kv_budget() -> None:
     assert heads.kv.kv_bytes_per_token == plain.kv.kv_bytes_per_token
     assert heads.kv.total_blocks == pytest.approx(plain.kv.total_blocks - taken / (16 * plain.kv.kv_bytes_per_token),
                                                   abs=1)
+
+
+def heuristic(alpha: float, start: int = 5, most: int = 16) -> Speculation:
+    return Speculation(Draft("free"), start, ChainAcceptance((alpha,)), schedule="heuristic", max_draft_length=most)
+
+
+def test_the_heuristic_schedule_moves_each_request_s_draft_length() -> None:
+    # one request: all accepted, k goes 5, 7, 9, ... up to the cap of 12; none accepted, 5, 4, 3, 2, 1, 1
+    workload = Workload.preset("fixed", 1.0, input_len=100, output_len=60)
+    grow = serve(MODEL, SYSTEM, workload, requests=1, speculation=heuristic(1.0, most=12))
+    decodes = grow.iterations[grow.iterations["decode_requests"] == 1]["output_tokens"].tolist()
+    assert decodes == [6, 8, 10, 12, 13, 10]  # the last step capped at the 10 tokens left; the prefill emitted 1
+    shrink = serve(MODEL, SYSTEM, workload, requests=1, speculation=heuristic(0.0))
+    it = shrink.iterations[shrink.iterations["decode_requests"] == 1]
+    assert (it["output_tokens"] == 1).all()
+    durations = it["duration_s"].tolist()
+    assert durations[0] > durations[1] > durations[2] > durations[3] > durations[4]  # verifies of 6, 5, 4, 3, 2
+    assert durations[4] == pytest.approx(durations[5], rel=0.02) and shrink.drafted_tokens == 5 + 4 + 3 + 2 + 1 * (
+        len(durations) - 4)
+
+
+def test_the_heuristic_schedule_serves_its_stationary_tokens_per_step() -> None:
+    from decodex.sim.speculative_schedule import heuristic_tokens_per_step
+
+    spec = heuristic(0.65)
+    result = serve(MODEL, SYSTEM, Workload.preset("fixed", 50.0, input_len=64, output_len=600), requests=100,
+                   speculation=spec, seed=4)
+    assert_conserved(result)
+    expected = heuristic_tokens_per_step(ChainAcceptance((0.65,)), 16)
+    assert result.summary()["tokens_per_decode_step"] == pytest.approx(expected, rel=0.04)
+    assert result.summary()["speculation"] == "free k=5..16"
+
+
+def test_mixed_draft_lengths_are_priced_request_by_request() -> None:
+    model, system = load_model(MODEL), load_system(SYSTEM)
+    spec = Speculation(Draft("model", model="llama3.2-1b"), 2, ChainAcceptance((0.7,)), schedule="heuristic")
+    times = SpeculativeStepTimes(model, system, speculation=spec, precision=Precision.parse("bf16"),
+                                 parallelism=Parallelism(), bucket_width=0.0)
+    # two decodes at 1000 cached tokens drafting 3 tokens in all: 2 and 1
+    got = times.lookup_drafted(3, 2, 2000, 0, 0, 0)[0]
+    verify = estimate(model, system, Batch(np.array([1000, 1000]), np.array([3, 2]), np.ones(2, bool),
+                                           verifies=np.ones(2, bool)))
+    drafts = (estimate("llama3.2-1b", system, 2, context=1000).step_time_s
+              + estimate("llama3.2-1b", system, 1, context=1001).step_time_s)
+    assert got == pytest.approx(verify.step_time_s + drafts, rel=1e-9)
+    with pytest.raises(ArgumentError, match="only the heuristic schedule changes the length"):
+        Speculation(Draft("free"), 3, ChainAcceptance((0.5,)), max_draft_length=8)
+    with pytest.raises(ArgumentError, match="need as many decoding heads"):
+        Speculation(Draft("heads", heads=4), 3, ChainAcceptance((0.5,)), schedule="heuristic")
