@@ -82,7 +82,8 @@ def speculation_rows(summary: dict[str, Any]) -> list[list[str]]:
 def cmd_speculate(args: argparse.Namespace) -> int:
     """Print (or write as JSON) one speculative step per draft length, with the plain step's time."""
     from decodex.app.formatting import table
-    from decodex.sim.speculative import Draft, estimate_speculative, speculative_parts
+    from decodex.core.errors import ArgumentError
+    from decodex.sim.speculative import Draft, estimate_speculative, interleaved_speculative, speculative_parts
     from decodex.workloads.acceptance import ChainAcceptance
     from decodex.workloads.parallelism import Parallelism
     from decodex.workloads.token_tree import TokenTree
@@ -92,7 +93,14 @@ def cmd_speculate(args: argparse.Namespace) -> int:
     parts = speculative_parts(args.model, args.system, args.batch, context=args.context, draft=Draft(**args.draft),
                               lengths=args.lengths, precision=args.precision, parallelism=Parallelism(tp=args.tp),
                               engine=engine)
-    if args.tree_width == 1:
+    if args.interleave:  # two sub-batches: one drafts on the other system while the other verifies
+        if args.tree_width != 1 or args.simulate:
+            raise ArgumentError("--interleave: a chain (--tree-width 1), estimated (not --simulate)")
+        steps = [interleaved_speculative(args.model, args.system, args.batch, context=args.context,
+                                         draft=Draft(**args.draft), draft_length=k, acceptance=acceptance,
+                                         precision=args.precision, parallelism=Parallelism(tp=args.tp))
+                 if k else parts.step(0, 0.0) for k in sorted(set(args.lengths))]
+    elif args.tree_width == 1:
         steps = [parts.step(k, acceptance.expected_accepted(k)) for k in sorted(set(args.lengths))]
     else:  # a spine tree per length: k positions, tree_width ranked candidates each
         steps = [estimate_speculative(args.model, args.system, args.batch, context=args.context,
@@ -109,7 +117,7 @@ def cmd_speculate(args: argparse.Namespace) -> int:
         print_json({"model": parts.plain.model, "system": parts.plain.system, "batch": args.batch,
                     "engine": "simulate" if args.simulate else "estimate",
                     "context": args.context, "draft": args.draft, "acceptance": list(acceptance.probs),
-                    "tree_width": args.tree_width,
+                    "tree_width": args.tree_width, "interleave": args.interleave,
                     "plain_step_s": parts.plain.step_time_s, "steps": rows})
         return 0
     how = "simulated" if args.simulate else "estimated"
@@ -145,6 +153,9 @@ def add_speculate_parser(sub: Any) -> None:
     p.add_argument("--tree-width", type=bounded_int(1, 16), default=1, metavar="W",
                    help="candidates per drafted position: 1 (default) drafts a chain of k; W a tree, the top-1 "
                         "chain of k with W - 1 ranked alternatives at each position (k x W tokens verified)")
+    p.add_argument("--interleave", action="store_true",
+                   help="with a draft model on another system (model:NAME@SYSTEM): two sub-batches alternate, one "
+                        "drafting there while the target verifies the other")
     p.add_argument("--simulate", action="store_true",
                    help="price every step with the discrete-event engine (overlap and contention) instead of the "
                         "analytical estimate")

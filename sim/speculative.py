@@ -29,6 +29,7 @@ import numpy as np
 
 from decodex.core.errors import ArgumentError
 from decodex.hw_models.system import SystemSpec, load_system
+from decodex.sim.estimate import estimate
 from decodex.sim.results import StepResult
 from decodex.sim.speculative_draft import Draft, draft_steps, step_pricer, tree_draft_steps
 from decodex.workloads.acceptance import ChainAcceptance, EmpiricalAcceptance, TreeAcceptance
@@ -39,7 +40,7 @@ from decodex.workloads.parallelism import Parallelism
 from decodex.workloads.token_tree import MAX_TREE_NODES, TokenTree
 
 __all__ = ["Draft", "SpeculativeParts", "SpeculativeResult", "draft_steps", "estimate_speculative",
-           "speculative_parts", "step_pricer", "verify_step"]
+           "interleaved_speculative", "speculative_parts", "step_pricer", "verify_step"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class SpeculativeResult:
     step_time_s: float
     fits: bool
     reason: str
+    other_verifies: tuple[StepResult, ...] = ()  # the other sub-batch's verify of an interleaved step
 
     @property
     def tokens_per_step(self) -> float:
@@ -80,7 +82,8 @@ class SpeculativeResult:
     @property
     def energy_j(self) -> float:
         """The step's energy: the draft steps' and the verify's, J."""
-        return self.verify.energy_j + sum(step.energy_j for step in self.drafts)
+        return (self.verify.energy_j + sum(step.energy_j for step in self.drafts)
+                + sum(step.energy_j for step in self.other_verifies))
 
     @property
     def energy_per_token_j(self) -> float:
@@ -185,6 +188,41 @@ def speculative_parts(model: str | Path | ModelConfig, system: str | Path | Syst
     drafts = draft_steps(target, target_system, requests, int(context), longest, draft, precision, parallelism,
                          engine)
     return SpeculativeParts(plain, verifies, drafts, draft, shares)
+
+
+def interleaved_speculative(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *,
+                            context: int, draft: Draft, draft_length: int,
+                            acceptance: ChainAcceptance | EmpiricalAcceptance, precision: str = "bf16",
+                            parallelism: Parallelism | None = None, mapper: str | None = None) -> SpeculativeResult:
+    """A speculative step with the draft on another system, hidden behind the verify: the batch is
+    split into two sub-batches (``ceil(B / 2)`` and ``floor(B / 2)`` requests) that alternate, so
+    that while the target verifies one the draft system drafts for the other. In steady state each
+    request advances one speculative step per round of ``max(draft_1, verify_2) + max(draft_2,
+    verify_1)`` (each sub-batch's verify reads the target's weights on its own: the price of
+    interleaving, as NeuPIMs' sub-batches pay it). Arguments as :func:`estimate_speculative`;
+    ``draft`` must be a draft model on another system and ``batch`` at least 2. Times in s."""
+    if not isinstance(draft, Draft) or draft.kind != "model" or draft.system is None or draft.holds_weights_on(
+            load_system(system)):
+        raise ArgumentError("draft: interleaving hides a draft that runs on other devices: a draft model on another "
+                            "system (model:NAME@SYSTEM)")
+    if not is_whole(batch) or not 2 <= batch <= MAX_BATCH_REQUESTS:
+        raise ArgumentError(f"batch: {batch!r} must be an integer in [2, {MAX_BATCH_REQUESTS}] (two sub-batches)")
+    if not isinstance(acceptance, ChainAcceptance | EmpiricalAcceptance):
+        raise ArgumentError(f"acceptance: a ChainAcceptance or EmpiricalAcceptance, got {type(acceptance).__name__}")
+    k = int(draft_length)
+    expected = acceptance.expected_accepted(k)
+    halves = [speculative_parts(model, system, size, context=context, draft=draft, lengths=(k,), precision=precision,
+                                parallelism=parallelism, mapper=mapper).step(k, expected)
+              for size in (-(-int(batch) // 2), int(batch) // 2)]
+    first, second = halves
+    round_s = (max(first.draft_time_s, second.verify.step_time_s)
+               + max(second.draft_time_s, first.verify.step_time_s))
+    plain = estimate(model, system, int(batch), context=context, precision=precision, mapper=mapper,
+                     parallelism=parallelism)
+    fits, reason = (first.fits and second.fits), first.reason or second.reason
+    return SpeculativeResult(plain=plain, verify=first.verify, drafts=first.drafts + second.drafts, draft_length=k,
+                             expected_accepted=float(expected), draft_time_s=first.draft_time_s + second.draft_time_s,
+                             step_time_s=round_s, fits=fits, reason=reason, other_verifies=(second.verify,))
 
 
 def verify_step(model: str | Path | ModelConfig, system: str | Path | SystemSpec, batch: int, *, context: int,

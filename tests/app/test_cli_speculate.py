@@ -99,3 +99,15 @@ def test_serve_takes_the_heuristic_draft_schedule(capsys: pytest.CaptureFixture[
                  "9", "--acceptance", "0.7", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["speculation"] == "free k=5..9" and summary["tokens_per_decode_step"] > 1
+
+
+def test_speculate_interleave(capsys: pytest.CaptureFixture[str]) -> None:
+    from decodex.sim.speculative import interleaved_speculative
+
+    assert main(["speculate", "--model", "llama3-8b", "--system", "h100-sxm", "--batch", "64", "--lengths", "0,3",
+                 "--draft", "model:llama3.2-1b@a100-80g", "--interleave", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    step = interleaved_speculative("llama3-8b", "h100-sxm", 64, context=1024,
+                                   draft=Draft("model", model="llama3.2-1b", system="a100-80g"), draft_length=3,
+                                   acceptance=ChainAcceptance((0.7,)))
+    assert data["interleave"] and data["steps"][1]["speedup"] == pytest.approx(step.speedup)

@@ -125,3 +125,26 @@ def test_kangaroo_adapter_is_one_attention_block_more() -> None:
     assert Draft.parse("self:4+adapter") == Draft("self", layers=4, adapter=True)
     with pytest.raises(ArgumentError, match="only a self-draft takes an adapter"):
         Draft("heads", heads=2, adapter=True)
+
+
+def test_interleaving_hides_a_draft_on_other_devices() -> None:
+    """Two sub-batches alternate: one drafts on the A100 while the H100 verifies the other. A round
+    is max(draft_1, verify_2) + max(draft_2, verify_1), by hand from the half-batch steps; it pays
+    when the draft is as slow as the verify and costs when the verify dominates (two weight reads)."""
+    from decodex.sim.speculative import interleaved_speculative
+
+    draft = Draft("model", model="llama3.2-1b", system="a100-80g")
+    kwargs = dict(context=2048, draft=draft, draft_length=3, acceptance=ChainAcceptance((0.7,)))
+    inter = interleaved_speculative("llama3-8b", "h100-sxm", 64, **kwargs)
+    half = estimate_speculative("llama3-8b", "h100-sxm", 32, **kwargs)
+    assert inter.step_time_s == pytest.approx(2 * max(half.draft_time_s, half.verify.step_time_s), rel=1e-9)
+    assert inter.energy_j == pytest.approx(2 * half.energy_j, rel=1e-9)
+    assert inter.tokens_per_step == pytest.approx(half.tokens_per_step)
+    sequential = estimate_speculative("llama3-8b", "h100-sxm", 64, **kwargs)
+    assert inter.speedup > sequential.speedup  # the draft (~19 ms) hidden behind the verify
+    small = [f("llama3-8b", "h100-sxm", 2, **kwargs) for f in (interleaved_speculative, estimate_speculative)]
+    assert small[0].speedup < small[1].speedup  # batch 2: the verify's weights read twice cost more
+    with pytest.raises(ArgumentError, match="a draft model on another system"):
+        interleaved_speculative("llama3-8b", "h100-sxm", 8, **{**kwargs, "draft": Draft("self", layers=4)})
+    with pytest.raises(ArgumentError, match=r"batch: 1 must be an integer in \[2,"):
+        interleaved_speculative("llama3-8b", "h100-sxm", 1, **kwargs)
