@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from decodex.app.dashboard.design import DesignPoint, design_point_inputs, run_or_report
+from decodex.app.dashboard.design import DesignPoint, design_point_inputs, run_or_report, selectable_systems
 from decodex.app.dashboard.guard import page_errors
 from decodex.app.dashboard.speculative_view import (
     MAX_DRAFT_LENGTH,
@@ -40,7 +40,10 @@ with page_errors():  # any error ends the page in one message, never a traceback
         models = list_models()
         name = bar.selectbox("Draft model", models, index=models.index("llama3.2-1b") if "llama3.2-1b" in models
                              else 0, key="spec.draft_model")
-        draft = f"model:{name}"
+        places = ["(the target's system)", *selectable_systems()]
+        where = bar.selectbox("Draft runs on", places, key="spec.draft_system",
+                              help="Another system drafts while the target's waits (no overlap within a step)")
+        draft = f"model:{name}" + ("" if where == places[0] else f"@{where}")
     else:
         draft = "free"
     longest = int(bar.slider("Longest draft (tokens)", 1, MAX_DRAFT_LENGTH, 8, key="spec.longest"))

@@ -42,6 +42,9 @@ def test_draft_kind_and_acceptance_change_the_result() -> None:
     assert not at.exception and _metrics(at)["Speedup"]
     at.sidebar.selectbox(key="spec.kind").set_value("model").run()
     assert not at.exception
+    local = _metrics(at)["Speedup"]
+    at.sidebar.selectbox(key="spec.draft_system").set_value("a100-80g").run()  # the draft on another GPU
+    assert not at.exception and _metrics(at)["Speedup"] != local
 
 
 def test_a_draft_that_does_not_fit_is_a_message_not_a_traceback() -> None:
