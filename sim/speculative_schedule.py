@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from decodex.core.errors import ArgumentError
-from decodex.workloads.acceptance import ChainAcceptance
+from decodex.workloads.acceptance import ChainAcceptance, rate_matching
 from decodex.workloads.batch import is_whole
 
 HEURISTIC_START = 5  # transformers' GenerationConfig.num_assistant_tokens default
@@ -59,11 +59,4 @@ def heuristic_rate_for(tokens_per_step: float, most: int = 64) -> float:
     ``tokens_per_step`` tokens per step on average (bisection; tokens in (1, most + 1))."""
     if not 1.0 < tokens_per_step < most + 1:
         raise ArgumentError(f"tokens_per_step: {tokens_per_step!r} must be in (1, {most + 1})")
-    low, high = 0.0, 1.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        if heuristic_tokens_per_step(ChainAcceptance((mid,)), most) < tokens_per_step:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
+    return rate_matching(tokens_per_step, lambda rate: heuristic_tokens_per_step(ChainAcceptance((rate,)), most))

@@ -21,7 +21,7 @@ Typical rates by method and task are data, with their sources (``workloads/catal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,6 +211,19 @@ class EmpiricalAcceptance:
         """Accepted drafted tokens of ``requests`` steps on a chain of ``length`` (int64), from ``rng``."""
         dist = self.distribution(length)
         return rng.choice(dist.size, size=_count(requests), p=dist).astype(np.int64)
+
+
+def rate_matching(tokens_per_step: float, tokens_at: Callable[[float], float]) -> float:
+    """The one per-position acceptance rate in [0, 1] at which ``tokens_at(rate)`` (tokens per
+    step, rising with the rate) equals ``tokens_per_step``: bisection to 1e-12."""
+    low, high = 0.0, 1.0
+    while high - low > 1e-12:
+        rate = 0.5 * (low + high)
+        if tokens_at(rate) < tokens_per_step:
+            low = rate
+        else:
+            high = rate
+    return 0.5 * (low + high)
 
 
 def _count(requests: object) -> int:

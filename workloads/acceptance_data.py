@@ -15,7 +15,7 @@ from pathlib import Path
 
 from decodex.core.errors import ArgumentError, SpecError
 from decodex.core.input_files import read_toml
-from decodex.workloads.acceptance import ChainAcceptance
+from decodex.workloads.acceptance import ChainAcceptance, rate_matching
 from decodex.workloads.batch import is_number, is_whole
 from decodex.workloads.token_tree import MAX_TREE_NODES
 
@@ -84,14 +84,8 @@ def chain_acceptance_matching(tokens_per_step: float, draft_length: int) -> Chai
     k = int(draft_length)
     if not is_number(tokens_per_step) or not 1.0 <= float(tokens_per_step) <= k + 1:
         raise ArgumentError(f"tokens_per_step: {tokens_per_step!r} must be in [1, {k + 1}] for a chain of {k}")
-    low, high = 0.0, 1.0
-    while high - low > 1e-12:
-        alpha = 0.5 * (low + high)
-        if 1.0 + ChainAcceptance((alpha,)).expected_accepted(k) < float(tokens_per_step):
-            low = alpha
-        else:
-            high = alpha
-    return ChainAcceptance((0.5 * (low + high),))
+    return ChainAcceptance((rate_matching(float(tokens_per_step),
+                                          lambda rate: 1.0 + ChainAcceptance((rate,)).expected_accepted(k)),))
 
 
 def chain_acceptance_for(method: str, target: str, draft_length: int,

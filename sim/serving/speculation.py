@@ -188,12 +188,8 @@ class SpeculativeStepTimes(StepTimes):
     def lookup_drafted(self, drafted: int, decodes: int, decode_context: int, prefills: int, prefill_tokens: int,
                        prefill_context: int) -> tuple[float, float]:
         """As :meth:`StepTimes.lookup`, the ``decodes`` drafting ``drafted`` tokens in all."""
-        key = (decodes, prefills, prefill_tokens, self.bucket(decode_context), self.bucket(prefill_context), drafted)
-        hit = self._cache.get(key)  # type: ignore[call-overload]
-        if hit is not None:
-            self.hits += 1
-            return hit
-        return self.price_key(key)  # type: ignore[arg-type]
+        return self.cached((decodes, prefills, prefill_tokens, self.bucket(decode_context),
+                            self.bucket(prefill_context), drafted))
 
     def _drafted(self, key: tuple[int, ...]) -> int:
         """Tokens the key's decodes draft (a plain StepTimes key: the fixed length each)."""
@@ -248,9 +244,6 @@ class SpeculativeStepTimes(StepTimes):
         if draft.kind == "heads":
             return [heads_step(self.model, self.system, decodes, contexts, rows=int(lengths.sum()) + decodes,
                                heads=int(draft.heads), precision=prec, parallelism=self.parallelism)]
-        if bool((lengths == lengths[0]).all()):
-            return list(draft_steps(self.model, self.system, decodes, contexts, int(lengths[0]), draft, prec,
-                                    self.parallelism))
         steps = []
         for j in range(int(lengths.max())):
             active = lengths > j

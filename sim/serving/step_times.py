@@ -97,12 +97,16 @@ class StepTimes:
         """``(step_time_s, energy_j)`` of an iteration with ``decodes`` decode requests whose
         contexts sum to ``decode_context`` tokens and ``prefills`` prefill chunks of
         ``prefill_tokens`` tokens in all, with ``prefill_context`` tokens already cached."""
-        key = (decodes, prefills, prefill_tokens, self.bucket(decode_context), self.bucket(prefill_context))
-        hit = self._cache.get(key)
+        return self.cached((decodes, prefills, prefill_tokens, self.bucket(decode_context),
+                            self.bucket(prefill_context)))
+
+    def cached(self, key: tuple[int, ...]) -> tuple[float, float]:
+        """``(step_time_s, energy_j)`` of ``key`` from the cache, priced on a miss."""
+        hit = self._cache.get(key)  # type: ignore[call-overload]
         if hit is not None:
             self.hits += 1
             return hit
-        return self.price_key(key)
+        return self.price_key(key)  # type: ignore[arg-type]
 
     def price_key(self, key: StepKey) -> tuple[float, float]:
         """``(step_time_s, energy_j)`` of ``key`` (a cache key as :meth:`lookup` forms it), priced
