@@ -147,31 +147,19 @@ def draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: in
     model or self-draft at contexts C ... C + k - 1 (``context``: C, one for all or one per
     request), one pass of every decoding head over the verify's ``k + 1`` tokens per request, or
     nothing (a free draft, or ``k = 0``); times in s."""
-    if k == 0 or draft.kind == "free":
-        return ()
-    if draft.kind == "heads":
-        if k > draft.heads:
-            raise ArgumentError(f"draft_length: {k} tokens need {k} decoding heads; the draft has {draft.heads}")
-        return (heads_step(target, system, batch, context, rows=batch * (k + 1), heads=int(draft.heads),
-                           precision=precision, parallelism=parallelism),)
-    price = step_pricer(engine)
-    if draft.kind == "self" and draft.adapter:
-        return tuple(adapter_draft_step(target, system, Batch.decode(batch, context + j), int(draft.layers),
-                                        precision, parallelism) for j in range(k))
-    if draft.kind == "self":
-        return tuple(price(self_draft_model(target, int(draft.layers)), system, batch, context=context + j,
-                           precision=precision, parallelism=parallelism) for j in range(k))
-    where = system if draft.system is None else load_system(draft.system)
-    return tuple(price(draft.model, where, batch, context=context + j,  # type: ignore[arg-type]
-                       precision=draft.precision or precision) for j in range(k))
+    if draft.kind == "heads" and k > draft.heads:
+        raise ArgumentError(f"draft_length: {k} tokens need {k} decoding heads; the draft has {draft.heads}")
+    return tree_draft_steps(target, system, batch, context, TokenTree.chain(k), draft, precision, parallelism,
+                            engine)
 
 
-def tree_draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int, tree: TokenTree,
-                     draft: Draft, precision: str, parallelism: Parallelism | None,
+def tree_draft_steps(target: ModelConfig, system: SystemSpec, batch: int, context: int | np.ndarray,
+                     tree: TokenTree, draft: Draft, precision: str, parallelism: Parallelism | None,
                      engine: str = "estimate") -> tuple[StepResult, ...]:
-    """What drafting ``tree`` for each of ``batch`` requests holding ``context`` cached tokens
-    costs (module docstring): one draft step per level for a model or self-draft, one pass of
-    every decoding head over the verify's tokens, nothing for a free draft; times in s."""
+    """What drafting ``tree`` for each of ``batch`` requests holding ``context`` cached tokens (one
+    for all or one per request) costs (module docstring): one draft step per level for a model or
+    self-draft (a level of one node each is a plain decode step of the draft), one pass of every
+    decoding head over the verify's tokens, nothing for a free draft; times in s."""
     if tree.size == 0 or draft.kind == "free":
         return ()
     if draft.kind == "heads":
@@ -188,12 +176,17 @@ def tree_draft_steps(target: ModelConfig, system: SystemSpec, batch: int, contex
         model = draft.model  # type: ignore[assignment]
         where = system if draft.system is None else load_system(draft.system)
         prec, par = draft.precision or precision, None
+    contexts = np.broadcast_to(np.asarray(context, dtype=np.int64), (batch,))
     steps = []
     for level, width in enumerate(tree.expanding_per_level(), start=1):
-        rows = Batch(np.full(batch, context + level - 1), np.full(batch, width), np.ones(batch, bool),
+        rows = Batch(contexts + level - 1, np.full(batch, width), np.ones(batch, bool),
                      verifies=np.full(batch, width > 1))
-        steps.append(adapter_draft_step(target, system, rows, int(draft.layers), precision, parallelism)
-                     if draft.adapter else price(model, where, rows, precision=prec, parallelism=par))
+        if draft.adapter:
+            steps.append(adapter_draft_step(target, system, rows, int(draft.layers), precision, parallelism))
+        elif width == 1:  # decode steps: the step model's decode form (and its fast path)
+            steps.append(price(model, where, batch, context=contexts + level - 1, precision=prec, parallelism=par))
+        else:
+            steps.append(price(model, where, rows, precision=prec, parallelism=par))
     return tuple(steps)
 
 
