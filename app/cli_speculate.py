@@ -90,32 +90,32 @@ def cmd_speculate(args: argparse.Namespace) -> int:
 
     acceptance = ChainAcceptance(tuple(args.acceptance))
     engine = "simulate" if args.simulate else "estimate"
-    parts = speculative_parts(args.model, args.system, args.batch, context=args.context, draft=Draft(**args.draft),
-                              lengths=args.lengths, precision=args.precision, parallelism=Parallelism(tp=args.tp),
+    draft, parallelism, lengths = Draft(**args.draft), Parallelism(tp=args.tp), sorted(set(args.lengths))
+    if args.interleave and (args.tree_width != 1 or args.simulate):
+        raise ArgumentError("--interleave: a chain (--tree-width 1), estimated (not --simulate)")
+    chain = not args.interleave and args.tree_width == 1
+    # the chain's steps come from these parts; the other forms take only the plain step from them
+    parts = speculative_parts(args.model, args.system, args.batch, context=args.context, draft=draft,
+                              lengths=lengths if chain else [0], precision=args.precision, parallelism=parallelism,
                               engine=engine)
-    if args.interleave:  # two sub-batches: one drafts on the other system while the other verifies
-        if args.tree_width != 1 or args.simulate:
-            raise ArgumentError("--interleave: a chain (--tree-width 1), estimated (not --simulate)")
-        steps = [interleaved_speculative(args.model, args.system, args.batch, context=args.context,
-                                         draft=Draft(**args.draft), draft_length=k, acceptance=acceptance,
-                                         precision=args.precision, parallelism=Parallelism(tp=args.tp))
-                 if k else parts.step(0, 0.0) for k in sorted(set(args.lengths))]
-    elif args.tree_width == 1:
-        steps = [parts.step(k, acceptance.expected_accepted(k)) for k in sorted(set(args.lengths))]
+    common = dict(context=args.context, draft=draft, precision=args.precision, parallelism=parallelism)
+    if chain:
+        steps = [parts.step(k, acceptance.expected_accepted(k)) for k in lengths]
+    elif args.interleave:  # two sub-batches: one drafts on the other system while the other verifies
+        steps = [interleaved_speculative(args.model, args.system, args.batch, draft_length=k, acceptance=acceptance,
+                                         **common) if k else parts.step(0, 0.0) for k in lengths]
     else:  # a spine tree per length: k positions, tree_width ranked candidates each
-        steps = [estimate_speculative(args.model, args.system, args.batch, context=args.context,
-                                      draft=Draft(**args.draft), draft_length=k * args.tree_width,
+        steps = [estimate_speculative(args.model, args.system, args.batch, draft_length=k * args.tree_width,
                                       acceptance=acceptance.for_ranked_tree(TokenTree.spine(k, args.tree_width)),
-                                      precision=args.precision, parallelism=Parallelism(tp=args.tp), engine=engine)
-                 if k else parts.step(0, 0.0) for k in sorted(set(args.lengths))]
+                                      engine=engine, **common) if k else parts.step(0, 0.0) for k in lengths]
     rows = [{"draft_length": s.draft_length, "positions": k, "tokens_per_step": s.tokens_per_step,
              "draft_s": s.draft_time_s,
              "verify_s": s.verify.step_time_s, "step_s": s.step_time_s, "time_per_token_s": s.time_per_token_s,
              "tokens_per_s": s.tokens_per_s, "speedup": s.speedup, "verify_op_per_byte": s.verify_intensity,
-             "fits": s.fits, "reason": s.reason} for k, s in zip(sorted(set(args.lengths)), steps, strict=True)]
+             "fits": s.fits, "reason": s.reason} for k, s in zip(lengths, steps, strict=True)]
     if args.json:
         print_json({"model": parts.plain.model, "system": parts.plain.system, "batch": args.batch,
-                    "engine": "simulate" if args.simulate else "estimate",
+                    "engine": engine,
                     "context": args.context, "draft": args.draft, "acceptance": list(acceptance.probs),
                     "tree_width": args.tree_width, "interleave": args.interleave,
                     "plain_step_s": parts.plain.step_time_s, "steps": rows})

@@ -201,8 +201,7 @@ def interleaved_speculative(model: str | Path | ModelConfig, system: str | Path 
     verify_1)`` (each sub-batch's verify reads the target's weights on its own: the price of
     interleaving, as NeuPIMs' sub-batches pay it). Arguments as :func:`estimate_speculative`;
     ``draft`` must be a draft model on another system and ``batch`` at least 2. Times in s."""
-    if not isinstance(draft, Draft) or draft.kind != "model" or draft.system is None or draft.holds_weights_on(
-            load_system(system)):
+    if not isinstance(draft, Draft) or draft.kind != "model" or draft.holds_weights_on(load_system(system)):
         raise ArgumentError("draft: interleaving hides a draft that runs on other devices: a draft model on another "
                             "system (model:NAME@SYSTEM)")
     if not is_whole(batch) or not 2 <= batch <= MAX_BATCH_REQUESTS:
