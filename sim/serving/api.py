@@ -171,7 +171,7 @@ def serve(model: str | Path | ModelConfig, system: str | Path | SystemSpec, work
     _check_memory(held, limit, count)
     capacity = kv_capacity(model_cfg, system_spec, precision=prec, parallelism=par, block_size=block_size,
                            memory_utilization=memory_utilization,
-                           workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead)),
+                           workspace_tokens=sched.max_step_tokens_ahead(lookahead),
                            total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
     capacity = share_capacity(capacity, speculation, system_spec, model_cfg, prec, par, kv_blocks)
     longest = int((arrivals.input_tokens + arrivals.output_tokens - (0 if engine_sw.reserves_output else 1)).max())

@@ -176,7 +176,7 @@ def serve_cluster(model: str | Path | ModelConfig, systems: SystemArg | Sequence
         if id(spec) not in per_system:
             capacity = kv_capacity(model_cfg, spec, precision=prec, parallelism=par, block_size=block_size,
                                    memory_utilization=memory_utilization,
-                                   workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + lookahead)),
+                                   workspace_tokens=sched.max_step_tokens_ahead(lookahead),
                                    total_blocks=kv_blocks, memory_basis=engine_sw.kv_memory_basis)
             capacity = share_capacity(capacity, speculation, spec, model_cfg, prec, par, kv_blocks)
             if -(-longest // capacity.block_size) > capacity.total_blocks:

@@ -312,7 +312,7 @@ def serve_disaggregated(model: str | Path | ModelConfig, prefill_systems: System
         if key not in info:
             capacity = kv_capacity(model_cfg, spec, precision=prec, parallelism=par, block_size=block_size,
                                    memory_utilization=memory_utilization,
-                                   workspace_tokens=max(sched.max_step_tokens, max_batch * (1 + ahead)),
+                                   workspace_tokens=sched.max_step_tokens_ahead(ahead),
                                    total_blocks=blocks, memory_basis=engine_sw.kv_memory_basis)
             if decode:  # decoding heads sit beside the target on the decode instances
                 capacity = share_capacity(capacity, speculation, spec, model_cfg, prec, par, blocks)

@@ -84,6 +84,11 @@ class Scheduler(ABC):
         """Most tokens one iteration processes (sizes the activation workspace), tokens."""
         return self.max_prefill_tokens
 
+    def max_step_tokens_ahead(self, lookahead: int) -> int:
+        """:attr:`max_step_tokens` when every decode also verifies ``lookahead`` drafted tokens
+        (speculative decoding): at least ``max_batch`` decodes of ``1 + lookahead`` tokens."""
+        return max(self.max_step_tokens, self.max_batch * (1 + lookahead)) if lookahead else self.max_step_tokens
+
     @abstractmethod
     def next_batch(self, now: float, state: ReplicaState) -> Iteration | None:
         """Admit/preempt as the policy says and return the next iteration (None: nothing to run).
